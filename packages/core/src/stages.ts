@@ -1,0 +1,60 @@
+/**
+ * The stage interfaces of the DiAD pipeline (paper Sec. 3, Fig. 2). Every stage takes and returns
+ * host tensors in NCHW, so a stage implemented on one engine (tfjs, onnxruntime) combines with a
+ * stage on another.
+ *
+ * Image convention at stage boundaries: `[N, 3, H, W]` float32 RGB, ImageNet-normalised
+ * (`(x/255 - mean) / std`, mean 0.485/0.456/0.406, std 0.229/0.224/0.225), as the official data
+ * pipeline produces. Stages that need another range convert inside.
+ */
+import type { HostTensor } from './tensor.js';
+
+export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
+export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
+
+/** Pixel-space autoencoder (LDM AutoencoderKL): images to latents and back. */
+export interface Autoencoder {
+  /** Latent channels (4 for the official f=8 model). */
+  readonly latentChannels: number;
+  /** Spatial downsampling factor image -> latent (8 for the official model). */
+  readonly downsampleFactor: number;
+  /**
+   * Encodes images `[N, 3, H, W]` to scaled latents `[N, C, H/f, W/f]` (posterior mode, or a
+   * sample when `sample` is set, times the latent scale factor).
+   */
+  encode(images: HostTensor, options?: { sample?: boolean; seed?: number }): Promise<HostTensor>;
+  /** Decodes scaled latents back to images `[N, 3, H, W]` in the image convention. */
+  decode(latents: HostTensor): Promise<HostTensor>;
+}
+
+/** Options of a test-time reconstruction (paper Sec. 3.3). */
+export interface ReconstructOptions {
+  /** Timestep the latent is noised to (`x_T = q_sample(z, tStart)`); official 999. */
+  tStart: number;
+  /** Number of DDIM steps (official 10). */
+  steps: number;
+  /** DDIM eta (0 = deterministic). */
+  eta: number;
+  /** `official` visits every DDIM timestep whatever tStart is; `partial` starts at the last one <= tStart. */
+  schedule: 'official' | 'partial';
+  /** Seed of the noise. */
+  seed: number;
+}
+
+/** Noises latents and DDIM-denoises them back, guided by the input image (SG network + UNet). */
+export interface Reconstructor {
+  /**
+   * @param latents scaled latents `[N, C, h, w]`.
+   * @param hint the input images `[N, 3, H, W]` (image convention) that guide the SG network.
+   * @returns reconstructed scaled latents `[N, C, h, w]`.
+   */
+  reconstruct(latents: HostTensor, hint: HostTensor, options: ReconstructOptions): Promise<HostTensor>;
+}
+
+/** Pretrained feature extractor used to compare input and reconstruction (paper Sec. 3.4). */
+export interface FeatureExtractor {
+  /** Strides of the returned maps relative to the input, e.g. `[4, 8, 16]`. */
+  readonly strides: readonly number[];
+  /** Images `[N, 3, H, W]` (image convention) to one map `[N, C_l, H/s_l, W/s_l]` per stride. */
+  extract(images: HostTensor): Promise<HostTensor[]>;
+}
