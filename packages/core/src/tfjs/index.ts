@@ -1,0 +1,5 @@
+export * from './engine.js';
+export * from './conv-grad.js';
+export * from './convert.js';
+export * from './params.js';
+export * from './ops.js';
