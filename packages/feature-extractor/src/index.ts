@@ -1,1 +1,1 @@
-export {};
+export * from './anomaly-map.js';
