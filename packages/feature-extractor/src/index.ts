@@ -1,1 +1,2 @@
 export * from './anomaly-map.js';
+export * from './onnx.js';

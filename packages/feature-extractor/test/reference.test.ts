@@ -1,7 +1,7 @@
-import { readFileSync, existsSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readSafetensors, maxAbsDiff, tensor } from '@diad/core';
+import { readSafetensors, maxAbsDiff, tensor, type HostTensor } from '@diad/core';
 import { anomalyMap, combineLevelMaps, cosineDistance } from '../src/index.js';
 import { referenceDir, onnxFixtureDir, present } from './fixtures.js';
 
@@ -12,8 +12,8 @@ describe.skipIf(!hasRef)('anomaly_map parity with the official code', () => {
     const cfg = JSON.parse(readFileSync(join(referenceDir, 'anomaly_map.json'), 'utf8'));
     const st = await readSafetensors(join(referenceDir, 'anomaly_map.safetensors'));
     const tol = Number(/([0-9.eE+-]+)\s*$/.exec(cfg.tolerance)![1]);
-    const ins = [];
-    const outs = [];
+    const ins: HostTensor[] = [];
+    const outs: HostTensor[] = [];
     for (let i = 0; st.has(`input.features_in.${i}`); i++) {
       ins.push(st.float32(`input.features_in.${i}`));
       outs.push(st.float32(`input.features_out.${i}`));
@@ -30,5 +30,31 @@ describe.skipIf(!hasRef)('anomaly_map parity with the official code', () => {
     const map = anomalyMap(ins, outs, { size, sigma: cfg.sigma });
     expect(map.shape).toEqual([n, 1, ...size]);
     expect(maxAbsDiff(tensor(map.data, blurred.shape), blurred)).toBeLessThanOrEqual(tol);
+  });
+});
+
+const hasOnnx = present(onnxFixtureDir, 'ONNX backbone parity (DIAD_ONNX_FIXTURE_DIR)');
+
+describe.skipIf(!hasOnnx)('ONNX backbone parity', () => {
+  it('reproduces the PyTorch features of the probe input', async () => {
+    const { OnnxFeatureExtractor } = await import('../src/index.js');
+    const cfg = JSON.parse(readFileSync(join(onnxFixtureDir, 'resnet18_trunk.json'), 'utf8'));
+    // "max abs error <= 1e-4 * max(1, max|expected|)"
+    const rel = Number(/<=\s*([0-9.eE+-]+)/.exec(cfg.tolerance)![1]);
+    const io = await readSafetensors(join(onnxFixtureDir, 'resnet18_trunk_io.safetensors'));
+    const outNames = io.names().filter((k) => k.startsWith('output.')).map((k) => k.slice('output.'.length));
+    const ext = await OnnxFeatureExtractor.create(join(onnxFixtureDir, 'resnet18_trunk.onnx'), { outputs: outNames, batchSize: 1 });
+    const input = io.float32('input');
+    const feats = await ext.extract(input);
+    expect(feats.length).toBe(outNames.length);
+    outNames.forEach((name, i) => {
+      const want = io.float32(`output.${name}`);
+      let peak = 0;
+      for (const v of want.data) peak = Math.max(peak, Math.abs(v));
+      expect(feats[i].shape).toEqual(want.shape);
+      expect(maxAbsDiff(tensor(feats[i].data, want.shape), want)).toBeLessThanOrEqual(rel * Math.max(1, peak));
+      expect(ext.strides[i]).toBe(input.shape[2] / want.shape[2]);
+    });
+    await ext.dispose();
   });
 });

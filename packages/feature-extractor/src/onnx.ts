@@ -1,0 +1,121 @@
+/**
+ * Feature extractors from user-supplied ONNX files (e.g. torchvision ResNet-50 or
+ * WideResNet-50-2 cut after layer3, the paper's backbone, exported with outputs
+ * layer1..layer3), run with onnxruntime-node on the CPU or, where the user installed it, CUDA.
+ */
+import { existsSync } from 'node:fs';
+import * as ort from 'onnxruntime-node';
+import { concatBatch, sliceBatch, tensor, type FeatureExtractor, type HostTensor } from '@diad/core';
+
+/** Options of {@link OnnxFeatureExtractor.create}. */
+export interface OnnxExtractorOptions {
+  /** Output names to return, shallow to deep; default all outputs of the model in file order. */
+  outputs?: readonly string[];
+  /** `'cpu'` (default) or `'cuda'` (needs onnxruntime-node's CUDA files and a GPU). */
+  device?: 'cpu' | 'cuda';
+  /** Images per `session.run`; bounds memory. Default 8. */
+  batchSize?: number;
+  /** Intra-op threads (onnxruntime default when unset). */
+  threads?: number;
+  /** Spatial size of the probe run that measures the strides when the model's input is dynamic; default 64. */
+  probeSize?: number;
+}
+
+/**
+ * A {@link FeatureExtractor} over an ONNX model that maps ImageNet-normalised NCHW images
+ * `[N, 3, H, W]` (torchvision's convention, no conversion done here) to NCHW feature maps.
+ * The strides are measured once at creation by a probe run.
+ */
+export class OnnxFeatureExtractor implements FeatureExtractor {
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    private readonly inputName: string,
+    readonly outputNames: readonly string[],
+    readonly strides: readonly number[],
+    private readonly batchSize: number,
+    /** Where the model came from (the path). */
+    readonly source: string,
+  ) {}
+
+  /**
+   * Loads an ONNX file and measures the output strides.
+   * @throws Error when the file is missing or unreadable, the model has not exactly one image input,
+   *   a requested output does not exist, an output is not 4-D, or CUDA was requested but is unavailable.
+   */
+  static async create(path: string, options: OnnxExtractorOptions = {}): Promise<OnnxFeatureExtractor> {
+    if (!existsSync(path)) throw new Error(`ONNX backbone ${path} does not exist; pass the path of an exported model (see the @diad/feature-extractor README)`);
+    const { device = 'cpu', batchSize = 8, threads, probeSize = 64 } = options;
+    const sessionOptions: ort.InferenceSession.SessionOptions = {
+      executionProviders: device === 'cuda' ? ['cuda'] : ['cpu'],
+      graphOptimizationLevel: 'all',
+      ...(threads ? { intraOpNumThreads: threads } : {}),
+    };
+    let session: ort.InferenceSession;
+    try {
+      session = await ort.InferenceSession.create(path, sessionOptions);
+    } catch (e) {
+      const hint = device === 'cuda'
+        ? ' (the CUDA execution provider needs onnxruntime-node installed with its CUDA files, i.e. its install script allowed to run, plus CUDA 12 and cuDNN 9 on a machine with an NVIDIA GPU; use device "cpu" otherwise)'
+        : '';
+      throw new Error(`cannot load ONNX backbone ${path}: ${(e as Error).message}${hint}`);
+    }
+    if (session.inputNames.length !== 1) {
+      throw new Error(`ONNX backbone ${path} has inputs [${session.inputNames.join(', ')}]; expected exactly one NCHW image input`);
+    }
+    const outputs = options.outputs ?? session.outputNames;
+    for (const o of outputs) {
+      if (!session.outputNames.includes(o)) throw new Error(`ONNX backbone ${path} has no output "${o}"; it has [${session.outputNames.join(', ')}]`);
+    }
+    const inputName = session.inputNames[0];
+    const meta = session.inputMetadata[0];
+    const dims = meta?.isTensor ? meta.shape : [];
+    const fixed = (i: number, dflt: number) => (typeof dims[i] === 'number' && (dims[i] as number) > 0 ? (dims[i] as number) : dflt);
+    const [pb, pc, ph, pw] = [fixed(0, 1), fixed(1, 3), fixed(2, probeSize), fixed(3, probeSize)];
+    const probe = await run(session, inputName, outputs, tensor(new Float32Array(pb * pc * ph * pw), [pb, pc, ph, pw], 'NCHW'), path);
+    const strides = probe.map((t, i) => {
+      if (t.shape.length !== 4) throw new Error(`ONNX backbone ${path}: output "${outputs[i]}" has shape [${t.shape.join(', ')}], expected a 4-D NCHW feature map`);
+      return ph / t.shape[2];
+    });
+    return new OnnxFeatureExtractor(session, inputName, outputs, strides, batchSize, path);
+  }
+
+  /**
+   * @param images `[N, 3, H, W]` ImageNet-normalised (or whatever the model was exported to take).
+   * @returns one `[N, C_l, H / s_l, W / s_l]` map per output, in {@link outputNames} order.
+   */
+  async extract(images: HostTensor): Promise<HostTensor[]> {
+    if (images.shape.length !== 4) throw new Error(`OnnxFeatureExtractor (${this.source}): images must be [N, 3, H, W], got [${images.shape.join(', ')}]`);
+    const n = images.shape[0];
+    const parts: HostTensor[][] = [];
+    for (let s = 0; s < n; s += this.batchSize) {
+      const chunk = n <= this.batchSize ? images : sliceBatch(images, s, Math.min(n, s + this.batchSize));
+      parts.push(await run(this.session, this.inputName, this.outputNames, chunk, this.source));
+    }
+    return this.outputNames.map((_, l) => (parts.length === 1 ? parts[0][l] : concatBatch(parts.map((p) => p[l]))));
+  }
+
+  /** Frees the onnxruntime session. */
+  async dispose(): Promise<void> {
+    await this.session.release();
+  }
+}
+
+async function run(
+  session: ort.InferenceSession,
+  inputName: string,
+  outputs: readonly string[],
+  x: HostTensor,
+  source: string,
+): Promise<HostTensor[]> {
+  let res: ort.InferenceSession.ReturnType;
+  try {
+    res = await session.run({ [inputName]: new ort.Tensor('float32', x.data, x.shape as number[]) }, outputs as string[]);
+  } catch (e) {
+    throw new Error(`ONNX backbone ${source} failed on input [${x.shape.join(', ')}]: ${(e as Error).message}`);
+  }
+  return outputs.map((o) => {
+    const t = res[o];
+    if (t.type !== 'float32') throw new Error(`ONNX backbone ${source}: output "${o}" is ${t.type}, expected float32`);
+    return tensor(t.data as Float32Array, t.dims, t.dims.length === 4 ? 'NCHW' : 'any');
+  });
+}
