@@ -1,0 +1,98 @@
+/**
+ * `report.html`: one self-contained file (inline CSS and SVG, the best and worst strips embedded
+ * as data URIs) that opens offline: metric tables in both modes, ROC and PRO curves per class,
+ * best and worst images, every image's score, the run's config and timings, skipped images.
+ */
+import { promises as fs } from 'node:fs';
+import { join } from 'node:path';
+import { writeFileAtomic } from '@diad/core';
+import { lineChart } from './svg.js';
+import { METRIC_COLUMNS, METRIC_MODES, type ImageRecord, type ReportInput } from './types.js';
+
+const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+const pct = (v: number) => (Number.isFinite(v) ? (100 * v).toFixed(1) : 'n/a');
+
+/** Per class: defective images scored highest (best), defective scored lowest and normal scored highest (worst). */
+export function bestAndWorst(images: ImageRecord[], perGroup = 2): { best: ImageRecord[]; worst: ImageRecord[] } {
+  const best: ImageRecord[] = [];
+  const worst: ImageRecord[] = [];
+  for (const cls of [...new Set(images.map((i) => i.className))]) {
+    const bad = images.filter((i) => i.className === cls && i.label === 1).sort((a, b) => b.score - a.score);
+    const good = images.filter((i) => i.className === cls && i.label === 0).sort((a, b) => b.score - a.score);
+    best.push(...bad.slice(0, perGroup));
+    worst.push(...bad.slice(Math.max(perGroup, bad.length - perGroup)).reverse(), ...good.slice(0, perGroup));
+  }
+  return { best, worst };
+}
+
+async function figure(dir: string, img: ImageRecord, why: string): Promise<string> {
+  let src = '';
+  try {
+    src = `data:image/png;base64,${(await fs.readFile(join(dir, img.strip))).toString('base64')}`;
+  } catch {
+    return `<figure><figcaption>${esc(img.id)}: strip missing</figcaption></figure>`;
+  }
+  return `<figure><img src="${src}" alt="${esc(img.id)}"><figcaption>${esc(why)}: <b>${esc(img.className)}</b> / ${esc(img.defectType)} — score ${img.score.toFixed(4)}<br><small>${esc(img.path)}</small></figcaption></figure>`;
+}
+
+/** The report as an HTML string; `dir` is the report folder (strips are read from it). */
+export async function reportHtml(dir: string, r: ReportInput): Promise<string> {
+  const tables = METRIC_MODES.map((mode) => {
+    const body = [...r.classes.map((c) => ({ name: c.className, row: c.metrics[mode], n: `${c.good} / ${c.defective}` })), { name: 'mean', row: r.mean[mode], n: '' }]
+      .map(({ name, row, n }) => `<tr${name === 'mean' ? ' class="mean"' : ''}><th>${esc(name)}</th><td>${n}</td>${METRIC_COLUMNS.map((c) => `<td>${pct(row[c.key])}</td>`).join('')}</tr>`)
+      .join('');
+    return `<h3>${mode} mode</h3><table><thead><tr><th>class</th><th>good / defective</th>${METRIC_COLUMNS.map((c) => `<th>${c.header}</th>`).join('')}</tr></thead><tbody>${body}</tbody></table>`;
+  }).join('');
+  const curves = r.classes
+    .map((c) => {
+      const m = c.metrics.standard;
+      const roc = lineChart(`${c.className}: ROC`, 'false positive rate', 'true positive rate', [
+        { label: `image (AUROC ${pct(m.imageAUROC)})`, curve: c.curves.imageRoc, color: '#1f77b4' },
+        { label: `pixel (AUROC ${pct(m.pixelAUROC)})`, curve: c.curves.pixelRoc, color: '#d62728' },
+      ], 1, true);
+      const pro = lineChart(`${c.className}: PRO`, 'false positive rate (to 0.3)', 'mean per-region overlap', [{ label: `AU-PRO ${pct(m.auPRO)}`, curve: c.curves.pro, color: '#2ca02c' }], 0.3);
+      return `<div class="charts">${roc}${pro}</div>`;
+    })
+    .join('');
+  const { best, worst } = bestAndWorst(r.images);
+  const bestFigs = (await Promise.all(best.map((i) => figure(dir, i, 'detected')))).join('');
+  const worstFigs = (await Promise.all(worst.map((i) => figure(dir, i, i.label ? 'missed (low score)' : 'false alarm (high score)')))).join('');
+  const timings = r.timings.map((t) => `<tr><th>${esc(t.name)}</th><td>${t.seconds.toFixed(1)} s</td></tr>`).join('');
+  const total = r.timings.reduce((a, t) => a + t.seconds, 0);
+  const facts = Object.entries(r.facts).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('');
+  const skipped = r.skipped.length
+    ? `<ul>${r.skipped.map((s) => `<li><code>${esc(s.path)}</code>: ${esc(s.reason)}</li>`).join('')}</ul>`
+    : '<p>none</p>';
+  const allRows = [...r.images]
+    .sort((a, b) => a.className.localeCompare(b.className) || b.score - a.score)
+    .map((i) => `<tr><td>${esc(i.className)}</td><td>${esc(i.defectType)}</td><td>${i.score.toFixed(4)}</td><td><a href="${esc(i.strip)}">${esc(i.id)}</a></td></tr>`)
+    .join('');
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${esc(r.title)}</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}
+table{border-collapse:collapse;margin:8px 0 16px}th,td{border:1px solid #ccc;padding:3px 8px;text-align:right}
+th{background:#f3f3f3}tr.mean th,tr.mean td{font-weight:bold;background:#eef5ff}
+.charts{display:flex;gap:12px;flex-wrap:wrap}figure{display:inline-block;margin:6px;vertical-align:top}
+figure img{max-width:100%;border:1px solid #999}figcaption{font-size:12px}pre{background:#f6f6f6;padding:8px;overflow:auto;font-size:12px}
+.strip-legend{font-size:12px;color:#555}
+</style></head><body>
+<h1>${esc(r.title)}</h1>
+<table>${facts}<tr><th>config hash</th><td>${esc(r.configHash)}</td></tr><tr><th>skipped images</th><td id="skipped-count">${r.skipped.length}</td></tr></table>
+<h2>Metrics (%)</h2>${tables}
+<h2>ROC and PRO curves (standard mode)</h2>${curves}
+<h2>Best and worst images</h2><p class="strip-legend">Each strip: input | reconstruction | anomaly heatmap over the input | ground truth.</p>
+<h3>Best detected</h3>${bestFigs || '<p>no defective test images</p>'}
+<h3>Worst</h3>${worstFigs || '<p>none</p>'}
+<h2>Timings</h2><table>${timings}<tr class="mean"><th>total</th><td>${total.toFixed(1)} s</td></tr></table>
+<h2>Skipped images (${r.skipped.length})</h2>${skipped}
+<h2>Run config</h2><pre>${esc(JSON.stringify(r.config, null, 2))}</pre>
+<h2>All test images (${r.images.length})</h2><table><thead><tr><th>class</th><th>defect</th><th>score</th><th>strip</th></tr></thead><tbody>${allRows}</tbody></table>
+</body></html>
+`;
+}
+
+/** Writes `report.html` into `dir` atomically. */
+export async function writeReportHtml(dir: string, r: ReportInput): Promise<void> {
+  await writeFileAtomic(join(dir, 'report.html'), await reportHtml(dir, r));
+}

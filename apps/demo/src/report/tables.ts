@@ -1,0 +1,56 @@
+/**
+ * The metric table in three forms: `metrics.json` (fractions, both modes, per class and mean),
+ * `metrics.md` (percent, one table per mode) and `metrics.csv` (one row per mode and class).
+ */
+import { writeFileAtomic } from '@diad/core';
+import { join } from 'node:path';
+import { METRIC_COLUMNS, METRIC_MODES, type MetricRow, type ReportInput } from './types.js';
+
+/** Rows of one mode: each class, then `mean`. */
+function rows(r: ReportInput, mode: (typeof METRIC_MODES)[number]): { name: string; row: MetricRow }[] {
+  return [...r.classes.map((c) => ({ name: c.className, row: c.metrics[mode] })), { name: 'mean', row: r.mean[mode] }];
+}
+
+const pct = (v: number) => (Number.isFinite(v) ? (100 * v).toFixed(1) : 'n/a');
+
+/** The metric tables as Markdown (percent, one decimal). */
+export function metricsMarkdown(r: ReportInput): string {
+  const head = `| class | ${METRIC_COLUMNS.map((c) => c.header).join(' | ')} |\n|---|${METRIC_COLUMNS.map(() => '---:').join('|')}|\n`;
+  return METRIC_MODES.map(
+    (mode) =>
+      `### ${mode} mode\n\n${head}${rows(r, mode)
+        .map(({ name, row }) => `| ${name} | ${METRIC_COLUMNS.map((c) => pct(row[c.key])).join(' | ')} |`)
+        .join('\n')}\n`,
+  ).join('\n');
+}
+
+/** The metric table as CSV: `mode,class,<seven metrics>` with fractions to 6 decimals. */
+export function metricsCsv(r: ReportInput): string {
+  const lines = [`mode,class,${METRIC_COLUMNS.map((c) => c.key).join(',')}`];
+  for (const mode of METRIC_MODES)
+    for (const { name, row } of rows(r, mode)) lines.push(`${mode},${csvField(name)},${METRIC_COLUMNS.map((c) => (Number.isFinite(row[c.key]) ? row[c.key].toFixed(6) : '')).join(',')}`);
+  return lines.join('\n') + '\n';
+}
+
+function csvField(s: string): string {
+  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+/** The JSON document: per mode, per class and mean, plus counts. */
+export function metricsJson(r: ReportInput): unknown {
+  return {
+    configHash: r.configHash,
+    modes: Object.fromEntries(
+      METRIC_MODES.map((mode) => [mode, { classes: Object.fromEntries(r.classes.map((c) => [c.className, c.metrics[mode]])), mean: r.mean[mode] }]),
+    ),
+    counts: Object.fromEntries(r.classes.map((c) => [c.className, { good: c.good, defective: c.defective }])),
+    skippedImages: r.skipped.length,
+  };
+}
+
+/** Writes `metrics.json`, `metrics.md`, `metrics.csv` into `dir` atomically. */
+export async function writeMetricFiles(dir: string, r: ReportInput): Promise<void> {
+  await writeFileAtomic(join(dir, 'metrics.json'), JSON.stringify(metricsJson(r), null, 2) + '\n');
+  await writeFileAtomic(join(dir, 'metrics.md'), `# ${r.title}\n\n${metricsMarkdown(r)}`);
+  await writeFileAtomic(join(dir, 'metrics.csv'), metricsCsv(r));
+}

@@ -1,0 +1,75 @@
+/**
+ * What `diad test` hands to the report writers: metrics per class and mode, curves, per-image
+ * records, timings and the run's config. Metric values are fractions in [0, 1].
+ */
+
+/** The seven metrics of the DiAD paper's tables, image-level then pixel-level. */
+export interface MetricRow {
+  imageAUROC: number;
+  imageAP: number;
+  imageF1max: number;
+  pixelAUROC: number;
+  pixelAP: number;
+  pixelF1max: number;
+  auPRO: number;
+}
+
+/** Column order and headers of the metric table. */
+export const METRIC_COLUMNS: readonly { key: keyof MetricRow; header: string }[] = [
+  { key: 'imageAUROC', header: 'image AUROC' },
+  { key: 'imageAP', header: 'image AP' },
+  { key: 'imageF1max', header: 'image F1-max' },
+  { key: 'pixelAUROC', header: 'pixel AUROC' },
+  { key: 'pixelAP', header: 'pixel AP' },
+  { key: 'pixelF1max', header: 'pixel F1-max' },
+  { key: 'auPRO', header: 'AU-PRO' },
+];
+
+/** `standard`: textbook definitions; `diad`: as the official evaluation computes them (see @diad/metrics). */
+export type MetricMode = 'standard' | 'diad';
+export const METRIC_MODES: readonly MetricMode[] = ['standard', 'diad'];
+
+/** A curve as parallel arrays (x ascending). */
+export interface Curve {
+  x: number[];
+  y: number[];
+}
+
+export interface ClassReport {
+  className: string;
+  good: number;
+  defective: number;
+  metrics: Record<MetricMode, MetricRow>;
+  /** Image-level ROC, pixel-level ROC (FPR vs TPR), PRO curve (FPR up to 0.3 vs mean PRO). */
+  curves: { imageRoc: Curve; pixelRoc: Curve; pro: Curve };
+}
+
+export interface ImageRecord {
+  /** Unique id, also the strip's file stem. */
+  id: string;
+  className: string;
+  /** `good` or the defect type. */
+  defectType: string;
+  label: 0 | 1;
+  path: string;
+  /** Image score (max of the anomaly map). */
+  score: number;
+  /** Strip PNG path relative to the report folder. */
+  strip: string;
+}
+
+export interface ReportInput {
+  title: string;
+  /** Resolved config (shown verbatim) and its hash. */
+  config: unknown;
+  configHash: string;
+  classes: ClassReport[];
+  mean: Record<MetricMode, MetricRow>;
+  images: ImageRecord[];
+  /** Named durations in seconds (stages, test), in display order. */
+  timings: { name: string; seconds: number }[];
+  /** Images that could not be read (train and test), with why. */
+  skipped: { path: string; reason: string }[];
+  /** Free facts shown under the title: engine, feature extractor, date. */
+  facts: Record<string, string>;
+}

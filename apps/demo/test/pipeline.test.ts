@@ -1,0 +1,144 @@
+import { describe, it, expect } from 'vitest';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { tensor, Rng, type SafetensorsFile } from '@diad/core';
+import { resolveConfig, configHash, diffConfigs, parseConfig, PRESETS } from '../src/pipeline/config.js';
+import { RunDir, ConfigMismatchError } from '../src/pipeline/run-dir.js';
+import { runStage, NanLossError, type StageTrainer } from '../src/pipeline/train-loop.js';
+import { thresholdAtFpr } from '../src/pipeline/threshold.js';
+
+const tmp = () => mkdtempSync(join(tmpdir(), 'diad-pipeline-'));
+
+describe('run config', () => {
+  it('resolves presets with overrides and validates', () => {
+    const c = resolveConfig('tiny', { roots: ['/d'], classes: ['b', 'a'], steps: { sg: 7 }, init: '/ckpt.safetensors' });
+    expect(c.data.classes).toEqual(['a', 'b']);
+    expect(c.stages.sg.steps).toBe(7);
+    expect(c.stages.autoencoder.steps).toBe(0); // --init replaces stages 1-2
+    expect(c.stages.diffusion.steps).toBe(0);
+    expect(c.data.imageSize).toBe(128);
+    expect(parseConfig(JSON.parse(JSON.stringify(c)), 'x')).toEqual(c);
+  });
+  it('rejects unknown presets and invalid fields by name', () => {
+    expect(() => resolveConfig('huge', { roots: ['/d'] })).toThrow(/unknown preset "huge"; known presets: tiny, ci/);
+    expect(() => parseConfig({ ...resolveConfig('ci', { roots: ['/d'] }), seed: 1.5 }, 'cfg.json')).toThrow(/cfg.json: invalid run config: seed/);
+  });
+  it('hash is key-order independent and changes with any field', () => {
+    const a = resolveConfig('ci', { roots: ['/d'] });
+    const reverse = (v: unknown): unknown =>
+      v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).reverse().map(([k, x]) => [k, reverse(x)])) : v;
+    const shuffled = reverse(a) as typeof a;
+    expect(JSON.stringify(shuffled)).not.toBe(JSON.stringify(a));
+    expect(configHash(shuffled)).toBe(configHash(a));
+    expect(configHash({ ...a, seed: 1 })).not.toBe(configHash(a));
+  });
+  it('diff lists the dotted paths that differ', () => {
+    const a = resolveConfig('ci', { roots: ['/d'] });
+    const b = resolveConfig('ci', { roots: ['/d', '/e'], steps: { sg: 99 } });
+    expect(diffConfigs(a, b)).toEqual([
+      { path: 'data.roots', stored: '["/d"]', requested: '["/d","/e"]' },
+      { path: 'stages.sg.steps', stored: String(PRESETS.ci.stages.sg.steps), requested: '99' },
+    ]);
+  });
+});
+
+describe('run folder', () => {
+  it('refuses to reopen with another config, naming the fields', async () => {
+    const dir = tmp();
+    await RunDir.open(dir, resolveConfig('ci', { roots: ['/d'] }));
+    await expect(RunDir.open(dir, resolveConfig('ci', { roots: ['/d'] }))).resolves.toBeInstanceOf(RunDir);
+    const err = await RunDir.open(dir, resolveConfig('ci', { roots: ['/d'], seed: 3 })).catch((e) => e);
+    expect(err).toBeInstanceOf(ConfigMismatchError);
+    expect(err.message).toMatch(/made with another config/);
+    expect(err.message).toMatch(/seed: run has 0, now 3/);
+  });
+  it('a lock held by a live process refuses, a dead one is taken over', async () => {
+    const run = await RunDir.open(tmp(), resolveConfig('ci', { roots: ['/d'] }));
+    const release = run.lock();
+    expect(readFileSync(run.path('fit.lock'), 'utf8')).toBe(String(process.pid));
+    release();
+  });
+});
+
+/**
+ * A toy trainer: fits w to the mean of step-seeded targets by SGD with momentum, so its state
+ * has a weight and an optimiser slot, and its result depends on every step's data.
+ */
+class ToyTrainer implements StageTrainer {
+  w = new Float32Array([0, 0]);
+  m = new Float32Array([0, 0]);
+  readonly batchSize = 2;
+  constructor(private readonly nanAt = -1) {}
+  async step(step: number): Promise<number> {
+    if (step === this.nanAt) return NaN;
+    const r = new Rng(42, step);
+    let loss = 0;
+    for (let i = 0; i < 2; i++) {
+      const target = r.normal() + 3;
+      const g = this.w[i] - target;
+      loss += g * g;
+      this.m[i] = 0.9 * this.m[i] + g;
+      this.w[i] -= 0.1 * this.m[i];
+    }
+    return loss;
+  }
+  async state() {
+    return { 'toy.w': tensor(this.w.slice(), [2]), 'optimizer.toy.w.m': tensor(this.m.slice(), [2]) };
+  }
+  async load(f: SafetensorsFile) {
+    this.w = f.float32('toy.w').data as Float32Array;
+    this.m = f.float32('optimizer.toy.w.m').data as Float32Array;
+  }
+}
+
+describe('resumable training loop', () => {
+  const cfg = { steps: 10, batchSize: 2, lr: 0.1, checkpointEvery: 3 };
+  it('a run interrupted after a checkpoint resumes to the same weights as an uninterrupted one', async () => {
+    const full = new ToyTrainer();
+    const runA = await RunDir.open(tmp(), resolveConfig('ci', { roots: ['/d'] }));
+    const stA = await runStage(runA, 'sg', cfg, full, { quiet: true });
+    expect(stA).toMatchObject({ step: 10, done: true, checkpoint: 'checkpoints/sg-000010.safetensors' });
+    expect(stA.losses.map((l) => l.step)).toEqual([3, 6, 9, 10]);
+
+    const runB = await RunDir.open(tmp(), resolveConfig('ci', { roots: ['/d'] }));
+    // Crash at step 7 (after the step-6 checkpoint), as a kill would.
+    const crashing = new ToyTrainer();
+    const origStep = crashing.step.bind(crashing);
+    crashing.step = async (s) => { if (s === 7) throw new Error('killed'); return origStep(s); };
+    await expect(runStage(runB, 'sg', cfg, crashing, { quiet: true })).rejects.toThrow('killed');
+    expect((await runB.readStage('sg'))?.step).toBe(6);
+    const resumed = new ToyTrainer();
+    const stB = await runStage(runB, 'sg', cfg, resumed, { quiet: true });
+    expect(stB.step).toBe(10);
+    expect([...resumed.w]).toEqual([...full.w]);
+    expect(readdirSync(runB.path('checkpoints'))).toEqual(['sg-000010.safetensors']);
+    // A finished stage is not rerun.
+    const again = new ToyTrainer();
+    await runStage(runB, 'sg', cfg, again, { quiet: true });
+    expect([...again.w]).toEqual([0, 0]);
+  });
+
+  it('a NaN loss stops with the step and the last good checkpoint', async () => {
+    const run = await RunDir.open(tmp(), resolveConfig('ci', { roots: ['/d'] }));
+    const err = await runStage(run, 'autoencoder', cfg, new ToyTrainer(7), { quiet: true }).catch((e) => e);
+    expect(err).toBeInstanceOf(NanLossError);
+    expect(err.step).toBe(7);
+    expect(err.lastCheckpoint).toBe(run.path('checkpoints/autoencoder-000006.safetensors'));
+    expect(err.message).toMatch(/loss is NaN at step 7/);
+    expect((await run.readStage('autoencoder'))?.step).toBe(6);
+  });
+});
+
+describe('threshold at a target false-positive rate', () => {
+  const s = [5, 1, 9, 3, 7, 2, 8, 4, 10, 6];
+  it('keeps at most targetFpr of normal validation scores above it', () => {
+    expect(thresholdAtFpr(s, 0.05)).toBe(10);
+    expect(thresholdAtFpr(s, 0.2)).toBe(8);
+    expect(thresholdAtFpr(s, 1)).toBe(1);
+    expect(thresholdAtFpr([1, 1, 1], 0.4)).toBe(1);
+  });
+  it('refuses an empty validation split', () => {
+    expect(() => thresholdAtFpr([], 0.05)).toThrow(/validation split is empty/);
+  });
+});

@@ -1,0 +1,134 @@
+import { describe, it, expect, beforeAll } from 'vitest';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
+import { IMAGENET_MEAN, IMAGENET_STD } from '@diad/core';
+import { jet, overlayHeatmap, denormalizeToRgb, writeStrip, writeReport, metricsCsv, metricsMarkdown, bestAndWorst, thin, type ReportInput, type MetricRow, type ImageRecord } from '../src/report/index.js';
+import { findChromium, screenshot, imageStats } from '../src/report/screenshot.js';
+
+const row = (v: number): MetricRow => ({ imageAUROC: v, imageAP: v - 0.01, imageF1max: v - 0.02, pixelAUROC: v - 0.03, pixelAP: v - 0.04, pixelF1max: v - 0.05, auPRO: v - 0.06 });
+
+/** A normalised [3,H,W] image whose RGB bytes are (x*4, y*4, 128). */
+function gradient(h: number, w: number): Float32Array {
+  const out = new Float32Array(3 * h * w);
+  for (let y = 0; y < h; y++)
+    for (let x = 0; x < w; x++) {
+      const rgb = [x * 4, y * 4, 128];
+      for (let c = 0; c < 3; c++) out[c * h * w + y * w + x] = (rgb[c] / 255 - IMAGENET_MEAN[c]) / IMAGENET_STD[c];
+    }
+  return out;
+}
+
+describe('colormap', () => {
+  it('matches matplotlib jet at 0, 0.5, 1 and clamps', () => {
+    expect(jet(0)).toEqual([0, 0, 128]);
+    expect(jet(0.5)).toEqual([128, 255, 128]);
+    expect(jet(1)).toEqual([128, 0, 0]);
+    expect(jet(-3)).toEqual(jet(0));
+  });
+  it('blends half heatmap, half image', () => {
+    const out = overlayHeatmap(new Float32Array([0, 2]), new Uint8Array([100, 100, 100, 0, 0, 0]), 0, 2);
+    expect([...out]).toEqual([50, 50, 114, 64, 0, 0]);
+  });
+  it('denormalises ImageNet-normalised images back to bytes', () => {
+    const rgb = denormalizeToRgb(gradient(2, 3), 2, 3);
+    expect([...rgb.slice(0, 6)]).toEqual([0, 0, 128, 4, 0, 128]);
+    expect([...rgb.slice(15, 18)]).toEqual([8, 4, 128]);
+  });
+});
+
+describe('metric tables', () => {
+  const r = {
+    title: 't', config: {}, configHash: 'abc', images: [], timings: [], skipped: [], facts: {},
+    classes: [
+      { className: 'bottle', good: 2, defective: 3, metrics: { standard: row(0.9), diad: row(0.8) }, curves: { imageRoc: { x: [], y: [] }, pixelRoc: { x: [], y: [] }, pro: { x: [], y: [] } } },
+    ],
+    mean: { standard: row(0.9), diad: row(0.8) },
+  } as ReportInput;
+  it('CSV has a row per mode and class plus mean, in column order', () => {
+    const lines = metricsCsv(r).trim().split('\n');
+    expect(lines[0]).toBe('mode,class,imageAUROC,imageAP,imageF1max,pixelAUROC,pixelAP,pixelF1max,auPRO');
+    expect(lines).toHaveLength(5);
+    expect(lines[1]).toBe('standard,bottle,0.900000,0.890000,0.880000,0.870000,0.860000,0.850000,0.840000');
+    expect(lines[4].startsWith('diad,mean,0.800000')).toBe(true);
+  });
+  it('Markdown shows percent with one decimal', () => {
+    const md = metricsMarkdown(r);
+    expect(md).toContain('| bottle | 90.0 | 89.0 | 88.0 | 87.0 | 86.0 | 85.0 | 84.0 |');
+    expect(md).toContain('### diad mode');
+  });
+});
+
+describe('best and worst', () => {
+  it('picks top defective as best, lowest defective and highest normal as worst, per class', () => {
+    const mk = (id: string, label: 0 | 1, score: number): ImageRecord => ({ id, className: 'a', defectType: label ? 'x' : 'good', label, path: id, score, strip: id });
+    const { best, worst } = bestAndWorst([mk('d1', 1, 0.9), mk('d2', 1, 0.5), mk('d3', 1, 0.1), mk('d4', 1, 0.7), mk('g1', 0, 0.6), mk('g2', 0, 0.2)], 1);
+    expect(best.map((i) => i.id)).toEqual(['d1']);
+    expect(worst.map((i) => i.id)).toEqual(['d3', 'g1']);
+  });
+  it('thins curves keeping both ends', () => {
+    const c = thin({ x: Array.from({ length: 1001 }, (_, i) => i / 1000), y: Array.from({ length: 1001 }, (_, i) => i / 1000) }, 11);
+    expect(c.x).toHaveLength(11);
+    expect(c.x[0]).toBe(0);
+    expect(c.x[10]).toBe(1);
+  });
+});
+
+describe('report.html in headless Chromium', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'diad-report-'));
+  const H = 64, W = 64;
+  let input: ReportInput;
+  beforeAll(async () => {
+    const images: ImageRecord[] = [];
+    for (let k = 0; k < 4; k++) {
+      const map = new Float32Array(H * W);
+      const mask = new Uint8Array(H * W);
+      for (let y = 20; y < 40; y++) for (let x = 10 + k * 5; x < 30 + k * 5; x++) { map[y * W + x] = 1 + k; mask[y * W + x] = k > 1 ? 1 : 0; }
+      const id = `cls_${k}`;
+      await writeStrip(join(dir, 'strips', `${id}.png`), { input: gradient(H, W), reconstruction: gradient(H, W).map((v) => v * 0.8), map, mask: k > 1 ? mask : null, height: H, width: W, range: [0, 4] });
+      images.push({ id, className: 'cls', defectType: k > 1 ? 'scratch' : 'good', label: k > 1 ? 1 : 0, path: `/data/${id}.png`, score: k, strip: `strips/${id}.png` });
+    }
+    const ramp = { x: [0, 0.1, 0.5, 1], y: [0, 0.6, 0.9, 1] };
+    input = {
+      title: 'report test', config: { preset: 'test' }, configHash: 'deadbeef0000', images,
+      classes: [{ className: 'cls', good: 2, defective: 2, metrics: { standard: row(0.9), diad: row(0.85) }, curves: { imageRoc: ramp, pixelRoc: ramp, pro: { x: [0, 0.3], y: [0, 0.7] } } }],
+      mean: { standard: row(0.9), diad: row(0.85) },
+      timings: [{ name: 'stage 1', seconds: 12.5 }, { name: 'test', seconds: 3 }],
+      skipped: [{ path: '/data/broken.png', reason: 'truncated PNG' }],
+      facts: { engine: 'tfjs-wasm' },
+    };
+    await writeReport(dir, input);
+  });
+
+  it('strips are 4 tiles wide with the heatmap over the defect', async () => {
+    const { data, info } = await sharp(join(dir, 'strips', 'cls_3.png')).raw().toBuffer({ resolveWithObject: true });
+    expect([info.width, info.height]).toEqual([4 * W + 12, H]);
+    const px = (x: number, y: number) => [...data.subarray((y * info.width + x) * info.channels, (y * info.width + x) * info.channels + 3)];
+    expect(px(5, 3)).toEqual([20, 12, 128]); // input tile: (x*4, y*4, 128)
+    expect(px(3 * (W + 4) + 30, 30)).toEqual([255, 255, 255]); // mask tile inside the defect
+    expect(px(3 * (W + 4) + 2, 2)).toEqual([0, 0, 0]);
+    expect(px(2 * (W + 4) + 30, 30)[0]).toBeGreaterThan(120); // hot (map 4 = top of range): red
+  });
+
+  it('is self-contained: no external URLs, strips embedded, skipped count shown', () => {
+    const html = readFileSync(join(dir, 'report.html'), 'utf8');
+    expect(html).not.toMatch(/(src|href)="https?:/);
+    expect(html).toContain('data:image/png;base64,');
+    expect(html).toContain('<svg');
+    expect(html).toContain('<td id="skipped-count">1</td>');
+    expect(html).toContain('90.0');
+  });
+
+  const chromium = findChromium();
+  it.runIf(chromium)('renders to a non-blank screenshot', async () => {
+    const png = join(dir, 'screenshot.png');
+    await screenshot(chromium!, join(dir, 'report.html'), png);
+    expect(statSync(png).size).toBeGreaterThan(20_000);
+    const s = await imageStats(png);
+    expect([s.width, s.height]).toEqual([1280, 2000]);
+    expect(s.std).toBeGreaterThan(10);
+    expect(s.nonWhite).toBeGreaterThan(0.02);
+  }, 120_000);
+  if (!chromium) console.warn('report screenshot test skipped: no chromium at /usr/bin/chromium or $CHROMIUM (CI installs Debian\'s chromium package)');
+});
