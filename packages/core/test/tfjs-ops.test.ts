@@ -2,7 +2,9 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
-import { Rng, tensor, maxAbsDiff, type HostTensor, type ParamSpec } from '../src/index.js';
+// The Node build of tfjs-core registers no gradients; tfjs-layers does.
+import '@tensorflow/tfjs-layers';
+import { Rng, tensor, maxAbsDiff, encodeSafetensors, SafetensorsFile, type HostTensor, type ParamSpec } from '../src/index.js';
 import { ParamStore, TfjsOps } from '../src/tfjs/index.js';
 
 // Naive host references on NCHW data with official-layout weights (conv [out, in, kh, kw],
@@ -329,4 +331,147 @@ for (const backend of ['cpu', 'wasm'] as const) {
       expect(tf.memory().numTensors - before).toBe(2);
     });
   });
+}
+
+// ---- Gradients (tf.variableGrads through TfjsOps) ----
+
+const GRAD_SPECS: ParamSpec[] = [
+  { name: 'g.conv.weight', shape: [8, 8, 3, 3], init: 'kaiming' },
+  { name: 'g.conv.bias', shape: [8], init: 'bias', fanIn: 72 },
+  { name: 'g.down.weight', shape: [8, 8, 3, 3], init: 'kaiming' },
+  { name: 'g.down.bias', shape: [8], init: 'bias', fanIn: 72 },
+  { name: 'g.norm.weight', shape: [8], init: 'normal', std: 1 },
+  { name: 'g.norm.bias', shape: [8], init: 'normal', std: 0.3 },
+  { name: 'g.ln.weight', shape: [8], init: 'normal', std: 1 },
+  { name: 'g.ln.bias', shape: [8], init: 'normal', std: 0.3 },
+  { name: 'g.qkv.weight', shape: [24, 8], init: 'kaiming' },
+  { name: 'g.qkv.bias', shape: [24], init: 'bias', fanIn: 8 },
+  { name: 'g.out.weight', shape: [8, 8], init: 'kaiming' },
+  { name: 'g.emb.weight', shape: [8, 4], init: 'kaiming' },
+  { name: 'g.emb.bias', shape: [8], init: 'bias', fanIn: 4 },
+];
+
+/**
+ * A small ResBlock + transformer-like composition touching every differentiable op.
+ * `withConv` false leaves convs out (wasm lacks Conv2DBackpropFilter without the override).
+ * `bound` is the clamp range: 0.6 clips many values; finite differences need a wide one (no kinks).
+ */
+function composed(ops: TfjsOps, x: tf.Tensor, e: tf.Tensor, r: tf.Tensor, withConv: boolean, bound: number): tf.Scalar {
+  let h = withConv ? ops.conv2d(x, 'g.conv.weight', 'g.conv.bias', { padding: 1 }) : x;
+  h = ops.silu(ops.groupNorm(h, 4, 'g.norm.weight', 'g.norm.bias', 1e-6));
+  const [, , hh, ww] = ops.shape(h);
+  const t = ops.layerNorm(ops.toTokens(h), 'g.ln.weight', 'g.ln.bias', 1e-5);
+  const [q, k, v] = ops.split(ops.linear(t, 'g.qkv.weight', 'g.qkv.bias'), [8, 8, 8]);
+  const a = ops.linear(ops.gelu(ops.attention(q, k, v, 2)), 'g.out.weight', null);
+  h = ops.addChannels(ops.add(h, ops.fromTokens(a, hh, ww)), ops.linear(e, 'g.emb.weight', 'g.emb.bias'));
+  const small = withConv ? ops.conv2d(h, 'g.down.weight', 'g.down.bias', { stride: 2, padding: [0, 1, 0, 1] }) : ops.avgPool2d(h, 2, 2);
+  h = ops.concatChannels([ops.upsampleNearest2x(small), ops.sub(x, h)]);
+  h = ops.mul(h, ops.exp(ops.clamp(ops.scale(h, 0.3), -bound, bound)));
+  return tf.sum(tf.mul(h, r));
+}
+
+interface GradRun {
+  loss: number;
+  grads: Record<string, Float32Array>;
+}
+
+async function gradsOf(backend: string, withConv: boolean, bound: number, perturb?: { name: string; dir: Float32Array; eps: number }): Promise<GradRun> {
+  await tf.setBackend(backend);
+  const rng = new Rng(11);
+  const store = ParamStore.create(GRAD_SPECS, 5);
+  if (perturb) {
+    const host = await store.toHost(perturb.name);
+    const p = host[perturb.name];
+    const moved = tensor(p.data.map((val, i) => val + perturb.eps * perturb.dir[i]), p.shape);
+    const f = new SafetensorsFile(encodeSafetensors({ [perturb.name]: moved }));
+    store.load(f, { strict: false });
+  }
+  const ops = new TfjsOps(store);
+  const x = ops.input(rnd(rng, [2, 8, 6, 6]));
+  const e = ops.input(rnd(rng, [2, 4]));
+  const r = ops.input(rnd(rng, [2, 16, 6, 6]));
+  const names = store.names((n) => withConv || !/conv|down/.test(n));
+  const vars = names.map((n) => store.get(n));
+  const { value, grads } = tf.variableGrads(() => composed(ops, x, e, r, withConv, bound), vars);
+  // Gradients come keyed by tfjs variable name and in the engine layout (compared in that layout).
+  const out: Record<string, Float32Array> = {};
+  for (const [i, n] of names.entries()) out[n] = (await grads[vars[i].name].data()) as Float32Array;
+  const loss = (await value.data())[0];
+  tf.dispose([value, x, e, r, ...Object.values(grads)]);
+  store.dispose();
+  return { loss, grads: out };
+}
+
+describe('TfjsOps gradients', () => {
+  const relErr = (a: Float32Array, b: Float32Array): number => {
+    let num = 0;
+    let den = 0;
+    for (let i = 0; i < a.length; i++) {
+      num = Math.max(num, Math.abs(a[i] - b[i]));
+      den = Math.max(den, Math.abs(b[i]));
+    }
+    return num / den;
+  };
+
+  it('wasm matches cpu on every differentiable op except conv (relative error <= 1e-5)', async () => {
+    const cpu = await gradsOf('cpu', false, 0.6);
+    const wasm = await gradsOf('wasm', false, 0.6);
+    expect(Math.abs(cpu.loss - wasm.loss) / Math.abs(cpu.loss)).toBeLessThan(1e-5);
+    expect(Object.keys(cpu.grads).length).toBe(9);
+    for (const n of Object.keys(cpu.grads)) {
+      expect(cpu.grads[n].some((g) => g !== 0), `${n} gradient is non-zero`).toBe(true);
+      expect(relErr(wasm.grads[n], cpu.grads[n]), n).toBeLessThan(1e-5);
+    }
+  });
+
+  it('cpu gradients (with convs) match central finite differences', async () => {
+    const base = await gradsOf('cpu', true, 100);
+    expect(Object.keys(base.grads).length).toBe(13);
+    const rng = new Rng(99);
+    const host = ParamStore.create(GRAD_SPECS, 5);
+    const shapes = Object.fromEntries(host.names().map((n) => [n, host.officialShape(n)]));
+    host.dispose();
+    for (const name of Object.keys(base.grads)) {
+      // A random direction in the official layout, mapped to the engine layout for the dot product.
+      const n = base.grads[name].length;
+      // A unit-norm direction keeps the step small for large tensors.
+      const raw = rng.normals(n);
+      const norm = Math.sqrt(raw.reduce((a, v) => a + v * v, 0));
+      const dir = raw.map((v) => v / norm);
+      const eps = 1e-2;
+      const plus = await gradsOf('cpu', true, 100, { name, dir, eps });
+      const minus = await gradsOf('cpu', true, 100, { name, dir: dir.map((d) => -d), eps });
+      const fd = (plus.loss - minus.loss) / (2 * eps);
+      const dirT = await toEngineLayout(dir, shapes[name]);
+      let analytic = 0;
+      for (let i = 0; i < n; i++) analytic += base.grads[name][i] * dirT[i];
+      expect(Math.abs(fd - analytic) / Math.max(1, Math.abs(analytic)), `${name}: fd ${fd} analytic ${analytic}`).toBeLessThan(1e-3);
+    }
+  });
+
+  it('upsampleNearest2x gradient is the exact 2x2 block sum on cpu and wasm', async () => {
+    for (const backend of ['cpu', 'wasm']) {
+      await tf.setBackend(backend);
+      const store = ParamStore.create([], 0);
+      const ops = new TfjsOps(store);
+      const rng = new Rng(1);
+      const r = rnd(rng, [1, 2, 6, 4]);
+      const x = ops.input(rnd(rng, [1, 2, 3, 2]));
+      const rt = ops.input(r);
+      const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(ops.upsampleNearest2x(t), rt)))(x);
+      const got = await ops.read(g);
+      const want = refAvgPool(r, 2, 2);
+      expect(maxAbsDiff(got, tensor(want.data.map((v) => v * 4), want.shape, 'NCHW')), backend).toBeLessThan(1e-6);
+      tf.dispose([x, rt, g]);
+    }
+  });
+});
+
+/** Official-layout data to the engine layout through a ParamStore round (conv/linear transposes). */
+async function toEngineLayout(data: Float32Array, shape: readonly number[]): Promise<Float32Array> {
+  const t = tf.tensor(data, [...shape]);
+  const p = shape.length === 4 ? tf.transpose(t, [2, 3, 1, 0]) : shape.length === 2 ? tf.transpose(t) : t;
+  const out = (await p.data()) as Float32Array;
+  tf.dispose([t, p]);
+  return out;
 }
