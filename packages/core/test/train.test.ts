@@ -156,7 +156,7 @@ describe('checkpoints', () => {
     return h;
   };
   const importParam = (_n: string, h: { data: Float32Array; shape: readonly number[] }) => tf.transpose(tf.tensor(h.data, [...h.shape]));
-  const make = (seed: number) => ({
+  const make = (seed: number): Record<string, tf.Variable> => ({
     'model.w': tf.variable(tf.randomNormal([3, 2], 0, 1, 'float32', seed)),
     'model.b': tf.variable(tf.randomNormal([2], 0, 1, 'float32', seed + 1)),
   });
