@@ -5,7 +5,8 @@
  * 28-45 GFLOP/s), which trains 4-6x faster than im2col with a transposed matMul
  * (`shared/notes/engines.md`):
  * - filter gradient: one matMul `A [kh*kw*Cin, N*Ho*Wo] x dy [N*Ho*Wo, Cout]`, with `A` the im2col
- *   patches built from the channel-major input `[Cin, N, H, W]`, so no operand needs a transpose;
+ *   patches built from the channel-major input `[Cin, N, H, W]`, so no operand needs a transpose
+ *   (at stride > 1 the patches come from a one-hot depthwise conv instead, see conv2dFilterGrad);
  * - input gradient: a stride-1 conv2d of the zero-upsampled output gradient with the filter
  *   rotated 180 degrees and its in/out channels swapped.
  * NHWC, dilation 1; any stride; 'same', 'valid', numeric and explicit `[[0,0],[t,b],[l,r],[0,0]]`
@@ -60,6 +61,10 @@ function padOrCrop(x: tf.Tensor4D, top: number, bottom: number, left: number, ri
 
 /**
  * Gradient of `conv2d(x, filter)` with respect to the filter.
+ * Stride 1: `A [kh*kw*Cin, M] x dy [M, Cout]` with `A` stacked shifted slices of the channel-major
+ * input. Stride > 1: strided slices are slow on wasm (about 5x slower overall), so the patches
+ * `P [M, Cin*kh*kw]` come from a depthwise conv with one-hot filters (XNNPACK, padding and stride
+ * handled as in the forward pass) and the product is `dy^T [Cout, M] x P`; only `dy` is transposed.
  * @param x input `[N, H, W, Cin]`.
  * @param filterShape `[kh, kw, Cin, Cout]`.
  * @param dy output gradient `[N, Ho, Wo, Cout]`.
@@ -71,21 +76,25 @@ export function conv2dFilterGrad(x: tf.Tensor4D, filterShape: number[], dy: tf.T
   const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw, outHeight: ho, outWidth: wo } = info;
   const { inChannels: cin, outChannels: cout, batchSize: n, inHeight: h, inWidth: w } = info;
   const { top, left } = info.padInfo;
+  const m = n * ho * wo;
+  const k = kh * kw;
+  if (sh > 1 || sw > 1) {
+    return tf.tidy(() => {
+      // One-hot depthwise filter: output channel c*k + p copies tap p of input channel c.
+      const onehot = new Float32Array(k * cin * k);
+      for (let p = 0; p < k; p++) for (let c = 0; c < cin; c++) onehot[(p * cin + c) * k + p] = 1;
+      const patches = tf.depthwiseConv2d(x, tf.tensor4d(onehot, [kh, kw, cin, k]), attrs.strides, attrs.pad, 'NHWC', 1, attrs.dimRoundingMode);
+      const dyT = tf.transpose(tf.reshape(dy, [m, cout]));
+      const g = tf.matMul(dyT, tf.reshape(patches, [m, cin * k]));
+      return tf.transpose(tf.reshape(g, [cout, cin, kh, kw]), [2, 3, 1, 0]);
+    });
+  }
   return tf.tidy(() => {
-    const m = n * ho * wo;
     // Channel-major input [Cin, N, H, W], padded/cropped to exactly the rows and columns read.
-    const needH = (ho - 1) * sh + kh;
-    const needW = (wo - 1) * sw + kw;
-    const xc = tf.transpose(padOrCrop(x, top, needH - h - top, left, needW - w - left), [3, 0, 1, 2]);
+    const xc = tf.transpose(padOrCrop(x, top, ho + kh - 1 - h - top, left, wo + kw - 1 - w - left), [3, 0, 1, 2]);
     const cols: tf.Tensor2D[] = [];
     for (let i = 0; i < kh; i++) {
-      for (let j = 0; j < kw; j++) {
-        const patch =
-          sh === 1 && sw === 1
-            ? tf.slice(xc, [0, 0, i, j], [cin, n, ho, wo])
-            : tf.stridedSlice(xc, [0, 0, i, j], [cin, n, i + (ho - 1) * sh + 1, j + (wo - 1) * sw + 1], [1, 1, sh, sw]);
-        cols.push(tf.reshape(patch, [cin, m]));
-      }
+      for (let j = 0; j < kw; j++) cols.push(tf.reshape(tf.slice(xc, [0, 0, i, j], [cin, n, ho, wo]), [cin, m]));
     }
     const a = cols.length === 1 ? cols[0] : tf.concat(cols, 0);
     return tf.reshape(tf.matMul(a, tf.reshape(dy, [m, cout])), [kh, kw, cin, cout]);
