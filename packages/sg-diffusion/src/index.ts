@@ -1,1 +1,10 @@
-export {};
+export * from './config.js';
+export * from './layout.js';
+export * from './spec.js';
+export * from './layers.js';
+export * from './model.js';
+export * from './context.js';
+export * from './schedule.js';
+export * from './denoiser.js';
+export * from './reconstructor.js';
+export * from './train.js';

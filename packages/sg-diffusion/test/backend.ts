@@ -1,8 +1,6 @@
-import * as tf from '@tensorflow/tfjs-core';
-import '@tensorflow/tfjs-backend-wasm';
+import { initTfjs } from '@diad/core/tfjs';
 
-/** The wasm backend for tests (the engine the package targets on CPU). */
+/** The wasm engine for tests (the engine the package targets on CPU), gradients registered. */
 export async function useBackend(): Promise<void> {
-  if (tf.getBackend() !== 'wasm') await tf.setBackend('wasm');
-  await tf.ready();
+  await initTfjs({ engine: 'wasm' });
 }

@@ -1,0 +1,183 @@
+/**
+ * `DiadDenoiser`: the SG network + controlled UNet + context on tfjs (TfjsOps over a ParamStore):
+ * creation with official initialisation, loading and saving by official names, eps-prediction,
+ * and the trainable groups of the official `configure_optimizers` (`sgn/sgn.py`).
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { readSafetensors, type HostTensor, type ParamSpec } from '@diad/core';
+import { ParamStore, TfjsOps, type ParamFilter } from '@diad/core/tfjs';
+import { sgnConfigOf, type DiadConfig, type SGNConfig } from './config.js';
+import { contextFor, contextParamSpec, LEARNED_CONTEXT, readConstantContext } from './context.js';
+import { timestepEmbedding } from './layers.js';
+import { controlledUnet, hintBlock, semanticGuidedNetwork } from './model.js';
+import { SGN_PREFIX, sgnParamSpec, UNET_PREFIX, unetParamSpec } from './spec.js';
+
+/** Which parameters train: the official groups, or everything (for models trained from scratch). */
+export type TrainableGroups = 'official' | 'all';
+
+/** Every parameter of a DiAD denoiser config (UNet, SG network, learned context). */
+export function diadParamSpec(c: DiadConfig): ParamSpec[] {
+  return [...unetParamSpec(c.unet), ...sgnParamSpec(sgnConfigOf(c)), ...contextParamSpec(c.context, c.unet.context_dim)];
+}
+
+/**
+ * The trainable parameters. `official`: the SG network (SFF included), the UNet `output_blocks`
+ * and `out` (DiAD `configure_optimizers`), plus the learned context when there is one; the UNet
+ * time embedding, encoder and middle block stay frozen. `all`: every parameter.
+ */
+export function trainableFilter(groups: TrainableGroups): ParamFilter {
+  if (groups === 'all') return () => true;
+  return (n) =>
+    n.startsWith(SGN_PREFIX) || n.startsWith(`${UNET_PREFIX}output_blocks.`) || n.startsWith(`${UNET_PREFIX}out.`) || n === LEARNED_CONTEXT;
+}
+
+function checkMap(t: HostTensor, what: string, channels: number): void {
+  if (t.shape.length !== 4 || t.shape[1] !== channels) {
+    throw new Error(`${what} must be [N, ${channels}, H, W] (NCHW), got [${t.shape.join(', ')}]`);
+  }
+}
+
+export class DiadDenoiser {
+  readonly ops: TfjsOps;
+  readonly sgn: SGNConfig;
+
+  private constructor(
+    readonly config: DiadConfig,
+    readonly store: ParamStore,
+    private readonly constantContext: HostTensor | null,
+  ) {
+    this.ops = new TfjsOps(store);
+    this.sgn = sgnConfigOf(config);
+  }
+
+  /**
+   * A freshly initialised denoiser (PyTorch default inits, zero convs zero). As the official
+   * ControlNet recipe (`tool_add_control`), the SG network's encoder copy starts equal to the UNet's.
+   * @param seed initialisation seed.
+   * @throws Error when a file context cannot be read.
+   */
+  static async create(config: DiadConfig, seed: number): Promise<DiadDenoiser> {
+    const store = ParamStore.create(diadParamSpec(config), seed);
+    copyUnetEncoderToSgn(store);
+    return new DiadDenoiser(config, store, await constantOf(config));
+  }
+
+  /**
+   * A denoiser with parameters from a safetensors checkpoint keyed by official names (e.g. a
+   * converted official `model.diffusion_model.*` + `control_model.*` checkpoint; other prefixes
+   * such as `first_stage_model.*` are ignored).
+   * @throws Error listing missing and mis-shaped keys.
+   */
+  static async load(config: DiadConfig, path: string): Promise<DiadDenoiser> {
+    const store = ParamStore.create(diadParamSpec(config), 0);
+    try {
+      const file = await readSafetensors(path);
+      const own = new Set(store.names());
+      const report = store.load(file, { strict: false });
+      const unexpected = report.unexpected.filter((n) => (n.startsWith(SGN_PREFIX) || n.startsWith(UNET_PREFIX)) && !own.has(n));
+      if (report.missing.length || unexpected.length) {
+        throw new Error(
+          `${path}: checkpoint does not match the config\n  missing ${report.missing.length}: ${report.missing.slice(0, 20).join(', ')}${report.missing.length > 20 ? ', ...' : ''}\n  unexpected ${unexpected.length}: ${unexpected.slice(0, 20).join(', ')}`,
+        );
+      }
+      return new DiadDenoiser(config, store, await constantOf(config));
+    } catch (e) {
+      store.dispose();
+      throw e;
+    }
+  }
+
+  /** Writes every parameter (official names and layouts) to a safetensors file, atomically. */
+  save(path: string, metadata: Record<string, string> = {}): Promise<void> {
+    return this.store.save(path, { ...metadata, diad_config: JSON.stringify(this.config) });
+  }
+
+  /** The guided hint of images `[N, hint_channels, 8h, 8w]` (engine tensor, caller disposes). */
+  guidedHint(hint: HostTensor): tf.Tensor {
+    checkMap(hint, 'hint', this.sgn.hint_channels);
+    return tf.tidy(() => hintBlock(this.ops, this.ops.input(hint)));
+  }
+
+  /** The cross-attention context for a batch of `n` (engine tensor, caller disposes). */
+  context(n: number): tf.Tensor {
+    return tf.tidy(() => contextFor(this.ops, this.config.context, this.constantContext, n));
+  }
+
+  /**
+   * eps-prediction on engine tensors (differentiable; call inside `tf.tidy` or `variableGrads`).
+   * @param x noisy latents (engine layout of `[N, C, h, w]`).
+   * @param guided the guided hint of the batch ({@link guidedHint}, or `hintBlock` inside a gradient).
+   * @param t one timestep per batch item.
+   * @param context `[N, L, D]` ({@link context}).
+   */
+  epsTensor(x: tf.Tensor, guided: tf.Tensor, t: readonly number[], context: tf.Tensor): tf.Tensor {
+    const ops = this.ops;
+    const tEmb = ops.input(timestepEmbedding(t, this.config.unet.model_channels));
+    const control = semanticGuidedNetwork(ops, this.sgn, x, guided, tEmb, context);
+    return controlledUnet(ops, this.config.unet, x, tEmb, context, control, this.config.only_mid_control);
+  }
+
+  /**
+   * eps-prediction on host tensors.
+   * @param x noisy latents `[N, in_channels, h, w]`.
+   * @param hint images `[N, hint_channels, 8h, 8w]`.
+   * @param t one timestep per item.
+   * @returns eps `[N, out_channels, h, w]`.
+   * @throws Error on mismatched shapes.
+   */
+  async predictEps(x: HostTensor, hint: HostTensor, t: readonly number[]): Promise<HostTensor> {
+    checkMap(x, 'latents', this.config.unet.in_channels);
+    const guided = this.guidedHint(hint);
+    const ctx = this.context(x.shape[0]);
+    try {
+      return await this.readEps(x, guided, t, ctx);
+    } finally {
+      tf.dispose([guided, ctx]);
+    }
+  }
+
+  /** eps of host latents with an already computed guided hint and context. */
+  async readEps(x: HostTensor, guided: tf.Tensor, t: readonly number[], ctx: tf.Tensor): Promise<HostTensor> {
+    const [n, , h, w] = x.shape;
+    const g = this.ops.shape(guided);
+    if (g[0] !== n || g[2] !== h || g[3] !== w) {
+      throw new Error(`hint must be 8x the latent size with the same batch: latents [${x.shape.join(', ')}], guided hint [${g.join(', ')}]`);
+    }
+    if (t.length !== n) throw new Error(`${t.length} timesteps for a batch of ${n}`);
+    const eps = tf.tidy(() => this.epsTensor(this.ops.input(x), guided, t, ctx));
+    try {
+      return await this.ops.read(eps);
+    } finally {
+      eps.dispose();
+    }
+  }
+
+  /** Marks the chosen groups trainable and the rest frozen; returns the trainable variables. */
+  setTrainable(groups: TrainableGroups): tf.Variable[] {
+    this.store.setTrainable(() => true, false);
+    const f = trainableFilter(groups);
+    this.store.setTrainable(f, true);
+    return this.store.variables(f);
+  }
+
+  dispose(): void {
+    this.store.dispose();
+  }
+}
+
+async function constantOf(c: DiadConfig): Promise<HostTensor | null> {
+  return c.context.kind === 'file' ? readConstantContext(c.context.path, c.context.tensor, c.unet.context_dim) : null;
+}
+
+/** Copies `model.diffusion_model.{time_embed,input_blocks,middle_block}.*` onto the same `control_model.*` names. */
+export function copyUnetEncoderToSgn(store: ParamStore): number {
+  let n = 0;
+  for (const name of store.names(SGN_PREFIX)) {
+    const src = UNET_PREFIX + name.slice(SGN_PREFIX.length);
+    if (/^(time_embed|input_blocks|middle_block)\./.test(name.slice(SGN_PREFIX.length)) && store.has(src)) {
+      store.get(name).assign(store.get(src));
+      n++;
+    }
+  }
+  return n;
+}
