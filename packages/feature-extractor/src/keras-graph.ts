@@ -1,0 +1,221 @@
+/**
+ * A small inference-only interpreter of Keras functional-model topologies (the JSON of a tfjs
+ * layers model) on tfjs-core ops, for the conv backbones nsfwjs ships (MobileNetV2, InceptionV3).
+ *
+ * Why not `@tensorflow/tfjs-layers`: its Conv2D runs tfjs's fused conv, whose gradient computes
+ * the filter gradient eagerly, and the wasm backend has no `Conv2DBackpropFilter` kernel, so a
+ * perceptual loss through it cannot train on wasm. Here convs are plain `tf.conv2d` /
+ * `tf.depthwiseConv2d` (gradients w.r.t. the input only, as a frozen backbone needs) when
+ * differentiating, fused ops otherwise; BatchNormalization that follows a conv is folded into it.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+/** One layer of a Keras functional-model config (Keras 2.x JSON). */
+export interface KerasLayerConfig {
+  name: string;
+  class_name: string;
+  config: Record<string, unknown>;
+  inbound_nodes: [string, number, number, unknown][][];
+}
+
+type Pad = 'same' | 'valid';
+
+type Op =
+  | { kind: 'input'; name: string }
+  | { kind: 'conv'; name: string; src: string; depthwise: boolean; w: tf.Tensor4D; b: tf.Tensor1D | null; strides: [number, number]; pad: Pad; dilations: [number, number] }
+  | { kind: 'affine'; name: string; src: string; scale: tf.Tensor1D; shift: tf.Tensor1D }
+  | { kind: 'act'; name: string; src: string; fn: 'relu' | 'relu6' | 'linear' | 'sigmoid' | 'tanh' }
+  | { kind: 'zeropad'; name: string; src: string; pad: [[number, number], [number, number]] }
+  | { kind: 'pool'; name: string; src: string; max: boolean; size: [number, number]; strides: [number, number]; pad: Pad }
+  | { kind: 'add'; name: string; srcs: string[] }
+  | { kind: 'concat'; name: string; srcs: string[] };
+
+const SUPPORTED = 'InputLayer, Conv2D, DepthwiseConv2D, BatchNormalization, ReLU, Activation, ZeroPadding2D, MaxPooling2D, AveragePooling2D, Add, Concatenate';
+
+function pair(v: unknown, name: string, what: string): [number, number] {
+  const a = Array.isArray(v) ? v : [v, v];
+  if (a.length !== 2 || !a.every((x) => Number.isInteger(x))) throw new Error(`Keras layer ${name}: bad ${what} ${JSON.stringify(v)}`);
+  return a as [number, number];
+}
+
+/**
+ * Names of the layers the `outputs` depend on (the outputs included).
+ * @throws Error when an output is not a layer of the model.
+ */
+export function neededLayers(layers: readonly KerasLayerConfig[], outputs: readonly string[]): Set<string> {
+  const byName = new Map(layers.map((l) => [l.name, l]));
+  for (const o of outputs) if (!byName.has(o)) throw new Error(`the model has no layer "${o}"`);
+  const needed = new Set<string>();
+  const stack = [...outputs];
+  while (stack.length) {
+    const n = stack.pop()!;
+    if (needed.has(n)) continue;
+    needed.add(n);
+    for (const node of byName.get(n)!.inbound_nodes) for (const [src] of node) stack.push(src);
+  }
+  return needed;
+}
+
+/**
+ * A compiled Keras graph cut at `outputs`; owns its weight tensors (call {@link dispose}).
+ */
+export class KerasGraph {
+  private constructor(private readonly ops: Op[], readonly outputs: readonly string[]) {}
+
+  /**
+   * Builds the graph of the layers the outputs depend on.
+   * @param layers the model config's layers in file (topological) order.
+   * @param weights decoded weights keyed `<layer>/<kernel|bias|depthwise_kernel|gamma|beta|moving_mean|moving_variance>`.
+   * @throws Error naming the layer on an unsupported layer class, a missing weight, or a missing output layer.
+   */
+  static build(layers: readonly KerasLayerConfig[], weights: Record<string, tf.Tensor>, outputs: readonly string[]): KerasGraph {
+    const byName = new Map(layers.map((l) => [l.name, l]));
+    const needed = neededLayers(layers, outputs);
+    const readers = new Map<string, number>();
+    for (const l of layers) if (needed.has(l.name)) for (const node of l.inbound_nodes) for (const [src] of node) readers.set(src, (readers.get(src) ?? 0) + 1);
+
+    const w = (layer: string, key: string, required = true): tf.Tensor | null => {
+      const t = weights[`${layer}/${key}`];
+      if (!t && required) throw new Error(`Keras layer ${layer}: weight "${layer}/${key}" is missing`);
+      return t ?? null;
+    };
+    const ops: Op[] = [];
+    const opByName = new Map<string, Op>();
+    const push = (op: Op) => { ops.push(op); opByName.set(op.name, op); };
+    for (const l of layers) {
+      if (!needed.has(l.name)) continue;
+      const c = l.config;
+      const srcs = (l.inbound_nodes[0] ?? []).map(([s]) => s);
+      const src = srcs[0];
+      switch (l.class_name) {
+        case 'InputLayer': push({ kind: 'input', name: l.name }); break;
+        case 'Conv2D':
+        case 'DepthwiseConv2D': {
+          const depthwise = l.class_name === 'DepthwiseConv2D';
+          const kernel = w(l.name, depthwise ? 'depthwise_kernel' : 'kernel')!.clone() as tf.Tensor4D;
+          const bias = c.use_bias ? (w(l.name, 'bias')!.clone() as tf.Tensor1D) : null;
+          const act = c.activation && c.activation !== 'linear' ? String(c.activation) : null;
+          if (act && !['relu', 'relu6', 'sigmoid', 'tanh'].includes(act)) throw new Error(`Keras layer ${l.name}: activation "${act}" is not supported`);
+          // With an activation, the layer's output (its name) is the activation's.
+          const convName = act ? `${l.name}/preactivation` : l.name;
+          push({ kind: 'conv', name: convName, src, depthwise, w: kernel, b: bias, strides: pair(c.strides, l.name, 'strides'), pad: c.padding as Pad, dilations: pair(c.dilation_rate ?? 1, l.name, 'dilation_rate') });
+          if (act) push({ kind: 'act', name: l.name, src: convName, fn: act as 'relu' });
+          break;
+        }
+        case 'BatchNormalization': {
+          const eps = Number(c.epsilon ?? 1e-3);
+          const scale = tf.tidy(() => {
+            const gamma = c.scale === false ? tf.scalar(1) : w(l.name, 'gamma')!;
+            return tf.div(gamma, tf.sqrt(tf.add(w(l.name, 'moving_variance')!, eps))) as tf.Tensor1D;
+          });
+          const shift = tf.tidy(() => {
+            const beta = c.center === false ? tf.scalar(0) : w(l.name, 'beta')!;
+            return tf.sub(beta, tf.mul(w(l.name, 'moving_mean')!, scale)) as tf.Tensor1D;
+          });
+          const prev = opByName.get(src);
+          if (prev?.kind === 'conv' && readers.get(src) === 1 && !outputs.includes(src)) {
+            // Fold: conv(x, W) * s + t == conv(x, W * s) + (b * s + t); output channel is the last axis.
+            const [, , cin, m] = prev.w.shape;
+            const s = prev.depthwise ? tf.reshape(scale, [cin, m]) : scale;
+            const folded = tf.tidy(() => tf.mul(prev.w, s) as tf.Tensor4D);
+            const bias = tf.tidy(() => (prev.b ? tf.add(tf.mul(prev.b, scale), shift) : shift.clone()) as tf.Tensor1D);
+            if (s !== scale) s.dispose();
+            prev.w.dispose(); prev.b?.dispose(); scale.dispose(); shift.dispose();
+            const fused: Op = { ...prev, name: l.name, w: folded, b: bias };
+            ops[ops.indexOf(prev)] = fused;
+            opByName.delete(src);
+            opByName.set(l.name, fused);
+          } else {
+            push({ kind: 'affine', name: l.name, src, scale, shift });
+          }
+          break;
+        }
+        case 'ReLU': {
+          const max = c.max_value == null ? null : Number(c.max_value);
+          if ((c.negative_slope && Number(c.negative_slope) !== 0) || (c.threshold && Number(c.threshold) !== 0) || (max !== null && max !== 6)) {
+            throw new Error(`Keras layer ${l.name}: ReLU with ${JSON.stringify(c)} is not supported (only plain ReLU and ReLU6)`);
+          }
+          push({ kind: 'act', name: l.name, src, fn: max === 6 ? 'relu6' : 'relu' });
+          break;
+        }
+        case 'Activation': {
+          const fn = String(c.activation);
+          if (!['relu', 'relu6', 'linear', 'sigmoid', 'tanh'].includes(fn)) throw new Error(`Keras layer ${l.name}: activation "${fn}" is not supported`);
+          push({ kind: 'act', name: l.name, src, fn: fn as 'relu' });
+          break;
+        }
+        case 'ZeroPadding2D': {
+          const p = c.padding as number | [number, number] | [[number, number], [number, number]];
+          const pp: [[number, number], [number, number]] = typeof p === 'number' ? [[p, p], [p, p]] : typeof p[0] === 'number' ? [[p[0], p[0]], [p[1] as number, p[1] as number]] : (p as [[number, number], [number, number]]);
+          push({ kind: 'zeropad', name: l.name, src, pad: pp });
+          break;
+        }
+        case 'MaxPooling2D':
+        case 'AveragePooling2D':
+          push({ kind: 'pool', name: l.name, src, max: l.class_name === 'MaxPooling2D', size: pair(c.pool_size, l.name, 'pool_size'), strides: pair(c.strides ?? c.pool_size, l.name, 'strides'), pad: c.padding as Pad });
+          break;
+        case 'Add': push({ kind: 'add', name: l.name, srcs }); break;
+        case 'Concatenate': {
+          if (c.axis !== -1 && c.axis !== 3) throw new Error(`Keras layer ${l.name}: concatenation axis ${c.axis} is not supported (only channels)`);
+          push({ kind: 'concat', name: l.name, srcs });
+          break;
+        }
+        default:
+          throw new Error(`Keras layer ${l.name}: class ${l.class_name} is not supported here (supported: ${SUPPORTED}); tap a shallower layer`);
+      }
+    }
+    return new KerasGraph(ops, outputs);
+  }
+
+  /**
+   * Runs the graph. Intermediate tensors are disposed as the caller's `tf.tidy` ends.
+   * @param x `[N, H, W, C]` in the model's own input range.
+   * @param differentiable use unfused convs so gradients w.r.t. `x` work on every backend.
+   * @returns the output layers' tensors, in `outputs` order.
+   */
+  run(x: tf.Tensor4D, differentiable: boolean): tf.Tensor4D[] {
+    const vals = new Map<string, tf.Tensor4D>();
+    for (const op of this.ops) {
+      let y: tf.Tensor4D;
+      switch (op.kind) {
+        case 'input': y = x; break;
+        case 'conv': {
+          const v = vals.get(op.src)!;
+          if (!differentiable) {
+            y = op.depthwise
+              ? tf.fused.depthwiseConv2d({ x: v, filter: op.w, strides: op.strides, pad: op.pad, dilations: op.dilations, bias: op.b ?? undefined })
+              : tf.fused.conv2d({ x: v, filter: op.w, strides: op.strides, pad: op.pad, dilations: op.dilations, bias: op.b ?? undefined });
+          } else {
+            y = op.depthwise ? tf.depthwiseConv2d(v, op.w, op.strides, op.pad, 'NHWC', op.dilations) : tf.conv2d(v, op.w, op.strides, op.pad, 'NHWC', op.dilations);
+            if (op.b) y = tf.add(y, op.b);
+          }
+          break;
+        }
+        case 'affine': y = tf.add(tf.mul(vals.get(op.src)!, op.scale), op.shift); break;
+        case 'act': {
+          const v = vals.get(op.src)!;
+          y = op.fn === 'relu' ? tf.relu(v) : op.fn === 'relu6' ? tf.relu6(v) : op.fn === 'sigmoid' ? tf.sigmoid(v) : op.fn === 'tanh' ? tf.tanh(v) : v;
+          break;
+        }
+        case 'zeropad': y = tf.pad(vals.get(op.src)!, [[0, 0], op.pad[0], op.pad[1], [0, 0]]); break;
+        case 'pool': {
+          const v = vals.get(op.src)!;
+          y = op.max ? tf.maxPool(v, op.size, op.strides, op.pad) : tf.avgPool(v, op.size, op.strides, op.pad);
+          break;
+        }
+        case 'add': y = tf.addN(op.srcs.map((s) => vals.get(s)!)); break;
+        case 'concat': y = tf.concat(op.srcs.map((s) => vals.get(s)!), 3); break;
+      }
+      vals.set(op.name, y);
+    }
+    return this.outputs.map((o) => vals.get(o)!);
+  }
+
+  /** Frees the weight tensors. */
+  dispose(): void {
+    for (const op of this.ops) {
+      if (op.kind === 'conv') { op.w.dispose(); op.b?.dispose(); }
+      if (op.kind === 'affine') { op.scale.dispose(); op.shift.dispose(); }
+    }
+  }
+}

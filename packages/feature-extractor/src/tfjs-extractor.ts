@@ -1,0 +1,232 @@
+/**
+ * Pretrained tfjs backbones that install from npm (the models the `nsfwjs` package ships), tapped
+ * at intermediate layers, as {@link FeatureExtractor}s and as differentiable tfjs functions.
+ * Provenance and licenses: the package README.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+// The Node build of tfjs-core registers no gradients by itself; the perceptual loss needs them.
+import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
+import { loadGraphModel, type GraphModel } from '@tensorflow/tfjs-converter';
+import { IMAGENET_MEAN, IMAGENET_STD, concatBatch, sliceBatch, type FeatureExtractor, type HostTensor } from '@diad/core';
+import { initTfjs, toTf, fromTf, type TfjsEngine } from '@diad/core/tfjs';
+import { freeGraphInputShape, loadNsfwjsArtifacts, nsfwjsVersion, type NsfwjsModelName } from './nsfwjs-models.js';
+import { KerasGraph, neededLayers, type KerasLayerConfig } from './keras-graph.js';
+
+/** A named backbone: which shipped model, which layers, and the model's own input range. */
+export interface TfjsBackboneSpec {
+  /** nsfwjs model folder. */
+  model: NsfwjsModelName;
+  /** Keras functional model (`layers`) or converted TF graph (`graph`). */
+  kind: 'layers' | 'graph';
+  /** Default taps, shallow to deep: Keras layer names, or graph node names (a unique suffix suffices). */
+  taps: readonly string[];
+  /** Nominal stride of each default tap. */
+  strides: readonly number[];
+  /** Size the model was trained at (nsfwjs resizes to it); used when `inputSize: 'native'`. */
+  nativeSize: number;
+  /** What the weights are, for reports. */
+  description: string;
+}
+
+/**
+ * The backbones shipped by nsfwjs. All three take RGB in [0, 1] (nsfwjs divides by 255; the
+ * graph model maps to [-1, 1] inside). Default taps stay in the layers nsfwjs kept frozen during
+ * its fine-tuning (MobileNetV2 up to `block_10`, InceptionV3 up to `mixed5`), which keep their
+ * ImageNet weights.
+ */
+export const TFJS_BACKBONES = {
+  mobilenet_v2: {
+    model: 'mobilenet_v2',
+    kind: 'layers',
+    taps: ['block_2_add', 'block_5_add', 'block_10_project_BN'],
+    strides: [4, 8, 16],
+    nativeSize: 224,
+    description: 'Keras MobileNetV2 (alpha 1.0), ImageNet weights, fine-tuned by nsfwjs (layers up to block_10 frozen), 8-bit quantised',
+  },
+  mobilenet_v2_expand: {
+    model: 'mobilenet_v2',
+    kind: 'layers',
+    taps: ['block_3_expand_relu', 'block_6_expand_relu', 'block_10_expand_relu'],
+    strides: [4, 8, 16],
+    nativeSize: 224,
+    description: 'the mobilenet_v2 weights tapped at the wide expansion activations (144/192/384 channels)',
+  },
+  mobilenet_v2_mid: {
+    model: 'mobilenet_v2_mid',
+    kind: 'graph',
+    taps: ['expanded_conv_2/add', 'expanded_conv_5/add', 'expanded_conv_10/project/BatchNorm/FusedBatchNormV3'],
+    strides: [4, 8, 16],
+    nativeSize: 224,
+    description: 'TF-Hub MobileNetV2 x1.4 feature vector (ImageNet) fine-tuned by nsfwjs, converted TF graph, 8-bit quantised',
+  },
+  inception_v3: {
+    model: 'inception_v3',
+    kind: 'layers',
+    taps: ['activation_5', 'mixed2', 'mixed4'],
+    strides: [4, 8, 16],
+    nativeSize: 299,
+    description: 'Keras InceptionV3, ImageNet weights, fine-tuned by nsfwjs (layers up to mixed5 frozen), 8-bit quantised; valid padding makes maps slightly smaller than H/stride',
+  },
+} as const satisfies Record<string, TfjsBackboneSpec>;
+
+const LAYERS_BACKBONES = Object.entries(TFJS_BACKBONES).filter(([, s]) => s.kind === 'layers').map(([n]) => n).join(', ');
+
+/** Names of the shipped backbones. */
+export type TfjsBackboneName = keyof typeof TFJS_BACKBONES;
+
+/** The default backbone (chosen from the baseline table in the README). */
+export const DEFAULT_BACKBONE: TfjsBackboneName = 'mobilenet_v2';
+
+/** Options of {@link TfjsFeatureExtractor.load}. */
+export interface TfjsExtractorOptions {
+  /** Layer names to tap instead of the backbone's defaults (strides are then measured). */
+  taps?: readonly string[];
+  /** Resize the input square to this many pixels before the forward pass; `'native'` = the training size; default: keep the input size. */
+  inputSize?: number | 'native';
+  /** Images per forward pass (host `extract` only). Default 8. */
+  batchSize?: number;
+  /** tfjs engine (see `initTfjs` in `@diad/core/tfjs`); default automatic (wasm here). */
+  engine?: TfjsEngine | 'auto';
+}
+
+/**
+ * A frozen tfjs backbone tapped at several layers.
+ * - {@link extract}: host NCHW ImageNet-normalised images to host NCHW maps (the stage interface).
+ * - {@link apply}: the same on tfjs tensors, NHWC, differentiable (for the perceptual loss);
+ *   the caller owns inputs and outputs.
+ */
+export class TfjsFeatureExtractor implements FeatureExtractor {
+  private constructor(
+    private readonly forward: (x: tf.Tensor4D, differentiable: boolean) => tf.Tensor4D[],
+    readonly name: string,
+    readonly taps: readonly string[],
+    readonly strides: readonly number[],
+    private readonly inputSize: number | null,
+    private readonly batchSize: number,
+    private readonly release: () => void,
+  ) {}
+
+  /**
+   * Loads a shipped backbone offline (no network) on the selected tfjs engine.
+   * @throws Error when the name is unknown, nsfwjs is missing, or a tap is not a layer of the model.
+   */
+  static async load(name: TfjsBackboneName = DEFAULT_BACKBONE, options: TfjsExtractorOptions = {}): Promise<TfjsFeatureExtractor> {
+    const spec: TfjsBackboneSpec | undefined = (TFJS_BACKBONES as Record<string, TfjsBackboneSpec>)[name];
+    if (!spec) throw new Error(`unknown backbone "${name}"; shipped backbones: ${Object.keys(TFJS_BACKBONES).join(', ')} (or pass an .onnx file)`);
+    await initTfjs(options.engine ? { engine: options.engine } : {});
+    const taps = options.taps ?? spec.taps;
+    let forward: (x: tf.Tensor4D, differentiable: boolean) => tf.Tensor4D[];
+    let release: () => void;
+    if (spec.kind === 'layers') {
+      const graph = loadLayers(spec.model, taps);
+      forward = (x, differentiable) => graph.run(x, differentiable);
+      release = () => graph.dispose();
+    } else {
+      const { model, nodes } = await loadGraph(spec.model, taps);
+      forward = (x, differentiable) => {
+        if (differentiable) throw new Error(`${name} is a converted TF graph with fused ops; its gradients need Conv2DBackpropFilter, which wasm lacks: use a Keras backbone (${LAYERS_BACKBONES}) for the perceptual loss`);
+        const y = model.execute(x, nodes) as tf.Tensor4D | tf.Tensor4D[];
+        return Array.isArray(y) ? y : [y];
+      };
+      release = () => model.dispose();
+    }
+    const inputSize = options.inputSize === 'native' ? spec.nativeSize : options.inputSize ?? null;
+    const strides = options.taps ? measureStrides(forward, inputSize) : spec.strides;
+    return new TfjsFeatureExtractor(forward, name, taps, strides, inputSize, options.batchSize ?? 8, release);
+  }
+
+  /**
+   * Differentiable features of a tfjs batch.
+   * @param images `[N, H, W, 3]` NHWC, ImageNet-normalised (the pipeline's image convention, NHWC
+   *   as tfjs works); converted here to the model's [0, 1] RGB and resized if configured.
+   * @param differentiable true (default): plain convs, so gradients w.r.t. `images` work on every
+   *   backend (Keras backbones only); false: fused convs, faster, for inference.
+   * @returns one `[N, h_l, w_l, C_l]` map per tap. Call inside `tf.tidy` or dispose the results.
+   * @throws Error when `differentiable` is asked of the graph backbone (mobilenet_v2_mid).
+   */
+  apply(images: tf.Tensor4D, differentiable = true): tf.Tensor4D[] {
+    return tf.tidy(() => {
+      const mean = tf.tensor1d([...IMAGENET_MEAN]);
+      const std = tf.tensor1d([...IMAGENET_STD]);
+      let x = tf.add(tf.mul(images, std), mean) as tf.Tensor4D;
+      if (this.inputSize && (x.shape[1] !== this.inputSize || x.shape[2] !== this.inputSize)) {
+        x = tf.image.resizeBilinear(x, [this.inputSize, this.inputSize], true);
+      }
+      return this.forward(x, differentiable);
+    });
+  }
+
+  /**
+   * @param images `[N, 3, H, W]` NCHW ImageNet-normalised.
+   * @returns one `[N, C_l, h_l, w_l]` map per tap (h_l = H / stride for the MobileNets).
+   */
+  async extract(images: HostTensor): Promise<HostTensor[]> {
+    if (images.shape.length !== 4 || images.shape[1] !== 3) {
+      throw new Error(`${this.name}: images must be [N, 3, H, W] NCHW, got [${images.shape.join(', ')}]`);
+    }
+    const n = images.shape[0];
+    const parts: HostTensor[][] = [];
+    for (let s = 0; s < n; s += this.batchSize) {
+      const chunk = n <= this.batchSize ? images : sliceBatch(images, s, Math.min(n, s + this.batchSize));
+      const x = toTf({ ...chunk, layout: 'NCHW' }) as tf.Tensor4D;
+      const ys = this.apply(x, false);
+      x.dispose();
+      try {
+        parts.push(await Promise.all(ys.map((y) => fromTf(y, 'NCHW'))));
+      } finally {
+        ys.forEach((y) => y.dispose());
+      }
+    }
+    return this.taps.map((_, l) => (parts.length === 1 ? parts[0][l] : concatBatch(parts.map((p) => p[l]))));
+  }
+
+  /** Provenance string for reports. */
+  get provenance(): string {
+    return `nsfwjs@${nsfwjsVersion()} ${(TFJS_BACKBONES as Record<string, TfjsBackboneSpec>)[this.name].model} taps ${this.taps.join(', ')}`;
+  }
+
+  /** Frees the model's weights. */
+  dispose(): void {
+    this.release();
+  }
+}
+
+function loadLayers(model: NsfwjsModelName, taps: readonly string[]): KerasGraph {
+  const topology = loadNsfwjsArtifacts(model, () => false).modelTopology as { model_config: { config: { layers: KerasLayerConfig[] } } };
+  const layers = topology.model_config.config.layers;
+  let kept: Set<string>;
+  try {
+    kept = neededLayers(layers, taps);
+  } catch (e) {
+    throw new Error(`nsfwjs ${model}: ${(e as Error).message}; tap Keras layer names of this model`);
+  }
+  const artifacts = loadNsfwjsArtifacts(model, (w) => kept.has(w.split('/')[0]));
+  const weights = tf.io.decodeWeights(artifacts.weightData as ArrayBuffer, artifacts.weightSpecs!);
+  try {
+    return KerasGraph.build(layers, weights, taps);
+  } finally {
+    tf.dispose(Object.values(weights));
+  }
+}
+
+async function loadGraph(model: NsfwjsModelName, taps: readonly string[]): Promise<{ model: GraphModel; nodes: string[] }> {
+  const artifacts = loadNsfwjsArtifacts(model);
+  const topology = artifacts.modelTopology as Record<string, unknown>;
+  const names = (topology.node as { name: string }[]).map((n) => n.name);
+  const nodes = taps.map((t) => {
+    const hits = names.filter((n) => n === t || n.endsWith(`/${t}`));
+    if (hits.length !== 1) throw new Error(`nsfwjs ${model}: tap "${t}" matches ${hits.length} graph nodes; give a unique node name suffix`);
+    return hits[0];
+  });
+  const graph = await loadGraphModel({ load: async () => ({ ...artifacts, modelTopology: freeGraphInputShape(topology) }) });
+  return { model: graph, nodes };
+}
+
+/** Strides of custom taps, from a 256 px probe, rounded to powers of two (valid padding shrinks maps). */
+function measureStrides(forward: (x: tf.Tensor4D, differentiable: boolean) => tf.Tensor4D[], inputSize: number | null): number[] {
+  const size = inputSize ?? 256;
+  const ys = tf.tidy(() => forward(tf.zeros([1, size, size, 3]), false));
+  const strides = ys.map((y) => 2 ** Math.round(Math.log2(size / y.shape[1])));
+  ys.forEach((y) => y.dispose());
+  return strides;
+}

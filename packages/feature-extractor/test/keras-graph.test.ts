@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import { loadLayersModel, model as layersModel } from '@tensorflow/tfjs-layers';
+import { initTfjs } from '@diad/core/tfjs';
+import { TFJS_BACKBONES, TfjsFeatureExtractor, loadNsfwjsArtifacts } from '../src/index.js';
+import { texture } from './images.js';
+
+// The interpreter (BN folded into convs, fused ops) against tfjs-layers running the same Keras JSON.
+describe('Keras interpreter vs tfjs-layers', () => {
+  for (const name of ['mobilenet_v2', 'inception_v3'] as const) {
+    it(`${name}: tapped layers agree`, async () => {
+      await initTfjs();
+      const spec = TFJS_BACKBONES[name];
+      const art = loadNsfwjsArtifacts(spec.model);
+      const topo = JSON.parse(JSON.stringify(art.modelTopology));
+      // Let the full model accept the input size (the classifier head then gets a wrong shape, but it is never run).
+      topo.model_config.config.layers[0].config.batch_input_shape = [null, spec.nativeSize, spec.nativeSize, 3];
+      const full = await loadLayersModel({ load: async () => ({ ...art, modelTopology: topo }) });
+      const sub = layersModel({ inputs: full.inputs, outputs: spec.taps.map((t) => full.getLayer(t).output as never) });
+      const ext = await TfjsFeatureExtractor.load(name);
+      const size = spec.nativeSize;
+      const img = tf.transpose(tf.tensor4d(texture(5, size).data, [1, 3, size, size]), [0, 2, 3, 1]) as tf.Tensor4D;
+      const rgb01 = tf.add(tf.mul(img, [0.229, 0.224, 0.225]), [0.485, 0.456, 0.406]);
+      const want = sub.predict(rgb01) as tf.Tensor[];
+      for (const differentiable of [false, true]) {
+        const got = ext.apply(img, differentiable);
+        got.forEach((g, i) => {
+          expect(g.shape).toEqual(want[i].shape);
+          const peak = tf.max(tf.abs(want[i])).dataSync()[0];
+          const diff = tf.max(tf.abs(tf.sub(g, want[i]))).dataSync()[0];
+          expect(diff).toBeLessThan(1e-4 * peak);
+        });
+        tf.dispose(got);
+      }
+      ext.dispose();
+      full.dispose();
+    });
+  }
+});

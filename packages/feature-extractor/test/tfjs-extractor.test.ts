@@ -1,0 +1,98 @@
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import '@tensorflow/tfjs-backend-cpu';
+import { concatBatch, type HostTensor } from '@diad/core';
+import { DEFAULT_BACKBONE, TfjsFeatureExtractor, perceptualDistance, perceptualLossTf } from '../src/index.js';
+import { texture } from './images.js';
+
+/** Mean cosine similarity of two maps [1, C, h, w] over the interior (a border of `b` cells excluded). */
+function meanCos(a: HostTensor, b: HostTensor, border: number): number {
+  const [, c, h, w] = a.shape;
+  let sum = 0;
+  let n = 0;
+  for (let y = border; y < h - border; y++)
+    for (let x = border; x < w - border; x++) {
+      let d = 0, na = 0, nb = 0;
+      for (let ch = 0; ch < c; ch++) {
+        const i = (ch * h + y) * w + x;
+        d += a.data[i] * b.data[i]; na += a.data[i] ** 2; nb += b.data[i] ** 2;
+      }
+      sum += d / Math.sqrt(na * nb + 1e-12);
+      n++;
+    }
+  return sum / n;
+}
+
+describe('default tfjs backbone', () => {
+  let ext: TfjsFeatureExtractor;
+  beforeAll(async () => {
+    // Any network access during loading fails the test.
+    const fetchSpy = vi.spyOn(globalThis, 'fetch').mockImplementation(() => { throw new Error('network access attempted'); });
+    ext = await TfjsFeatureExtractor.load(DEFAULT_BACKBONE);
+    expect(fetchSpy).not.toHaveBeenCalled();
+    fetchSpy.mockRestore();
+  });
+  afterAll(() => ext?.dispose());
+
+  it('gives finite stride 4/8/16 maps for 256 px input, batched', async () => {
+    expect(ext.strides).toEqual([4, 8, 16]);
+    const x = concatBatch([texture(1), texture(2), texture(3)]);
+    const maps = await TfjsFeatureExtractor.prototype.extract.call(ext, x);
+    expect(maps.map((m) => m.shape)).toEqual(ext.strides.map((s) => [3, maps[ext.strides.indexOf(s)].shape[1], 256 / s, 256 / s]));
+    for (const m of maps) {
+      expect(m.layout).toBe('NCHW');
+      expect(m.data.every(Number.isFinite)).toBe(true);
+      expect(m.data.some((v) => v !== 0)).toBe(true);
+    }
+    // Batching does not change the result: image 2 alone equals image 2 of the batch.
+    const single = await ext.extract(texture(2));
+    for (let l = 0; l < maps.length; l++) {
+      const per = single[l].data.length;
+      const fromBatch = maps[l].data.subarray(per, 2 * per);
+      let diff = 0;
+      for (let i = 0; i < per; i++) diff = Math.max(diff, Math.abs(fromBatch[i] - single[l].data[i]));
+      expect(diff).toBeLessThan(1e-4);
+    }
+  });
+
+  it('finds a slightly shifted copy more similar than a different image', async () => {
+    const [a, shifted, other] = await Promise.all([texture(7), texture(7, 256, 2), texture(8)].map((t) => ext.extract(t)));
+    for (let l = 0; l < a.length; l++) {
+      const same = meanCos(a[l], shifted[l], 2);
+      const diff = meanCos(a[l], other[l], 2);
+      expect(same).toBeGreaterThan(diff + 0.05);
+    }
+    const d = perceptualDistance([...a, ...a], [...shifted, ...other]);
+    expect(d.length).toBe(1);
+    expect(perceptualDistance(a, shifted)[0]).toBeLessThan(perceptualDistance(a, other)[0]);
+  });
+
+  it('perceptual loss is 0 for equal images and its wasm gradient matches the cpu backend', async () => {
+    const size = 64;
+    const toNhwc = (t: HostTensor) => tf.transpose(tf.tensor4d(t.data, [1, 3, size, size]), [0, 2, 3, 1]) as tf.Tensor4D;
+    const a = toNhwc(texture(11, size));
+    const b = toNhwc(texture(12, size));
+    expect(perceptualLossTf(ext, a, a).dataSync()[0]).toBeCloseTo(0, 5);
+    expect(perceptualLossTf(ext, a, b).dataSync()[0]).toBeGreaterThan(0.05);
+    for (const kind of ['cosine', 'mse'] as const) {
+      const loss = (x: tf.Tensor) => perceptualLossTf(ext, x as tf.Tensor4D, b, { kind });
+      const backend = tf.getBackend();
+      const g = tf.grad(loss)(a);
+      const ours = g.dataSync().slice();
+      // Reference: tfjs's own gradients on the cpu backend (which has every backprop kernel).
+      await tf.setBackend('cpu');
+      const ref = tf.grad(loss)(a).dataSync();
+      await tf.setBackend(backend);
+      let diff = 0;
+      let peak = 0;
+      for (let i = 0; i < ref.length; i++) {
+        diff = Math.max(diff, Math.abs(ours[i] - ref[i]));
+        peak = Math.max(peak, Math.abs(ref[i]));
+      }
+      expect(peak).toBeGreaterThan(0);
+      expect(diff).toBeLessThan(2e-3 * peak);
+      g.dispose();
+    }
+    tf.dispose([a, b]);
+  });
+});
