@@ -71,6 +71,25 @@ describe('Conv2D gradient override', () => {
     expect(relErr(gfData, refF)).toBeLessThanOrEqual(1e-5);
   });
 
+  it.each([[[1, 2], 'same', 3], [[2, 1], LDM_DOWN, 3], [[3, 3], 'same', 3], [[2, 3], 'valid', 1]] as [[number, number], Pad, number][])(
+    'strides %j pad %j kernel %i match too',
+    async (strides, pad, k) => {
+      const attrs: Conv2DGradAttrs = { strides, pad, dataFormat: 'NHWC', dilations: 1 };
+      for (const backend of ['cpu', 'wasm']) {
+        await tf.setBackend(backend);
+        const x = tf.randomNormal([2, 10, 11, 3], 0, 1, 'float32', 4) as tf.Tensor4D;
+        const f = tf.randomNormal([k, k, 3, 4], 0, 1, 'float32', 5) as tf.Tensor4D;
+        const dy = tf.randomNormal(tf.conv2d(x, f, strides, pad as 'same').shape, 0, 1, 'float32', 6) as tf.Tensor4D;
+        const gx = tf.tensor(await conv2dInputGrad(x.shape, f, dy, attrs).data(), x.shape);
+        const gf = tf.tensor(await conv2dFilterGrad(x, f.shape, dy, attrs).data(), f.shape);
+        await tf.setBackend('cpu');
+        const ref = stock.gradFunc(tf.tensor(await dy.data(), dy.shape), [tf.tensor(await x.data(), x.shape), tf.tensor(await f.data(), f.shape)], attrs as unknown as tf.NamedAttrMap);
+        expect(relErr(gx, ref.x())).toBeLessThanOrEqual(1e-5);
+        expect(relErr(gf, ref.filter())).toBeLessThanOrEqual(1e-5);
+      }
+    },
+  );
+
   it('delegates to the stock gradient on other backends', async () => {
     await tf.setBackend('cpu');
     const { x, f } = inputs(5, 5, 3, 1, 'same');
