@@ -19,11 +19,9 @@ export class DatasetError extends Error {
   }
 }
 
-const SHOWN = 10;
-
-/** Human-readable lines `file: message (fix: ...)`, at most 10 plus a count of the rest. */
-export function formatProblems(problems: readonly Problem[]): string {
-  const lines = problems.slice(0, SHOWN).map((p) => `${p.file}: ${p.message} (fix: ${p.fix})`);
-  if (problems.length > SHOWN) lines.push(`... and ${problems.length - SHOWN} more problems`);
+/** Human-readable lines `file: message (fix: ...)`, at most `limit` (default 10) plus a count of the rest. */
+export function formatProblems(problems: readonly Problem[], limit = 10): string {
+  const lines = problems.slice(0, limit).map((p) => `${p.file}: ${p.message} (fix: ${p.fix})`);
+  if (problems.length > limit) lines.push(`... and ${problems.length - limit} more problems`);
   return lines.join('\n');
 }

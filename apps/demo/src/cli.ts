@@ -1,0 +1,25 @@
+#!/usr/bin/env node
+/**
+ * The `diad` command. Each command lives in `commands/<name>.ts` and exports `register(program)`;
+ * adding one is one import and one `register` call below.
+ */
+import { Command } from 'commander';
+import { register as registerEnv } from './commands/env.js';
+import { register as registerInspect } from './commands/inspect.js';
+import { demoVersion } from './versions.js';
+
+const program = new Command('diad')
+  .description('DiAD: diffusion-based multi-class anomaly detection (He et al., AAAI 2024), in TypeScript')
+  .version(demoVersion())
+  .showHelpAfterError();
+
+registerInspect(program);
+registerEnv(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (e) {
+  // Errors carry the file and the fix in their message; the stack only helps when debugging.
+  process.stderr.write(`diad: ${process.env.DIAD_DEBUG ? (e as Error).stack : (e as Error).message}\n`);
+  process.exitCode = 1;
+}

@@ -1,0 +1,23 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+
+/**
+ * The version of an installed package, found as Node does: `node_modules/<name>/package.json` in
+ * this folder or a parent (works for workspace links and for a published install, and for
+ * packages whose `exports` hide their package.json). Null when it is not installed.
+ */
+export function packageVersion(name: string): string | null {
+  for (let dir = HERE; ; dir = dirname(dir)) {
+    const pj = join(dir, 'node_modules', name, 'package.json');
+    if (existsSync(pj)) return (JSON.parse(readFileSync(pj, 'utf8')) as { version?: string }).version ?? null;
+    if (dir === dirname(dir)) return null;
+  }
+}
+
+/** The version of this app, from its own package.json. */
+export function demoVersion(): string {
+  return (JSON.parse(readFileSync(join(HERE, '..', 'package.json'), 'utf8')) as { version: string }).version;
+}

@@ -1,0 +1,110 @@
+import { describe, expect, it, beforeAll, afterAll } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { generateSynthetic } from '@diad/datasets';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const CLI = resolve(HERE, '..', 'dist', 'cli.js');
+const REPO = resolve(HERE, '..', '..', '..');
+const SHARED = resolve(REPO, '..', 'shared', 'data');
+const HAS_SHARED = existsSync(join(SHARED, 'mvtec_ad', 'bottle')) && existsSync(join(SHARED, 'mtd', 'magnetic_tile'));
+if (!HAS_SHARED) console.warn(`[demo cli tests] ${SHARED} not found: the real-data inspect test is skipped`);
+
+function diad(args: string[], env: Record<string, string> = {}) {
+  if (!existsSync(CLI)) throw new Error(`${CLI} missing: run pnpm --filter @diad/demo build first`);
+  const r = spawnSync(process.execPath, [CLI, ...args], { cwd: REPO, encoding: 'utf8', env: { ...process.env, ...env }, timeout: 120_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+let tmp = '';
+beforeAll(() => {
+  tmp = mkdtempSync(join(tmpdir(), 'diad-cli-'));
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('diad inspect', () => {
+  it.skipIf(!HAS_SHARED)('counts the shared mvtec_ad and mtd classes (--json)', () => {
+    const r = diad(['inspect', '--data', '../shared/data/mvtec_ad', '--data', '../shared/data/mtd', '--json']);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.stdout) as { classes: { name: string; train: number; testGood: number; testDefective: number; masks: number }[]; problemCount: number };
+    expect(report.classes.map((c) => [c.name, c.train, c.testGood, c.testDefective, c.masks])).toEqual([
+      ['bottle', 200, 20, 63, 63],
+      ['grid', 25, 3, 11, 11],
+      ['magnetic_tile', 200, 191, 388, 388],
+    ]);
+    expect(report.problemCount).toBe(0);
+  });
+
+  it('prints a table for a synthetic set and filters classes', async () => {
+    const root = join(tmp, 'syn');
+    await generateSynthetic(root, { size: 32, train: 4, testGood: 2, testDefective: 1 });
+    const r = diad(['inspect', '--data', root, '--classes', 'grain,woven']);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.split('\n');
+    expect(lines[0].split(/\s{2,}/)).toEqual(['class', 'format', 'train', 'test good', 'test defective', 'masks', 'problems']);
+    expect(lines[1].split(/\s+/)).toEqual(['grain', 'mvtec', '4', '2', '3', '3', '0']);
+    expect(lines[2].split(/\s+/)).toEqual(['woven', 'mvtec', '4', '2', '3', '3', '0']);
+    expect(r.stdout).toContain(`grain (${root}): hole 1, scratch 1, spot 1`);
+    expect(r.stdout).toContain('no problems found');
+  });
+
+  it('lists problems with file and fix and exits 1', async () => {
+    const root = join(tmp, 'broken');
+    await generateSynthetic(root, { size: 32, train: 1, testGood: 1, testDefective: 1, classes: ['disc'] });
+    const mask = join(root, 'disc', 'ground_truth', 'hole', '000_mask.png');
+    rmSync(mask);
+    const r = diad(['inspect', '--data', root, '--json']);
+    expect(r.code).toBe(1);
+    const report = JSON.parse(r.stdout) as { problemCount: number; classes: { problems: { file: string; message: string; fix: string }[] }[] };
+    expect(report.problemCount).toBe(1);
+    expect(report.classes[0].problems[0]).toEqual({
+      file: join(root, 'disc', 'test', 'hole', '000.png'),
+      message: 'defective image without mask',
+      fix: `add its ground-truth mask as ${mask}, or move the image out of the test set`,
+    });
+    const text = diad(['inspect', '--data', root, '--no-verify']);
+    expect(text.code).toBe(1);
+    expect(text.stdout).toContain(`1 problem(s):\n${join(root, 'disc', 'test', 'hole', '000.png')}: defective image without mask (fix: add its ground-truth mask as ${mask}`);
+  });
+
+  it('names a missing root and an unknown class on stderr and exits 1', () => {
+    const missing = join(tmp, 'nope');
+    const r = diad(['inspect', '--data', missing]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toBe(`diad: ${missing}: dataset root does not exist (fix: pass a folder holding class folders (<class>/train/good, <class>/test/<defect>) or a VisA root)\n`);
+    const c = diad(['inspect', '--data', join(tmp, 'syn'), '--classes', 'bottle']);
+    expect(c.code).toBe(1);
+    expect(c.stderr).toMatch(/class bottle not found \(fix: choose among: disc, grain, woven\)/);
+  });
+});
+
+describe('diad env', () => {
+  it('reports node, package versions, the tfjs engine it initialised and onnxruntime', () => {
+    const r = diad(['env', '--json'], { DIAD_TFJS_ENGINE: 'cpu' });
+    expect(r.code).toBe(0);
+    const env = JSON.parse(r.stdout);
+    expect(env.node).toBe(process.version);
+    const core = JSON.parse(readFileSync(join(REPO, 'packages', 'core', 'package.json'), 'utf8')) as { version: string };
+    expect(env.packages['@diad/core']).toBe(core.version);
+    expect(env.packages['@diad/datasets']).toMatch(/^\d+\.\d+\.\d+/);
+    expect(env.tfjs.selected.engine).toBe('cpu');
+    expect(env.tfjs.selected.backend).toBe('cpu');
+    expect(env.tfjs.selected.requested).toEqual({ engine: 'cpu', source: 'env' });
+    expect(env.tfjs.available.engines.map((e: { engine: string }) => e.engine)).toEqual(['tfjs-node-gpu', 'tfjs-node', 'wasm', 'cpu']);
+    expect(env.onnxruntime.version).toMatch(/^\d+\.\d+\.\d+/);
+    expect(env.onnxruntime.providers.map((p: { name: string }) => p.name)).toContain('cpu');
+    const text = diad(['env', '--engine', 'cpu']);
+    expect(text.stdout).toMatch(/selected: cpu \(backend cpu, threads 1; requested cpu by option\)/);
+    expect(text.stdout).toMatch(/^onnxruntime \d+\.\d+\.\d+; providers cpu/m);
+  });
+
+  it('reports an unknown engine name instead of crashing', () => {
+    const env = JSON.parse(diad(['env', '--json', '--engine', 'gpu9000']).stdout);
+    expect(env.tfjs.error).toMatch(/unknown tfjs engine "gpu9000"/);
+  });
+});
