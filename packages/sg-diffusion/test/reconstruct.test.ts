@@ -1,0 +1,76 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng, tensor, writeSafetensors } from '@diad/core';
+import { parseDiadConfig, preset } from '../src/config.js';
+import { DiadDenoiser } from '../src/denoiser.js';
+import { DdimReconstructor } from '../src/reconstructor.js';
+import { sgnParamSpec } from '../src/spec.js';
+import { useBackend } from './backend.js';
+import { microBatch, microConfig } from './micro.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'sgd-rec-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+beforeAll(() => useBackend());
+
+describe('DdimReconstructor', () => {
+  it('with a fresh model (zero-initialised out conv, eps = 0) DDIM scales x_T by sqrt(ac[0] / ac[first step])', async () => {
+    const d = await DiadDenoiser.create(microConfig(), 1);
+    const rec = new DdimReconstructor(d);
+    const b = microBatch(2, 4);
+    const out = await rec.reconstruct(b.latents, b.hint, { tStart: 999, steps: 10, eta: 0, schedule: 'official', seed: 9 });
+    const s = rec.schedule;
+    const xT = s.qSample(b.latents, 999, tensor(new Rng(9).normals(b.latents.data.length), b.latents.shape));
+    const k = Math.sqrt(s.alphasCumprod[0] / s.alphasCumprod[901]);
+    for (let i = 0; i < out.data.length; i += 17) expect(out.data[i]).toBeCloseTo(xT.data[i] * k, 3);
+    d.dispose();
+  });
+
+  it('is deterministic per seed; partial and official schedules differ below the top timestep', async () => {
+    const d = await DiadDenoiser.create(microConfig(), 2);
+    for (const v of d.store.variables()) v.assign(tf.tidy(() => tf.add(v, tf.randomNormal(v.shape, 0, 0.05, 'float32', 3))));
+    const rec = new DdimReconstructor(d);
+    const b = microBatch(1, 5);
+    const o = { tStart: 500, steps: 5, eta: 0, schedule: 'official' as const, seed: 1 };
+    const a1 = await rec.reconstruct(b.latents, b.hint, o);
+    const a2 = await rec.reconstruct(b.latents, b.hint, o);
+    const p = await rec.reconstruct(b.latents, b.hint, { ...o, schedule: 'partial' });
+    expect([...a1.data]).toEqual([...a2.data]);
+    expect([...p.data]).not.toEqual([...a1.data]);
+    await expect(rec.reconstruct(b.latents, microBatch(1, 5).latents, o)).rejects.toThrow(/hint must be \[N, 3, H, W\]/);
+    const big = tensor(new Float32Array(3 * 128 * 128), [1, 3, 128, 128], 'NCHW');
+    await expect(rec.reconstruct(b.latents, big, o)).rejects.toThrow(/8x the latent size/);
+    d.dispose();
+  });
+
+  it('a constant context from a safetensors file (e.g. CLIP empty prompt); a wrong width is refused', async () => {
+    const path = join(dir, 'ctx.safetensors');
+    await writeSafetensors(path, { context: tensor(new Rng(1).normals(3 * 16), [1, 3, 16]) });
+    const base = microConfig();
+    const cfg = { ...base, context: { kind: 'file' as const, path, tensor: 'context' } };
+    const d = await DiadDenoiser.create(cfg, 1);
+    expect(d.store.has('learned_context.weight')).toBe(false);
+    const ctx = d.context(2);
+    expect(d.ops.shape(ctx)).toEqual([2, 3, 16]);
+    ctx.dispose();
+    d.dispose();
+    await expect(DiadDenoiser.create({ ...cfg, unet: { ...base.unet, context_dim: 32 } }, 1)).rejects.toThrow(/need \[1, tokens, 32\]/);
+    await expect(DiadDenoiser.create({ ...cfg, context: { kind: 'file', path, tensor: 'clip' } }, 1)).rejects.toThrow(/no tensor "clip"/);
+  });
+});
+
+describe('configs', () => {
+  it('presets parse; free JSON configs are validated with every bad field named', () => {
+    expect(preset('tiny').unet.channel_mult).toEqual([1, 2, 2, 2]);
+    expect(() => parseDiadConfig({ unet: { in_channels: 4 }, context: { kind: 'learned', tokens: 1 } }, 'my.json')).toThrow(
+      /my\.json: invalid DiAD config[\s\S]*unet\.out_channels[\s\S]*unet\.model_channels/,
+    );
+    const c = microConfig();
+    expect(() => parseDiadConfig({ ...c, unet: { ...c.unet, model_channels: 40 } })).toThrow(/not a multiple of 32/);
+    expect(() => sgnParamSpec({ unet: { ...c.unet, channel_mult: [1, 1, 1] }, hint_channels: 3, hint_widths: c.hint_widths, sff: true })).toThrow(
+      /SFF block needs channel_mult of length 4/,
+    );
+  });
+});
