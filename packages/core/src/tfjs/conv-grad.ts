@@ -8,8 +8,7 @@
  *   patches built from the channel-major input `[Cin, N, H, W]`, so no operand needs a transpose
  *   (at stride > 1 the patches come from a one-hot depthwise conv instead, see conv2dFilterGrad);
  * - input gradient: a stride-1 conv2d of the zero-upsampled output gradient with the filter
- *   rotated 180 degrees and its in/out channels swapped (at stride s, split into s*s phase convs so
- *   the zeros are never multiplied, see conv2dInputGrad).
+ *   rotated 180 degrees and its in/out channels swapped.
  * NHWC, dilation 1; any stride; 'same', 'valid', numeric and explicit `[[0,0],[t,b],[l,r],[0,0]]`
  * padding (LDM's downsampling pads (0,1,0,1) and convolves with stride 2).
  *
@@ -103,11 +102,9 @@ export function conv2dFilterGrad(x: tf.Tensor4D, filterShape: number[], dy: tf.T
 }
 
 /**
- * Gradient of `conv2d(x, filter)` with respect to the input: a stride-1 conv2d of the output
- * gradient with the filter rotated 180 degrees and its in/out channels swapped. At stride s > 1
- * (equal in both directions) the zero-upsampled gradient is not materialised: each of the s*s output
- * phases is a conv of `dy` with the matching sub-filter `w[rh::s, rw::s]`, and `depthToSpace`
- * interleaves them, which costs the forward pass's FLOPs instead of s*s times them.
+ * Gradient of `conv2d(x, filter)` with respect to the input.
+ * (Splitting a stride-s gradient into s*s phase convs + depthToSpace saves the zeros' FLOPs but
+ * measured 1.6-2.2x slower on wasm: small-kernel convs and memory ops are slow there.)
  * @param xShape `[N, H, W, Cin]`.
  * @param filter `[kh, kw, Cin, Cout]`.
  * @param dy output gradient `[N, Ho, Wo, Cout]`.
@@ -117,47 +114,22 @@ export function conv2dFilterGrad(x: tf.Tensor4D, filterShape: number[], dy: tf.T
 export function conv2dInputGrad(xShape: number[], filter: tf.Tensor4D, dy: tf.Tensor4D, attrs: Conv2DGradAttrs): tf.Tensor4D {
   const info = convInfo(xShape, filter.shape, attrs);
   const { filterHeight: kh, filterWidth: kw, strideHeight: sh, strideWidth: sw, outHeight: ho, outWidth: wo } = info;
-  const { inChannels: cin, batchSize: n, inHeight: h, inWidth: w } = info;
+  const { outChannels: cout, batchSize: n, inHeight: h, inWidth: w } = info;
   const { top, left } = info.padInfo;
-  /** Correlation of dy with the rotated, in/out-swapped filter `f`, padded to give `outH x outW`. */
-  const fullConv = (f: tf.Tensor4D, padTop: number, padLeft: number, outH: number, outW: number) => {
-    const [fh, fw] = f.shape;
-    const rotated = fh === 1 && fw === 1 ? f : tf.reverse(f, [0, 1]);
-    const wT = tf.transpose(rotated, [0, 1, 3, 2]) as tf.Tensor4D;
-    const padded = padOrCrop(dy, padTop, outH + fh - 1 - padTop - ho, padLeft, outW + fw - 1 - padLeft - wo);
-    return tf.conv2d(padded, wT, 1, 'valid');
-  };
   return tf.tidy(() => {
-    if (sh === 1 && sw === 1) return fullConv(filter, kh - 1 - top, kw - 1 - left, h, w);
-    if (sh === sw) {
-      // Padded input row q = h + top = s*Q + r receives dy[Q - t] * w[r + s*t].
-      const s = sh;
-      const qh = Math.ceil((h + top) / s);
-      const qw = Math.ceil((w + left) / s);
-      const phases: tf.Tensor4D[] = [];
-      for (let rh = 0; rh < s; rh++) {
-        for (let rw = 0; rw < s; rw++) {
-          const th = Math.ceil((kh - rh) / s);
-          const tw = Math.ceil((kw - rw) / s);
-          if (th <= 0 || tw <= 0) {
-            phases.push(tf.zeros([n, qh, qw, cin]));
-            continue;
-          }
-          const sub = tf.stridedSlice(filter, [rh, rw, 0, 0], [kh, kw, filter.shape[2], filter.shape[3]], [s, s, 1, 1]) as tf.Tensor4D;
-          phases.push(fullConv(sub, th - 1, tw - 1, qh, qw));
-        }
-      }
-      const full = tf.depthToSpace(tf.concat(phases, 3), s);
-      return tf.slice(full, [0, top, left, 0], [n, h, w, cin]);
+    // Rotated filter with in/out swapped: [kh, kw, Cout, Cin].
+    const flipped = kh === 1 && kw === 1 ? filter : tf.reverse(filter, [0, 1]);
+    const wT = tf.transpose(flipped, [0, 1, 3, 2]) as tf.Tensor4D;
+    // Zero-upsampled dy: row ho*sh holds dy row ho; trailing (sh-1) zero rows are cropped below.
+    let u = dy;
+    if (sh > 1 || sw > 1) {
+      const spaced = tf.pad(tf.reshape(dy, [n, ho, 1, wo, 1, cout]), [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]]);
+      u = tf.reshape(spaced, [n, ho * sh, wo * sw, cout]);
     }
-    // Unequal strides: conv of the zero-upsampled dy (trailing (s-1) zero rows cropped below).
-    const spaced = tf.pad(tf.reshape(dy, [n, ho, 1, wo, 1, dy.shape[3]]), [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]]);
-    const u = tf.reshape(spaced, [n, ho * sh, wo * sw, dy.shape[3]]) as tf.Tensor4D;
     const lh = (ho - 1) * sh + 1;
     const lw = (wo - 1) * sw + 1;
-    const rotated = tf.transpose(tf.reverse(filter, [0, 1]), [0, 1, 3, 2]) as tf.Tensor4D;
     const padded = padOrCrop(u, kh - 1 - top, h + top - lh - (sh - 1), kw - 1 - left, w + left - lw - (sw - 1));
-    return tf.conv2d(padded, rotated, 1, 'valid');
+    return tf.conv2d(padded, wT, 1, 'valid');
   });
 }
 
