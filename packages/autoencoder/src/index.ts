@@ -1,1 +1,12 @@
-export {};
+/**
+ * @diad/autoencoder: the LDM AutoencoderKL (DiAD's first stage), written against core's `Ops`,
+ * with the official state-dict names, a pipeline stage and tfjs training.
+ */
+export * from './config.js';
+export * from './layout.js';
+export * from './params.js';
+export * from './model.js';
+export * from './distribution.js';
+export * from './stage.js';
+export * from './tfjs.js';
+export * from './train.js';

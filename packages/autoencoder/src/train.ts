@@ -1,0 +1,230 @@
+/**
+ * Training and fine-tuning of the AutoencoderKL on tfjs, following the official objective
+ * (`ldm/modules/losses/contperceptual.py` LPIPSWithDiscriminator, generator side, before
+ * `disc_start`; DiAD's `models/autoencoder_kl_32x32x4.yaml`: kl_weight 1e-6, disc_start 50001):
+ *
+ *   rec   = |x - x_rec| + perceptual_weight * p(x, x_rec)     (p per image, broadcast to every pixel)
+ *   loss  = sum(rec) / N + kl_weight * sum(KL) / N,   KL = 0.5 * sum(mean^2 + var - 1 - logvar)
+ *
+ * with x_rec decoded from a posterior sample (`AutoencoderKL.forward(sample_posterior=True)`).
+ * The adversarial term is omitted (it is zero before `disc_start`); the loss's `logvar` stays at
+ * its initial 0 (`learn_logvar` false), so `nll = rec`.
+ *
+ * The optimizer is core's AdamW; its defaults here are the official autoencoder optimizer
+ * (`torch.optim.Adam`, betas (0.5, 0.9)), i.e. AdamW with weight decay 0.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng, sizeOf, tensor, type HostTensor } from '@diad/core';
+import { Trainer, type AdamWOptions, type ParamFilter, type ParamStore, type StepResult, TfjsOps } from '@diad/core/tfjs';
+import type { AutoencoderConfig } from './config.js';
+import { posterior, samplePosterior } from './distribution.js';
+import { decodeLatent, encodeMoments } from './model.js';
+import { DEFAULT_PREFIX } from './params.js';
+
+/** A differentiable per-image distance between images and reconstructions: NHWC maps to `[N]`. */
+export type PerceptualFn = (x: tf.Tensor4D, xRec: tf.Tensor4D) => tf.Tensor1D;
+
+/** Options of the objective. */
+export interface AutoencoderLossOptions {
+  /** Weight of the KL term (official 1e-6). */
+  klWeight?: number;
+  /** Optional perceptual term (the official run uses LPIPS with weight 1). */
+  perceptual?: { fn: PerceptualFn; weight: number };
+  /** Decode a posterior sample (official, default) or the mean. */
+  samplePosterior?: boolean;
+}
+
+/** The terms of one evaluation of the objective, as scalars (engine tensors, caller disposes). */
+export interface AutoencoderLossTerms {
+  /** The official `aeloss` (what is minimised). */
+  loss: tf.Scalar;
+  /** Mean absolute reconstruction error per element (the official `rec_loss` log, without the perceptual part). */
+  l1: tf.Scalar;
+  /** `sum(KL) / N` (the official `kl_loss` log). */
+  kl: tf.Scalar;
+  /** Mean perceptual distance per image; 0 without a perceptual term. */
+  perceptual: tf.Scalar;
+}
+
+/**
+ * Evaluates the objective on a batch (run it inside `tf.tidy` / a gradient closure).
+ * @param images engine map (NHWC inside) `[N, C, H, W]` logically, as fed to the encoder.
+ * @param noise standard normal engine map of the posterior's shape, required when sampling.
+ * @throws Error when sampling is requested without noise.
+ */
+export function autoencoderLoss(
+  ops: TfjsOps, cfg: AutoencoderConfig, images: tf.Tensor, noise: tf.Tensor | null,
+  options: AutoencoderLossOptions = {}, prefix = DEFAULT_PREFIX,
+): AutoencoderLossTerms {
+  const { klWeight = 1e-6, perceptual, samplePosterior: sample = true } = options;
+  if (sample && !noise) throw new Error('autoencoderLoss: samplePosterior needs a noise tensor of the latent shape');
+  const p = posterior(ops, encodeMoments(ops, cfg, images, prefix));
+  const z = sample ? samplePosterior(ops, p, noise!) : p.mean;
+  const rec = decodeLatent(ops, cfg, z, prefix) as tf.Tensor4D;
+  const n = images.shape[0];
+  const perPixel = sizeOf(images.shape.slice(1));
+  const absSum = tf.sum(tf.abs(tf.sub(images, rec)));
+  const kl = tf.div(tf.mul(0.5, tf.sum(tf.sub(tf.add(tf.square(p.mean), tf.exp(p.logvar)), tf.add(p.logvar, 1)))), n) as tf.Scalar;
+  let recSum = absSum;
+  let pMean: tf.Scalar = tf.scalar(0);
+  if (perceptual) {
+    const d = perceptual.fn(images as tf.Tensor4D, rec);
+    if (d.rank !== 1 || d.shape[0] !== n) throw new Error(`perceptual fn must return one distance per image ([${n}]), got [${d.shape.join(', ')}]`);
+    // The official p_loss [N,1,1,1] is broadcast over every pixel before the sum.
+    recSum = tf.add(absSum, tf.mul(perceptual.weight * perPixel, tf.sum(d)));
+    pMean = tf.mean(d) as tf.Scalar;
+  }
+  const loss = tf.add(tf.div(recSum, n), tf.mul(klWeight, kl)) as tf.Scalar;
+  return { loss, l1: tf.div(absSum, n * perPixel) as tf.Scalar, kl, perceptual: pMean };
+}
+
+/**
+ * An LPIPS-style distance from any differentiable feature extractor (`lpips` without its learned
+ * linear heads): for each feature map, channels normalised to unit length, squared difference
+ * summed over channels, averaged over positions; summed over maps. LPIPS divides by
+ * `norm + 1e-10`; here the norm is `sqrt(sum f^2 + 1e-20)` so an all-zero feature vector (common
+ * after a ReLU) has a finite gradient instead of NaN.
+ * @param extract images NHWC to feature maps NHWC (e.g. a backbone's stages; images in the image convention).
+ */
+export function featureDistance(extract: (x: tf.Tensor4D) => tf.Tensor4D[]): PerceptualFn {
+  const unit = (f: tf.Tensor4D) => tf.div(f, tf.sqrt(tf.add(tf.sum(tf.square(f), 3, true), 1e-20)));
+  return (x, xRec) => {
+    const fx = extract(x);
+    const fy = extract(xRec);
+    if (fx.length === 0 || fx.length !== fy.length) throw new Error('featureDistance: the extractor must return the same non-zero number of maps for both inputs');
+    const per = fx.map((a, i) => tf.mean(tf.sum(tf.square(tf.sub(unit(a), unit(fy[i]))), 3), [1, 2]));
+    return tf.addN(per) as tf.Tensor1D;
+  };
+}
+
+/** Options of {@link AutoencoderTrainer}. */
+export interface AutoencoderTrainerOptions extends AutoencoderLossOptions {
+  /** AdamW settings; defaults betas (0.5, 0.9), weight decay 0 (official Adam). `lr` required. */
+  optimizer: AdamWOptions;
+  /** Global-norm gradient clipping; none by default (as the official run). */
+  clipGradNorm?: number;
+  /** Parameters to train (e.g. `first_stage_model.decoder.` to fine-tune the decoder only); default all. */
+  trainable?: ParamFilter;
+  /** Seed of the posterior-sampling noise (one stream per update index). */
+  seed?: number;
+  /** State-dict prefix. Default `first_stage_model.`. */
+  prefix?: string;
+  /** The run's configuration, hashed into checkpoints (resume refuses another). Default: model config + options. */
+  runConfig?: unknown;
+}
+
+/** One update's numbers. */
+export interface AutoencoderStepResult extends StepResult {
+  /** Mean |x - x_rec| per element over the batch. */
+  l1: number;
+  /** `sum(KL) / N`. */
+  kl: number;
+  /** Mean perceptual distance (0 without one). */
+  perceptual: number;
+}
+
+const OFFICIAL_PERM: Record<number, number[]> = { 4: [2, 3, 1, 0], 2: [1, 0] };
+
+/**
+ * Trains an AutoencoderKL held in a `ParamStore`: each step encodes, samples, decodes and applies
+ * AdamW to the trainable parameters (core's `Trainer`: accumulation, NaN guard, checkpoints).
+ * Checkpoints are official-layout safetensors (loadable with `loadAutoencoderParams`) plus an
+ * optimizer file.
+ */
+export class AutoencoderTrainer {
+  readonly trainer: Trainer;
+  readonly ops: TfjsOps;
+  private readonly seed: number;
+  private readonly prefix: string;
+
+  /** @throws Error when the `trainable` filter selects nothing. */
+  constructor(readonly store: ParamStore, readonly config: AutoencoderConfig, readonly options: AutoencoderTrainerOptions) {
+    this.ops = new TfjsOps(store);
+    this.prefix = options.prefix ?? DEFAULT_PREFIX;
+    this.seed = options.seed ?? 0;
+    const names = store.names(options.trainable);
+    const variables = Object.fromEntries(names.map((n) => [n, store.get(n)]));
+    const { perceptual, ...rest } = options;
+    this.trainer = new Trainer(variables, {
+      optimizer: { betas: [0.5, 0.9], weightDecay: 0, ...options.optimizer },
+      clipGradNorm: options.clipGradNorm,
+      config: options.runConfig ?? { model: config, options: { ...rest, perceptualWeight: perceptual?.weight ?? 0 } },
+    });
+  }
+
+  /**
+   * One update on a batch of images `[N, C, H, W]` (host, fed to the encoder as given: the image
+   * convention, ImageNet-normalised, as DiAD fine-tunes). `microBatch` splits the batch for
+   * gradient accumulation (the gradient is the mean over the parts).
+   * @throws Error on a non-finite loss or gradient (nothing is updated; see core's `Trainer`).
+   */
+  async step(images: HostTensor<'float32'>, microBatch = images.shape[0]): Promise<AutoencoderStepResult> {
+    const [n, , h, w] = images.shape;
+    const f = 2 ** (this.config.ddconfig.ch_mult.length - 1);
+    if (images.shape.length !== 4 || images.layout === 'NHWC' || h % f !== 0 || w % f !== 0) {
+      throw new Error(`AutoencoderTrainer.step: images must be NCHW [N, C, H, W] with H and W multiples of ${f}, got ${images.layout} [${images.shape.join(', ')}]`);
+    }
+    if (!Number.isInteger(microBatch) || microBatch < 1) throw new Error(`AutoencoderTrainer.step: microBatch must be a positive integer, got ${microBatch}`);
+    const latentShape = [0, this.config.embed_dim, h / f, w / f];
+    const sample = this.options.samplePosterior ?? true;
+    const terms: { l1: tf.Scalar; kl: tf.Scalar; perceptual: tf.Scalar; n: number }[] = [];
+    const closures: (() => tf.Scalar)[] = [];
+    const per = sizeOf(images.shape.slice(1));
+    // Noise depends on (seed, step) only, so a resumed run draws what the uninterrupted one would.
+    const rng = new Rng(this.seed, 1000 + this.trainer.step);
+    for (let s = 0; s < n; s += microBatch) {
+      const e = Math.min(n, s + microBatch);
+      const part = tensor(images.data.subarray(s * per, e * per), [e - s, ...images.shape.slice(1)], images.layout);
+      const noise = sample ? tensor(rng.normals((e - s) * sizeOf(latentShape.slice(1))), [e - s, ...latentShape.slice(1)], 'NCHW') : null;
+      closures.push(() => {
+        const t = autoencoderLoss(this.ops, this.config, this.ops.input(part), noise && this.ops.input(noise), this.options, this.prefix);
+        terms.push({ l1: tf.keep(t.l1), kl: tf.keep(t.kl), perceptual: tf.keep(t.perceptual), n: e - s });
+        return t.loss;
+      });
+    }
+    try {
+      const r = await this.trainer.trainStep(closures);
+      const avg = async (k: 'l1' | 'kl' | 'perceptual') => {
+        let sum = 0;
+        for (const t of terms) sum += (await t[k].data())[0] * t.n;
+        return sum / n;
+      };
+      return { ...r, l1: await avg('l1'), kl: await avg('kl'), perceptual: await avg('perceptual') };
+    } finally {
+      for (const t of terms) [t.l1, t.kl, t.perceptual].forEach((x) => x.dispose());
+    }
+  }
+
+  /**
+   * Saves every AutoencoderKL parameter (official names and layout, atomically) to `path`, and the
+   * optimizer state beside it (`*.optim.safetensors`).
+   */
+  async save(path: string): Promise<void> {
+    const params = Object.fromEntries(this.store.names().map((n) => [n, this.store.get(n)]));
+    await this.trainer.save(path, {
+      params,
+      exportParam: async (name) => (await this.store.toHost((n) => n === name))[name],
+    });
+  }
+
+  /**
+   * Restores all parameters, the optimizer state and the step from a checkpoint of `save`.
+   * @throws Error when the checkpoint belongs to another configuration or is incomplete (core's `Trainer.resume`).
+   */
+  async resume(path: string): Promise<void> {
+    const params = Object.fromEntries(this.store.names().map((n) => [n, this.store.get(n)]));
+    await this.trainer.resume(path, {
+      params,
+      importParam: (_name, h) => tf.tidy(() => {
+        const t = tf.tensor(h.data, [...h.shape]);
+        const perm = OFFICIAL_PERM[h.shape.length];
+        return perm ? tf.transpose(t, perm) : t;
+      }),
+    });
+  }
+
+  /** Frees the optimizer state (the store stays with its owner). */
+  dispose(): void {
+    this.trainer.dispose();
+  }
+}
