@@ -5,7 +5,7 @@ import '@tensorflow/tfjs-backend-wasm';
 // The Node build of tfjs-core registers no gradients; tfjs-layers does.
 import '@tensorflow/tfjs-layers';
 import { Rng, tensor, maxAbsDiff, encodeSafetensors, SafetensorsFile, type HostTensor, type ParamSpec } from '../src/index.js';
-import { ParamStore, TfjsOps } from '../src/tfjs/index.js';
+import { ParamStore, TfjsOps, installConv2DGradOverride } from '../src/tfjs/index.js';
 
 // Naive host references on NCHW data with official-layout weights (conv [out, in, kh, kw],
 // linear [out, in]), written from the PyTorch definitions.
@@ -422,6 +422,14 @@ describe('TfjsOps gradients', () => {
       expect(cpu.grads[n].some((g) => g !== 0), `${n} gradient is non-zero`).toBe(true);
       expect(relErr(wasm.grads[n], cpu.grads[n]), n).toBeLessThan(1e-5);
     }
+  });
+
+  it('with the Conv2D gradient override, wasm trains the convs too (matches cpu, relative error <= 1e-5)', async () => {
+    expect(installConv2DGradOverride()).toBe(true);
+    const cpu = await gradsOf('cpu', true, 0.6);
+    const wasm = await gradsOf('wasm', true, 0.6);
+    expect(Object.keys(wasm.grads).length).toBe(13);
+    for (const n of Object.keys(cpu.grads)) expect(relErr(wasm.grads[n], cpu.grads[n]), n).toBeLessThan(1e-5);
   });
 
   it('cpu gradients (with convs) match central finite differences', async () => {
