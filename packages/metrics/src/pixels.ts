@@ -5,6 +5,7 @@
  * keys. Memory: 16 bytes per defective pixel plus the bins; no per-pixel scratch for the rest.
  */
 import type { RankBins } from './bins.js';
+import { MetricsInputError } from './errors.js';
 import { labelRegions8 } from './regions.js';
 import { floatToKey, keyToFloat, radixSortPairs } from './sort.js';
 
@@ -37,6 +38,7 @@ export function pixelBins(images: readonly StoredImage[], thresholds: Float64Arr
     total += im.map.length;
     if (im.mask) maxPixels = Math.max(maxPixels, im.map.length);
   }
+  if (total - P >= 2 ** 32) throw new MetricsInputError(`${total - P} normal pixels in one class; the counters hold at most 2^32 - 1, split the class`);
   // 1. Defective pixels: key + global region id, radix-sorted by key.
   const pk = new Uint32Array(P);
   const pr = new Uint32Array(P);
@@ -77,12 +79,13 @@ export function pixelBins(images: readonly StoredImage[], thresholds: Float64Arr
     for (; t < tk.length && tk[t] === k; t++) thresholdBoundary![t] = m - 1;
   }
   // 3. Normal pixels counted into the gaps.
-  const eq = new Float64Array(m);
-  const btw = new Float64Array(m + 1);
+  // Uint32 counters halve the randomly accessed memory (a class is limited to 2^32 normal pixels).
+  const eq32 = new Uint32Array(m);
+  const btw32 = new Uint32Array(m + 1);
   const table = buildTable(B, m);
   for (const im of images) {
     const bits = new Uint32Array(im.map.buffer, im.map.byteOffset, im.map.length);
-    countNegatives(bits, im.defectPixels > 0 ? im.mask : null, B, m, table, eq, btw);
+    countNegatives(bits, im.defectPixels > 0 ? im.mask : null, B, m, table, eq32, btw32);
   }
   const values = new Float64Array(m);
   for (let j = 0; j < m; j++) values[j] = keyToFloat(B[j]);
@@ -90,8 +93,8 @@ export function pixelBins(images: readonly StoredImage[], thresholds: Float64Arr
     values,
     pos: pos.subarray(0, m),
     weight: weight.subarray(0, m),
-    eq,
-    btw,
+    eq: Float64Array.from(eq32),
+    btw: Float64Array.from(btw32),
     P,
     N: total - P,
     K: regionWeight.length,
@@ -107,7 +110,7 @@ interface KeyTable {
   start: Uint32Array;
 }
 
-/** A direct-address table over the boundary keys, about 4 entries per boundary. */
+/** A direct-address table over the boundary keys: equal key ranges, about 4 per boundary (cache-sized). */
 function buildTable(B: Uint32Array, m: number): KeyTable {
   if (m === 0) return { lo: 0, hi: -1, shift: 0, start: new Uint32Array(2) };
   const lo = B[0], hi = B[m - 1];
@@ -124,15 +127,18 @@ function buildTable(B: Uint32Array, m: number): KeyTable {
   return { lo, hi, shift, start };
 }
 
-/** Count the normal pixels (mask 0, or all when mask is null) of one map into eq / btw. */
+/**
+ * Count the normal pixels (mask 0, or all when mask is null) of one map into eq / btw: find the
+ * first boundary >= key through the table, then compare.
+ */
 function countNegatives(
   bits: Uint32Array,
   mask: Uint8Array | null,
   B: Uint32Array,
   m: number,
   table: KeyTable,
-  eq: Float64Array,
-  btw: Float64Array,
+  eq: Uint32Array,
+  btw: Uint32Array,
 ): void {
   const { lo, hi, shift, start } = table;
   const n = bits.length;
@@ -142,23 +148,30 @@ function countNegatives(
     const k = (u & 0x80000000 ? ~u : u | 0x80000000) >>> 0;
     if (k < lo) {
       btw[0]++;
-      continue;
-    }
-    if (k > hi) {
+    } else if (k > hi) {
       btw[m]++;
-      continue;
+    } else {
+      const e = (k - lo) >>> shift;
+      let a = start[e];
+      const b = start[e + 1];
+      if (a === b) {
+        btw[a]++; // no boundary in this bucket: the gap is known
+        continue;
+      }
+      if (b - a > 8) a = lowerBound(B, a, b, k);
+      else while (a < b && B[a] < k) a++;
+      if (B[a] === k) eq[a]++;
+      else btw[a]++;
     }
-    const e = (k - lo) >>> shift;
-    let a = start[e];
-    let b = start[e + 1];
-    // First boundary >= k lies in [a, b]: binary search while wide, then linear.
-    while (b - a > 8) {
-      const mid = (a + b) >>> 1;
-      if (B[mid] < k) a = mid + 1;
-      else b = mid;
-    }
-    while (a < b && B[a] < k) a++;
-    if (B[a] === k) eq[a]++;
-    else btw[a]++;
   }
+}
+
+/** First index in [a, b) with B[index] >= k, or b. */
+function lowerBound(B: Uint32Array, a: number, b: number, k: number): number {
+  while (a < b) {
+    const mid = (a + b) >>> 1;
+    if (B[mid] < k) a = mid + 1;
+    else b = mid;
+  }
+  return a;
 }
