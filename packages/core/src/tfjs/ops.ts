@@ -153,8 +153,9 @@ export class TfjsOps implements Ops<tf.Tensor> {
   /**
    * Scaled dot-product attention (LDM `CrossAttention`, `AttnBlock`): q `[N, Lq, C]`, k and v
    * `[N, Lk, C]`, C split into `heads` heads of d = C/heads; softmax(q k^T / sqrt(d)) v with
-   * heads merged back, `[N, Lq, C]`. Runs one plain 2-D matMul per sample and head, with k
-   * transposed once beforehand, since wasm's batched and transposed matMuls are ~10x slower.
+   * heads merged back, `[N, Lq, C]`. Runs plain 2-D matMuls per sample and head, with k
+   * transposed once beforehand: wasm's batched and transposed matMuls are much slower (measured
+   * for N 2, L 1024, C 320, 8 heads: 0.8 s here, 6.4 s batched, 1.8 s batched with transposed k).
    * @throws Error on mismatched shapes or C not divisible by `heads`.
    */
   attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: number): tf.Tensor {
