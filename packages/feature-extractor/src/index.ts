@@ -4,3 +4,6 @@ export * from './nsfwjs-models.js';
 export * from './depthwise-grad.js';
 export * from './tfjs-extractor.js';
 export * from './perceptual.js';
+export * from './patch-bank.js';
+export * from './load.js';
+export * from './baseline.js';

@@ -4,8 +4,9 @@
  * Provenance and licenses: the package README.
  */
 import * as tf from '@tensorflow/tfjs-core';
-// The Node build of tfjs-core registers no gradients by itself; the perceptual loss needs them.
-import '@tensorflow/tfjs-core/dist/register_all_gradients.js';
+// The Node build of tfjs-core registers no gradients (the perceptual loss needs them); importing
+// tfjs-layers registers them (tfjs-core's own register_all_gradients is not loadable by Node's ESM).
+import '@tensorflow/tfjs-layers';
 import { loadGraphModel, type GraphModel } from '@tensorflow/tfjs-converter';
 import { IMAGENET_MEAN, IMAGENET_STD, concatBatch, sliceBatch, type FeatureExtractor, type HostTensor } from '@diad/core';
 import { initTfjs, toTf, fromTf, type TfjsEngine } from '@diad/core/tfjs';

