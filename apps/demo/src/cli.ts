@@ -6,6 +6,7 @@
 import { Command } from 'commander';
 import { register as registerEnv } from './commands/env.js';
 import { register as registerInspect } from './commands/inspect.js';
+import { register as registerBaseline } from './commands/baseline.js';
 import { demoVersion } from './versions.js';
 
 const program = new Command('diad')
@@ -15,6 +16,7 @@ const program = new Command('diad')
 
 registerInspect(program);
 registerEnv(program);
+registerBaseline(program);
 
 try {
   await program.parseAsync(process.argv);
