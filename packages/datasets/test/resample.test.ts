@@ -70,6 +70,32 @@ describe('resizeBilinear (Pillow BILINEAR)', () => {
     }
   });
 
+  // Pillow's own accuracy cases (Tests/test_image_resample.py, TestImagingCoreResampleAccuracy):
+  // a size x size image of 0x1e with the top-left and bottom-right quadrants 0xe1; the expected
+  // output is given by its top-left quadrant q, mirrored (q at the opposite corner, 255 - q at the others).
+  const pillowCase = (size: number): Pixels => {
+    const v: number[] = [];
+    for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) v.push((x < size / 2) === (y < size / 2) ? 0xe1 : 0x1e);
+    return gray(size, size, v);
+  };
+  const pillowSample = (q: number[][], size: number): number[] => {
+    const out = new Array<number>(size * size);
+    const h = size / 2;
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < h; x++) {
+        out[y * size + x] = q[y][x];
+        out[(size - 1 - y) * size + size - 1 - x] = q[y][x];
+        out[(size - 1 - y) * size + x] = 255 - q[y][x];
+        out[y * size + size - 1 - x] = 255 - q[y][x];
+      }
+    return out;
+  };
+
+  it("matches Pillow's published BILINEAR results: reduce 8 -> 4 and enlarge 2 -> 4", () => {
+    expect([...resizeBilinear(pillowCase(8), 4, 4).data]).toEqual(pillowSample([[0xe1, 0xc9], [0xc9, 0xb7]], 4));
+    expect([...resizeBilinear(pillowCase(2), 4, 4).data]).toEqual(pillowSample([[0xe1, 0xb0], [0xb0, 0x98]], 4));
+  });
+
   it('rejects a non-integer size', () => {
     expect(() => resizeBilinear(gray(2, 1, [0, 1]), 1.5, 1)).toThrow(/invalid target size/);
   });
