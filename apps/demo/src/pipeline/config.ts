@@ -161,7 +161,7 @@ export const PRESETS: Record<string, Preset> = {
       diffusion: { steps: 6, batchSize: 4, lr: 2e-4, checkpointEvery: 3 },
       sg: { steps: 8, batchSize: 4, lr: 1e-4, checkpointEvery: 2 },
     },
-    ddim: { tStart: 300, steps: 3, eta: 0, schedule: 'partial' },
+    ddim: { tStart: 300, steps: 5, eta: 0, schedule: 'partial' },
     testBatchSize: 4,
   },
 };

@@ -1,0 +1,46 @@
+import type { Command } from 'commander';
+import { join, resolve } from 'node:path';
+import { ensureSynthetic } from '@diad/datasets';
+import { RunDir } from '../pipeline/run-dir.js';
+import { fit } from '../pipeline/fit.js';
+import { testRun } from '../pipeline/evaluate.js';
+import { metricsMarkdown } from '../report/tables.js';
+import { InterruptedError } from '../pipeline/train-loop.js';
+import { addModelOptions, configFromFlags, type FitFlags } from './fit.js';
+
+/**
+ * `diad demo [--out runs/demo]`: generates the embedded synthetic multi-class dataset
+ * (@diad/datasets), fits the `tiny` preset on it, tests, and writes the report. Resumable like
+ * `fit` (run it again after an interruption).
+ */
+export function register(program: Command): void {
+  addModelOptions(
+    program
+      .command('demo')
+      .description('the main job on the embedded synthetic data: generate, fit (tiny), test, report')
+      .option('--out <dir>', 'run folder', 'runs/demo')
+      .option('--synthetic <dir>', 'where the synthetic dataset is generated (default <out>/data)')
+      .option('--train-per-class <n>', 'synthetic train images per class', '24'),
+  ).action(async (f: FitFlags & { out: string; synthetic?: string; trainPerClass: string }) => {
+    const t0 = Date.now();
+    const out = resolve(f.out);
+    const flags: FitFlags = { ...f, data: [] };
+    const probe = configFromFlags({ ...flags, data: ['.'] });
+    const { root, generated } = await ensureSynthetic(f.synthetic ?? join(out, 'data'), { size: probe.data.imageSize, train: Number(f.trainPerClass) });
+    process.stderr.write(`synthetic dataset: ${root} (${generated ? 'generated' : 'already there'})\n`);
+    const run = await RunDir.open(out, configFromFlags({ ...flags, data: [root] }));
+    try {
+      await fit(run, { quiet: f.quiet });
+    } catch (e) {
+      if (e instanceof InterruptedError) {
+        process.stderr.write(`${e.message}\n`);
+        process.exitCode = 130;
+        return;
+      }
+      throw e;
+    }
+    const { out: testOut, report } = await testRun(run, { quiet: f.quiet });
+    process.stdout.write(metricsMarkdown(report) + '\n');
+    process.stderr.write(`demo done in ${((Date.now() - t0) / 1000).toFixed(0)} s; report: ${join(testOut, 'report.html')}\n`);
+  });
+}

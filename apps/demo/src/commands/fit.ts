@@ -1,0 +1,130 @@
+import type { Command } from 'commander';
+import { resolve } from 'node:path';
+import { resolveConfig, PRESETS, type ConfigOverrides } from '../pipeline/config.js';
+import { RunDir } from '../pipeline/run-dir.js';
+import { fit } from '../pipeline/fit.js';
+import { InterruptedError } from '../pipeline/train-loop.js';
+
+export interface FitFlags {
+  data: string[];
+  classes?: string;
+  preset: string;
+  out?: string;
+  resume?: string;
+  init?: string;
+  seed?: string;
+  aeSteps?: string;
+  diffusionSteps?: string;
+  sgSteps?: string;
+  batchSize?: string;
+  backbone?: string;
+  onnx?: string;
+  maxTrainPerClass?: string;
+  maxTestPerClass?: string;
+  tStart?: string;
+  ddimSteps?: string;
+  schedule?: string;
+  sigma?: string;
+  targetFpr?: string;
+  quiet?: boolean;
+}
+
+const int = (v: string | undefined, name: string): number | undefined => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n)) throw new Error(`${name} must be an integer, got "${v}"`);
+  return n;
+};
+const num = (v: string | undefined, name: string): number | undefined => {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new Error(`${name} must be a number, got "${v}"`);
+  return n;
+};
+
+/** The run config from fit/demo flags (data roots made absolute so the hash does not depend on the cwd). */
+export function configFromFlags(f: FitFlags) {
+  if (f.backbone && f.onnx) throw new Error('--backbone and --onnx exclude each other: pick a bundled backbone or an ONNX file');
+  const o: ConfigOverrides = {
+    roots: f.data.map((d) => resolve(d)),
+    classes: f.classes?.split(',').map((c) => c.trim()).filter(Boolean) ?? null,
+    init: f.init ? resolve(f.init) : null,
+    seed: int(f.seed, '--seed'),
+    steps: { autoencoder: int(f.aeSteps, '--ae-steps'), diffusion: int(f.diffusionSteps, '--diffusion-steps'), sg: int(f.sgSteps, '--sg-steps') },
+    batchSize: int(f.batchSize, '--batch-size'),
+    featureExtractor: f.onnx ? { kind: 'onnx', path: resolve(f.onnx) } : f.backbone ? { kind: 'bundled', name: f.backbone } : undefined,
+    ddim: {
+      ...(f.tStart !== undefined ? { tStart: int(f.tStart, '--t-start') } : {}),
+      ...(f.ddimSteps !== undefined ? { steps: int(f.ddimSteps, '--ddim-steps') } : {}),
+      ...(f.schedule !== undefined ? { schedule: f.schedule as 'official' | 'partial' } : {}),
+    },
+    sigma: num(f.sigma, '--sigma'),
+    targetFpr: num(f.targetFpr, '--target-fpr'),
+    ...(f.maxTrainPerClass !== undefined ? { maxTrainPerClass: int(f.maxTrainPerClass, '--max-train-per-class') } : {}),
+    ...(f.maxTestPerClass !== undefined ? { maxTestPerClass: int(f.maxTestPerClass, '--max-test-per-class') } : {}),
+  };
+  return resolveConfig(f.preset, o);
+}
+
+/** The options shared by `fit` and `demo`. */
+export function addModelOptions(cmd: Command): Command {
+  return cmd
+    .option('--preset <name>', `size preset: ${Object.keys(PRESETS).join(', ')}`, 'tiny')
+    .option('--init <ckpt>', 'converted official checkpoint (safetensors) replacing stages 1-2')
+    .option('--seed <n>', 'seed of initialisation, data order, noise and splits')
+    .option('--ae-steps <n>', 'stage 1 (autoencoder) steps')
+    .option('--diffusion-steps <n>', 'stage 2 (latent-diffusion UNet) steps')
+    .option('--sg-steps <n>', 'stage 3 (SG network + SFF) steps')
+    .option('--batch-size <n>', 'batch size of every stage')
+    .option('--backbone <name>', 'bundled feature extractor (see @diad/feature-extractor; default: its default)')
+    .option('--onnx <file>', 'ONNX feature extractor file instead of a bundled one')
+    .option('--max-train-per-class <n>', 'use at most this many train images per class')
+    .option('--max-test-per-class <n>', 'test at most this many images per class')
+    .option('--t-start <n>', 'DDIM: timestep the latent is noised to')
+    .option('--ddim-steps <n>', 'DDIM steps')
+    .option('--schedule <s>', 'DDIM schedule: official | partial')
+    .option('--sigma <s>', 'anomaly map Gaussian blur sigma (pixels)')
+    .option('--target-fpr <f>', 'predict threshold: allowed false-positive rate on normal validation images')
+    .option('--quiet', 'no progress output');
+}
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+/**
+ * `diad fit --data DIR [--data DIR2 ...] [--classes a,b] --preset tiny --out runs/NAME [--init CKPT]`
+ * or `diad fit --resume runs/NAME`: trains one model for all classes (three resumable stages),
+ * then fixes the decision threshold on the validation split. Exit code 130 after Ctrl-C (the run
+ * resumes with the same command).
+ */
+export function register(program: Command): void {
+  addModelOptions(
+    program
+      .command('fit')
+      .description('train one DiAD model for all classes: autoencoder, latent-diffusion UNet, SG network + SFF (resumable)')
+      .option('--data <dir>', 'dataset root (repeatable)', collect, [])
+      .option('--classes <list>', 'only these classes, comma-separated')
+      .option('--out <dir>', 'run folder, e.g. runs/NAME')
+      .option('--resume <dir>', 'continue the run in this folder with its own config'),
+  ).action(async (flags: FitFlags) => {
+    let run: RunDir;
+    if (flags.resume) {
+      if (flags.data.length) throw new Error('--resume uses the run\'s own config; drop --data (or use --out with the same options)');
+      run = await RunDir.load(flags.resume);
+    } else {
+      if (!flags.out) throw new Error('--out <dir> is required (the run folder), or --resume <dir> to continue a run');
+      if (!flags.data.length) throw new Error('--data <dir> is required (a dataset root; repeat for several)');
+      run = await RunDir.open(flags.out, configFromFlags(flags));
+    }
+    try {
+      await fit(run, { quiet: flags.quiet });
+      process.stderr.write(`fit done: ${run.dir} (config ${run.hash}); next: diad test --run ${run.dir}\n`);
+    } catch (e) {
+      if (e instanceof InterruptedError) {
+        process.stderr.write(`${e.message}\n`);
+        process.exitCode = 130;
+        return;
+      }
+      throw e;
+    }
+  });
+}

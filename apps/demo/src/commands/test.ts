@@ -1,0 +1,29 @@
+import type { Command } from 'commander';
+import { join } from 'node:path';
+import { RunDir } from '../pipeline/run-dir.js';
+import { testRun } from '../pipeline/evaluate.js';
+import { metricsMarkdown } from '../report/tables.js';
+
+const collect = (v: string, prev: string[]) => [...prev, v];
+
+/**
+ * `diad test --run runs/NAME [--data DIR ...] [--classes a,b] [--out DIR]`: DDIM reconstruction,
+ * anomaly maps, the seven metrics per class and mean in both modes, strips and `report.html`.
+ */
+export function register(program: Command): void {
+  program
+    .command('test')
+    .description('evaluate a fitted run on the test split: metrics (standard and diad modes), strips, report.html')
+    .requiredOption('--run <dir>', 'run folder made by diad fit')
+    .option('--data <dir>', 'dataset root to test on (repeatable; default: the run\'s roots)', collect, [])
+    .option('--classes <list>', 'only these classes, comma-separated')
+    .option('--out <dir>', 'output folder (default <run>/test)')
+    .option('--quiet', 'no progress output')
+    .action(async (f: { run: string; data: string[]; classes?: string; out?: string; quiet?: boolean }) => {
+      const run = await RunDir.load(f.run);
+      const classes = f.classes?.split(',').map((c) => c.trim()).filter(Boolean) ?? null;
+      const { out, report } = await testRun(run, { roots: f.data, classes, out: f.out, quiet: f.quiet });
+      process.stdout.write(metricsMarkdown(report) + '\n');
+      process.stderr.write(`report: ${join(out, 'report.html')} (skipped images: ${report.skipped.length})\n`);
+    });
+}

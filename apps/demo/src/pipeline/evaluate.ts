@@ -1,0 +1,148 @@
+/**
+ * `diad test`: DDIM reconstruction of the test images, anomaly maps, the seven metrics per class
+ * and mean in both modes (@diad/metrics), a PNG strip per image and the report. Nothing is tuned
+ * on the test split: the heatmap colour range comes from the validation images.
+ */
+import { join, resolve } from 'node:path';
+import { promises as fs } from 'node:fs';
+import { sliceBatch } from '@diad/core';
+import { openDataset } from '@diad/datasets';
+import { MetricsAccumulator, type MetricValues, type StoredImage } from '@diad/metrics';
+import type { RunDir } from './run-dir.js';
+import { STAGES } from './run-dir.js';
+import { decodeSamples, sampleId, type Skipped } from './data.js';
+import { scoreImages } from './score.js';
+import { createModels, featureExtractorName } from './models.js';
+import { capPerClass } from './data.js';
+import { Progress } from './progress.js';
+import type { ValidationInfo } from './fit.js';
+import { writeStrip } from '../report/strip.js';
+import { writeReport } from '../report/index.js';
+import { classCurves, storedImage } from '../report/curves.js';
+import { METRIC_MODES, type ClassReport, type ImageRecord, type MetricRow, type ReportInput } from '../report/types.js';
+
+export interface TestOptions {
+  /** Dataset roots to test on (default: the run's roots). */
+  roots?: string[];
+  classes?: string[] | null;
+  /** Output folder (default `<run>/test`). */
+  out?: string;
+  quiet?: boolean;
+  log?: (l: string) => void;
+}
+
+/** Maps @diad/metrics' values (null = undefined) to the report's row (NaN = undefined). */
+function toRow(v: MetricValues): MetricRow {
+  const n = (x: number | null) => (x === null ? NaN : x);
+  return {
+    imageAUROC: n(v.aurocImage), imageAP: n(v.apImage), imageF1max: n(v.f1MaxImage),
+    pixelAUROC: n(v.aurocPixel), pixelAP: n(v.apPixel), pixelF1max: n(v.f1MaxPixel), auPRO: n(v.auPro),
+  };
+}
+
+/**
+ * Tests a fitted run and writes `metrics.{json,md,csv}`, `strips/*.png` and `report.html`.
+ * @returns the output folder and the report input (metrics, timings).
+ * @throws Error when the run is not fitted (no `validation.json`), or a DatasetError.
+ */
+export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ out: string; report: ReportInput }> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const cfg = run.config;
+  const validation = await run.readJson<ValidationInfo>('validation.json');
+  if (!validation) throw new Error(`${run.dir} is not fitted yet (no validation.json); run \`diad fit --resume ${run.dir}\` first`);
+  const out = resolve(opts.out ?? run.path('test'));
+  await fs.mkdir(join(out, 'strips'), { recursive: true });
+  const t0 = Date.now();
+
+  const roots = opts.roots && opts.roots.length ? opts.roots.map((r) => resolve(r)) : cfg.data.roots;
+  const classes = opts.classes ?? cfg.data.classes;
+  const ds = await openDataset(roots, classes ? { classes } : {});
+  const samples = capPerClass(ds.samples.filter((s) => s.split === 'test'), cfg.data.maxTestPerClass, cfg.seed + 1);
+  log(`test: ${samples.length} images of ${ds.classes.join(', ')}`);
+
+  const models = await createModels(cfg, run, log);
+  const stages = await models.inferenceStages();
+  const acc = new MetricsAccumulator();
+  const perClass = new Map<string, { scores: number[]; labels: number[]; stored: StoredImage[] }>();
+  const images: ImageRecord[] = [];
+  const skipped: Skipped[] = [];
+  const size = cfg.data.imageSize;
+  const hw = size * size;
+  const progress = new Progress('test', samples.length, 0, opts.quiet);
+  const chunk = cfg.testBatchSize * 4;
+  try {
+    for (let i = 0; i < samples.length; i += chunk) {
+      const dec = await decodeSamples(samples.slice(i, i + chunk), size, 'test').catch((e: Error) => {
+        skipped.push(...samples.slice(i, i + chunk).map((s) => ({ path: s.imagePath, reason: e.message })));
+        return null;
+      });
+      if (!dec) continue;
+      skipped.push(...dec.skipped);
+      const scored = await scoreImages(stages, dec.images, cfg, cfg.seed + 1000 + i);
+      for (let k = 0; k < dec.samples.length; k++) {
+        const s = dec.samples[k];
+        const map = scored.maps.data.slice(k * hw, (k + 1) * hw);
+        const mask = s.label ? dec.masks.data.slice(k * hw, (k + 1) * hw) : null;
+        acc.add(s.className, map, mask, { height: size, width: size, defectType: s.defect, label: s.label, copy: false });
+        const c = perClass.get(s.className) ?? { scores: [], labels: [], stored: [] };
+        c.scores.push(scored.scores[k]);
+        c.labels.push(s.label);
+        c.stored.push(storedImage(map, mask, size, size, s.label, s.defect));
+        perClass.set(s.className, c);
+        const id = sampleId(s);
+        const strip = `strips/${id}.png`;
+        await writeStrip(join(out, strip), {
+          input: sliceBatch(dec.images, k, k + 1).data, reconstruction: sliceBatch(scored.reconstructions, k, k + 1).data,
+          map, mask, height: size, width: size, range: validation.mapRange,
+        });
+        images.push({ id, className: s.className, defectType: s.defect, label: s.label, path: s.imagePath, score: scored.scores[k], strip });
+      }
+      progress.update(Math.min(samples.length, i + chunk));
+    }
+  } finally {
+    progress.stop();
+    stages.dispose();
+    models.dispose();
+  }
+  if (images.length === 0) throw new Error(`no test image could be scored (${skipped.length} skipped)`);
+  const reports = acc.computeAll(METRIC_MODES, { byDefectType: false });
+  const classReports: ClassReport[] = acc.classNames.map((name) => {
+    const c = perClass.get(name)!;
+    return {
+      className: name,
+      good: c.labels.filter((l) => l === 0).length,
+      defective: c.labels.filter((l) => l === 1).length,
+      metrics: { standard: toRow(reports.standard!.classes[name].values), diad: toRow(reports.diad!.classes[name].values) },
+      curves: classCurves(c.scores, c.labels, c.stored),
+    };
+  });
+  const testSeconds = (Date.now() - t0) / 1000;
+  const timings: ReportInput['timings'] = [];
+  for (const st of STAGES) {
+    const s = await run.readStage(st);
+    if (s) timings.push({ name: `fit stage ${st} (${s.step} steps, ${s.imagesPerSecond.toFixed(2)} img/s)`, seconds: s.seconds });
+  }
+  const fitTimes = await run.readJson<{ dataSeconds: number; validationSeconds: number }>('fit-timings.json');
+  if (fitTimes) timings.push({ name: 'fit: data loading', seconds: fitTimes.dataSeconds }, { name: 'fit: validation scoring', seconds: fitTimes.validationSeconds });
+  timings.push({ name: `test (${images.length} images)`, seconds: testSeconds });
+  const fitSkipped = (await run.readJson<Skipped[]>('skipped-fit.json')) ?? [];
+  const report: ReportInput = {
+    title: `DiAD report: ${run.dir}`,
+    config: cfg,
+    configHash: run.hash,
+    classes: classReports,
+    mean: { standard: toRow(reports.standard!.mean.values), diad: toRow(reports.diad!.mean.values) },
+    images,
+    timings,
+    skipped: [...fitSkipped, ...skipped],
+    facts: {
+      engine: models.engine,
+      'feature extractor': featureExtractorName(cfg),
+      'test data': roots.join(', '),
+      'decision threshold (validation, target FPR)': `${validation.threshold.toPrecision(5)} (${validation.targetFpr})`,
+      date: new Date().toISOString(),
+    },
+  };
+  await writeReport(out, report);
+  return { out, report };
+}

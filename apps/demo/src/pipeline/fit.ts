@@ -1,0 +1,115 @@
+/**
+ * `diad fit`: one model for all classes, in three resumable stages (paper Sec. 3.2 and 4.1):
+ * 1. the AutoencoderKL on the normal train images (L1 + KL);
+ * 2. a plain latent-diffusion UNet (eps-prediction) on their latents, standing in for Stable
+ *    Diffusion pretraining, which cannot be downloaded here;
+ * 3. the SG network + SFF + UNet decoder, UNet encoder frozen, initialised as ControlNet does
+ *    (SG network encoder copied from the stage-2 UNet).
+ * With `--init`, a converted official checkpoint replaces stages 1-2. After training, the
+ * validation images (carved from train) are scored to fix `predict`'s threshold.
+ */
+import type { RunConfig } from './config.js';
+import { RunDir } from './run-dir.js';
+import { openSplits, decodeSamples, type Skipped } from './data.js';
+import { installInterruptHandlers, runStage } from './train-loop.js';
+import { thresholdAtFpr } from './threshold.js';
+import { scoreImages } from './score.js';
+import { createModels } from './models.js';
+
+export interface FitOptions {
+  quiet?: boolean;
+  /** Log lines go here (default stderr). */
+  log?: (line: string) => void;
+}
+
+/** What `fit` leaves in `validation.json`. */
+export interface ValidationInfo {
+  scores: { path: string; className: string; score: number }[];
+  threshold: number;
+  targetFpr: number;
+  /** Heatmap colour range of reports and `predict`: median validation pixel .. threshold. */
+  mapRange: [number, number];
+  skipped: Skipped[];
+}
+
+/**
+ * Runs or resumes the fit of `run` (its stored config).
+ * @throws NanLossError, InterruptedError, DatasetError, or Error naming the file at fault.
+ */
+export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+  const cfg: RunConfig = run.config;
+  installInterruptHandlers();
+  const release = run.lock();
+  try {
+    const t0 = Date.now();
+    const splits = await openSplits(cfg);
+    log(`classes: ${splits.classes.join(', ')}; train ${splits.train.length}, validation ${splits.val.length} images (test split untouched)`);
+    const train = await decodeSamples(splits.train, cfg.data.imageSize, 'train');
+    const val = await decodeSamples(splits.val, cfg.data.imageSize, 'validation');
+    await run.writeJson('skipped-fit.json', [...train.skipped, ...val.skipped]);
+    const dataSeconds = (Date.now() - t0) / 1000;
+
+    const models = await createModels(cfg, run, log);
+    log(`engine: ${models.engine}`);
+    try {
+      if (cfg.stages.autoencoder.steps > 0) {
+        const t = await models.autoencoderTrainer(train.images);
+        try {
+          await runStage(run, 'autoencoder', cfg.stages.autoencoder, t, opts);
+        } finally {
+          t.dispose();
+        }
+      }
+      const needLatents = cfg.stages.diffusion.steps > 0 || cfg.stages.sg.steps > 0;
+      const latents = needLatents ? await models.encodeTrain(train.images) : null;
+      if (cfg.stages.diffusion.steps > 0) {
+        const t = await models.diffusionTrainer(latents!);
+        try {
+          await runStage(run, 'diffusion', cfg.stages.diffusion, t, opts);
+        } finally {
+          t.dispose();
+        }
+      }
+      if (cfg.stages.sg.steps > 0) {
+        const t = await models.sgTrainer(latents!, train.images);
+        try {
+          await runStage(run, 'sg', cfg.stages.sg, t, opts);
+        } finally {
+          t.dispose();
+        }
+      }
+      const tv = Date.now();
+      const stages = await models.inferenceStages();
+      try {
+        const scored = await scoreImages(stages, val.images, cfg, cfg.seed);
+        const threshold = thresholdAtFpr(scored.scores, cfg.threshold.targetFpr);
+        const info: ValidationInfo = {
+          scores: val.samples.map((s, i) => ({ path: s.imagePath, className: s.className, score: scored.scores[i] })),
+          threshold,
+          mapRange: [Math.min(medianSample(scored.maps.data), threshold), threshold],
+          targetFpr: cfg.threshold.targetFpr,
+          skipped: val.skipped,
+        };
+        await run.writeJson('validation.json', info);
+        log(`validation: ${val.samples.length} normal images, threshold ${info.threshold.toPrecision(5)} at target FPR ${cfg.threshold.targetFpr}`);
+      } finally {
+        stages.dispose();
+      }
+      await run.writeJson('fit-timings.json', { dataSeconds, validationSeconds: (Date.now() - tv) / 1000, finishedAt: new Date().toISOString() });
+    } finally {
+      models.dispose();
+    }
+  } finally {
+    release();
+  }
+}
+
+/** Median of up to 100k evenly spaced values (the typical normal pixel score). */
+function medianSample(v: Float32Array): number {
+  const stride = Math.max(1, Math.floor(v.length / 100_000));
+  const xs: number[] = [];
+  for (let i = 0; i < v.length; i += stride) xs.push(v[i]);
+  xs.sort((a, b) => a - b);
+  return xs[Math.floor(xs.length / 2)];
+}

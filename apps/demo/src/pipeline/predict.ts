@@ -1,0 +1,62 @@
+/**
+ * `diad predict`: per image the score, the decision at the threshold fixed on the validation
+ * split (a target false-positive rate on normal validation images, see `threshold.ts`), and the
+ * anomaly map as a heatmap PNG.
+ */
+import { basename, join, resolve } from 'node:path';
+import { loadRgb, rgbToTensor } from '@diad/datasets';
+import { sliceBatch } from '@diad/core';
+import type { RunDir } from './run-dir.js';
+import type { ValidationInfo } from './fit.js';
+import { createModels } from './models.js';
+import { scoreImages } from './score.js';
+import { writeHeatmapPng } from '../report/strip.js';
+
+export interface Prediction {
+  image: string;
+  /** Image score (max of the anomaly map); null when the image could not be read. */
+  score: number | null;
+  threshold: number;
+  /** score > threshold. */
+  anomalous: boolean | null;
+  /** Heatmap PNG (jet over the image, range median validation pixel .. threshold). */
+  anomalyMap: string | null;
+  error?: string;
+}
+
+/**
+ * Scores images with a fitted run; heatmaps go to `outDir`.
+ * @throws Error when the run is not fitted.
+ */
+export async function predict(run: RunDir, paths: string[], outDir: string, log: (l: string) => void = () => {}): Promise<Prediction[]> {
+  const cfg = run.config;
+  const v = await run.readJson<ValidationInfo>('validation.json');
+  if (!v) throw new Error(`${run.dir} is not fitted yet (no validation.json); run \`diad fit --resume ${run.dir}\` first`);
+  const size = cfg.data.imageSize;
+  const out: Prediction[] = [];
+  const ok: { path: string; rgb: Awaited<ReturnType<typeof loadRgb>> }[] = [];
+  for (const p of paths.map((x) => resolve(x))) {
+    try {
+      ok.push({ path: p, rgb: await loadRgb(p, size) });
+    } catch (e) {
+      out.push({ image: p, score: null, threshold: v.threshold, anomalous: null, anomalyMap: null, error: (e as Error).message.split('\n')[0] });
+    }
+  }
+  if (ok.length === 0) return out;
+  const models = await createModels(cfg, run, log);
+  const stages = await models.inferenceStages();
+  try {
+    const images = rgbToTensor(ok.map((o) => o.rgb));
+    const scored = await scoreImages(stages, images, cfg, cfg.seed + 2000);
+    const hw = size * size;
+    for (let k = 0; k < ok.length; k++) {
+      const png = join(resolve(outDir), `${String(k).padStart(3, '0')}-${basename(ok[k].path).replace(/\.[^.]+$/, '')}.png`);
+      await writeHeatmapPng(png, sliceBatch(images, k, k + 1).data, scored.maps.data.slice(k * hw, (k + 1) * hw), size, size, v.mapRange);
+      out.push({ image: ok[k].path, score: scored.scores[k], threshold: v.threshold, anomalous: scored.scores[k] > v.threshold, anomalyMap: png });
+    }
+  } finally {
+    stages.dispose();
+    models.dispose();
+  }
+  return out;
+}
