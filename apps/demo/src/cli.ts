@@ -6,6 +6,10 @@
 import { Command } from 'commander';
 import { register as registerEnv } from './commands/env.js';
 import { register as registerInspect } from './commands/inspect.js';
+import { register as registerFit } from './commands/fit.js';
+import { register as registerTest } from './commands/test.js';
+import { register as registerPredict } from './commands/predict.js';
+import { register as registerDemo } from './commands/demo.js';
 import { register as registerBaseline } from './commands/baseline.js';
 import { demoVersion } from './versions.js';
 
@@ -16,6 +20,10 @@ const program = new Command('diad')
 
 registerInspect(program);
 registerEnv(program);
+registerFit(program);
+registerTest(program);
+registerPredict(program);
+registerDemo(program);
 registerBaseline(program);
 
 try {
