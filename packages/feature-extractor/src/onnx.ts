@@ -3,16 +3,18 @@
  * WideResNet-50-2 cut after layer3, the paper's backbone, exported with outputs
  * layer1..layer3), run with onnxruntime-node on the CPU or, where the user installed it, CUDA.
  */
-import { existsSync } from 'node:fs';
-import * as ort from 'onnxruntime-node';
 import { concatBatch, sliceBatch, tensor, type FeatureExtractor, type HostTensor } from '@diad/core';
+import { createOrtSession, type OrtSession } from '@diad/core/ort';
 
 /** Options of {@link OnnxFeatureExtractor.create}. */
 export interface OnnxExtractorOptions {
   /** Output names to return, shallow to deep; default all outputs of the model in file order. */
   outputs?: readonly string[];
-  /** `'cpu'` (default) or `'cuda'` (needs onnxruntime-node's CUDA files and a GPU). */
-  device?: 'cpu' | 'cuda';
+  /**
+   * Execution providers in priority order, e.g. `['cuda', 'cpu']` (CUDA needs onnxruntime-node's
+   * CUDA files and a GPU; a provider that fails to load is skipped). Default: `DIAD_ORT_PROVIDERS`, else `cpu`.
+   */
+  providers?: readonly string[];
   /** Images per `session.run`; bounds memory. Default 8. */
   batchSize?: number;
   /** Intra-op threads (onnxruntime default when unset). */
@@ -28,7 +30,7 @@ export interface OnnxExtractorOptions {
  */
 export class OnnxFeatureExtractor implements FeatureExtractor {
   private constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly session: OrtSession,
     private readonly inputName: string,
     readonly outputNames: readonly string[],
     readonly strides: readonly number[],
@@ -43,22 +45,8 @@ export class OnnxFeatureExtractor implements FeatureExtractor {
    *   a requested output does not exist, an output is not 4-D, or CUDA was requested but is unavailable.
    */
   static async create(path: string, options: OnnxExtractorOptions = {}): Promise<OnnxFeatureExtractor> {
-    if (!existsSync(path)) throw new Error(`ONNX backbone ${path} does not exist; pass the path of an exported model (see the @diad/feature-extractor README)`);
-    const { device = 'cpu', batchSize = 8, threads, probeSize = 64 } = options;
-    const sessionOptions: ort.InferenceSession.SessionOptions = {
-      executionProviders: device === 'cuda' ? ['cuda'] : ['cpu'],
-      graphOptimizationLevel: 'all',
-      ...(threads ? { intraOpNumThreads: threads } : {}),
-    };
-    let session: ort.InferenceSession;
-    try {
-      session = await ort.InferenceSession.create(path, sessionOptions);
-    } catch (e) {
-      const hint = device === 'cuda'
-        ? ' (the CUDA execution provider needs onnxruntime-node installed with its CUDA files, i.e. its install script allowed to run, plus CUDA 12 and cuDNN 9 on a machine with an NVIDIA GPU; use device "cpu" otherwise)'
-        : '';
-      throw new Error(`cannot load ONNX backbone ${path}: ${(e as Error).message}${hint}`);
-    }
+    const { batchSize = 8, threads, probeSize = 64 } = options;
+    const session = await createOrtSession(path, { providers: options.providers, threads });
     if (session.inputNames.length !== 1) {
       throw new Error(`ONNX backbone ${path} has inputs [${session.inputNames.join(', ')}]; expected exactly one NCHW image input`);
     }
@@ -67,7 +55,7 @@ export class OnnxFeatureExtractor implements FeatureExtractor {
       if (!session.outputNames.includes(o)) throw new Error(`ONNX backbone ${path} has no output "${o}"; it has [${session.outputNames.join(', ')}]`);
     }
     const inputName = session.inputNames[0];
-    const meta = session.inputMetadata[0];
+    const meta = session.session.inputMetadata[0];
     const dims = meta?.isTensor ? meta.shape : [];
     const fixed = (i: number, dflt: number) => (typeof dims[i] === 'number' && (dims[i] as number) > 0 ? (dims[i] as number) : dflt);
     const [pb, pc, ph, pw] = [fixed(0, 1), fixed(1, 3), fixed(2, probeSize), fixed(3, probeSize)];
@@ -94,28 +82,22 @@ export class OnnxFeatureExtractor implements FeatureExtractor {
     return this.outputNames.map((_, l) => (parts.length === 1 ? parts[0][l] : concatBatch(parts.map((p) => p[l]))));
   }
 
+  /** Execution providers in use (the first one that loaded, and the rest of the list). */
+  get providers(): readonly string[] {
+    return this.session.providers;
+  }
+
   /** Frees the onnxruntime session. */
   async dispose(): Promise<void> {
     await this.session.release();
   }
 }
 
-async function run(
-  session: ort.InferenceSession,
-  inputName: string,
-  outputs: readonly string[],
-  x: HostTensor,
-  source: string,
-): Promise<HostTensor[]> {
-  let res: ort.InferenceSession.ReturnType;
-  try {
-    res = await session.run({ [inputName]: new ort.Tensor('float32', x.data, x.shape as number[]) }, outputs as string[]);
-  } catch (e) {
-    throw new Error(`ONNX backbone ${source} failed on input [${x.shape.join(', ')}]: ${(e as Error).message}`);
-  }
+async function run(session: OrtSession, inputName: string, outputs: readonly string[], x: HostTensor, source: string): Promise<HostTensor[]> {
+  const res = await session.run({ [inputName]: x.layout === 'NHWC' ? x : { ...x, layout: 'NCHW' } });
   return outputs.map((o) => {
     const t = res[o];
-    if (t.type !== 'float32') throw new Error(`ONNX backbone ${source}: output "${o}" is ${t.type}, expected float32`);
-    return tensor(t.data as Float32Array, t.dims, t.dims.length === 4 ? 'NCHW' : 'any');
+    if (t.dtype !== 'float32') throw new Error(`ONNX backbone ${source}: output "${o}" is ${t.dtype}, expected float32`);
+    return t as HostTensor;
   });
 }
