@@ -5,7 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { readSafetensors, type HostTensor, type ParamSpec } from '@diad/core';
-import { ParamStore, TfjsOps, type ParamFilter } from '@diad/core/tfjs';
+import { ParamStore, type ParamFilter, type TfjsOps } from '@diad/core/tfjs';
+import { ShortAttentionTfjsOps } from './fast-attention.js';
 import { sgnConfigOf, type DiadConfig, type SGNConfig } from './config.js';
 import { contextFor, contextParamSpec, LEARNED_CONTEXT, readConstantContext } from './context.js';
 import { timestepEmbedding } from './layers.js';
@@ -46,7 +47,7 @@ export class DiadDenoiser {
     readonly store: ParamStore,
     private readonly constantContext: HostTensor | null,
   ) {
-    this.ops = new TfjsOps(store);
+    this.ops = new ShortAttentionTfjsOps(store); // temporary, see fast-attention.ts
     this.sgn = sgnConfigOf(config);
   }
 
