@@ -57,6 +57,7 @@ type StoredWithScore = StoredImage & { diadScore?: number };
  */
 export class MetricsAccumulator {
   private readonly store = new Map<string, StoredWithScore[]>();
+  private poolScratch = new Float64Array(0);
 
   /**
    * Add one test image.
@@ -155,7 +156,10 @@ export class MetricsAccumulator {
 
   private imageScore(im: StoredWithScore, mode: Mode): number {
     if (mode === 'standard') return maxImageScore(im.map);
-    if (im.diadScore === undefined) im.diadScore = diadImageScore(im.map, im.height, im.width);
+    if (im.diadScore === undefined) {
+      if (this.poolScratch.length < im.map.length) this.poolScratch = new Float64Array(im.map.length);
+      im.diadScore = diadImageScore(im.map, im.height, im.width, this.poolScratch);
+    }
     return im.diadScore;
   }
 
