@@ -282,12 +282,36 @@ for (const backend of ['cpu', 'wasm'] as const) {
     });
 
     it('attention matches softmax(q k^T / sqrt(d)) v per head, self and cross', async () => {
-      for (const [lq, lk, heads] of [[6, 6, 1], [6, 6, 2], [5, 7, 4]]) {
-        const q = rnd(rng, [2, lq, 8], 2);
-        const k = rnd(rng, [2, lk, 8], 2);
-        const v = rnd(rng, [2, lk, 8]);
+      // [70, 70] and [65, 64] exceed the short-sequence size and take the per-head path.
+      for (const [n, lq, lk, heads] of [[2, 6, 6, 1], [2, 6, 6, 2], [2, 5, 7, 4], [1, 6, 6, 1], [2, 70, 70, 2], [1, 65, 64, 1]]) {
+        const q = rnd(rng, [n, lq, 8], 2);
+        const k = rnd(rng, [n, lk, 8], 2);
+        const v = rnd(rng, [n, lk, 8]);
         const got = await run((a, b, c) => ops.attention(a, b, c, heads), q, k, v);
-        expect(maxAbsDiff(got, refAttention(q, k, v, heads)), `lq ${lq} lk ${lk} heads ${heads}`).toBeLessThan(TOL);
+        expect(maxAbsDiff(got, refAttention(q, k, v, heads)), `n ${n} lq ${lq} lk ${lk} heads ${heads}`).toBeLessThan(TOL);
+      }
+    });
+
+    it('attention backward works on both paths, batch 1 with 1 head included', async () => {
+      // Reference gradient: the same math as one batched matMul, written with raw tfjs ops.
+      for (const [n, l, heads] of [[1, 6, 1], [1, 70, 1], [2, 70, 2]]) {
+        const q = tf.tensor(rnd(rng, [n, l, 8]).data, [n, l, 8]);
+        const k = tf.tensor(rnd(rng, [n, l, 8]).data, [n, l, 8]);
+        const v = tf.tensor(rnd(rng, [n, l, 8]).data, [n, l, 8]);
+        const r = tf.tensor(rnd(rng, [n, l, 8]).data, [n, l, 8]);
+        const d = 8 / heads;
+        const ref = (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor): tf.Scalar => {
+          const ph = (t: tf.Tensor) => tf.reshape(tf.transpose(tf.reshape(t, [n, l, heads, d]), [0, 2, 1, 3]), [n * heads, l, d]);
+          const o = tf.matMul(tf.softmax(tf.div(tf.matMul(ph(a), ph(b), false, true), Math.sqrt(d))), ph(c));
+          return tf.sum(tf.mul(tf.reshape(tf.transpose(tf.reshape(o, [n, heads, l, d]), [0, 2, 1, 3]), [n, l, 8]), r));
+        };
+        const got = tf.grads((a, b, c) => tf.sum(tf.mul(ops.attention(a, b, c, heads), r)) as tf.Scalar)([q, k, v]);
+        const want = tf.grads(ref)([q, k, v]);
+        for (let i = 0; i < 3; i++) {
+          const diff = (await tf.max(tf.abs(tf.sub(got[i], want[i]))).data())[0];
+          expect(diff, `n ${n} l ${l} heads ${heads} input ${i}`).toBeLessThan(1e-5);
+        }
+        tf.dispose([q, k, v, r, ...got, ...want]);
       }
     });
 

@@ -33,6 +33,9 @@ function map4(x: tf.Tensor, op: string): tf.Tensor4D {
  * The tfjs implementation of {@link Ops}: eager, differentiable, NHWC inside.
  * Works on any tfjs backend (wasm, cpu, node); `engine` reports `tfjs-<backend>`.
  */
+/** Attention sizes (Lq * Lk) up to which one batched matMul beats per-head 2-D matMuls on wasm. */
+const SHORT_ATTENTION = 64 * 64;
+
 export class TfjsOps implements Ops<tf.Tensor> {
   /** @param params the parameters, by official name; the ops never dispose them. */
   constructor(readonly params: ParamStore) {}
@@ -153,9 +156,13 @@ export class TfjsOps implements Ops<tf.Tensor> {
   /**
    * Scaled dot-product attention (LDM `CrossAttention`, `AttnBlock`): q `[N, Lq, C]`, k and v
    * `[N, Lk, C]`, C split into `heads` heads of d = C/heads; softmax(q k^T / sqrt(d)) v with
-   * heads merged back, `[N, Lq, C]`. Runs plain 2-D matMuls per sample and head, with k
-   * transposed once beforehand: wasm's batched and transposed matMuls are much slower (measured
-   * for N 2, L 1024, C 320, 8 heads: 0.8 s here, 6.4 s batched, 1.8 s batched with transposed k).
+   * heads merged back, `[N, Lq, C]`.
+   *
+   * Two equal computations, chosen by size, because wasm's matMul speed depends on the shape:
+   * for long sequences (Lq * Lk > 4096) plain 2-D matMuls per sample and head, with k transposed
+   * once beforehand (measured for N 2, L 1024, C 320, 8 heads: 0.8 s, against 6.4 s batched and
+   * 1.8 s batched with transposed k); for the short sequences of CPU presets one batched matMul
+   * (measured fwd+bwd, q [8, 64, 64], 4 heads: 62 ms against 376 ms per head).
    * @throws Error on mismatched shapes or C not divisible by `heads`.
    */
   attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: number): tf.Tensor {
@@ -169,15 +176,24 @@ export class TfjsOps implements Ops<tf.Tensor> {
     }
     if (!Number.isInteger(heads) || heads <= 0 || c % heads !== 0) throw new Error(`attention: ${c} channels cannot be split into ${heads} heads`);
     const d = c / heads;
+    const nh = n * heads;
     return tf.tidy(() => {
-      // [N, L, C] -> per (sample, head) slices: q [Lq, d], k^T [d, Lk], v [Lk, d].
-      const heads4 = (t: tf.Tensor, len: number, perm: number[], shape: number[]): tf.Tensor[] =>
-        tf.unstack(tf.reshape(tf.transpose(tf.reshape(t, [n, len, heads, d]), perm), shape));
-      const qs = heads4(tf.mul(q, 1 / Math.sqrt(d)), lq, [0, 2, 1, 3], [n * heads, lq, d]);
-      const kts = heads4(k, lk, [0, 2, 3, 1], [n * heads, d, lk]);
-      const vs = heads4(v, lk, [0, 2, 1, 3], [n * heads, lk, d]);
-      const outs = qs.map((qi, i) => tf.matMul(tf.softmax(tf.matMul(qi, kts[i])), vs[i]));
-      return tf.reshape(tf.transpose(tf.reshape(tf.stack(outs), [n, heads, lq, d]), [0, 2, 1, 3]), [n, lq, c]);
+      // [N, L, C] -> [N*heads, L, d] (or [N*heads, d, L] for k^T).
+      const split = (t: tf.Tensor, len: number, perm: number[], shape: number[]): tf.Tensor =>
+        tf.reshape(tf.transpose(tf.reshape(t, [n, len, heads, d]), perm), shape);
+      const qh = split(tf.mul(q, 1 / Math.sqrt(d)), lq, [0, 2, 1, 3], [nh, lq, d]);
+      const vh = split(v, lk, [0, 2, 1, 3], [nh, lk, d]);
+      let out: tf.Tensor;
+      if (lq * lk <= SHORT_ATTENTION) {
+        out = tf.matMul(tf.softmax(tf.matMul(qh, split(k, lk, [0, 2, 1, 3], [nh, lk, d]), false, true)), vh);
+      } else {
+        const kth = split(k, lk, [0, 2, 3, 1], [nh, d, lk]);
+        const one = (i: number, t: tf.Tensor, rows: number, cols: number) => tf.reshape(tf.slice(t, [i, 0, 0], [1, rows, cols]), [rows, cols]);
+        const outs: tf.Tensor[] = [];
+        for (let i = 0; i < nh; i++) outs.push(tf.matMul(tf.softmax(tf.matMul(one(i, qh, lq, d), one(i, kth, d, lk))), one(i, vh, lk, d)));
+        out = nh === 1 ? outs[0] : tf.stack(outs);
+      }
+      return tf.reshape(tf.transpose(tf.reshape(out, [n, heads, lq, d]), [0, 2, 1, 3]), [n, lq, c]);
     });
   }
 
