@@ -165,11 +165,6 @@ export class AutoencoderTrainer {
       throw new Error(`AutoencoderTrainer.step: images must be NCHW [N, C, H, W] with H and W multiples of ${f}, got ${images.layout} [${images.shape.join(', ')}]`);
     }
     if (!Number.isInteger(microBatch) || microBatch < 1) throw new Error(`AutoencoderTrainer.step: microBatch must be a positive integer, got ${microBatch}`);
-    // WORKAROUND(core TfjsOps.attention): its backward fails when N * heads = 1 (tfjs's Unpack
-    // gradient gets a lone tensor, not a list), and the AttnBlock has one head. Remove once fixed.
-    if (microBatch === 1 || n % microBatch === 1) {
-      throw new Error(`AutoencoderTrainer.step: a micro-batch of 1 image cannot be trained yet (core's TfjsOps.attention backward fails for batch 1 x 1 head); use micro-batches of at least 2 images (batch ${n}, microBatch ${microBatch})`);
-    }
     const latentShape = [0, this.config.embed_dim, h / f, w / f];
     const sample = this.options.samplePosterior ?? true;
     const terms: { l1: tf.Scalar; kl: tf.Scalar; perceptual: tf.Scalar; n: number }[] = [];

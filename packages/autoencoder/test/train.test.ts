@@ -114,6 +114,27 @@ describe('AutoencoderTrainer', () => {
     }
   });
 
+  it('accumulates micro-batches of one image to the same loss as one batch of two', async () => {
+    // The attention block has one head, so micro-batches of 1 exercise attention at batch x heads = 1.
+    const x = images();
+    const two = tensor(x.data.slice(0, 2 * 3 * 16 * 16), [2, 3, 16, 16], 'NCHW');
+    const a = createAutoencoderParams(cfg, 6);
+    const b = createAutoencoderParams(cfg, 6);
+    const ta = new AutoencoderTrainer(a, cfg, { optimizer: { lr: 1e-3 }, seed: 8 });
+    const tb = new AutoencoderTrainer(b, cfg, { optimizer: { lr: 1e-3 }, seed: 8 });
+    try {
+      const whole = await ta.step(two, 2);
+      const parts = await tb.step(two, 1);
+      expect(Number.isFinite(parts.loss)).toBe(true);
+      expect(Math.abs(parts.loss - whole.loss) / whole.loss).toBeLessThan(1e-5);
+    } finally {
+      ta.dispose();
+      tb.dispose();
+      a.dispose();
+      b.dispose();
+    }
+  });
+
   it('saves official-layout checkpoints and resumes them exactly', async () => {
     const x = images();
     const path = join(dir, 'ae.safetensors');
