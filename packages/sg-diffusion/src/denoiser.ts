@@ -73,9 +73,8 @@ export class DiadDenoiser {
     const store = ParamStore.create(diadParamSpec(config), 0);
     try {
       const file = await readSafetensors(path);
-      const own = new Set(store.names());
       const report = store.load(file, { strict: false });
-      const unexpected = report.unexpected.filter((n) => (n.startsWith(SGN_PREFIX) || n.startsWith(UNET_PREFIX)) && !own.has(n));
+      const unexpected = report.unexpected.filter((n) => n.startsWith(SGN_PREFIX) || n.startsWith(UNET_PREFIX));
       if (report.missing.length || unexpected.length) {
         throw new Error(
           `${path}: checkpoint does not match the config\n  missing ${report.missing.length}: ${report.missing.slice(0, 20).join(', ')}${report.missing.length > 20 ? ', ...' : ''}\n  unexpected ${unexpected.length}: ${unexpected.slice(0, 20).join(', ')}`,
