@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, tensor, type FeatureExtractor, type HostTensor } from '@diad/core';
-import { toTf } from '@diad/core/tfjs';
+import { initTfjs, toTf } from '@diad/core/tfjs';
 import { combineLevelMaps } from './anomaly-map.js';
 
 /** Options of {@link PatchMemoryBank}. */
@@ -69,6 +69,8 @@ export class PatchMemoryBank {
     options: PatchBankOptions = {},
   ): Promise<PatchMemoryBank> {
     const { bankSize = 10_000, dim = 512, seed = 0, sigma = 4 } = options;
+    // The search runs on tfjs whatever engine the extractor uses (an ONNX one leaves tfjs uninitialised).
+    await initTfjs();
     const levels = options.levels ?? extractor.strides.map((_, i) => i).slice(1);
     for (const l of levels) {
       if (!Number.isInteger(l) || l < 0 || l >= extractor.strides.length) {
