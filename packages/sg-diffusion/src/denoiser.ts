@@ -5,8 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { readSafetensors, type HostTensor, type ParamSpec } from '@diad/core';
-import { ParamStore, type ParamFilter, type TfjsOps } from '@diad/core/tfjs';
-import { ShortAttentionTfjsOps } from './fast-attention.js';
+import { ParamStore, TfjsOps, type ParamFilter } from '@diad/core/tfjs';
 import { sgnConfigOf, type DiadConfig, type SGNConfig } from './config.js';
 import { contextFor, contextParamSpec, LEARNED_CONTEXT, readConstantContext } from './context.js';
 import { timestepEmbedding } from './layers.js';
@@ -47,7 +46,7 @@ export class DiadDenoiser {
     readonly store: ParamStore,
     private readonly constantContext: HostTensor | null,
   ) {
-    this.ops = new ShortAttentionTfjsOps(store); // temporary, see fast-attention.ts
+    this.ops = new TfjsOps(store);
     this.sgn = sgnConfigOf(config);
   }
 

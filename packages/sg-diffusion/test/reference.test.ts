@@ -8,8 +8,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { maxAbsDiff, readSafetensors, type HostTensor, type SafetensorsFile } from '@diad/core';
-import { ParamStore } from '@diad/core/tfjs';
-import { ShortAttentionTfjsOps } from '../src/fast-attention.js';
+import { ParamStore, TfjsOps } from '@diad/core/tfjs';
 import { OFFICIAL_HINT_WIDTHS, parseUNetConfig, type SGNConfig } from '../src/config.js';
 import { controlledUnet, hintBlock, semanticGuidedNetwork } from '../src/model.js';
 import { timestepEmbedding } from '../src/layers.js';
@@ -46,7 +45,7 @@ async function loadModel(file: SafetensorsFile, meta: { unet_config: unknown; hi
   const report = store.load(file, { strict: false });
   expect(report.missing).toEqual([]);
   expect(report.unexpected.filter((n) => !n.startsWith('input.') && !n.startsWith('output.'))).toEqual([]);
-  return { unet, sgn, store, ops: new ShortAttentionTfjsOps(store) };
+  return { unet, sgn, store, ops: new TfjsOps(store) };
 }
 
 describe.runIf(present)('sgn_unet parity', () => {
