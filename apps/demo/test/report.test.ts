@@ -6,6 +6,9 @@ import sharp from 'sharp';
 import { IMAGENET_MEAN, IMAGENET_STD } from '@diad/core';
 import { jet, overlayHeatmap, denormalizeToRgb, writeStrip, writeReport, metricsCsv, metricsMarkdown, bestAndWorst, thin, type ReportInput, type MetricRow, type ImageRecord } from '../src/report/index.js';
 import { findChromium, screenshot, imageStats } from '../src/report/screenshot.js';
+import { rocCurve, proCurve, storedImage } from '../src/report/curves.js';
+import { binsFromScores, pixelBins, rocAuc, standardAuPro } from '@diad/metrics';
+import { Rng } from '@diad/core';
 
 const row = (v: number): MetricRow => ({ imageAUROC: v, imageAP: v - 0.01, imageF1max: v - 0.02, pixelAUROC: v - 0.03, pixelAP: v - 0.04, pixelF1max: v - 0.05, auPRO: v - 0.06 });
 
@@ -57,6 +60,40 @@ describe('metric tables', () => {
     const md = metricsMarkdown(r);
     expect(md).toContain('| bottle | 90.0 | 89.0 | 88.0 | 87.0 | 86.0 | 85.0 | 84.0 |');
     expect(md).toContain('### diad mode');
+  });
+});
+
+/** Trapezoid area under a curve up to x = limit (last segment interpolated). */
+function area(c: { x: number[]; y: number[] }, limit = 1): number {
+  let a = 0;
+  for (let i = 1; i < c.x.length && c.x[i - 1] < limit; i++) {
+    const x1 = Math.min(c.x[i], limit);
+    const y1 = c.x[i] > limit ? c.y[i - 1] + ((c.y[i] - c.y[i - 1]) * (limit - c.x[i - 1])) / (c.x[i] - c.x[i - 1]) : c.y[i];
+    a += 0.5 * (c.y[i - 1] + y1) * (x1 - c.x[i - 1]);
+  }
+  return a;
+}
+
+describe('curves drawn from @diad/metrics rank bins', () => {
+  const rng = new Rng(3);
+  it('ROC curve area equals @diad/metrics AUROC (ties included)', () => {
+    const scores = Array.from({ length: 200 }, () => Math.round(rng.normal() * 4) / 4);
+    const labels = scores.map((s) => (s + rng.normal() > 0.5 ? 1 : 0));
+    const c = rocCurve(binsFromScores(scores, labels));
+    expect(c.x[0]).toBe(0);
+    expect(c.x[c.x.length - 1]).toBe(1);
+    expect(area(c)).toBeCloseTo(rocAuc(scores, labels), 12);
+  });
+  it('PRO curve area to FPR 0.3 equals @diad/metrics standard AU-PRO', () => {
+    const H = 16, W = 16;
+    const images = Array.from({ length: 6 }, (_, k) => {
+      const map = new Float32Array(H * W).map(() => rng.uniform());
+      const mask = new Uint8Array(H * W);
+      if (k % 2) for (let y = 3; y < 8; y++) for (let x = 2 + k; x < 9 + k; x++) { mask[y * W + x] = 1; map[y * W + x] += 0.5 * rng.uniform(); }
+      return storedImage(map, k % 2 ? mask : null, H, W, (k % 2) as 0 | 1, k % 2 ? 'x' : 'good');
+    });
+    const b = pixelBins(images, null);
+    expect(area(proCurve(b, 0.3), 0.3) / 0.3).toBeCloseTo(standardAuPro(b, 0.3), 10);
   });
 });
 

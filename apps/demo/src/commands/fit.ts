@@ -17,6 +17,7 @@ export interface FitFlags {
   diffusionSteps?: string;
   sgSteps?: string;
   batchSize?: string;
+  checkpointEvery?: string;
   backbone?: string;
   onnx?: string;
   maxTrainPerClass?: string;
@@ -52,6 +53,7 @@ export function configFromFlags(f: FitFlags) {
     seed: int(f.seed, '--seed'),
     steps: { autoencoder: int(f.aeSteps, '--ae-steps'), diffusion: int(f.diffusionSteps, '--diffusion-steps'), sg: int(f.sgSteps, '--sg-steps') },
     batchSize: int(f.batchSize, '--batch-size'),
+    checkpointEvery: int(f.checkpointEvery, '--checkpoint-every'),
     featureExtractor: f.onnx ? { kind: 'onnx', path: resolve(f.onnx) } : f.backbone ? { kind: 'bundled', name: f.backbone } : undefined,
     ddim: {
       ...(f.tStart !== undefined ? { tStart: int(f.tStart, '--t-start') } : {}),
@@ -76,6 +78,7 @@ export function addModelOptions(cmd: Command): Command {
     .option('--diffusion-steps <n>', 'stage 2 (latent-diffusion UNet) steps')
     .option('--sg-steps <n>', 'stage 3 (SG network + SFF) steps')
     .option('--batch-size <n>', 'batch size of every stage')
+    .option('--checkpoint-every <n>', 'checkpoint interval (steps) of every stage')
     .option('--backbone <name>', 'bundled feature extractor (see @diad/feature-extractor; default: its default)')
     .option('--onnx <file>', 'ONNX feature extractor file instead of a bundled one')
     .option('--max-train-per-class <n>', 'use at most this many train images per class')

@@ -62,8 +62,12 @@ export const runConfigSchema = z
       init: z.string().nullable(),
     }),
     stages: z.object({
-      /** Stage 1: AutoencoderKL (L1 + KL). */
-      autoencoder: stage,
+      /**
+       * Stage 1: AutoencoderKL (L1 + KL). `crop`: train on random square crops of this side (a
+       * multiple of 8; the model is convolutional, so it then runs on whole images), which makes
+       * a step (imageSize/crop)^2 times cheaper; null = whole images.
+       */
+      autoencoder: stage.extend({ crop: z.number().int().min(8).multipleOf(8).nullable() }),
       /** Stage 2: plain latent-diffusion UNet on the normal latents (stands in for SD pretraining). */
       diffusion: stage,
       /** Stage 3: SG network + SFF + UNet decoder, UNet encoder frozen (paper Sec. 3.2). */
@@ -140,9 +144,9 @@ export const PRESETS: Record<string, Preset> = {
     data: { imageSize: 128, validationFraction: 0.1, maxTrainPerClass: null, maxTestPerClass: null },
     models: { autoencoder: tinyAutoencoder, klWeight: 1e-6, diad: tinyDiad },
     stages: {
-      autoencoder: { steps: 300, batchSize: 8, lr: 2e-4, checkpointEvery: 50 },
-      diffusion: { steps: 300, batchSize: 8, lr: 2e-4, checkpointEvery: 50 },
-      sg: { steps: 300, batchSize: 8, lr: 1e-4, checkpointEvery: 50 },
+      autoencoder: { steps: 80, batchSize: 4, lr: 4e-4, checkpointEvery: 20, crop: 32 },
+      diffusion: { steps: 80, batchSize: 8, lr: 4e-4, checkpointEvery: 20 },
+      sg: { steps: 80, batchSize: 8, lr: 2e-4, checkpointEvery: 20 },
     },
     ddim: { tStart: 500, steps: 10, eta: 0, schedule: 'partial' },
     testBatchSize: 8,
@@ -157,7 +161,7 @@ export const PRESETS: Record<string, Preset> = {
       diad: { ...tinyDiad, unet: { ...tinyDiad.unet, image_size: 8, attention_resolutions: [4] } },
     },
     stages: {
-      autoencoder: { steps: 6, batchSize: 4, lr: 2e-4, checkpointEvery: 3 },
+      autoencoder: { steps: 4, batchSize: 2, lr: 2e-4, checkpointEvery: 2, crop: 32 },
       diffusion: { steps: 6, batchSize: 4, lr: 2e-4, checkpointEvery: 3 },
       sg: { steps: 8, batchSize: 4, lr: 1e-4, checkpointEvery: 2 },
     },
@@ -174,6 +178,7 @@ export interface ConfigOverrides {
   seed?: number;
   steps?: Partial<Record<keyof RunConfig['stages'], number>>;
   batchSize?: number;
+  checkpointEvery?: number;
   featureExtractor?: FeatureExtractorConfig;
   ddim?: Partial<RunConfig['ddim']>;
   sigma?: number;
@@ -194,6 +199,7 @@ export function resolveConfig(presetName: string, o: ConfigOverrides): RunConfig
   const stages = p.stages;
   for (const [k, v] of Object.entries(o.steps ?? {})) if (v !== undefined) stages[k as keyof typeof stages].steps = v;
   if (o.batchSize) for (const s of Object.values(stages)) s.batchSize = o.batchSize;
+  if (o.checkpointEvery) for (const s of Object.values(stages)) s.checkpointEvery = o.checkpointEvery;
   if (o.init) stages.autoencoder.steps = stages.diffusion.steps = 0;
   const cfg: RunConfig = {
     ...p,

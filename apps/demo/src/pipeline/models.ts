@@ -89,6 +89,26 @@ function stageTrainer(store: ParamStore, trainable: ParamFilter, cfg: StageConfi
   };
 }
 
+/**
+ * One random `size x size` crop per image of `[N, C, H, W]` (positions from `rng`).
+ * @throws Error when the crop is larger than the images.
+ */
+export function randomCrop(t: HostTensor, size: number, rng: Rng): HostTensor {
+  const [n, c, h, w] = t.shape;
+  if (size > h || size > w) throw new Error(`autoencoder crop ${size} is larger than the ${h}x${w} images; lower stages.autoencoder.crop or set it to null`);
+  const out = new Float32Array(n * c * size * size);
+  for (let b = 0; b < n; b++) {
+    const y0 = rng.int(0, h - size);
+    const x0 = rng.int(0, w - size);
+    for (let ch = 0; ch < c; ch++)
+      for (let y = 0; y < size; y++) {
+        const src = ((b * c + ch) * h + y0 + y) * w + x0;
+        out.set(t.data.subarray(src, src + size), ((b * c + ch) * size + y) * size);
+      }
+  }
+  return tensor(out, [n, c, size, size], t.layout);
+}
+
 /** `mean((eps_pred - eps)^2)` of engine tensors. */
 const mse = (a: tf.Tensor, b: tf.Tensor): tf.Scalar => tf.mean(tf.squaredDifference(a, b)) as tf.Scalar;
 
@@ -143,8 +163,8 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
       const sc = cfg.stages.autoencoder;
       const t = stageTrainer(store, AE_PREFIX, sc, 'autoencoder', (step) => {
         const idx = batchIndices(step, images.shape[0], sc.batchSize, cfg.seed);
-        const x = gather(images, idx);
         const rng = new Rng(cfg.seed, STREAM.autoencoder + step);
+        const x = sc.crop ? randomCrop(gather(images, idx), sc.crop, rng) : gather(images, idx);
         const f = 2 ** (aeCfg.ddconfig.ch_mult.length - 1);
         const zShape = [idx.length, aeCfg.embed_dim, x.shape[2] / f, x.shape[3] / f];
         const noise = tensor(rng.normals(zShape.reduce((a, b) => a * b, 1)), zShape, 'NCHW');

@@ -1,0 +1,111 @@
+/**
+ * The reduced end-to-end run CI keeps alive: the `ci` preset (64 px, a few steps of every stage,
+ * few synthetic images) through the built CLI: `demo` (generate, fit, test, report), then
+ * `predict`. One train image is truncated on purpose: it must be reported and skipped.
+ */
+import { describe, it, expect, beforeAll } from 'vitest';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensureSynthetic } from '@diad/datasets';
+import { readSafetensors } from '@diad/core';
+import { findChromium, screenshot, imageStats } from '../src/report/screenshot.js';
+
+const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
+
+/** Runs the built CLI; resolves with exit code, stdout, stderr. */
+function diad(args: string[], timeoutMs = 240_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build first (pnpm --filter @diad/demo build)`);
+  return new Promise((ok) =>
+    execFile('node', [CLI, ...args], { timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
+      ok({ code: err ? (((err as { code?: number }).code as number) ?? 1) : 0, stdout, stderr }),
+    ),
+  );
+}
+
+describe('diad demo --preset ci (end to end)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'diad-e2e-'));
+  const data = join(dir, 'data');
+  const out = join(dir, 'run');
+  let broken = '';
+  let result: Awaited<ReturnType<typeof diad>>;
+
+  beforeAll(async () => {
+    await ensureSynthetic(data, { size: 64, train: 6 });
+    broken = join(data, 'disc', 'train', 'good', '002.png');
+    writeFileSync(broken, readFileSync(broken).subarray(0, 100)); // truncated PNG
+    result = await diad(['demo', '--preset', 'ci', '--out', out, '--synthetic', data, '--train-per-class', '6', '--quiet']);
+    if (result.code !== 0) console.error(result.stderr);
+  }, 300_000);
+
+  it('finishes and prints the metric table of both modes', () => {
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('### standard mode');
+    expect(result.stdout).toContain('### diad mode');
+    expect(result.stdout).toMatch(/\| mean \|/);
+  });
+
+  it('wrote every stage to its configured step, with loadable checkpoints', async () => {
+    const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).config;
+    for (const stage of ['autoencoder', 'diffusion', 'sg']) {
+      const st = JSON.parse(readFileSync(join(out, 'state', `${stage}.json`), 'utf8'));
+      expect(st).toMatchObject({ done: true, step: cfg.stages[stage].steps });
+      const ck = await readSafetensors(join(out, st.checkpoint));
+      expect(ck.float32('optimizer.step').data[0]).toBe(cfg.stages[stage].steps);
+      expect(ck.names().some((n: string) => n.startsWith(stage === 'autoencoder' ? 'first_stage_model.' : 'model.diffusion_model.'))).toBe(true);
+    }
+  });
+
+  it('metrics.json has the seven metrics per class and mean in both modes, in [0, 1]', () => {
+    const m = JSON.parse(readFileSync(join(out, 'test', 'metrics.json'), 'utf8'));
+    for (const mode of ['standard', 'diad']) {
+      expect(Object.keys(m.modes[mode].classes).sort()).toEqual(['disc', 'grain', 'woven']);
+      for (const row of [...Object.values(m.modes[mode].classes), m.modes[mode].mean] as Record<string, number>[]) {
+        expect(Object.keys(row)).toHaveLength(7);
+        for (const v of Object.values(row)) expect(v >= 0 && v <= 1).toBe(true);
+      }
+    }
+    const csv = readFileSync(join(out, 'test', 'metrics.csv'), 'utf8').trim().split('\n');
+    expect(csv).toHaveLength(1 + 2 * 4);
+  });
+
+  it('reports and skips the unreadable train image', () => {
+    const skipped = JSON.parse(readFileSync(join(out, 'skipped-fit.json'), 'utf8'));
+    expect(skipped.map((s: { path: string }) => s.path)).toEqual([broken]);
+    expect(readFileSync(join(out, 'test', 'report.html'), 'utf8')).toContain('<td id="skipped-count">1</td>');
+    expect(JSON.parse(readFileSync(join(out, 'test', 'metrics.json'), 'utf8')).skippedImages).toBe(1);
+  });
+
+  it('writes one strip per test image', () => {
+    const m = JSON.parse(readFileSync(join(out, 'test', 'metrics.json'), 'utf8'));
+    const n = Object.values(m.counts as Record<string, { good: number; defective: number }>).reduce((a, c) => a + c.good + c.defective, 0);
+    expect(readdirSync(join(out, 'test', 'strips'))).toHaveLength(n);
+  });
+
+  const chromium = findChromium();
+  it.runIf(chromium)('the real report renders in headless Chromium', async () => {
+    const png = join(dir, 'report.png');
+    await screenshot(chromium!, join(out, 'test', 'report.html'), png);
+    const s = await imageStats(png);
+    expect(statSync(png).size).toBeGreaterThan(20_000);
+    expect(s.std).toBeGreaterThan(10);
+  }, 120_000);
+
+  it('predict scores images against the validation threshold and flags unreadable ones', async () => {
+    const good = join(data, 'grain', 'test', 'good', '000.png');
+    const bad = join(data, 'disc', 'test', 'hole', '000.png');
+    const r = await diad(['predict', '--run', out, good, bad, broken, '--out', join(dir, 'pred')]);
+    expect(r.code).toBe(2); // the broken image
+    const preds = JSON.parse(r.stdout);
+    const v = JSON.parse(readFileSync(join(out, 'validation.json'), 'utf8'));
+    expect(preds).toHaveLength(3);
+    for (const p of preds.filter((p: { error?: string }) => !p.error)) {
+      expect(p.threshold).toBe(v.threshold);
+      expect(p.anomalous).toBe(p.score > v.threshold);
+      expect(existsSync(p.anomalyMap)).toBe(true);
+    }
+    expect(preds.find((p: { image: string }) => p.image === broken).error).toMatch(/002\.png/);
+  }, 240_000);
+});
