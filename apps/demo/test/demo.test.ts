@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureSynthetic } from '@diad/datasets';
-import { readSafetensors } from '@diad/core';
+import { readSafetensors, writeSafetensors, type HostTensor } from '@diad/core';
 import { findChromium, screenshot, imageStats } from '../src/report/screenshot.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
@@ -107,5 +107,30 @@ describe('diad demo --preset ci (end to end)', () => {
       expect(existsSync(p.anomalyMap)).toBe(true);
     }
     expect(preds.find((p: { image: string }) => p.image === broken).error).toMatch(/002\.png/);
+  }, 240_000);
+
+  it('--init: a checkpoint with official names replaces stages 1-2', async () => {
+    // An "official" checkpoint: first_stage_model.* + model.diffusion_model.* + control_model.* (+ learned context).
+    const merged: Record<string, HostTensor> = {};
+    for (const stage of ['autoencoder', 'sg']) {
+      const st = JSON.parse(readFileSync(join(out, 'state', `${stage}.json`), 'utf8'));
+      const f = await readSafetensors(join(out, st.checkpoint));
+      for (const n of f.names()) if (!n.startsWith('optimizer.')) merged[n] = f.float32(n);
+    }
+    const init = join(dir, 'official.safetensors');
+    await writeSafetensors(init, merged);
+    const run2 = join(dir, 'run-init');
+    const r = await diad(['fit', '--data', data, '--preset', 'ci', '--out', run2, '--init', init, '--sg-steps', '2', '--quiet']);
+    expect(r.code, r.stderr).toBe(0);
+    const cfg = JSON.parse(readFileSync(join(run2, 'config.json'), 'utf8')).config;
+    expect(cfg.models.init).toBe(init);
+    expect(existsSync(join(run2, 'state', 'autoencoder.json'))).toBe(false);
+    expect(existsSync(join(run2, 'state', 'diffusion.json'))).toBe(false);
+    const sg = JSON.parse(readFileSync(join(run2, 'state', 'sg.json'), 'utf8'));
+    expect(sg).toMatchObject({ done: true, step: 2 });
+    // Stage 3 started from the init weights: the frozen UNet encoder is bit-identical to them.
+    const ck = await readSafetensors(join(run2, sg.checkpoint));
+    const name = 'model.diffusion_model.input_blocks.0.0.weight';
+    expect([...ck.float32(name).data]).toEqual([...merged[name].data]);
   }, 240_000);
 });

@@ -125,7 +125,7 @@ describe('resumable training loop', () => {
     expect(err).toBeInstanceOf(NanLossError);
     expect(err.step).toBe(7);
     expect(err.lastCheckpoint).toBe(run.path('checkpoints/autoencoder-000006.safetensors'));
-    expect(err.message).toMatch(/loss is NaN at step 7/);
+    expect(err.message).toMatch(/loss is NaN at step 8; training stopped. The last good checkpoint is .*autoencoder-000006.safetensors/);
     expect((await run.readStage('autoencoder'))?.step).toBe(6);
   });
 });

@@ -11,6 +11,8 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ensureSynthetic } from '@diad/datasets';
 import { readSafetensors } from '@diad/core';
+import { resolveConfig } from '../src/pipeline/config.js';
+import { RunDir } from '../src/pipeline/run-dir.js';
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
 /** Runs the built CLI; resolves with exit code, stdout, stderr. */
@@ -30,7 +32,7 @@ const readState = (run: string, stage: string) => {
   }
 };
 
-describe('resume after kill -9 during stage 3', () => {
+describe('resume after Ctrl-C and kill -9 during stage 3', () => {
   const dir = mkdtempSync(join(tmpdir(), 'diad-resume-'));
   const data = join(dir, 'data');
   const run = join(dir, 'run');
@@ -41,23 +43,39 @@ describe('resume after kill -9 during stage 3', () => {
     await ensureSynthetic(data, { size: 64, train: 4, testGood: 1, testDefective: 1 });
   });
 
-  it('continues from the last checkpoint to the same final step', async () => {
+  /** Starts the fit, waits until stage 3 has a checkpoint at step >= `atLeast`, sends `signal`; resolves with the exit code and the step seen. */
+  async function interrupt(signal: NodeJS.Signals, atLeast: number): Promise<{ code: number | null; sig: string | null; seen: number }> {
     const child = spawn('node', [CLI, ...fitArgs()], { stdio: 'ignore' });
-    const exited = new Promise<number | null>((r) => child.on('exit', (code) => r(code)));
-    let killedAt = -1;
-    for (let i = 0; i < 900 && child.exitCode === null; i++) {
+    const exited = new Promise<{ code: number | null; sig: string | null }>((r) => child.on('exit', (code, sig) => r({ code, sig })));
+    let seen = -1;
+    for (let i = 0; i < 1500 && child.exitCode === null; i++) {
       const st = readState(run, 'sg');
-      if (st && st.step >= 4 && st.step < SG_STEPS) {
-        child.kill('SIGKILL');
-        killedAt = st.step;
+      if (st && st.step >= atLeast && st.step < SG_STEPS) {
+        child.kill(signal);
+        seen = st.step;
         break;
       }
       await sleep(200);
     }
-    await exited;
-    expect(killedAt).toBeGreaterThanOrEqual(4);
+    return { ...(await exited), seen };
+  }
+
+  it('Ctrl-C saves and exits 130; kill -9 loses at most an interval; the rerun ends at the same step', async () => {
+    // Ctrl-C (SIGINT): the current step finishes, a checkpoint is written, exit code 130.
+    const a = await interrupt('SIGINT', 2);
+    expect(a.seen).toBeGreaterThanOrEqual(2);
+    expect(a.code).toBe(130);
+    const afterInt = readState(run, 'sg');
+    expect(afterInt.done).toBe(false);
+    expect(afterInt.step).toBeGreaterThanOrEqual(a.seen);
+    expect(existsSync(join(run, afterInt.checkpoint))).toBe(true);
+
+    // kill -9 during stage 3 of the resumed run.
+    const b = await interrupt('SIGKILL', afterInt.step + 1);
+    expect(b.sig).toBe('SIGKILL');
     const before = readState(run, 'sg');
     expect(before.done).toBe(false);
+    expect(before.step).toBeGreaterThan(afterInt.step);
     expect(before.step).toBeLessThan(SG_STEPS);
     expect(existsSync(join(run, before.checkpoint))).toBe(true);
     expect(readState(run, 'autoencoder')).toMatchObject({ done: true, step: 2 });
@@ -67,14 +85,13 @@ describe('resume after kill -9 during stage 3', () => {
     expect(r.code, r.stderr).toBe(0);
     const after = readState(run, 'sg');
     expect(after).toMatchObject({ done: true, step: SG_STEPS, checkpoint: `checkpoints/sg-${String(SG_STEPS).padStart(6, '0')}.safetensors` });
-    // Every checkpoint interval logged once: those before the kill kept, the rest added on resume.
-    expect(after.losses.map((l: { step: number }) => l.step)).toEqual([2, 4, 6, 8, 10]);
+    expect(after.losses.at(-1).step).toBe(SG_STEPS);
     expect(readState(run, 'diffusion')).toMatchObject({ done: true, step: 2 });
     const ck = await readSafetensors(join(run, after.checkpoint));
     expect(ck.float32('optimizer.step').data[0]).toBe(SG_STEPS);
     expect(ck.names().filter((n) => n.startsWith('control_model.')).length).toBeGreaterThan(100);
     expect(existsSync(join(run, 'validation.json'))).toBe(true);
-  }, 400_000);
+  }, 500_000);
 
   it('refuses to resume with another config, naming the differing fields', async () => {
     const r = await diad([...fitArgs(), '--seed', '5', '--sg-steps', '12']);
@@ -83,4 +100,21 @@ describe('resume after kill -9 during stage 3', () => {
     expect(r.stderr).toMatch(/seed: run has 0, now 5/);
     expect(r.stderr).toMatch(/stages\.sg\.steps: run has 10, now 12/);
   }, 60_000);
+
+  it('a NaN loss stops the stage, naming the step and the last good checkpoint', async () => {
+    const nanRun = join(dir, 'nan');
+    // A run whose stage 1 learning rate blows the weights up after one update.
+    const cfg = resolveConfig('ci', { roots: [data], steps: { autoencoder: 6 }, checkpointEvery: 1, maxTrainPerClass: 4 });
+    cfg.stages.autoencoder.lr = 1e30;
+    await RunDir.open(nanRun, cfg);
+    const r = await diad(['fit', '--resume', nanRun, '--quiet']);
+    expect(r.code).toBe(1);
+    const m = /stage autoencoder: loss is (NaN|Infinity|-Infinity) at step (\d+); training stopped\. The last good checkpoint is (\S+) /.exec(r.stderr);
+    expect(m, r.stderr).not.toBeNull();
+    const step = Number(m![2]) - 1; // steps completed before the failing one
+    expect(step).toBeGreaterThanOrEqual(1);
+    expect(m![3]).toBe(join(nanRun, 'checkpoints', `autoencoder-${String(step).padStart(6, '0')}.safetensors`));
+    expect(existsSync(m![3])).toBe(true);
+    expect(readState(nanRun, 'autoencoder')).toMatchObject({ step, done: false });
+  }, 120_000);
 });

@@ -68,7 +68,7 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
   const skipped: Skipped[] = [];
   const size = cfg.data.imageSize;
   const hw = size * size;
-  const progress = new Progress('test', samples.length, 0, opts.quiet);
+  const progress = new Progress('test', samples.length, 0, opts.quiet, false);
   const chunk = cfg.testBatchSize * 4;
   try {
     for (let i = 0; i < samples.length; i += chunk) {
@@ -97,7 +97,8 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
         });
         images.push({ id, className: s.className, defectType: s.defect, label: s.label, path: s.imagePath, score: scored.scores[k], strip });
       }
-      progress.update(Math.min(samples.length, i + chunk));
+      const done = Math.min(samples.length, i + chunk);
+      progress.update(done, { ips: done / Math.max(1e-9, (Date.now() - t0) / 1000) });
     }
   } finally {
     progress.stop();

@@ -136,7 +136,11 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
     try {
       const st = await run.readStage('autoencoder');
       if (!fresh && st?.checkpoint) store.load(await run.loadCheckpoint('autoencoder'), { strict: false, prefix: AE_PREFIX });
-      else if (!fresh && cfg.models.init) store.load(await readSafetensors(cfg.models.init), { prefix: AE_PREFIX });
+      else if (!fresh && cfg.models.init) {
+        // Official checkpoints may carry extra first_stage_model.* entries (e.g. loss modules); only missing ones matter.
+        const { missing } = store.load(await readSafetensors(cfg.models.init), { prefix: AE_PREFIX, strict: false });
+        if (missing.length) throw new Error(`${cfg.models.init}: --init checkpoint lacks ${missing.length} autoencoder parameters (${missing.slice(0, 5).join(', ')}, ...); it does not match models.autoencoder of the config`);
+      }
       else if (!fresh && cfg.stages.autoencoder.steps > 0) throw new Error(`${run.dir}: stage 1 (autoencoder) has no checkpoint; run \`diad fit --resume ${run.dir}\` first`);
       return store;
     } catch (e) {

@@ -26,11 +26,12 @@ export interface StageTrainer {
 
 /** A stage stopped on a NaN or infinite loss. */
 export class NanLossError extends Error {
+  /** @param step steps completed before the failing one (the failing step is number `step + 1`). */
   constructor(readonly stage: StageName, readonly step: number, readonly lastCheckpoint: string | null, loss: number) {
     super(
-      `stage ${stage}: loss is ${loss} at step ${step}; training stopped. ` +
+      `stage ${stage}: loss is ${loss} at step ${step + 1}; training stopped. ` +
         (lastCheckpoint
-          ? `The last good checkpoint is ${lastCheckpoint} (step state kept, so \`diad fit --resume\` restarts from it); lower the learning rate to get past this step.`
+          ? `The last good checkpoint is ${lastCheckpoint} (the stage state still names it, so \`diad fit --resume\` restarts from it); lower the learning rate to get past this step.`
           : 'No checkpoint was written yet; lower the learning rate and start again.'),
     );
   }
@@ -40,13 +41,16 @@ export class NanLossError extends Error {
 export class InterruptedError extends Error {}
 
 let interrupted = false;
+let inStage = false;
 let handlersInstalled = false;
 /** Installs SIGINT/SIGTERM handlers that let the current step finish and save before exiting. */
 export function installInterruptHandlers(): void {
   if (handlersInstalled) return;
   handlersInstalled = true;
   const onSignal = (sig: string) => {
-    if (interrupted) process.exit(130); // second Ctrl-C: leave now, the last checkpoint stands
+    // Outside a training loop, or on a second Ctrl-C, leave now: every file is written atomically
+    // and the stage states name the last checkpoint, so the run resumes from there.
+    if (interrupted || !inStage) process.exit(130);
     interrupted = true;
     process.stderr.write(`\n${sig}: finishing the current step and saving a checkpoint (press again to quit at once)\n`);
   };
@@ -78,6 +82,7 @@ export async function runStage(run: RunDir, stage: StageName, cfg: StageConfig, 
   let sessionSteps = 0;
   let sumLoss = 0;
   let nLoss = 0;
+  inStage = true;
   try {
     while (state.step < cfg.steps) {
       const loss = await trainer.step(state.step);
@@ -99,6 +104,7 @@ export async function runStage(run: RunDir, stage: StageName, cfg: StageConfig, 
       }
     }
   } finally {
+    inStage = false;
     progress.stop();
   }
   return state;
