@@ -1,0 +1,147 @@
+/**
+ * OnnxRecorderOps: a small network using every `Ops` method is recorded to ONNX, run on
+ * onnxruntime-node, and compared with TfjsOps (cpu backend, the reference) on the same random
+ * weights; also the dynamic batch, shapes and errors.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import * as ort from 'onnxruntime-node';
+import * as tf from '@tensorflow/tfjs-core';
+import type { Ops, ParamSpec } from '../src/ops.js';
+import { Rng } from '../src/random.js';
+import { tensor, type HostTensor } from '../src/tensor.js';
+import { initTfjs } from '../src/tfjs/engine.js';
+import { ParamStore } from '../src/tfjs/params.js';
+import { TfjsOps } from '../src/tfjs/ops.js';
+import { OnnxRecorderOps, Sym } from '../src/onnx/index.js';
+
+const C = 16;
+const specs: ParamSpec[] = [
+  { name: 'conv_in.weight', shape: [C, 3, 3, 3], init: 'normal', std: 0.3 },
+  { name: 'conv_in.bias', shape: [C], init: 'normal', std: 0.3 },
+  { name: 'down.weight', shape: [C, C, 3, 3], init: 'normal', std: 0.1 },
+  { name: 'down.bias', shape: [C], init: 'normal', std: 0.1 },
+  { name: 'gn.weight', shape: [C], init: 'normal', std: 1 },
+  { name: 'gn.bias', shape: [C], init: 'normal', std: 1 },
+  { name: 'ln.weight', shape: [C], init: 'normal', std: 1 },
+  { name: 'ln.bias', shape: [C], init: 'normal', std: 1 },
+  { name: 'q.weight', shape: [C, C], init: 'normal', std: 0.3 },
+  { name: 'k.weight', shape: [C, 8], init: 'normal', std: 0.3 },
+  { name: 'v.weight', shape: [C, 8], init: 'normal', std: 0.3 },
+  { name: 'ff.weight', shape: [2 * C, C], init: 'normal', std: 0.3 },
+  { name: 'ff.bias', shape: [2 * C], init: 'normal', std: 0.3 },
+  { name: 'emb.weight', shape: [C, 6], init: 'normal', std: 0.3 },
+  { name: 'emb.bias', shape: [C], init: 'normal', std: 0.3 },
+  { name: 'out.weight', shape: [4, 2 * C, 1, 1], init: 'normal', std: 0.3 },
+];
+
+/** Uses every Ops method once: image [N, 3, 8, 8], context [N, 5, 8], vector [N, 6]. */
+function net<T>(ops: Ops<T>, img: T, ctx: T, vec: T): { y: T; pooled: T; e: T } {
+  let h = ops.conv2d(img, 'conv_in.weight', 'conv_in.bias', { padding: 1 });
+  h = ops.addChannels(h, ops.linear(ops.silu(vec), 'emb.weight', 'emb.bias'));
+  h = ops.silu(ops.groupNorm(h, 4, 'gn.weight', 'gn.bias', 1e-6));
+  const d = ops.conv2d(h, 'down.weight', 'down.bias', { padding: [0, 1, 0, 1], stride: 2 }); // [N, C, 4, 4]
+  const t = ops.layerNorm(ops.toTokens(d), 'ln.weight', 'ln.bias', 1e-5);
+  const a = ops.attention(ops.linear(t, 'q.weight', null), ops.linear(ctx, 'k.weight', null), ops.linear(ctx, 'v.weight', null), 2);
+  const [val, gate] = ops.split(ops.linear(a, 'ff.weight', 'ff.bias'), [C, C]);
+  const tok = ops.add(t, ops.mul(val, ops.gelu(gate)));
+  const m = ops.upsampleNearest2x(ops.fromTokens(tok, 4, 4)); // [N, C, 8, 8]
+  const both = ops.concatChannels([ops.instanceNorm(m, 1e-5), ops.sub(h, ops.scale(m, 0.5))]);
+  const y = ops.conv2d(both, 'out.weight', null);
+  const [m1] = ops.split(y, [1, 3]);
+  return { y, pooled: ops.avgPool2d(y, 2, 2), e: ops.exp(ops.clamp(m1, -1, 0.5)) };
+}
+
+function inputs(n: number, seed: number): { img: HostTensor; ctx: HostTensor; vec: HostTensor } {
+  const r = new Rng(seed);
+  return {
+    img: tensor(r.normals(n * 3 * 64), [n, 3, 8, 8], 'NCHW'),
+    ctx: tensor(r.normals(n * 5 * 8), [n, 5, 8]),
+    vec: tensor(r.normals(n * 6), [n, 6]),
+  };
+}
+
+function relErr(got: Float32Array, want: Float32Array): number {
+  let m = 0;
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) {
+    m = Math.max(m, Math.abs(got[i] - want[i]));
+    scale = Math.max(scale, Math.abs(want[i]));
+  }
+  return m / Math.max(scale, 1e-12);
+}
+
+describe('OnnxRecorderOps', () => {
+  let store: ParamStore;
+  let params: Record<string, HostTensor>;
+  beforeAll(async () => {
+    await initTfjs({ engine: 'cpu' });
+    store = ParamStore.create(specs, 7);
+    params = await store.toHost();
+  });
+
+  async function record(batch: number): Promise<{ bytes: Uint8Array; rec: OnnxRecorderOps; outs: Record<string, Sym> }> {
+    const rec = new OnnxRecorderOps(params, { metadata: { purpose: 'test' } });
+    const outs = net(rec, rec.graphInput('image', [batch, 3, 8, 8]), rec.graphInput('context', [batch, 5, 8]), rec.graphInput('vec', [batch, 6]));
+    return { bytes: rec.toModel(outs), rec, outs };
+  }
+
+  async function tfjsOutputs(x: ReturnType<typeof inputs>): Promise<Record<string, HostTensor>> {
+    const ops = new TfjsOps(store);
+    const o = tf.tidy(() => net(ops, ops.input(x.img), ops.input(x.ctx), ops.input(x.vec)));
+    const out: Record<string, HostTensor> = {};
+    for (const [k, v] of Object.entries(o)) out[k] = await ops.read(v);
+    tf.dispose(Object.values(o));
+    return out;
+  }
+
+  it('records shapes as the model code sees them', async () => {
+    const { outs } = await record(2);
+    expect(outs.y.shape).toEqual([2, 4, 8, 8]);
+    expect(outs.pooled.shape).toEqual([2, 4, 4, 4]);
+    expect(outs.e.shape).toEqual([2, 1, 8, 8]);
+  });
+
+  it('matches TfjsOps within 1e-5 relative through onnxruntime, at the recorded and another batch size', async () => {
+    const { bytes } = await record(2);
+    const session = await ort.InferenceSession.create(bytes);
+    expect([...session.inputNames].sort()).toEqual(['context', 'image', 'vec']);
+    const errors: Record<string, number> = {};
+    for (const n of [2, 3]) {
+      const x = inputs(n, 100 + n);
+      const want = await tfjsOutputs(x);
+      const res = await session.run({
+        image: new ort.Tensor('float32', x.img.data, [...x.img.shape]),
+        context: new ort.Tensor('float32', x.ctx.data, [...x.ctx.shape]),
+        vec: new ort.Tensor('float32', x.vec.data, [...x.vec.shape]),
+      });
+      for (const k of ['y', 'pooled', 'e']) {
+        expect(res[k].dims, k).toEqual(want[k].shape);
+        const err = relErr(res[k].data as Float32Array, want[k].data);
+        errors[`${k}@${n}`] = err;
+        expect(err, `${k} batch ${n}`).toBeLessThan(1e-5);
+      }
+    }
+    console.log(`[onnx-recorder] relative errors vs TfjsOps(cpu) ${JSON.stringify(errors)}`);
+    await session.release();
+  });
+
+  it('bakes host constants in and writes metadata', async () => {
+    const rec = new OnnxRecorderOps(params, { metadata: { preset: 'x' } });
+    const a = rec.graphInput('a', [1, 3]);
+    const c = rec.input(tensor(Float32Array.from([1, 2, 3]), [1, 3]));
+    const session = await ort.InferenceSession.create(rec.toModel({ s: rec.mul(rec.add(a, c), a) }));
+    const r = await session.run({ a: new ort.Tensor('float32', Float32Array.from([2, -1, 0.5]), [1, 3]) });
+    expect([...(r.s.data as Float32Array)]).toEqual([6, -1, 1.75]);
+    await session.release();
+  });
+
+  it('names missing parameters, mismatched shapes and refuses to read', async () => {
+    const rec = new OnnxRecorderOps(params);
+    const x = rec.graphInput('x', [1, 3, 8, 8]);
+    expect(() => rec.conv2d(x, 'nope.weight', null)).toThrow(/parameter nope.weight is missing/);
+    expect(() => rec.conv2d(x, 'down.weight', null)).toThrow(/input has 3 channels, weight expects 16/);
+    expect(() => rec.add(x, rec.graphInput('v', [1, 3]))).toThrow(/different ranks/);
+    expect(() => rec.graphInput('x', [1])).toThrow(/declared twice/);
+    await expect(rec.read(x)).rejects.toThrow(/only records a graph/);
+  });
+});
