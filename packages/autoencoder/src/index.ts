@@ -10,3 +10,4 @@ export * from './distribution.js';
 export * from './stage.js';
 export * from './tfjs.js';
 export * from './train.js';
+export * from './onnx.js';
