@@ -1,8 +1,8 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { tensor, Rng, type SafetensorsFile } from '@diad/core';
+import { tensor, Rng, readSafetensors, type SafetensorsFile } from '@diad/core';
 import { resolveConfig, configHash, diffConfigs, parseConfig, PRESETS } from '../src/pipeline/config.js';
 import { RunDir, ConfigMismatchError } from '../src/pipeline/run-dir.js';
 import { runStage, NanLossError, type StageTrainer } from '../src/pipeline/train-loop.js';
@@ -117,6 +117,22 @@ describe('resumable training loop', () => {
     const again = new ToyTrainer();
     await runStage(runB, 'sg', cfg, again, { quiet: true });
     expect([...again.w]).toEqual([0, 0]);
+  });
+
+  it('a failed checkpoint write (as on a full disk) leaves the previous checkpoint and state intact', async () => {
+    const run = await RunDir.open(tmp(), resolveConfig('ci', { roots: ['/d'] }));
+    // After the step-3 checkpoint, a directory where the step-6 one should go makes its final rename fail.
+    const t = new ToyTrainer();
+    const step = t.step.bind(t);
+    t.step = async (k) => {
+      if (k === 4) mkdirSync(run.path('checkpoints', 'sg-000006.safetensors'));
+      return step(k);
+    };
+    await expect(runStage(run, 'sg', cfg, t, { quiet: true })).rejects.toThrow(/could not write .*sg-000006\.safetensors \(previous version kept\)/);
+    const st = await run.readStage('sg');
+    expect(st).toMatchObject({ step: 3, checkpoint: 'checkpoints/sg-000003.safetensors', done: false });
+    expect((await readSafetensors(run.path(st!.checkpoint!))).float32('toy.w').shape).toEqual([2]);
+    expect(readdirSync(run.path('checkpoints')).filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 
   it('a NaN loss stops with the step and the last good checkpoint', async () => {

@@ -126,7 +126,9 @@ export class RunDir {
     const next = { ...state, checkpoint: this.rel(abs) };
     await this.writeStage(next);
     for (const f of await fs.readdir(this.path('checkpoints'))) {
-      if (f.startsWith(`${state.stage}-`) && f !== name && f.endsWith('.safetensors')) await fs.rm(this.path('checkpoints', f), { force: true });
+      if (!f.startsWith(`${state.stage}-`) || f === name || !f.endsWith('.safetensors')) continue;
+      // The new checkpoint and state are safe; failing to tidy an old one only costs disk space.
+      await fs.rm(this.path('checkpoints', f), { force: true }).catch((e: Error) => process.stderr.write(`warning: could not remove old checkpoint ${f}: ${e.message}\n`));
     }
     return next;
   }
