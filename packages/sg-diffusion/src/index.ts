@@ -8,3 +8,4 @@ export * from './schedule.js';
 export * from './denoiser.js';
 export * from './reconstructor.js';
 export * from './train.js';
+export * from './onnx.js';

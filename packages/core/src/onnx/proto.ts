@@ -42,13 +42,13 @@ export function attribute(name: string, v: AttrValue): InstanceType<typeof onnx.
   return onnx.AttributeProto.create({ name, type: T.INT, i: v });
 }
 
-/** A float32 value info; a dimension given as a string is symbolic (e.g. `N` for a dynamic batch). */
-export function valueInfo(name: string, dims: readonly (number | string)[]): ValueInfoProto {
+/** A float32 (or int32) value info; a dimension given as a string is symbolic (e.g. `N` for a dynamic batch). */
+export function valueInfo(name: string, dims: readonly (number | string)[], dtype: 'float32' | 'int32' = 'float32'): ValueInfoProto {
   return onnx.ValueInfoProto.create({
     name,
     type: {
       tensorType: {
-        elemType: onnx.TensorProto.DataType.FLOAT,
+        elemType: dtype === 'int32' ? onnx.TensorProto.DataType.INT32 : onnx.TensorProto.DataType.FLOAT,
         shape: { dim: dims.map((d) => (typeof d === 'string' ? { dimParam: d } : { dimValue: d })) },
       },
     },

@@ -10,8 +10,8 @@
  * - Parameters come from a `Record<official name, HostTensor>` in the official layout and become
  *   initializers on first use: conv weights `[out, in, kh, kw]` as they are (ONNX's layout), linear
  *   weights `[out, in]` transposed to `[in, out]` for `MatMul`, per-channel affines as `[C, 1, 1]`.
- * - GroupNorm is Reshape + InstanceNormalization + affine (exact; ONNX GroupNormalization changed
- *   meaning at opset 21), LayerNorm is `LayerNormalization`, GELU is exact (`Erf`), attention is
+ * - GroupNorm is Reshape + InstanceNormalization + affine (ONNX GroupNormalization changed meaning
+ *   at opset 21), LayerNorm is `LayerNormalization`, GELU is exact (`Erf`), attention is
  *   `MatMul`/`Softmax` over `[N, heads, L, d]`, upsampling is `Resize` nearest (asymmetric, floor:
  *   exact for 2x), asymmetric conv padding goes into `Conv`'s `pads`.
  */
@@ -85,15 +85,15 @@ export class OnnxRecorderOps implements Ops<Sym> {
   ) {}
 
   /**
-   * Declares a float32 graph input.
+   * Declares a graph input (float32; int32 for indices such as timesteps, used by {@link custom} nodes).
    * @param shape the logical shape for this recording (NCHW maps, `[N, L, C]` tokens, `[N, D]`).
    * @param batched axis 0 is the batch: dynamic (`N`) in the graph. Default true.
    * @throws Error on a duplicate name.
    */
-  graphInput(name: string, shape: readonly number[], batched = true): Sym {
+  graphInput(name: string, shape: readonly number[], batched = true, dtype: 'float32' | 'int32' = 'float32'): Sym {
     if (this.inputs.some((i) => i.name === name)) throw new Error(`graphInput: input "${name}" declared twice`);
     sizeOf(shape);
-    this.inputs.push(valueInfo(name, shape.map((d, i) => (batched && i === 0 ? 'N' : d))));
+    this.inputs.push(valueInfo(name, shape.map((d, i) => (batched && i === 0 ? 'N' : d)), dtype));
     if (batched) this.batchedInputs.add(name);
     return new Sym(name, shape);
   }
@@ -147,6 +147,14 @@ export class OnnxRecorderOps implements Ops<Sym> {
       metadataProps: Object.entries(this.options.metadata ?? {}).map(([key, value]) => ({ key, value })),
     });
     return onnx.ModelProto.encode(model).finish();
+  }
+
+  /**
+   * Any ONNX (default domain, opset 18) node with one output, for graph pieces outside `Ops`
+   * (e.g. a `Gather` from a table made with {@link input}). The caller states the output's logical shape.
+   */
+  custom(opType: string, inputs: Sym[], shape: readonly number[], attrs: Record<string, AttrValue> = {}): Sym {
+    return this.op(opType, inputs.map((x) => x.name), shape, attrs);
   }
 
   // ---- graph building -------------------------------------------------------------------
@@ -260,23 +268,25 @@ export class OnnxRecorderOps implements Ops<Sym> {
     return bias === null ? y : this.op('Add', [y.name, this.weight(bias, 'asis')], shape);
   }
 
-  /** `nn.GroupNorm`: Reshape to `[N, G, C/G*H*W]`, InstanceNormalization (unit affine), back, affine. */
+  /** ONNX InstanceNormalization with unit scale and zero bias over axes 2.. of `[N, C, ...]`. */
+  private instanceNormalization(x: Sym, channels: number, eps: number): Sym {
+    const ones = this.floats(new Array(channels).fill(1), [channels]);
+    const zeros = this.floats(new Array(channels).fill(0), [channels]);
+    return this.op('InstanceNormalization', [x.name, ones, zeros], x.shape, { epsilon: { float: eps } });
+  }
+
+  /** `nn.GroupNorm`: Reshape to `[N, G, C/G*H*W]`, InstanceNormalization, back, affine. */
   groupNorm(x: Sym, groups: number, weight: string | null, bias: string | null, eps: number): Sym {
     const [n, c, h, w] = this.map4(x, 'groupNorm');
     if (!Number.isInteger(groups) || groups <= 0 || c % groups !== 0) throw new Error(`groupNorm: ${c} channels cannot be split into ${groups} groups`);
     const g = this.reshape(x, [n, groups, (c / groups) * h * w]);
-    const normed = this.op('InstanceNormalization', [g.name, this.floats(new Array(groups).fill(1), [groups]), this.floats(new Array(groups).fill(0), [groups])], g.shape, {
-      epsilon: { float: eps },
-    });
-    return this.affine(this.reshape(normed, [n, c, h, w]), weight, bias, 'channel');
+    return this.affine(this.reshape(this.instanceNormalization(g, groups, eps), [n, c, h, w]), weight, bias, 'channel');
   }
 
-  /** `nn.InstanceNorm2d` defaults: InstanceNormalization with unit scale and zero bias. */
+  /** `nn.InstanceNorm2d` defaults: per sample and channel over (H, W), no affine. */
   instanceNorm(x: Sym, eps: number): Sym {
     const [, c] = this.map4(x, 'instanceNorm');
-    return this.op('InstanceNormalization', [x.name, this.floats(new Array(c).fill(1), [c]), this.floats(new Array(c).fill(0), [c])], x.shape, {
-      epsilon: { float: eps },
-    });
+    return this.instanceNormalization(x, c, eps);
   }
 
   /** `nn.LayerNorm(C)` as `LayerNormalization` over the last axis. */

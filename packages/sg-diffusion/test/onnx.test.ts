@@ -1,0 +1,153 @@
+/**
+ * The DiAD denoiser recorded to ONNX and run on onnxruntime-node: the official fixtures
+ * (`sgn_unet` eps with only_mid_control, and the full `ddim` run over ORT sessions; DIAD_REFERENCE_DIR,
+ * configs, shapes and tolerances from the JSONs) and TfjsOps on random weights (1e-4 relative).
+ */
+import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, describe, expect, it } from 'vitest';
+import { int32, maxAbsDiff, readSafetensors, Rng, tensor, writeFileAtomic, type HostTensor, type ParamSpec } from '@diad/core';
+import { ParamStore, TfjsOps } from '@diad/core/tfjs';
+import { createOrtSession, type OrtSession } from '@diad/core/ort';
+import { OFFICIAL_HINT_WIDTHS, parseUNetConfig, preset, sgnConfigOf, type SGNConfig } from '../src/config.js';
+import { contextFor } from '../src/context.js';
+import { diadParamSpec } from '../src/denoiser.js';
+import { timestepEmbedding } from '../src/layers.js';
+import { controlledUnet, hintBlock, semanticGuidedNetwork } from '../src/model.js';
+import { exportDenoiserOnnx, hostContext, recordHintBlock, recordStep } from '../src/onnx.js';
+import { DiffusionSchedule } from '../src/schedule.js';
+import { useBackend } from './backend.js';
+
+const refDir = process.env.DIAD_REFERENCE_DIR ?? resolve(dirname(fileURLToPath(import.meta.url)), '../../../../shared/fixtures/reference');
+const present = existsSync(refDir);
+if (!present) console.warn(`reference fixtures not found at ${refDir}: ONNX parity tests skipped (set DIAD_REFERENCE_DIR)`);
+const json = (name: string) => JSON.parse(readFileSync(`${refDir}/${name}.json`, 'utf8'));
+const maxAbs = (t: HostTensor): number => t.data.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+
+const tmp = mkdtempSync(join(tmpdir(), 'diad-sgn-onnx-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** Absolute tolerance `a * max(1, max|expected|)` after `label` in the JSON's tolerance text. */
+function absTolerance(text: string, label = ''): (want: HostTensor) => number {
+  const m = text.slice(text.indexOf(label)).match(/max abs error <= ([0-9.e+-]+) \* max\(1, max\|expected\|\)/);
+  if (!m) throw new Error(`cannot read an absolute tolerance${label ? ` for "${label}"` : ''} from "${text}"`);
+  return (want) => Number(m[1]) * Math.max(1, maxAbs(want));
+}
+
+async function session(name: string, bytes: Uint8Array): Promise<OrtSession> {
+  const path = join(tmp, name);
+  await writeFileAtomic(path, bytes);
+  return createOrtSession(path);
+}
+
+const i32 = (ts: ArrayLike<number>) => int32(Int32Array.from(ts), [ts.length]);
+
+/** The fixture's SGN + UNet as hint and step sessions (only_mid_control true, as the DDIM fixture). */
+async function fixtureSessions(fuseHint = false) {
+  const meta = json('sgn_unet');
+  const file = await readSafetensors(`${refDir}/sgn_unet.safetensors`);
+  const unet = parseUNetConfig(meta.unet_config, 'sgn_unet.json unet_config');
+  const sgn: SGNConfig = { unet, hint_channels: meta.hint_channels, hint_widths: [...OFFICIAL_HINT_WIDTHS], sff: true };
+  const params: Record<string, HostTensor> = {};
+  for (const n of file.names()) if (!n.startsWith('input.') && !n.startsWith('output.')) params[n] = file.float32(n);
+  const [, , h, w] = file.entry('input.x').shape;
+  const o = { latentHeight: h, latentWidth: w, contextTokens: file.entry('input.context').shape[1], fuseHint };
+  return {
+    meta,
+    file,
+    hint: await session('fx_hint.onnx', recordHintBlock(sgn, params, o)),
+    step: await session(`fx_step${fuseHint ? '_fused' : ''}.onnx`, recordStep(unet, sgn, true, params, o)),
+  };
+}
+
+describe.runIf(present)('ONNX parity with the official fixtures', () => {
+  it('sgn_unet: eps_only_mid_control from the hint + step graphs and from the fused step graph', async () => {
+    const { meta, file, hint, step } = await fixtureSessions();
+    const ts = i32(file.int32('input.timesteps').data);
+    const guided = (await hint.run({ hint: file.float32('input.hint') })).guided_hint as HostTensor;
+    const eps = (await step.run({ latent: file.float32('input.x'), guided_hint: guided, timestep: ts, context: file.float32('input.context') })).eps as HostTensor;
+    const fused = await fixtureSessions(true);
+    const eps2 = (await fused.step.run({ latent: file.float32('input.x'), hint: file.float32('input.hint'), timestep: ts, context: file.float32('input.context') })).eps as HostTensor;
+    const want = file.float32('output.eps_only_mid_control');
+    const tol = absTolerance(meta.tolerance)(want);
+    const errs = { eps: maxAbsDiff(eps, want), eps_fused: maxAbsDiff(eps2, want) };
+    console.log(`[sgn_unet onnx] max abs errors ${JSON.stringify(errs)} (tolerance ${tol})`);
+    expect(eps.shape).toEqual(want.shape);
+    expect(errs.eps).toBeLessThanOrEqual(tol);
+    expect(errs.eps_fused).toBeLessThanOrEqual(tol);
+    for (const s of [hint, step, fused.hint, fused.step]) await s.release();
+  });
+
+  it('ddim: the full DDIM run over onnxruntime sessions gives the samples', async () => {
+    const meta = json('ddim');
+    const file = await readSafetensors(`${refDir}/ddim.safetensors`);
+    const { hint, step } = await fixtureSessions();
+    const s = new DiffusionSchedule({ numTimesteps: file.entry('schedule.betas').shape[0] });
+    const d = s.ddim(meta.ddim_steps, meta.eta);
+    let x = file.float32('input.x_T');
+    const n = x.shape[0];
+    const context = file.float32('input.context');
+    const guided = (await hint.run({ hint: file.float32('input.hint') })).guided_hint as HostTensor;
+    for (const index of s.visitOrder(d, meta.t_start, 'official')) {
+      const eps = (await step.run({ latent: x, guided_hint: guided, timestep: i32(new Array(n).fill(d.timesteps[index])), context })).eps as HostTensor;
+      x = s.ddimStep(d, index, x, eps).prev;
+    }
+    const want = file.float32('output.samples');
+    const err = maxAbsDiff(x, want);
+    console.log(`[ddim onnx] samples max abs error ${err}, max |expected| ${maxAbs(want)}`);
+    expect(err).toBeLessThanOrEqual(absTolerance(meta.tolerance, 'samples')(want));
+    await hint.release();
+    await step.release();
+  });
+});
+
+describe('ONNX vs TfjsOps on random weights', () => {
+  it('exported hint + step reproduce the tfjs eps within 1e-4 relative (batch 2 and 3), host context equals contextFor', async () => {
+    await useBackend();
+    const config = preset('tiny');
+    const hw = config.unet.image_size ?? 16; // 16: latents 16x16, 128 px hints (an 8x8 latent has 1x1 maps at level 4, where norms amplify float32 noise: 2e-4 between tfjs backends)
+    // Zero convs get random values too, so the SG network's controls reach eps.
+    const specs: ParamSpec[] = diadParamSpec(config).map((p) => (p.init === 'zeros' ? { ...p, init: 'normal', std: 0.05 } : p));
+    const store = ParamStore.create(specs, 11);
+    const ops = new TfjsOps(store);
+    const sgn = sgnConfigOf(config);
+    try {
+      const params = await store.toHost();
+      const L = config.context.kind === 'learned' ? config.context.tokens : 0;
+      const files = await exportDenoiserOnnx(join(tmp, 'random'), config, params, { latentHeight: hw, latentWidth: hw, contextTokens: L });
+      const hint = await createOrtSession(files.hint);
+      const step = await createOrtSession(files.step);
+      const errors: Record<string, number> = {};
+      for (const n of [2, 3]) {
+        const r = new Rng(n);
+        const x = tensor(r.normals(n * 4 * hw * hw), [n, 4, hw, hw], 'NCHW');
+        const img = tensor(r.normals(n * 3 * 64 * hw * hw), [n, 3, 8 * hw, 8 * hw], 'NCHW');
+        const ts = Array.from({ length: n }, (_, i) => 37 + 450 * i);
+        const ctxT = tf.tidy(() => contextFor(ops, config.context, null, n));
+        const ctx = hostContext(config, params, null, n);
+        expect(maxAbsDiff(await ops.read(ctxT), ctx)).toBe(0);
+        const epsT = tf.tidy(() => {
+          const xt = ops.input(x);
+          const tEmb = ops.input(timestepEmbedding(ts, config.unet.model_channels));
+          const control = semanticGuidedNetwork(ops, sgn, xt, hintBlock(ops, ops.input(img)), tEmb, ctxT);
+          return controlledUnet(ops, config.unet, xt, tEmb, ctxT, control, config.only_mid_control);
+        });
+        const want = await ops.read(epsT);
+        tf.dispose([epsT, ctxT]);
+        const guided = (await hint.run({ hint: img })).guided_hint as HostTensor;
+        const got = (await step.run({ latent: x, guided_hint: guided, timestep: i32(ts), context: ctx })).eps as HostTensor;
+        expect(got.shape).toEqual(want.shape);
+        errors[`eps@${n}`] = maxAbsDiff(got, want) / maxAbs(want);
+        expect(errors[`eps@${n}`]).toBeLessThanOrEqual(1e-4);
+      }
+      console.log(`[denoiser onnx vs tfjs-wasm] relative errors ${JSON.stringify(errors)}`);
+      await hint.release();
+      await step.release();
+    } finally {
+      store.dispose();
+    }
+  });
+});
