@@ -16,12 +16,15 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { tensor, writeFileAtomic, type HostTensor } from '@diad/core';
+import { int32, Rng, tensor, writeFileAtomic, type HostTensor, type ReconstructOptions, type Reconstructor } from '@diad/core';
+import type { OrtSession } from '@diad/core/ort';
 import { OnnxRecorderOps, type Sym } from '@diad/core/onnx';
 import { sgnConfigOf, type DiadConfig, type SGNConfig, type UNetConfig } from './config.js';
 import { LEARNED_CONTEXT } from './context.js';
 import { timestepEmbedding } from './layers.js';
 import { controlledUnet, hintBlock, semanticGuidedNetwork } from './model.js';
+import { OFFICIAL_RECONSTRUCT } from './reconstructor.js';
+import { DiffusionSchedule } from './schedule.js';
 
 /** Options of the denoiser exports. */
 export interface DenoiserOnnxOptions {
@@ -124,4 +127,89 @@ export async function exportDenoiserOnnx(dir: string, config: DiadConfig, params
   await writeFileAtomic(files.hint, recordHintBlock(sgn, params, { ...o, metadata }));
   await writeFileAtomic(files.step, recordStep(config.unet, sgn, config.only_mid_control, params, { ...o, metadata, fuseHint: false }));
   return files;
+}
+
+/** Options of {@link OrtDdimReconstructor.open}. */
+export interface OrtReconstructorOptions {
+  /** Execution providers in priority order (default `DIAD_ORT_PROVIDERS`, else cpu). */
+  providers?: readonly string[];
+  /** Intra-op threads (default: onnxruntime's choice, one per physical core). */
+  threads?: number;
+  /** The diffusion schedule (default: the official scaled-linear 1000 steps). */
+  schedule?: DiffusionSchedule;
+}
+
+/**
+ * Test-time DDIM reconstruction (paper Sec. 3.3) on onnxruntime sessions of an exported denoiser
+ * ({@link exportDenoiserOnnx}): the same algorithm, noise and schedule as `DdimReconstructor`, with
+ * the hint block run once per batch and the step graph once per DDIM step (sessions built once;
+ * the guided hint and the context are reused across steps).
+ */
+export class OrtDdimReconstructor implements Reconstructor {
+  private readonly contexts = new Map<number, HostTensor>();
+
+  private constructor(
+    readonly hint: OrtSession,
+    readonly step: OrtSession,
+    /** The context of one item, `[1, L, D]`. */
+    readonly context: HostTensor,
+    readonly schedule: DiffusionSchedule,
+  ) {}
+
+  /**
+   * Opens the two sessions (onnxruntime-node is loaded here, not when the package is imported).
+   * @param context `[1, L, D]` (e.g. `hostContext(config, params, constant, 1)`).
+   * @throws Error naming a missing/corrupt model file or a provider that cannot load.
+   */
+  static async open(files: DenoiserOnnxFiles, context: HostTensor, options: OrtReconstructorOptions = {}): Promise<OrtDdimReconstructor> {
+    if (context.shape.length !== 3 || context.shape[0] !== 1) throw new Error(`OrtDdimReconstructor: context must be [1, L, D], got [${context.shape.join(', ')}]`);
+    const { createOrtSession } = await import('@diad/core/ort');
+    const so = { providers: options.providers, threads: options.threads };
+    const hint = await createOrtSession(files.hint, so);
+    const step = await createOrtSession(files.step, so).catch(async (e) => {
+      await hint.release();
+      throw e;
+    });
+    return new OrtDdimReconstructor(hint, step, context, options.schedule ?? new DiffusionSchedule());
+  }
+
+  private contextFor(n: number): HostTensor {
+    let c = this.contexts.get(n);
+    if (!c) {
+      const per = this.context.data.length;
+      const data = new Float32Array(per * n);
+      for (let b = 0; b < n; b++) data.set(this.context.data as Float32Array, b * per);
+      c = tensor(data, [n, this.context.shape[1], this.context.shape[2]]);
+      this.contexts.set(n, c);
+    }
+    return c;
+  }
+
+  /**
+   * @param latents scaled latents `[N, C, h, w]` (the exported latent size).
+   * @param hint the input images `[N, 3, 8h, 8w]` (image convention).
+   * @returns reconstructed latents `[N, C, h, w]`.
+   * @throws Error on shapes the exported graphs do not take (onnxruntime's message, with the file).
+   */
+  async reconstruct(latents: HostTensor, hint: HostTensor, options: ReconstructOptions = OFFICIAL_RECONSTRUCT): Promise<HostTensor> {
+    const s = this.schedule;
+    const d = s.ddim(options.steps, options.eta);
+    const rng = new Rng(options.seed);
+    let x: HostTensor = s.qSample(latents, options.tStart, tensor(rng.normals(latents.data.length), latents.shape, latents.layout));
+    const n = latents.shape[0];
+    const guided = (await this.hint.run({ hint })).guided_hint;
+    const context = this.contextFor(n);
+    for (const index of s.visitOrder(d, options.tStart, options.schedule)) {
+      const timestep = int32(new Int32Array(n).fill(d.timesteps[index]), [n]);
+      const eps = (await this.step.run({ latent: x, guided_hint: guided, timestep, context })).eps as HostTensor;
+      x = s.ddimStep(d, index, x, eps, rng).prev;
+    }
+    return tensor(x.data as Float32Array, x.shape, latents.layout);
+  }
+
+  /** Frees the native sessions. */
+  async release(): Promise<void> {
+    await this.hint.release();
+    await this.step.release();
+  }
 }

@@ -17,7 +17,9 @@ import { contextFor } from '../src/context.js';
 import { diadParamSpec } from '../src/denoiser.js';
 import { timestepEmbedding } from '../src/layers.js';
 import { controlledUnet, hintBlock, semanticGuidedNetwork } from '../src/model.js';
-import { exportDenoiserOnnx, hostContext, recordHintBlock, recordStep } from '../src/onnx.js';
+import { exportDenoiserOnnx, hostContext, OrtDdimReconstructor, recordHintBlock, recordStep } from '../src/onnx.js';
+import { DiadDenoiser } from '../src/denoiser.js';
+import { DdimReconstructor } from '../src/reconstructor.js';
 import { DiffusionSchedule } from '../src/schedule.js';
 import { useBackend } from './backend.js';
 
@@ -148,6 +150,43 @@ describe('ONNX vs TfjsOps on random weights', () => {
       await step.release();
     } finally {
       store.dispose();
+    }
+  });
+});
+
+describe('OrtDdimReconstructor', () => {
+  it('reconstructs as DdimReconstructor on tfjs (same noise, schedule and steps), and rejects a bad context', async () => {
+    await useBackend();
+    const config = preset('tiny');
+    const hw = config.unet.image_size ?? 16;
+    const d = await DiadDenoiser.create(config, 3);
+    try {
+      // Zero convs (and the UNet's zero `out` conv) get random values, or eps would be exactly 0.
+      const zr = new Rng(5);
+      for (const p of diadParamSpec(config).filter((q) => q.init === 'zeros')) {
+        const v = d.store.get(p.name);
+        const t = tf.tensor(zr.normals(v.size).map((x) => 0.05 * x), v.shape);
+        v.assign(t);
+        t.dispose();
+      }
+      const params = await d.store.toHost();
+      const L = config.context.kind === 'learned' ? config.context.tokens : 0;
+      const files = await exportDenoiserOnnx(join(tmp, 'recon'), config, params, { latentHeight: hw, latentWidth: hw, contextTokens: L });
+      const ort = await OrtDdimReconstructor.open(files, hostContext(config, params, null, 1));
+      const r = new Rng(4);
+      const latents = tensor(r.normals(2 * 4 * hw * hw), [2, 4, hw, hw], 'NCHW');
+      const hint = tensor(r.normals(2 * 3 * 64 * hw * hw), [2, 3, 8 * hw, 8 * hw], 'NCHW');
+      const options = { tStart: 999, steps: 4, eta: 0, schedule: 'official' as const, seed: 9 };
+      const want = await new DdimReconstructor(d).reconstruct(latents, hint, options);
+      const got = await ort.reconstruct(latents, hint, options);
+      const rel = maxAbsDiff(got, want) / maxAbs(want);
+      console.log(`[OrtDdimReconstructor vs tfjs-wasm] 4 DDIM steps, relative error ${rel}`);
+      expect(got.shape).toEqual(latents.shape);
+      expect(rel).toBeLessThanOrEqual(1e-4);
+      await ort.release();
+      await expect(OrtDdimReconstructor.open(files, tensor(new Float32Array(8), [2, 1, 4]))).rejects.toThrow(/context must be \[1, L, D\]/);
+    } finally {
+      d.dispose();
     }
   });
 });
