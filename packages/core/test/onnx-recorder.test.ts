@@ -101,6 +101,16 @@ describe('OnnxRecorderOps', () => {
     expect(outs.e.shape).toEqual([2, 1, 8, 8]);
   });
 
+  it('counts conv, linear and attention FLOPs', () => {
+    const rec = new OnnxRecorderOps(params);
+    const x = rec.conv2d(rec.graphInput('x', [2, 3, 8, 8]), 'conv_in.weight', null, { padding: 1 });
+    expect(rec.flops).toBe(2 * (2 * C * 8 * 8) * 3 * 3 * 3);
+    const t = rec.toTokens(x);
+    const before = rec.flops;
+    rec.attention(rec.linear(t, 'q.weight', null), t, t, 2);
+    expect(rec.flops - before).toBe(2 * 2 * 64 * C * C + 4 * 2 * 2 * 64 * 64 * (C / 2));
+  });
+
   it('matches TfjsOps within 1e-5 relative through onnxruntime, at the recorded and another batch size', async () => {
     const { bytes } = await record(2);
     const session = await ort.InferenceSession.create(bytes);

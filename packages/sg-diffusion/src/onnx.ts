@@ -43,6 +43,12 @@ export interface DenoiserOnnxOptions {
 
 type Params = Readonly<Record<string, HostTensor<'float32'>>>;
 
+/** A recorded model: the serialised ModelProto and its FLOPs per batch item (convs, linears, attention). */
+export interface RecordedModel {
+  bytes: Uint8Array;
+  flopsPerItem: number;
+}
+
 /**
  * `timestep_embedding(t, dim)` in the graph as a `Gather` from the table of every integer timestep,
  * made with the host {@link timestepEmbedding}: bit-identical to the tfjs path (float32 `Sin`/`Cos`
@@ -57,10 +63,11 @@ function timestepEmbeddingGraph(rec: OnnxRecorderOps, t: Sym, dim: number, numTi
  * Records the hint block (`control_model.input_hint_block`) as an ONNX model.
  * @throws Error naming a missing parameter.
  */
-export function recordHintBlock(sgn: SGNConfig, params: Params, o: DenoiserOnnxOptions): Uint8Array {
+export function recordHintBlock(sgn: SGNConfig, params: Params, o: DenoiserOnnxOptions): RecordedModel {
   const rec = new OnnxRecorderOps(params, { graphName: 'diad_hint', metadata: { ...o.metadata, diad_part: 'hint', sgn_config: JSON.stringify(sgn) } });
   const hint = rec.graphInput('hint', [1, sgn.hint_channels, 8 * o.latentHeight, 8 * o.latentWidth]);
-  return rec.toModel({ guided_hint: hintBlock(rec, hint) });
+  const bytes = rec.toModel({ guided_hint: hintBlock(rec, hint) });
+  return { bytes, flopsPerItem: rec.flops };
 }
 
 /**
@@ -68,7 +75,7 @@ export function recordHintBlock(sgn: SGNConfig, params: Params, o: DenoiserOnnxO
  * @param onlyMidControl the official `only_mid_control` (true in DiAD's test and train configs).
  * @throws Error naming a missing parameter.
  */
-export function recordStep(unet: UNetConfig, sgn: SGNConfig, onlyMidControl: boolean, params: Params, o: DenoiserOnnxOptions): Uint8Array {
+export function recordStep(unet: UNetConfig, sgn: SGNConfig, onlyMidControl: boolean, params: Params, o: DenoiserOnnxOptions): RecordedModel {
   const rec = new OnnxRecorderOps(params, {
     graphName: 'diad_step',
     metadata: { ...o.metadata, diad_part: 'step', sgn_config: JSON.stringify(sgn), only_mid_control: String(onlyMidControl) },
@@ -79,7 +86,8 @@ export function recordStep(unet: UNetConfig, sgn: SGNConfig, onlyMidControl: boo
   const tEmb = timestepEmbeddingGraph(rec, rec.graphInput('timestep', [1], true, 'int32'), unet.model_channels, o.numTimesteps ?? 1000);
   const context = rec.graphInput('context', [1, o.contextTokens, unet.context_dim]);
   const control = semanticGuidedNetwork(rec, sgn, latent, guided, tEmb, context);
-  return rec.toModel({ eps: controlledUnet(rec, unet, latent, tEmb, context, control, onlyMidControl) });
+  const bytes = rec.toModel({ eps: controlledUnet(rec, unet, latent, tEmb, context, control, onlyMidControl) });
+  return { bytes, flopsPerItem: rec.flops };
 }
 
 /**
@@ -108,10 +116,11 @@ export function hostContext(config: DiadConfig, params: Params, constant: HostTe
   return tensor(out, [n, L, D]);
 }
 
-/** Paths of an exported denoiser. */
+/** Paths of an exported denoiser, and FLOPs per image of one hint-block and one step run. */
 export interface DenoiserOnnxFiles {
   hint: string;
   step: string;
+  flopsPerImage?: { hint: number; step: number };
 }
 
 /**
@@ -124,9 +133,11 @@ export async function exportDenoiserOnnx(dir: string, config: DiadConfig, params
   const sgn = sgnConfigOf(config);
   const files = { hint: join(dir, 'hint.onnx'), step: join(dir, 'step.onnx') };
   const metadata = { ...o.metadata, diad_config: JSON.stringify(config) };
-  await writeFileAtomic(files.hint, recordHintBlock(sgn, params, { ...o, metadata }));
-  await writeFileAtomic(files.step, recordStep(config.unet, sgn, config.only_mid_control, params, { ...o, metadata, fuseHint: false }));
-  return files;
+  const hint = recordHintBlock(sgn, params, { ...o, metadata });
+  await writeFileAtomic(files.hint, hint.bytes);
+  const step = recordStep(config.unet, sgn, config.only_mid_control, params, { ...o, metadata, fuseHint: false });
+  await writeFileAtomic(files.step, step.bytes);
+  return { ...files, flopsPerImage: { hint: hint.flopsPerItem, step: step.flopsPerItem } };
 }
 
 /** Options of {@link OrtDdimReconstructor.open}. */

@@ -60,8 +60,8 @@ async function fixtureSessions(fuseHint = false) {
   return {
     meta,
     file,
-    hint: await session('fx_hint.onnx', recordHintBlock(sgn, params, o)),
-    step: await session(`fx_step${fuseHint ? '_fused' : ''}.onnx`, recordStep(unet, sgn, true, params, o)),
+    hint: await session('fx_hint.onnx', recordHintBlock(sgn, params, o).bytes),
+    step: await session(`fx_step${fuseHint ? '_fused' : ''}.onnx`, recordStep(unet, sgn, true, params, o).bytes),
   };
 }
 

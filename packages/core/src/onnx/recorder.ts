@@ -74,6 +74,7 @@ export class OnnxRecorderOps implements Ops<Sym> {
   private readonly batchedInputs = new Set<string>();
   private readonly cache = new Map<string, string>();
   private counter = 0;
+  private flopCount = 0;
 
   /**
    * @param params parameters by official name, official layout (float32); read when first used.
@@ -103,6 +104,15 @@ export class OnnxRecorderOps implements Ops<Sym> {
     const name = this.fresh('const');
     this.initializers.push(floatTensor(name, Float32Array.from(t.data), t.shape));
     return new Sym(name, t.shape);
+  }
+
+  /**
+   * Floating-point operations (2 per multiply-add) of the convolutions, linears and attention
+   * matmuls recorded so far, at the recorded shapes (per item when inputs were declared with batch 1).
+   * Norms, activations and elementwise ops are not counted (a few percent).
+   */
+  get flops(): number {
+    return this.flopCount;
   }
 
   /** @throws Error always: a recorder computes nothing; run the exported model with onnxruntime. */
@@ -252,6 +262,7 @@ export class OnnxRecorderOps implements Ops<Sym> {
     }
     const [out, , kh, kw] = ws;
     const shape = [n, out, Math.floor((h + t + b - kh) / stride) + 1, Math.floor((w + l + r - kw) / stride) + 1];
+    this.flopCount += 2 * sizeOf(shape) * c * kh * kw;
     const inputs = [x.name, this.weight(weight, 'asis')];
     if (bias !== null) inputs.push(this.weight(bias, 'asis'));
     return this.op('Conv', inputs, shape, { kernel_shape: [kh, kw], strides: [stride, stride], pads: [t, l, b, r] });
@@ -264,6 +275,7 @@ export class OnnxRecorderOps implements Ops<Sym> {
       throw new Error(`linear(${weight}): last axis is ${x.shape[x.shape.length - 1]}, weight expects ${inp} (official shape ${fmt([out, inp])})`);
     }
     const shape = [...x.shape.slice(0, -1), out];
+    this.flopCount += 2 * sizeOf(shape) * inp;
     const y = this.op('MatMul', [x.name, this.weight(weight, 'linear')], shape);
     return bias === null ? y : this.op('Add', [y.name, this.weight(bias, 'asis')], shape);
   }
@@ -317,6 +329,7 @@ export class OnnxRecorderOps implements Ops<Sym> {
     }
     if (!Number.isInteger(heads) || heads <= 0 || c % heads !== 0) throw new Error(`attention: ${c} channels cannot be split into ${heads} heads`);
     const d = c / heads;
+    this.flopCount += 4 * n * heads * lq * lk * d;
     const qs = this.op('Mul', [q.name, this.floats([1 / Math.sqrt(d)], [])], q.shape);
     const qh = this.transpose(this.reshape(qs, [n, lq, heads, d]), [0, 2, 1, 3]);
     const kt = this.transpose(this.reshape(k, [n, lk, heads, d]), [0, 2, 3, 1]);
