@@ -4,6 +4,9 @@
  * weights; also the dynamic batch, shapes and errors.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Ops, ParamSpec } from '../src/ops.js';
@@ -133,6 +136,35 @@ describe('OnnxRecorderOps', () => {
     }
     console.log(`[onnx-recorder] relative errors vs TfjsOps(cpu) ${JSON.stringify(errors)}`);
     await session.release();
+  });
+
+  it('writeModel: weights as ONNX external data (4 KiB-aligned) give the same outputs as the inline model', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'diad-onnx-ext-'));
+    try {
+      const { rec, outs, bytes } = await record(2);
+      const inline = await rec.writeModel(join(dir, 'inline.onnx'), outs);
+      expect(inline.data).toBeNull();
+      expect(statSync(inline.model).size).toBe(bytes.length);
+      const ext = await rec.writeModel(join(dir, 'ext.onnx'), outs, { external: true });
+      expect(ext.data).toBe(join(dir, 'ext.onnx.data'));
+      expect(statSync(ext.model).size).toBeLessThan(bytes.length / 2);
+      expect(statSync(ext.data!).size).toBeGreaterThanOrEqual(ext.bytes / 2);
+      const x = inputs(2, 5);
+      const feeds = {
+        image: new ort.Tensor('float32', x.img.data, [...x.img.shape]),
+        context: new ort.Tensor('float32', x.ctx.data, [...x.ctx.shape]),
+        vec: new ort.Tensor('float32', x.vec.data, [...x.vec.shape]),
+      };
+      const a = await ort.InferenceSession.create(inline.model);
+      const b = await ort.InferenceSession.create(ext.model);
+      const ra = await a.run(feeds);
+      const rb = await b.run(feeds);
+      for (const k of ['y', 'pooled', 'e']) expect([...(rb[k].data as Float32Array)], k).toEqual([...(ra[k].data as Float32Array)]);
+      await a.release();
+      await b.release();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('bakes host constants in and writes metadata', async () => {

@@ -16,7 +16,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { int32, Rng, tensor, writeFileAtomic, type HostTensor, type ReconstructOptions, type Reconstructor } from '@diad/core';
+import { int32, Rng, tensor, type HostTensor, type ReconstructOptions, type Reconstructor } from '@diad/core';
 import type { OrtSession } from '@diad/core/ort';
 import { OnnxRecorderOps, type Sym } from '@diad/core/onnx';
 import { sgnConfigOf, type DiadConfig, type SGNConfig, type UNetConfig } from './config.js';
@@ -59,23 +59,18 @@ function timestepEmbeddingGraph(rec: OnnxRecorderOps, t: Sym, dim: number, numTi
   return rec.custom('Gather', [table, t], [t.shape[0], dim], { axis: 0 });
 }
 
-/**
- * Records the hint block (`control_model.input_hint_block`) as an ONNX model.
- * @throws Error naming a missing parameter.
- */
-export function recordHintBlock(sgn: SGNConfig, params: Params, o: DenoiserOnnxOptions): RecordedModel {
-  const rec = new OnnxRecorderOps(params, { graphName: 'diad_hint', metadata: { ...o.metadata, diad_part: 'hint', sgn_config: JSON.stringify(sgn) } });
-  const hint = rec.graphInput('hint', [1, sgn.hint_channels, 8 * o.latentHeight, 8 * o.latentWidth]);
-  const bytes = rec.toModel({ guided_hint: hintBlock(rec, hint) });
-  return { bytes, flopsPerItem: rec.flops };
+interface Recording {
+  rec: OnnxRecorderOps;
+  outputs: Record<string, Sym>;
 }
 
-/**
- * Records one eps-prediction (SG network + controlled UNet) as an ONNX model.
- * @param onlyMidControl the official `only_mid_control` (true in DiAD's test and train configs).
- * @throws Error naming a missing parameter.
- */
-export function recordStep(unet: UNetConfig, sgn: SGNConfig, onlyMidControl: boolean, params: Params, o: DenoiserOnnxOptions): RecordedModel {
+function hintRecording(sgn: SGNConfig, params: Params, o: DenoiserOnnxOptions): Recording {
+  const rec = new OnnxRecorderOps(params, { graphName: 'diad_hint', metadata: { ...o.metadata, diad_part: 'hint', sgn_config: JSON.stringify(sgn) } });
+  const hint = rec.graphInput('hint', [1, sgn.hint_channels, 8 * o.latentHeight, 8 * o.latentWidth]);
+  return { rec, outputs: { guided_hint: hintBlock(rec, hint) } };
+}
+
+function stepRecording(unet: UNetConfig, sgn: SGNConfig, onlyMidControl: boolean, params: Params, o: DenoiserOnnxOptions): Recording {
   const rec = new OnnxRecorderOps(params, {
     graphName: 'diad_step',
     metadata: { ...o.metadata, diad_part: 'step', sgn_config: JSON.stringify(sgn), only_mid_control: String(onlyMidControl) },
@@ -86,8 +81,27 @@ export function recordStep(unet: UNetConfig, sgn: SGNConfig, onlyMidControl: boo
   const tEmb = timestepEmbeddingGraph(rec, rec.graphInput('timestep', [1], true, 'int32'), unet.model_channels, o.numTimesteps ?? 1000);
   const context = rec.graphInput('context', [1, o.contextTokens, unet.context_dim]);
   const control = semanticGuidedNetwork(rec, sgn, latent, guided, tEmb, context);
-  const bytes = rec.toModel({ eps: controlledUnet(rec, unet, latent, tEmb, context, control, onlyMidControl) });
-  return { bytes, flopsPerItem: rec.flops };
+  return { rec, outputs: { eps: controlledUnet(rec, unet, latent, tEmb, context, control, onlyMidControl) } };
+}
+
+const serialise = ({ rec, outputs }: Recording): RecordedModel => ({ bytes: rec.toModel(outputs), flopsPerItem: rec.flops });
+
+/**
+ * Records the hint block (`control_model.input_hint_block`) as an ONNX model.
+ * @throws Error naming a missing parameter.
+ */
+export function recordHintBlock(sgn: SGNConfig, params: Params, o: DenoiserOnnxOptions): RecordedModel {
+  return serialise(hintRecording(sgn, params, o));
+}
+
+/**
+ * Records one eps-prediction (SG network + controlled UNet) as an ONNX model (under 2 GB; use
+ * {@link exportDenoiserOnnx} for the `sd15` sizes).
+ * @param onlyMidControl the official `only_mid_control` (true in DiAD's test and train configs).
+ * @throws Error naming a missing parameter.
+ */
+export function recordStep(unet: UNetConfig, sgn: SGNConfig, onlyMidControl: boolean, params: Params, o: DenoiserOnnxOptions): RecordedModel {
+  return serialise(stepRecording(unet, sgn, onlyMidControl, params, o));
 }
 
 /**
@@ -125,7 +139,8 @@ export interface DenoiserOnnxFiles {
 
 /**
  * Writes `hint.onnx` and `step.onnx` of a DiAD denoiser into `dir` (created if absent; files
- * written atomically).
+ * written atomically). Weights past 1.5 GiB (the `sd15` sizes) go to ONNX external data
+ * (`step.onnx.data` beside the model; keep the two files together).
  * @param params every parameter by official name (e.g. `DiadDenoiser.store.toHost()`).
  */
 export async function exportDenoiserOnnx(dir: string, config: DiadConfig, params: Params, o: DenoiserOnnxOptions): Promise<DenoiserOnnxFiles> {
@@ -133,11 +148,11 @@ export async function exportDenoiserOnnx(dir: string, config: DiadConfig, params
   const sgn = sgnConfigOf(config);
   const files = { hint: join(dir, 'hint.onnx'), step: join(dir, 'step.onnx') };
   const metadata = { ...o.metadata, diad_config: JSON.stringify(config) };
-  const hint = recordHintBlock(sgn, params, { ...o, metadata });
-  await writeFileAtomic(files.hint, hint.bytes);
-  const step = recordStep(config.unet, sgn, config.only_mid_control, params, { ...o, metadata, fuseHint: false });
-  await writeFileAtomic(files.step, step.bytes);
-  return { ...files, flopsPerImage: { hint: hint.flopsPerItem, step: step.flopsPerItem } };
+  const hint = hintRecording(sgn, params, { ...o, metadata });
+  await hint.rec.writeModel(files.hint, hint.outputs);
+  const step = stepRecording(config.unet, sgn, config.only_mid_control, params, { ...o, metadata, fuseHint: false });
+  await step.rec.writeModel(files.step, step.outputs);
+  return { ...files, flopsPerImage: { hint: hint.rec.flops, step: step.rec.flops } };
 }
 
 /** Options of {@link OrtDdimReconstructor.open}. */

@@ -15,12 +15,39 @@
  *   `MatMul`/`Softmax` over `[N, heads, L, d]`, upsampling is `Resize` nearest (asymmetric, floor:
  *   exact for 2x), asymmetric conv padding goes into `Conv`'s `pads`.
  */
+import { promises as fs } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { writeFileAtomic } from '../atomic.js';
 import type { Conv2dOptions, Ops, Padding } from '../ops.js';
 import { sizeOf, type HostTensor } from '../tensor.js';
 import { attribute, floatTensor, int64Tensor, onnx, valueInfo, type AttrValue, type NodeProto, type TensorProto, type ValueInfoProto } from './proto.js';
 
 /** The ONNX opset the recorder writes. */
 export const ONNX_OPSET = 18;
+
+/** Protobuf's message size limit (2 GB). */
+const PROTOBUF_LIMIT = 2 ** 31 - 1;
+/** Weight bytes above which {@link OnnxRecorderOps.writeModel} stores them externally by default. */
+const AUTO_EXTERNAL_BYTES = 1.5 * 2 ** 30;
+
+/** Writes chunks to `path` through a temporary file and a rename (nothing partial is left). */
+async function writeChunksAtomic(path: string, chunks: readonly Uint8Array[]): Promise<void> {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
+  let fh: fs.FileHandle | undefined;
+  try {
+    await fs.mkdir(dirname(path), { recursive: true });
+    fh = await fs.open(tmp, 'w');
+    for (const c of chunks) await fh.write(c);
+    await fh.sync();
+    await fh.close();
+    fh = undefined;
+    await fs.rename(tmp, path);
+  } catch (e) {
+    await fh?.close().catch(() => {});
+    await fs.rm(tmp, { force: true }).catch(() => {});
+    throw new Error(`could not write ${path}: ${(e as Error).message}`);
+  }
+}
 
 /** A recorded value: its graph name and static logical shape (axis 0 may be dynamic in the graph). */
 export class Sym {
@@ -126,10 +153,62 @@ export class OnnxRecorderOps implements Ops<Sym> {
 
   /**
    * The serialised ModelProto with the given outputs (name -> symbol); outputs whose symbol
-   * derives from a batched input get the dynamic batch dim `N`.
-   * @throws Error when an output name collides with another value.
+   * derives from a batched input get the dynamic batch dim `N`. Protobuf limits a model to 2 GB:
+   * use {@link writeModel} for bigger ones.
+   * @throws Error when an output name collides with another value, or the model passes 2 GB.
    */
   toModel(outputs: Record<string, Sym>): Uint8Array {
+    const bytes = this.initializers.reduce((a, t) => a + t.rawData.byteLength, 0);
+    if (bytes > PROTOBUF_LIMIT) throw new Error(`toModel: ${(bytes / 2 ** 30).toFixed(2)} GiB of weights do not fit one protobuf (2 GB); use writeModel, which stores them as ONNX external data`);
+    return onnx.ModelProto.encode(this.build(outputs)).finish();
+  }
+
+  /**
+   * Writes the model to `path` (atomically). With `external` (`auto`: when the weights pass
+   * 1.5 GiB, as the `sd15` sizes do) every initializer of 1 KiB or more goes to the ONNX
+   * external-data file `<basename>.data` beside it (4 KiB-aligned offsets, so onnxruntime can map
+   * it); onnxruntime finds it when it opens `path` by file name.
+   * @returns the model file, the data file (null when inline), and the weight bytes.
+   * @throws Error naming the path when a write fails (no partial files are left).
+   */
+  async writeModel(path: string, outputs: Record<string, Sym>, options: { external?: boolean | 'auto' } = {}): Promise<{ model: string; data: string | null; bytes: number }> {
+    const model = this.build(outputs);
+    const bytes = this.initializers.reduce((a, t) => a + t.rawData.byteLength, 0);
+    const external = options.external === true || ((options.external ?? 'auto') === 'auto' && bytes > AUTO_EXTERNAL_BYTES);
+    if (!external) {
+      await writeFileAtomic(path, onnx.ModelProto.encode(model).finish());
+      return { model: path, data: null, bytes };
+    }
+    const location = `${basename(path)}.data`;
+    const dataPath = join(dirname(path), location);
+    const chunks: Uint8Array[] = [];
+    let offset = 0;
+    const tensors = model.graph?.initializer ?? [];
+    model.graph!.initializer = tensors.map((t) => {
+      const raw = t.rawData;
+      if (!raw || raw.byteLength < 1024) return t;
+      const start = Math.ceil(offset / 4096) * 4096;
+      if (start > offset) chunks.push(new Uint8Array(start - offset));
+      chunks.push(raw);
+      offset = start + raw.byteLength;
+      return onnx.TensorProto.create({
+        name: t.name,
+        dims: t.dims,
+        dataType: t.dataType,
+        dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+        externalData: [
+          { key: 'location', value: location },
+          { key: 'offset', value: String(start) },
+          { key: 'length', value: String(raw.byteLength) },
+        ],
+      });
+    });
+    await writeChunksAtomic(dataPath, chunks);
+    await writeFileAtomic(path, onnx.ModelProto.encode(model).finish());
+    return { model: path, data: dataPath, bytes };
+  }
+
+  private build(outputs: Record<string, Sym>): InstanceType<typeof onnx.ModelProto> {
     const nodes = [...this.nodes];
     const outInfos: ValueInfoProto[] = [];
     for (const [name, s] of Object.entries(outputs)) {
@@ -144,11 +223,11 @@ export class OnnxRecorderOps implements Ops<Sym> {
     const graph = onnx.GraphProto.create({
       name: this.options.graphName ?? 'diad',
       node: nodes,
-      initializer: this.initializers,
+      initializer: [...this.initializers],
       input: this.inputs,
       output: outInfos,
     });
-    const model = onnx.ModelProto.create({
+    return onnx.ModelProto.create({
       irVersion: 8,
       producerName: '@diad/core onnx recorder',
       producerVersion: '0.1.0',
@@ -156,7 +235,6 @@ export class OnnxRecorderOps implements Ops<Sym> {
       graph,
       metadataProps: Object.entries(this.options.metadata ?? {}).map(([key, value]) => ({ key, value })),
     });
-    return onnx.ModelProto.encode(model).finish();
   }
 
   /**
