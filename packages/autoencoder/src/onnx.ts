@@ -1,6 +1,8 @@
 /**
  * ONNX export of the AutoencoderKL: the same `encodeMoments` / `decodeLatent` code recorded with
  * core's `OnnxRecorderOps` (no second definition of the network), weights as initializers.
+ * The primitive graphs below; {@link exportAutoencoderOnnx} writes the stage graphs that
+ * {@link OrtAutoencoder} runs.
  *
  * - encoder graph: input `image` `[N, in_channels, H, W]` (pixels in [-1, 1]), output `moments`
  *   `[N, 2 embed_dim, H/f, W/f]` (mean channels first, then the unclamped log-variance).
@@ -8,11 +10,13 @@
  *   latent by the scale factor first), output `image` `[N, out_ch, H, W]`.
  * The batch axis is dynamic (`N`); the spatial size is fixed at export.
  */
-import { writeFileAtomic, type HostTensor } from '@diad/core';
+import { Rng, tensor, type Autoencoder, type HostTensor } from '@diad/core';
+import type { OrtSession } from '@diad/core/ort';
 import { OnnxRecorderOps } from '@diad/core/onnx';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { downsampleFactor, type AutoencoderConfig } from './config.js';
+import { downsampleFactor, SCALE_FACTOR, type AutoencoderConfig } from './config.js';
+import { posterior, samplePosterior } from './distribution.js';
 import { decodeLatent, encodeMoments } from './model.js';
 import { DEFAULT_PREFIX } from './params.js';
 
@@ -55,20 +59,104 @@ export function recordAutoencoderDecoder(cfg: AutoencoderConfig, params: Record<
   return rec.toModel({ image: decodeLatent(rec, cfg, latent, o.prefix ?? DEFAULT_PREFIX) });
 }
 
+/** Options of the stage export: the primitive options plus the latent scale factor. */
+export interface AutoencoderStageOnnxOptions extends AutoencoderOnnxOptions {
+  /** Latent scale factor baked into the graphs. Default 0.18215 (the official `scale_factor`). */
+  scaleFactor?: number;
+}
+
+/** Files of an exported autoencoder stage. */
+export interface AutoencoderOnnxFiles {
+  encode: string;
+  decode: string;
+}
+
 /**
- * Writes `autoencoder_encoder.onnx` and `autoencoder_decoder.onnx` into `dir` (created if absent; files atomically).
- * @returns the two file paths.
+ * Writes the autoencoder as the pipeline stage sees it (core's `Autoencoder`, pixel range
+ * `imagenet` as the official DiAD) into `dir` (created if absent; files written atomically):
+ * - `autoencoder_encode.onnx`: inputs `image` `[N, in_channels, H, W]` and `noise`
+ *   `[N, embed_dim, H/f, W/f]`, output `latent` = scale_factor * (mean + exp(logvar / 2) * noise)
+ *   (zeros for the posterior mode), the same `posterior` / `samplePosterior` code as the stage;
+ * - `autoencoder_decode.onnx`: input `latent` (scaled), output `image` = decoder(latent / scale_factor).
  */
 export async function exportAutoencoderOnnx(
   dir: string,
   cfg: AutoencoderConfig,
   params: Record<string, HostTensor<'float32'>>,
-  o: AutoencoderOnnxOptions,
-): Promise<{ encoder: string; decoder: string }> {
+  o: AutoencoderStageOnnxOptions,
+): Promise<AutoencoderOnnxFiles> {
+  const f = downsampleFactor(cfg);
+  if (o.height % f !== 0 || o.width % f !== 0) throw new Error(`autoencoder ONNX export: ${o.height}x${o.width} is not a multiple of the downsampling factor ${f}`);
+  const sf = o.scaleFactor ?? SCALE_FACTOR;
+  const prefix = o.prefix ?? DEFAULT_PREFIX;
+  const latentShape = [1, cfg.embed_dim, o.height / f, o.width / f];
+  const metadata = (part: string) => ({ ...meta(cfg, o, part), scale_factor: String(sf), pixel_range: 'imagenet' });
   await mkdir(dir, { recursive: true });
-  const encoder = join(dir, 'autoencoder_encoder.onnx');
-  const decoder = join(dir, 'autoencoder_decoder.onnx');
-  await writeFileAtomic(encoder, recordAutoencoderEncoder(cfg, params, o));
-  await writeFileAtomic(decoder, recordAutoencoderDecoder(cfg, params, o));
-  return { encoder, decoder };
+  const files = { encode: join(dir, 'autoencoder_encode.onnx'), decode: join(dir, 'autoencoder_decode.onnx') };
+
+  const enc = new OnnxRecorderOps(params, { graphName: 'autoencoder_encode', metadata: metadata('autoencoder_encode') });
+  const p = posterior(enc, encodeMoments(enc, cfg, enc.graphInput('image', [1, cfg.ddconfig.in_channels, o.height, o.width]), prefix));
+  await enc.writeModel(files.encode, { latent: enc.scale(samplePosterior(enc, p, enc.graphInput('noise', latentShape)), sf) });
+
+  const dec = new OnnxRecorderOps(params, { graphName: 'autoencoder_decode', metadata: metadata('autoencoder_decode') });
+  await dec.writeModel(files.decode, { image: decodeLatent(dec, cfg, dec.scale(dec.graphInput('latent', latentShape), 1 / sf), prefix) });
+  return files;
+}
+
+/**
+ * The autoencoder stage (core's `Autoencoder`) on onnxruntime sessions of
+ * {@link exportAutoencoderOnnx}'s files: the same results as `AutoencoderKLStage` with pixel
+ * range `imagenet` (the official DiAD convention) and the exported scale factor.
+ */
+export class OrtAutoencoder implements Autoencoder {
+  readonly latentChannels: number;
+  readonly downsampleFactor: number;
+
+  private constructor(
+    readonly config: AutoencoderConfig,
+    readonly encoder: OrtSession,
+    readonly decoder: OrtSession,
+  ) {
+    this.latentChannels = config.embed_dim;
+    this.downsampleFactor = downsampleFactor(config);
+  }
+
+  /**
+   * Opens the two sessions (onnxruntime-node is loaded here, not when the package is imported).
+   * @throws Error naming a missing/corrupt model file or a provider that cannot load.
+   */
+  static async open(files: AutoencoderOnnxFiles, config: AutoencoderConfig, options: { providers?: readonly string[]; threads?: number } = {}): Promise<OrtAutoencoder> {
+    const { createOrtSession } = await import('@diad/core/ort');
+    const encoder = await createOrtSession(files.encode, options);
+    const decoder = await createOrtSession(files.decode, options).catch(async (e) => {
+      await encoder.release();
+      throw e;
+    });
+    return new OrtAutoencoder(config, encoder, decoder);
+  }
+
+  /**
+   * Images `[N, 3, H, W]` (ImageNet-normalised) to scaled latents; `sample` draws the noise from
+   * `Rng(seed)` as `AutoencoderKLStage` does, otherwise the posterior mode.
+   * @throws Error on a size the exported graph does not take (onnxruntime's message, with the file).
+   */
+  async encode(images: HostTensor, options: { sample?: boolean; seed?: number } = {}): Promise<HostTensor> {
+    const [n, , h, w] = images.shape;
+    const f = this.downsampleFactor;
+    const shape = [n, this.latentChannels, Math.floor(h / f), Math.floor(w / f)];
+    const size = shape.reduce((a, d) => a * d, 1);
+    const noise = tensor(options.sample ? new Rng(options.seed ?? 0).normals(size) : new Float32Array(size), shape, 'NCHW');
+    return (await this.encoder.run({ image: images, noise })).latent as HostTensor;
+  }
+
+  /** Scaled latents `[N, embed_dim, h, w]` to images `[N, 3, h*f, w*f]` (ImageNet-normalised). */
+  async decode(latents: HostTensor): Promise<HostTensor> {
+    return (await this.decoder.run({ latent: latents })).image as HostTensor;
+  }
+
+  /** Frees the native sessions. */
+  async release(): Promise<void> {
+    await this.encoder.release();
+    await this.decoder.release();
+  }
 }
