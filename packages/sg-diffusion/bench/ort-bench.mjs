@@ -59,4 +59,4 @@ if (process.env.BENCH_SKIP_TFJS !== '1') {
   console.log(`tfjs (${formatEngineInfo(info)}) 10-step DDIM, batch ${batch}: ${r.wall.toFixed(2)} s (CPU ${r.cpu.toFixed(2)} s) -> ${tfjsImagesPerS.toFixed(2)} images/s`);
 }
 d.dispose();
-console.log(JSON.stringify({ preset: 'tiny', hint_widths: 'official', attention_resolutions: config.unet.attention_resolutions, batch, gflop_per_image: gflopPerImage, ddim10_images_per_s: { tfjs: tfjsImagesPerS, ort: batch / ortWall }, pytorch_yardstick_images_per_s: 2.3 }));
+console.log(JSON.stringify({ preset: 'tiny', hint_widths: 'official', attention_resolutions: config.unet.attention_resolutions, batch, gflop_per_image: gflopPerImage, ddim10_images_per_s: { tfjs: tfjsImagesPerS, ort: batch / ortWall }, pytorch_yardstick_images_per_s: 2.3, peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024) }));
