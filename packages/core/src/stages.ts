@@ -37,7 +37,7 @@ export interface ReconstructOptions {
   eta: number;
   /** `official` visits every DDIM timestep whatever tStart is; `partial` starts at the last one <= tStart. */
   schedule: 'official' | 'partial';
-  /** Seed of the noise. */
+  /** Seed of the noise. Each image draws its own copy of the stream, so its reconstruction does not depend on its batch. */
   seed: number;
 }
 

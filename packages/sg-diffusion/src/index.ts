@@ -9,3 +9,4 @@ export * from './denoiser.js';
 export * from './reconstructor.js';
 export * from './train.js';
 export * from './onnx.js';
+export * from './noise.js';

@@ -16,7 +16,7 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { int32, Rng, tensor, type HostTensor, type ReconstructOptions, type Reconstructor } from '@diad/core';
+import { int32, tensor, type HostTensor, type ReconstructOptions, type Reconstructor } from '@diad/core';
 import type { OrtSession } from '@diad/core/ort';
 import { OnnxRecorderOps, type Sym } from '@diad/core/onnx';
 import { sgnConfigOf, type DiadConfig, type SGNConfig, type UNetConfig } from './config.js';
@@ -25,6 +25,7 @@ import { timestepEmbedding } from './layers.js';
 import { controlledUnet, hintBlock, semanticGuidedNetwork } from './model.js';
 import { OFFICIAL_RECONSTRUCT } from './reconstructor.js';
 import { DiffusionSchedule } from './schedule.js';
+import { ItemNoise } from './noise.js';
 
 /** Options of the denoiser exports. */
 export interface DenoiserOnnxOptions {
@@ -220,9 +221,9 @@ export class OrtDdimReconstructor implements Reconstructor {
   async reconstruct(latents: HostTensor, hint: HostTensor, options: ReconstructOptions = OFFICIAL_RECONSTRUCT): Promise<HostTensor> {
     const s = this.schedule;
     const d = s.ddim(options.steps, options.eta);
-    const rng = new Rng(options.seed);
-    let x: HostTensor = s.qSample(latents, options.tStart, tensor(rng.normals(latents.data.length), latents.shape, latents.layout));
     const n = latents.shape[0];
+    const rng = new ItemNoise(options.seed, n, latents.data.length / n);
+    let x: HostTensor = s.qSample(latents, options.tStart, tensor(rng.normals(latents.data.length), latents.shape, latents.layout));
     const guided = (await this.hint.run({ hint })).guided_hint;
     const context = this.contextFor(n);
     for (const index of s.visitOrder(d, options.tStart, options.schedule)) {

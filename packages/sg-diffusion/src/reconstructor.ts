@@ -8,9 +8,10 @@
  * `uncond + 9 (cond - uncond) = cond`: scale 1. We run the model once per step instead of twice.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, tensor, type HostTensor, type ReconstructOptions, type Reconstructor } from '@diad/core';
+import { tensor, type HostTensor, type ReconstructOptions, type Reconstructor } from '@diad/core';
 import type { DiadDenoiser } from './denoiser.js';
 import { DiffusionSchedule } from './schedule.js';
+import { ItemNoise } from './noise.js';
 
 /** Default options: the official test (t_start 999, 10 DDIM steps, eta 0, official schedule). */
 export const OFFICIAL_RECONSTRUCT: ReconstructOptions = { tStart: 999, steps: 10, eta: 0, schedule: 'official', seed: 0 };
@@ -33,9 +34,9 @@ export class DdimReconstructor implements Reconstructor {
   async reconstruct(latents: HostTensor, hint: HostTensor, options: ReconstructOptions = OFFICIAL_RECONSTRUCT): Promise<HostTensor> {
     const s = this.schedule;
     const d = s.ddim(options.steps, options.eta);
-    const rng = new Rng(options.seed);
-    let x: HostTensor = s.qSample(latents, options.tStart, tensor(rng.normals(latents.data.length), latents.shape, latents.layout));
     const n = latents.shape[0];
+    const rng = new ItemNoise(options.seed, n, latents.data.length / n);
+    let x: HostTensor = s.qSample(latents, options.tStart, tensor(rng.normals(latents.data.length), latents.shape, latents.layout));
     const guided = this.denoiser.guidedHint(hint);
     const ctx = this.denoiser.context(n);
     try {

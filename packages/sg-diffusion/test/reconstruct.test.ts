@@ -22,9 +22,37 @@ describe('DdimReconstructor', () => {
     const b = microBatch(2, 4);
     const out = await rec.reconstruct(b.latents, b.hint, { tStart: 999, steps: 10, eta: 0, schedule: 'official', seed: 9 });
     const s = rec.schedule;
-    const xT = s.qSample(b.latents, 999, tensor(new Rng(9).normals(b.latents.data.length), b.latents.shape));
+    // Each item's noise is its own Rng(9) stream.
+    const per = b.latents.data.length / 2;
+    const noise = new Float32Array(2 * per);
+    noise.set(new Rng(9).normals(per), 0);
+    noise.set(new Rng(9).normals(per), per);
+    const xT = s.qSample(b.latents, 999, tensor(noise, b.latents.shape));
     const k = Math.sqrt(s.alphasCumprod[0] / s.alphasCumprod[901]);
     for (let i = 0; i < out.data.length; i += 17) expect(out.data[i]).toBeCloseTo(xT.data[i] * k, 3);
+    d.dispose();
+  });
+
+  it("an image's reconstruction does not depend on its batch or its place in it (eta > 0 too)", async () => {
+    const d = await DiadDenoiser.create(microConfig(), 4);
+    for (const v of d.store.variables()) v.assign(tf.tidy(() => tf.add(v, tf.randomNormal(v.shape, 0, 0.05, 'float32', 5))));
+    const rec = new DdimReconstructor(d);
+    const b = microBatch(2, 6);
+    const o = { tStart: 999, steps: 4, eta: 0.5, schedule: 'official' as const, seed: 3 };
+    const per = b.latents.data.length / 2;
+    const perHint = b.hint.data.length / 2;
+    const item = (t: typeof b.latents, i: number, k: number) => tensor(t.data.slice(i * k, (i + 1) * k), [1, ...t.shape.slice(1)], t.layout);
+    const swap = (t: typeof b.latents, k: number) => {
+      const out = new Float32Array(2 * k);
+      out.set(t.data.subarray(k, 2 * k), 0);
+      out.set(t.data.subarray(0, k), k);
+      return tensor(out, t.shape, t.layout);
+    };
+    const both = await rec.reconstruct(b.latents, b.hint, o);
+    const swapped = await rec.reconstruct(swap(b.latents, per), swap(b.hint, perHint), o);
+    const alone = await rec.reconstruct(item(b.latents, 1, per), item(b.hint, 1, perHint), o);
+    expect([...swapped.data.subarray(0, per)]).toEqual([...both.data.subarray(per)]);
+    expect([...alone.data]).toEqual([...both.data.subarray(per)]);
     d.dispose();
   });
 

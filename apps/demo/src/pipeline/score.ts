@@ -31,7 +31,7 @@ export function reconstructOptions(cfg: RunConfig, seed: number): ReconstructOpt
 
 /**
  * Scores images `[N, 3, H, W]` (ImageNet-normalised) in batches of `cfg.testBatchSize`.
- * @param seed base seed of the DDIM noise (batch b uses `seed + b`), so scores are reproducible.
+ * @param seed seed of the DDIM noise; every image draws its own copy, so its score does not depend on its batch.
  */
 export async function scoreImages(stages: Stages, images: HostTensor, cfg: RunConfig, seed: number): Promise<Scored> {
   const n = images.shape[0];
@@ -42,7 +42,7 @@ export async function scoreImages(stages: Stages, images: HostTensor, cfg: RunCo
   for (let b = 0; b < n; b += bs) {
     const x = sliceBatch(images, b, Math.min(n, b + bs));
     const z = await stages.autoencoder.encode(x);
-    const zRec = await stages.reconstructor.reconstruct(z, x, reconstructOptions(cfg, seed + b));
+    const zRec = await stages.reconstructor.reconstruct(z, x, reconstructOptions(cfg, seed));
     const rec = await stages.autoencoder.decode(zRec);
     const [fIn, fRec] = [await stages.featureExtractor.extract(x), await stages.featureExtractor.extract(rec)];
     maps.push(anomalyMap(fIn, fRec, { size: [h, w], sigma: cfg.anomalyMap.sigma, mode: cfg.anomalyMap.combine }));
