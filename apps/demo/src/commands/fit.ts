@@ -4,6 +4,7 @@ import { resolveConfig, PRESETS, type ConfigOverrides } from '../pipeline/config
 import { RunDir } from '../pipeline/run-dir.js';
 import { fit } from '../pipeline/fit.js';
 import { InterruptedError } from '../pipeline/train-loop.js';
+import { openSplits } from '../pipeline/data.js';
 
 export interface FitFlags {
   data: string[];
@@ -108,15 +109,20 @@ export function register(program: Command): void {
       .option('--classes <list>', 'only these classes, comma-separated')
       .option('--out <dir>', 'run folder, e.g. runs/NAME')
       .option('--resume <dir>', 'continue the run in this folder with its own config'),
-  ).action(async (flags: FitFlags) => {
+  ).action(async (flags: FitFlags, cmd: Command) => {
     let run: RunDir;
     if (flags.resume) {
-      if (flags.data.length) throw new Error('--resume uses the run\'s own config; drop --data (or use --out with the same options)');
+      const given = Object.keys(cmd.opts()).filter((k) => !['resume', 'quiet'].includes(k) && cmd.getOptionValueSource(k) === 'cli');
+      if (given.length) {
+        throw new Error(`--resume continues the run with its own config; drop ${given.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')} (or start a new run with --out)`);
+      }
       run = await RunDir.load(flags.resume);
     } else {
       if (!flags.out) throw new Error('--out <dir> is required (the run folder), or --resume <dir> to continue a run');
       if (!flags.data.length) throw new Error('--data <dir> is required (a dataset root; repeat for several)');
-      run = await RunDir.open(flags.out, configFromFlags(flags));
+      const cfg = configFromFlags(flags);
+      await openSplits(cfg); // a missing root or class fails here, before the run folder is written
+      run = await RunDir.open(flags.out, cfg);
     }
     try {
       await fit(run, { quiet: flags.quiet });

@@ -56,7 +56,7 @@ export class RunDir {
         throw new ConfigMismatchError(
           `${dir} was made with another config (hash ${stored.hash}, now ${hash}); it will not be resumed with different settings.\n` +
             `Differing fields:\n${diffs}\n` +
-            `Use the same options to resume, \`diad fit --resume ${dir}\` to continue with its own config, or another --out for a new run.`,
+            `Use the same options to resume (\`diad fit --resume ${dir}\` continues with its own config), or start a new run in another folder (--out), or delete ${dir} to start over there.`,
         );
       }
       return stored;
