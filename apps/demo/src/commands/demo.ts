@@ -9,21 +9,22 @@ import { InterruptedError } from '../pipeline/train-loop.js';
 import { addModelOptions, configFromFlags, type FitFlags } from './fit.js';
 
 /**
- * `diad demo [--out runs/demo]`: generates the embedded synthetic multi-class dataset
+ * `diad demo [--out DIR]`: generates the embedded synthetic multi-class dataset
  * (@diad/datasets), fits the `tiny` preset on it, tests, and writes the report. Resumable like
- * `fit` (run it again after an interruption).
+ * `fit` (run it again after an interruption). The default folder is `runs/demo` for the `tiny`
+ * preset and `runs/demo-<preset>` for others, so a quick `--preset ci` run does not block the real one.
  */
 export function register(program: Command): void {
   addModelOptions(
     program
       .command('demo')
       .description('the main job on the embedded synthetic data: generate, fit (tiny), test, report')
-      .option('--out <dir>', 'run folder', 'runs/demo')
+      .option('--out <dir>', 'run folder (default runs/demo, or runs/demo-<preset> for other presets)')
       .option('--synthetic <dir>', 'where the synthetic dataset is generated (default <out>/data)')
       .option('--train-per-class <n>', 'synthetic train images per class', '24'),
-  ).action(async (f: FitFlags & { out: string; synthetic?: string; trainPerClass: string }) => {
+  ).action(async (f: FitFlags & { out?: string; synthetic?: string; trainPerClass: string }) => {
     const t0 = Date.now();
-    const out = resolve(f.out);
+    const out = resolve(f.out ?? (f.preset === 'tiny' ? 'runs/demo' : `runs/demo-${f.preset}`));
     const flags: FitFlags = { ...f, data: [] };
     const probe = configFromFlags({ ...flags, data: ['.'] });
     const { root, generated } = await ensureSynthetic(f.synthetic ?? join(out, 'data'), { size: probe.data.imageSize, train: Number(f.trainPerClass) });
