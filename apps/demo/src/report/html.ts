@@ -55,8 +55,8 @@ export async function reportHtml(dir: string, r: ReportInput): Promise<string> {
     })
     .join('');
   const { best, worst } = bestAndWorst(r.images);
-  const bestFigs = (await Promise.all(best.map((i) => figure(dir, i, 'detected')))).join('');
-  const worstFigs = (await Promise.all(worst.map((i) => figure(dir, i, i.label ? 'missed (low score)' : 'false alarm (high score)')))).join('');
+  const bestFigs = (await Promise.all(best.map((i) => figure(dir, i, 'highest-scored defective')))).join('');
+  const worstFigs = (await Promise.all(worst.map((i) => figure(dir, i, i.label ? 'lowest-scored defective' : 'highest-scored normal')))).join('');
   const timings = r.timings.map((t) => `<tr><th>${esc(t.name)}</th><td>${t.seconds.toFixed(1)} s</td></tr>`).join('');
   const total = r.timings.reduce((a, t) => a + t.seconds, 0);
   const facts = Object.entries(r.facts).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('');
@@ -79,11 +79,11 @@ figure img{max-width:100%;border:1px solid #999}figcaption{font-size:12px}pre{ba
 </style></head><body>
 <h1>${esc(r.title)}</h1>
 <table>${facts}<tr><th>config hash</th><td>${esc(r.configHash)}</td></tr><tr><th>skipped images</th><td id="skipped-count">${r.skipped.length}</td></tr></table>
-<h2>Metrics (%)</h2>${tables}
+<h2>Metrics (%)</h2><p class="strip-legend"><b>standard</b>: scikit-learn AUROC/AP, MVTec AU-PRO (FPR up to 0.3), image score = max of the map. <b>diad</b>: the official DiAD evaluation: image score = max after eight 8x8 average poolings, AUROC below 0.5 flipped, AU-PRO over 200 thresholds renormalised by the largest kept FPR (see @diad/metrics).</p>${tables}
 <h2>ROC and PRO curves (standard mode)</h2>${curves}
-<h2>Best and worst images</h2><p class="strip-legend">Each strip: input | reconstruction | anomaly heatmap over the input | ground truth.</p>
-<h3>Best detected</h3>${bestFigs || '<p>no defective test images</p>'}
-<h3>Worst</h3>${worstFigs || '<p>none</p>'}
+<h2>Best and worst images</h2><p class="strip-legend">Each strip: input | reconstruction | anomaly heatmap over the input | ground truth. Ranked by score within each class (not decisions at the threshold).</p>
+<h3>Best ranked</h3>${bestFigs || '<p>no defective test images</p>'}
+<h3>Worst ranked</h3>${worstFigs || '<p>none</p>'}
 <h2>Timings</h2><table>${timings}<tr class="mean"><th>total</th><td>${total.toFixed(1)} s</td></tr></table>
 <h2>Skipped images (${r.skipped.length})</h2>${skipped}
 <h2>Run config</h2><pre>${esc(JSON.stringify(r.config, null, 2))}</pre>
