@@ -41,6 +41,8 @@ export function register(program: Command): void {
     .action(async (flags: EnvFlags) => {
       const report = await collectEnv(flags);
       process.stdout.write(flags.json ? JSON.stringify(report, null, 2) + '\n' : formatEnv(report));
+      // The report is still printed, but a requested engine that cannot start is a failure.
+      if ('error' in report.tfjs) process.exitCode = 1;
     });
 }
 
