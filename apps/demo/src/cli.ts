@@ -11,6 +11,8 @@ import { register as registerTest } from './commands/test.js';
 import { register as registerPredict } from './commands/predict.js';
 import { register as registerDemo } from './commands/demo.js';
 import { register as registerBaseline } from './commands/baseline.js';
+import { register as registerExport } from './commands/export.js';
+import { register as registerBench } from './commands/bench.js';
 import { demoVersion } from './versions.js';
 
 const program = new Command('diad')
@@ -25,6 +27,8 @@ registerTest(program);
 registerPredict(program);
 registerDemo(program);
 registerBaseline(program);
+registerExport(program);
+registerBench(program);
 
 try {
   await program.parseAsync(process.argv);

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import { RunDir } from '../pipeline/run-dir.js';
 import { predict } from '../pipeline/predict.js';
+import { parseEngine } from '../pipeline/ort-models.js';
 
 /**
- * `diad predict --run runs/NAME IMAGE... [--out DIR]`: prints a JSON array, one entry per image:
+ * `diad predict --run runs/NAME IMAGE... [--out DIR] [--engine tfjs|ort] [--onnx-dir DIR]`: prints a JSON array, one entry per image:
  * score, threshold (fixed on validation at the run's target FPR), decision, heatmap PNG path.
  * Exit code 2 when an image could not be read (its entry carries the error).
  */
@@ -14,9 +15,11 @@ export function register(program: Command): void {
     .requiredOption('--run <dir>', 'run folder made by diad fit')
     .argument('<images...>', 'image files')
     .option('--out <dir>', 'folder for the anomaly-map PNGs (default <run>/predict)')
-    .action(async (images: string[], f: { run: string; out?: string }) => {
+    .option('--engine <name>', 'inference engine: tfjs | ort (onnxruntime-node; providers from DIAD_ORT_PROVIDERS)', 'tfjs')
+    .option('--onnx-dir <dir>', 'engine ort: a diad export folder (default <run>/onnx, exported there when missing)')
+    .action(async (images: string[], f: { run: string; out?: string; engine?: string; onnxDir?: string }) => {
       const run = await RunDir.load(f.run);
-      const preds = await predict(run, images, f.out ?? run.path('predict'));
+      const preds = await predict(run, images, f.out ?? run.path('predict'), (l) => process.stderr.write(l + '\n'), { engine: parseEngine(f.engine), onnxDir: f.onnxDir });
       process.stdout.write(JSON.stringify(preds, null, 2) + '\n');
       if (preds.some((p) => p.error)) process.exitCode = 2;
     });

@@ -3,11 +3,12 @@ import { join } from 'node:path';
 import { RunDir } from '../pipeline/run-dir.js';
 import { testRun } from '../pipeline/evaluate.js';
 import { metricsMarkdown } from '../report/tables.js';
+import { parseEngine } from '../pipeline/ort-models.js';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
 /**
- * `diad test --run runs/NAME [--data DIR ...] [--classes a,b] [--out DIR]`: DDIM reconstruction,
+ * `diad test --run runs/NAME [--data DIR ...] [--classes a,b] [--out DIR] [--engine tfjs|ort] [--onnx-dir DIR]`: DDIM reconstruction,
  * anomaly maps, the seven metrics per class and mean in both modes, strips and `report.html`.
  */
 export function register(program: Command): void {
@@ -19,10 +20,12 @@ export function register(program: Command): void {
     .option('--classes <list>', 'only these classes, comma-separated')
     .option('--out <dir>', 'output folder (default <run>/test)')
     .option('--quiet', 'no progress output')
-    .action(async (f: { run: string; data: string[]; classes?: string; out?: string; quiet?: boolean }) => {
+    .option('--engine <name>', 'inference engine: tfjs | ort (onnxruntime-node; providers from DIAD_ORT_PROVIDERS)', 'tfjs')
+    .option('--onnx-dir <dir>', 'engine ort: a diad export folder (default <run>/onnx, exported there when missing)')
+    .action(async (f: { run: string; data: string[]; classes?: string; out?: string; quiet?: boolean; engine?: string; onnxDir?: string }) => {
       const run = await RunDir.load(f.run);
       const classes = f.classes?.split(',').map((c) => c.trim()).filter(Boolean) ?? null;
-      const { out, report } = await testRun(run, { roots: f.data, classes, out: f.out, quiet: f.quiet });
+      const { out, report } = await testRun(run, { roots: f.data, classes, out: f.out, quiet: f.quiet, engine: parseEngine(f.engine), onnxDir: f.onnxDir });
       process.stdout.write(metricsMarkdown(report) + '\n');
       process.stderr.write(`report: ${join(out, 'report.html')} (skipped images: ${report.skipped.length})\n`);
     });

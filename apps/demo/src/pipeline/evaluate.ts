@@ -11,7 +11,8 @@ import { MetricsAccumulator, type MetricValues, type StoredImage } from '@diad/m
 import { STAGES, type RunDir } from './run-dir.js';
 import { capPerClass, decodeSamples, sampleId, type Skipped } from './data.js';
 import { scoreImages } from './score.js';
-import { createModels, featureExtractorName } from './models.js';
+import { featureExtractorName } from './models.js';
+import { openInference, type EngineOptions } from './ort-models.js';
 import { Progress } from './progress.js';
 import type { ValidationInfo } from './fit.js';
 import { writeStrip } from '../report/strip.js';
@@ -19,7 +20,7 @@ import { writeReport } from '../report/index.js';
 import { classCurves, storedImage } from '../report/curves.js';
 import { METRIC_MODES, type ClassReport, type ImageRecord, type MetricRow, type ReportInput } from '../report/types.js';
 
-export interface TestOptions {
+export interface TestOptions extends EngineOptions {
   /** Dataset roots to test on (default: the run's roots). */
   roots?: string[];
   classes?: string[] | null;
@@ -58,8 +59,7 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
   const samples = capPerClass(ds.samples.filter((s) => s.split === 'test'), cfg.data.maxTestPerClass, cfg.seed + 1);
   log(`test: ${samples.length} images of ${ds.classes.join(', ')}`);
 
-  const models = await createModels(cfg, run, log);
-  const stages = await models.inferenceStages();
+  const stages = await openInference(run, opts, log);
   const acc = new MetricsAccumulator();
   const perClass = new Map<string, { scores: number[]; labels: number[]; stored: StoredImage[] }>();
   const images: ImageRecord[] = [];
@@ -100,8 +100,7 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
     }
   } finally {
     progress.stop();
-    stages.dispose();
-    models.dispose();
+    await stages.dispose();
   }
   if (images.length === 0) throw new Error(`no test image could be scored (${skipped.length} skipped)`);
   const reports = acc.computeAll(METRIC_MODES, { byDefectType: false });
@@ -135,7 +134,7 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
     timings,
     skipped: [...fitSkipped, ...skipped],
     facts: {
-      engine: models.engine,
+      engine: stages.engine,
       'feature extractor': featureExtractorName(cfg),
       'test data': roots.join(', '),
       'decision threshold (validation, target FPR)': `${validation.threshold.toPrecision(5)} (${validation.targetFpr})`,

@@ -15,7 +15,7 @@ import {
 } from '@diad/autoencoder';
 import {
   parseDiadConfig, DiadDenoiser, DdimReconstructor, DiffusionSchedule, copyUnetEncoderToSgn, controlledUnet, hintBlock, timestepEmbedding,
-  trainableFilter, UNET_PREFIX, LEARNED_CONTEXT, type DiadConfig,
+  trainableFilter, UNET_PREFIX, LEARNED_CONTEXT, hostContext, readConstantContext, type DiadConfig,
 } from '@diad/sg-diffusion';
 import { TfjsFeatureExtractor, OnnxFeatureExtractor, DEFAULT_BACKBONE, type TfjsBackboneName } from '@diad/feature-extractor';
 import type { FeatureExtractor } from '@diad/core';
@@ -44,7 +44,19 @@ export interface Models {
   sgTrainer(latents: HostTensor, images: HostTensor): Promise<DisposableTrainer>;
   /** Autoencoder, DDIM reconstructor and feature extractor of the finished run. */
   inferenceStages(): Promise<Stages & { dispose(): void }>;
+  /** Host parameters of the finished run (official names) and its context `[1, L, D]`, for ONNX export. */
+  inferenceParams(): Promise<InferenceParams>;
   dispose(): void;
+}
+
+/** What the ONNX export of a finished run needs. */
+export interface InferenceParams {
+  autoencoderConfig: AutoencoderConfig;
+  diadConfig: DiadConfig;
+  autoencoder: Record<string, HostTensor<'float32'>>;
+  denoiser: Record<string, HostTensor<'float32'>>;
+  /** Cross-attention context of one item `[1, L, D]`. */
+  context: HostTensor<'float32'>;
 }
 
 /**
@@ -260,6 +272,22 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
           (fe as { dispose?: () => void }).dispose?.();
         },
       };
+    },
+
+    async inferenceParams() {
+      const aeStore = await autoencoderStore(false);
+      try {
+        const d = await denoiserAfter(cfg.stages.sg.steps > 0 ? 'sg' : 'diffusion');
+        try {
+          const denoiser = await d.store.toHost();
+          const constant = dCfg.context.kind === 'file' ? await readConstantContext(dCfg.context.path, dCfg.context.tensor, dCfg.unet.context_dim) : null;
+          return { autoencoderConfig: aeCfg, diadConfig: dCfg, autoencoder: await aeStore.toHost(), denoiser, context: hostContext(dCfg, denoiser, constant, 1) };
+        } finally {
+          d.dispose();
+        }
+      } finally {
+        aeStore.dispose();
+      }
     },
 
     dispose() {},

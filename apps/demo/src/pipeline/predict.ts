@@ -8,7 +8,7 @@ import { loadRgb, rgbToTensor } from '@diad/datasets';
 import { sliceBatch } from '@diad/core';
 import type { RunDir } from './run-dir.js';
 import type { ValidationInfo } from './fit.js';
-import { createModels } from './models.js';
+import { openInference, type EngineOptions } from './ort-models.js';
 import { scoreImages } from './score.js';
 import { writeHeatmapPng } from '../report/strip.js';
 
@@ -28,7 +28,7 @@ export interface Prediction {
  * Scores images with a fitted run; heatmaps go to `outDir`.
  * @throws Error when the run is not fitted.
  */
-export async function predict(run: RunDir, paths: string[], outDir: string, log: (l: string) => void = () => {}): Promise<Prediction[]> {
+export async function predict(run: RunDir, paths: string[], outDir: string, log: (l: string) => void = () => {}, engine: EngineOptions = {}): Promise<Prediction[]> {
   const cfg = run.config;
   const v = await run.readJson<ValidationInfo>('validation.json');
   if (!v) throw new Error(`${run.dir} is not fitted yet (no validation.json); run \`diad fit --resume ${run.dir}\` first`);
@@ -43,8 +43,7 @@ export async function predict(run: RunDir, paths: string[], outDir: string, log:
     }
   }
   if (ok.length === 0) return out;
-  const models = await createModels(cfg, run, log);
-  const stages = await models.inferenceStages();
+  const stages = await openInference(run, engine, log);
   try {
     const images = rgbToTensor(ok.map((o) => o.rgb));
     const scored = await scoreImages(stages, images, cfg, cfg.seed + 2000);
@@ -55,8 +54,7 @@ export async function predict(run: RunDir, paths: string[], outDir: string, log:
       out.push({ image: ok[k].path, score: scored.scores[k], threshold: v.threshold, anomalous: scored.scores[k] > v.threshold, anomalyMap: png });
     }
   } finally {
-    stages.dispose();
-    models.dispose();
+    await stages.dispose();
   }
   return out;
 }

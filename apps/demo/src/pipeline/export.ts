@@ -1,0 +1,95 @@
+/**
+ * `diad export`: the test-time models of a fitted run as ONNX files plus a manifest, recorded from
+ * the same model code as the tfjs engine (core's `OnnxRecorderOps`, via @diad/autoencoder and
+ * @diad/sg-diffusion):
+ * - `autoencoder_encode.onnx` / `autoencoder_decode.onnx` (image <-> scaled latent, ImageNet-normalised pixels),
+ * - `hint.onnx` (ControlNet `input_hint_block`) and `step.onnx` (one eps-prediction: SG network +
+ *   controlled UNet), see `exportDenoiserOnnx`,
+ * - `context.safetensors` (`context` `[1, L, D]`, the cross-attention context),
+ * - `manifest.json` ({@link OnnxManifest}), written last: a folder without it (or with another
+ *   config hash) is an unfinished or stale export.
+ * Every file is written atomically. The feature extractor is not exported: it stays the configured
+ * one (bundled tfjs backbone or the user's ONNX file).
+ */
+import { mkdir } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { writeFileAtomic, writeSafetensors } from '@diad/core';
+import { exportAutoencoderOnnx, SCALE_FACTOR } from '@diad/autoencoder';
+import { exportDenoiserOnnx } from '@diad/sg-diffusion';
+import type { RunDir } from './run-dir.js';
+import { createModels } from './models.js';
+import { demoVersion } from '../versions.js';
+
+export const MANIFEST = 'manifest.json';
+
+/** `manifest.json` of an export. Shapes use `N` for the dynamic batch axis. */
+export interface OnnxManifest {
+  format: 'diad-onnx';
+  version: 1;
+  /** @diad/demo version that wrote it. */
+  packageVersion: string;
+  preset: string;
+  configHash: string;
+  /** Files relative to the manifest's folder. */
+  files: { autoencoderEncode: string; autoencoderDecode: string; hint: string; step: string; context: string };
+  shapes: Record<string, Record<string, (number | 'N')[]>>;
+  /** Latent scale factor baked into the autoencoder graphs. */
+  scaleFactor: number;
+  /** Diffusion schedule of the step graph (official scaled-linear betas). */
+  schedule: { numTimesteps: number; betaSchedule: 'scaled_linear'; linearStart: number; linearEnd: number };
+  /** Test-time DDIM settings of the run (tStart, steps, eta, timestep schedule). */
+  ddim: { tStart: number; steps: number; eta: number; schedule: string };
+  /** FLOPs per image (convs, linears, attention): one hint-block run, one step, and a whole DDIM reconstruction. */
+  flopsPerImage: { hint: number; step: number; reconstruction: number };
+  createdAt: string;
+}
+
+/**
+ * Exports a fitted run's test-time models into `outDir` (created if absent).
+ * @returns the manifest written.
+ * @throws Error when the run lacks a checkpoint a stage needs (the message names the fix).
+ */
+export async function exportRun(run: RunDir, outDir: string, log: (l: string) => void = () => {}): Promise<OnnxManifest> {
+  const cfg = run.config;
+  const out = resolve(outDir);
+  await mkdir(out, { recursive: true });
+  const models = await createModels(cfg, run, log);
+  const p = await models.inferenceParams();
+  models.dispose();
+  const size = cfg.data.imageSize;
+  const metadata = { preset: cfg.preset, config_hash: run.hash, diad_version: demoVersion() };
+  const ae = await exportAutoencoderOnnx(out, p.autoencoderConfig, p.autoencoder, { height: size, width: size, scaleFactor: SCALE_FACTOR, metadata });
+  const f = 2 ** (p.autoencoderConfig.ddconfig.ch_mult.length - 1);
+  const [h, w] = [size / f, size / f];
+  const L = p.context.shape[1];
+  const den = await exportDenoiserOnnx(out, p.diadConfig, p.denoiser, { latentHeight: h, latentWidth: w, contextTokens: L, metadata });
+  const context = join(out, 'context.safetensors');
+  await writeSafetensors(context, { context: p.context }, metadata);
+  const flops = den.flopsPerImage ?? { hint: NaN, step: NaN };
+  const { unet, hint_channels: hc } = p.diadConfig;
+  const C = p.autoencoderConfig.embed_dim;
+  const manifest: OnnxManifest = {
+    format: 'diad-onnx',
+    version: 1,
+    packageVersion: demoVersion(),
+    preset: cfg.preset,
+    configHash: run.hash,
+    files: { autoencoderEncode: 'autoencoder_encode.onnx', autoencoderDecode: 'autoencoder_decode.onnx', hint: 'hint.onnx', step: 'step.onnx', context: 'context.safetensors' },
+    shapes: {
+      autoencoderEncode: { image: ['N', 3, size, size], noise: ['N', C, h, w], latent: ['N', C, h, w] },
+      autoencoderDecode: { latent: ['N', C, h, w], image: ['N', 3, size, size] },
+      hint: { hint: ['N', hc, size, size], guided_hint: ['N', unet.model_channels, h, w] },
+      step: { latent: ['N', unet.in_channels, h, w], guided_hint: ['N', unet.model_channels, h, w], timestep: ['N'], context: ['N', L, unet.context_dim], eps: ['N', unet.out_channels, h, w] },
+      context: { context: [1, L, unet.context_dim] },
+    },
+    scaleFactor: SCALE_FACTOR,
+    schedule: { numTimesteps: 1000, betaSchedule: 'scaled_linear', linearStart: 0.00085, linearEnd: 0.012 },
+    ddim: { ...cfg.ddim },
+    flopsPerImage: { hint: flops.hint, step: flops.step, reconstruction: flops.hint + cfg.ddim.steps * flops.step },
+    createdAt: new Date().toISOString(),
+  };
+  if (ae.encode !== join(out, manifest.files.autoencoderEncode) || den.step !== join(out, manifest.files.step)) throw new Error('export: unexpected file names from the stage exports');
+  await writeFileAtomic(join(out, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
+  log(`export: ${out} (${(manifest.flopsPerImage.reconstruction / 1e9).toFixed(2)} GFLOP per image for ${cfg.ddim.steps} DDIM steps)`);
+  return manifest;
+}

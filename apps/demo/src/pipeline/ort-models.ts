@@ -1,0 +1,112 @@
+/**
+ * The inference stages of `diad test` / `diad predict` on either engine: `tfjs` (the run's
+ * checkpoints through `createModels`) or `ort` (the run's ONNX export on onnxruntime-node:
+ * `OrtAutoencoder` + `OrtDdimReconstructor`, execution providers from `DIAD_ORT_PROVIDERS`, e.g.
+ * `cuda,cpu`; CPU by default). The feature extractor is the configured one on both engines.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { readSafetensors } from '@diad/core';
+import { initTfjs, formatEngineInfo } from '@diad/core/tfjs';
+import { parseAutoencoderConfig, OrtAutoencoder } from '@diad/autoencoder';
+import { OrtDdimReconstructor } from '@diad/sg-diffusion';
+import type { RunDir } from './run-dir.js';
+import type { Stages } from './score.js';
+import { createModels, featureExtractor } from './models.js';
+import { exportRun, MANIFEST, type OnnxManifest } from './export.js';
+
+export type EngineName = 'tfjs' | 'ort';
+export const ENGINES: readonly EngineName[] = ['tfjs', 'ort'];
+
+export interface EngineOptions {
+  engine?: EngineName;
+  /** Folder of a `diad export` (ort only; default `<run>/onnx`, exported there when missing or stale). */
+  onnxDir?: string;
+}
+
+/** Inference stages plus the engine description; `dispose` frees native sessions and engine memory. */
+export interface InferenceStages extends Stages {
+  engine: string;
+  dispose(): Promise<void>;
+}
+
+/**
+ * Parses `--engine`.
+ * @throws Error naming the known engines.
+ */
+export function parseEngine(v: string | undefined): EngineName {
+  const e = (v ?? 'tfjs').toLowerCase();
+  if (!ENGINES.includes(e as EngineName)) throw new Error(`--engine ${v}: unknown engine; use one of ${ENGINES.join(', ')}`);
+  return e as EngineName;
+}
+
+/**
+ * The run's ONNX export: reads `dir/manifest.json`; when absent or made for another config hash,
+ * exports the run into `dir` first (only for the default folder; an explicit `--onnx-dir` must match).
+ * @throws Error when an explicit folder holds no export of this run.
+ */
+export async function ensureExport(run: RunDir, dir: string | undefined, log: (l: string) => void): Promise<{ dir: string; manifest: OnnxManifest }> {
+  const target = resolve(dir ?? run.path('onnx'));
+  const path = join(target, MANIFEST);
+  let existing: OnnxManifest | null = null;
+  try {
+    if (existsSync(path)) existing = JSON.parse(readFileSync(path, 'utf8')) as OnnxManifest;
+  } catch (e) {
+    if (dir) throw new Error(`${path} is not valid JSON (${(e as Error).message}); re-export with \`diad export --run ${run.dir} --out ${dir}\``);
+  }
+  if (existing && existing.configHash === run.hash) return { dir: target, manifest: existing };
+  if (dir) {
+    throw new Error(existing
+      ? `${path} was exported from another config (hash ${existing.configHash}, run ${run.hash}); re-export with \`diad export --run ${run.dir} --out ${dir}\``
+      : `${dir} holds no ONNX export (no ${MANIFEST}); make one with \`diad export --run ${run.dir} --out ${dir}\` or drop --onnx-dir`);
+  }
+  log(`engine ort: exporting the run to ${target}`);
+  return { dir: target, manifest: await exportRun(run, target, log) };
+}
+
+/**
+ * Opens the inference stages of a fitted run on the chosen engine.
+ * @throws Error from the checkpoints, the export, or onnxruntime (naming the file).
+ */
+export async function openInference(run: RunDir, o: EngineOptions, log: (l: string) => void): Promise<InferenceStages> {
+  const cfg = run.config;
+  if ((o.engine ?? 'tfjs') === 'tfjs') {
+    const models = await createModels(cfg, run, log);
+    const stages = await models.inferenceStages();
+    return {
+      ...stages,
+      engine: models.engine,
+      async dispose() {
+        stages.dispose();
+        models.dispose();
+      },
+    };
+  }
+  const { dir, manifest } = await ensureExport(run, o.onnxDir, log);
+  const f = (name: keyof OnnxManifest['files']) => join(dir, manifest.files[name]);
+  const aeCfg = parseAutoencoderConfig(cfg.models.autoencoder, `${run.path('config.json')} models.autoencoder`);
+  const context = (await readSafetensors(f('context'))).float32('context');
+  const autoencoder = await OrtAutoencoder.open({ encode: f('autoencoderEncode'), decode: f('autoencoderDecode') }, aeCfg);
+  const reconstructor = await OrtDdimReconstructor.open({ hint: f('hint'), step: f('step') }, context).catch(async (e) => {
+    await autoencoder.release();
+    throw e;
+  });
+  // The feature extractor stays on its configured engine (tfjs for the bundled backbones).
+  const info = await initTfjs();
+  const fe = await featureExtractor(cfg).catch(async (e) => {
+    await autoencoder.release();
+    await reconstructor.release();
+    throw e;
+  });
+  return {
+    autoencoder,
+    reconstructor,
+    featureExtractor: fe,
+    engine: `onnxruntime-node ${reconstructor.step.providers.join(',')} (${dir}); feature extractor on tfjs ${formatEngineInfo(info)}`,
+    async dispose() {
+      await autoencoder.release();
+      await reconstructor.release();
+      (fe as { dispose?: () => void }).dispose?.();
+    },
+  };
+}

@@ -1,0 +1,129 @@
+/**
+ * `diad export` and `--engine ort` on a small `ci` run (synthetic data, through the built CLI):
+ * the manifest describes the files, the files open on onnxruntime and run at the manifest's
+ * shapes, and `diad test` / `diad predict` give the same numbers on both engines.
+ */
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { ensureSynthetic } from '@diad/datasets';
+import { readSafetensors, tensor } from '@diad/core';
+import { OrtAutoencoder, parseAutoencoderConfig } from '@diad/autoencoder';
+import { OrtDdimReconstructor } from '@diad/sg-diffusion';
+import type { OnnxManifest } from '../src/pipeline/export.js';
+
+const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
+
+function diad(args: string[], timeoutMs = 240_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build first (pnpm --filter @diad/demo build)`);
+  return new Promise((ok) =>
+    execFile('node', [CLI, ...args], { timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
+      ok({ code: err ? (((err as { code?: number }).code as number) ?? 1) : 0, stdout, stderr }),
+    ),
+  );
+}
+
+type Metrics = { modes: Record<string, { classes: Record<string, Record<string, number>>; mean: Record<string, number> }> };
+const metrics = (dir: string): Metrics => JSON.parse(readFileSync(join(dir, 'metrics.json'), 'utf8'));
+
+describe('diad export and --engine ort (ci preset)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'diad-export-'));
+  const data = join(dir, 'data');
+  const run = join(dir, 'run');
+  const onnx = join(dir, 'onnx');
+  let manifest: OnnxManifest;
+
+  beforeAll(async () => {
+    await ensureSynthetic(data, { size: 64, train: 4 });
+    const fit = await diad(['demo', '--preset', 'ci', '--out', run, '--synthetic', data, '--train-per-class', '4', '--quiet']);
+    if (fit.code !== 0) throw new Error(`demo failed: ${fit.stderr}`);
+    const ex = await diad(['export', '--run', run, '--out', onnx]);
+    if (ex.code !== 0) throw new Error(`export failed: ${ex.stderr}`);
+    manifest = JSON.parse(ex.stdout);
+  }, 400_000);
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('writes a manifest that matches the run and its files', () => {
+    const cfg = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8'));
+    expect(JSON.parse(readFileSync(join(onnx, 'manifest.json'), 'utf8'))).toEqual(manifest);
+    expect(manifest).toMatchObject({ format: 'diad-onnx', preset: 'ci', configHash: cfg.hash, scaleFactor: 0.18215, ddim: cfg.config.ddim });
+    for (const f of Object.values(manifest.files)) expect(existsSync(join(onnx, f))).toBe(true);
+    // ci: 64 px images, factor 8 (ch_mult of length 4), 4 latent channels, 4 learned context tokens of 64.
+    expect(manifest.shapes.step).toEqual({ latent: ['N', 4, 8, 8], guided_hint: ['N', 32, 8, 8], timestep: ['N'], context: ['N', 4, 64], eps: ['N', 4, 8, 8] });
+    expect(manifest.shapes.autoencoderEncode.image).toEqual(['N', 3, 64, 64]);
+    const { hint, step, reconstruction } = manifest.flopsPerImage;
+    expect(hint).toBeGreaterThan(0);
+    expect(step).toBeGreaterThan(hint);
+    expect(reconstruction).toBe(hint + cfg.config.ddim.steps * step);
+  });
+
+  it('the files open on onnxruntime and run at the manifest shapes', async () => {
+    const cfg = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')).config;
+    const f = (k: keyof OnnxManifest['files']) => join(onnx, manifest.files[k]);
+    const ae = await OrtAutoencoder.open({ encode: f('autoencoderEncode'), decode: f('autoencoderDecode') }, parseAutoencoderConfig(cfg.models.autoencoder, 'config'));
+    const context = (await readSafetensors(f('context'))).float32('context');
+    expect(context.shape).toEqual(manifest.shapes.context.context);
+    const rec = await OrtDdimReconstructor.open({ hint: f('hint'), step: f('step') }, context);
+    try {
+      const x = tensor(new Float32Array(2 * 3 * 64 * 64).map((_, i) => Math.sin(i)), [2, 3, 64, 64], 'NCHW');
+      const z = await ae.encode(x);
+      expect(z.shape).toEqual([2, 4, 8, 8]);
+      const zr = await rec.reconstruct(z, x, { ...cfg.ddim, seed: 1 });
+      expect(zr.shape).toEqual([2, 4, 8, 8]);
+      const img = await ae.decode(zr);
+      expect(img.shape).toEqual([2, 3, 64, 64]);
+      expect(img.data.every(Number.isFinite)).toBe(true);
+    } finally {
+      await ae.release();
+      await rec.release();
+    }
+  });
+
+  it('diad test gives the same seven metrics (both modes) on ort as on tfjs, to 1e-3', async () => {
+    const r = await diad(['test', '--run', run, '--engine', 'ort', '--onnx-dir', onnx, '--out', join(dir, 'test-ort'), '--quiet']);
+    expect(r.stderr).not.toMatch(/error/i);
+    expect(r.code).toBe(0);
+    const tfjs = metrics(join(run, 'test'));
+    const ort = metrics(join(dir, 'test-ort'));
+    let maxDiff = 0;
+    for (const mode of ['standard', 'diad']) {
+      const rows = (m: Metrics) => [...Object.entries(m.modes[mode].classes), ['mean', m.modes[mode].mean] as const];
+      const a = rows(tfjs);
+      const b = rows(ort);
+      expect(b.map(([k]) => k)).toEqual(a.map(([k]) => k));
+      for (let i = 0; i < a.length; i++) {
+        expect(Object.keys(b[i][1])).toEqual(Object.keys(a[i][1]));
+        expect(Object.keys(a[i][1])).toHaveLength(7);
+        for (const k of Object.keys(a[i][1])) {
+          const d = Math.abs(a[i][1][k] - b[i][1][k]);
+          maxDiff = Math.max(maxDiff, d);
+          expect(d, `${mode} ${a[i][0]} ${k}: tfjs ${a[i][1][k]}, ort ${b[i][1][k]}`).toBeLessThanOrEqual(1e-3);
+        }
+      }
+    }
+    console.log(`[export test] max |tfjs - ort| over 2 modes x 4 rows x 7 metrics: ${maxDiff}`);
+  }, 240_000);
+
+  it('--engine ort without --onnx-dir exports into <run>/onnx; predict scores match tfjs', async () => {
+    const img = join(data, 'woven', 'test', 'good', '000.png');
+    const t = await diad(['predict', '--run', run, img, '--out', join(dir, 'p-tfjs')]);
+    const o = await diad(['predict', '--run', run, img, '--engine', 'ort', '--out', join(dir, 'p-ort')]);
+    expect([t.code, o.code]).toEqual([0, 0]);
+    expect(o.stderr).toContain('exporting the run to');
+    expect(JSON.parse(readFileSync(join(run, 'onnx', 'manifest.json'), 'utf8')).configHash).toBe(manifest.configHash);
+    const [st, so] = [JSON.parse(t.stdout)[0].score, JSON.parse(o.stdout)[0].score];
+    expect(Math.abs(st - so)).toBeLessThanOrEqual(1e-3 * Math.max(1, Math.abs(st)));
+  }, 240_000);
+
+  it('refuses an unknown engine and an --onnx-dir without an export, naming the fix', async () => {
+    const bad = await diad(['test', '--run', run, '--engine', 'torch']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/unknown engine; use one of tfjs, ort/);
+    const empty = await diad(['test', '--run', run, '--engine', 'ort', '--onnx-dir', data]);
+    expect(empty.code).toBe(1);
+    expect(empty.stderr).toMatch(/holds no ONNX export.*diad export --run/);
+  });
+});
