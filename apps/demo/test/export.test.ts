@@ -118,6 +118,18 @@ describe('diad export and --engine ort (ci preset)', () => {
     expect(Math.abs(st - so)).toBeLessThanOrEqual(1e-3 * Math.max(1, Math.abs(st)));
   }, 240_000);
 
+  it('diad bench prints one JSON line whose FLOPs match the export of the same sizes', async () => {
+    const r = await diad(['bench', '--preset', 'ci', '--batch', '2', '--runs', '1', '--hint-widths', 'preset', '--json']);
+    expect(r.code).toBe(0);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    const b = JSON.parse(lines[0]);
+    expect(b).toMatchObject({ preset: 'ci', batch: 2, hint_widths: 'preset', runs: 1 });
+    // The ci run above has the preset's sizes; bench counts the hint block and 10 steps.
+    expect(b.gflop_per_image * 1e9).toBeCloseTo(manifest.flopsPerImage.hint + 10 * manifest.flopsPerImage.step, 0);
+    for (const v of [b.ddim10_images_per_s.tfjs, b.ddim10_images_per_s.ort, b.test_ms_per_image, b.peak_rss_mb]) expect(v).toBeGreaterThan(0);
+  }, 120_000);
+
   it('refuses an unknown engine and an --onnx-dir without an export, naming the fix', async () => {
     const bad = await diad(['test', '--run', run, '--engine', 'torch']);
     expect(bad.code).toBe(1);
