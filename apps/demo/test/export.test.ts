@@ -5,7 +5,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -51,6 +51,9 @@ describe('diad export and --engine ort (ci preset)', () => {
     expect(JSON.parse(readFileSync(join(onnx, 'manifest.json'), 'utf8'))).toEqual(manifest);
     expect(manifest).toMatchObject({ format: 'diad-onnx', preset: 'ci', configHash: cfg.hash, scaleFactor: 0.18215, ddim: cfg.config.ddim });
     for (const f of Object.values(manifest.files)) expect(existsSync(join(onnx, f))).toBe(true);
+    for (const st of ['autoencoder', 'diffusion', 'sg'] as const) {
+      expect(manifest.checkpoints[st]).toBe(JSON.parse(readFileSync(join(run, 'state', `${st}.json`), 'utf8')).checkpoint);
+    }
     // ci: 64 px images, factor 8 (ch_mult of length 4), 4 latent channels, 4 learned context tokens of 64.
     expect(manifest.shapes.step).toEqual({ latent: ['N', 4, 8, 8], guided_hint: ['N', 32, 8, 8], timestep: ['N'], context: ['N', 4, 64], eps: ['N', 4, 8, 8] });
     expect(manifest.shapes.autoencoderEncode.image).toEqual(['N', 3, 64, 64]);
@@ -137,5 +140,11 @@ describe('diad export and --engine ort (ci preset)', () => {
     const empty = await diad(['test', '--run', run, '--engine', 'ort', '--onnx-dir', data]);
     expect(empty.code).toBe(1);
     expect(empty.stderr).toMatch(/holds no ONNX export.*diad export --run/);
+    const stale = join(dir, 'stale');
+    mkdirSync(stale);
+    writeFileSync(join(stale, 'manifest.json'), JSON.stringify({ ...manifest, checkpoints: { ...manifest.checkpoints, sg: 'checkpoints/sg-000001.safetensors' } }));
+    const old = await diad(['test', '--run', run, '--engine', 'ort', '--onnx-dir', stale]);
+    expect(old.code).toBe(1);
+    expect(old.stderr).toMatch(/exported from another config or other checkpoints.*re-export with `diad export/);
   });
 });

@@ -16,11 +16,18 @@ import { join, resolve } from 'node:path';
 import { writeFileAtomic, writeSafetensors } from '@diad/core';
 import { exportAutoencoderOnnx, SCALE_FACTOR } from '@diad/autoencoder';
 import { exportDenoiserOnnx } from '@diad/sg-diffusion';
-import type { RunDir } from './run-dir.js';
+import { STAGES, type RunDir, type StageName } from './run-dir.js';
 import { createModels } from './models.js';
 import { demoVersion } from '../versions.js';
 
 export const MANIFEST = 'manifest.json';
+
+/** The checkpoint each stage state names now (an export of other checkpoints is stale). */
+export async function runCheckpoints(run: RunDir): Promise<Record<StageName, string | null>> {
+  const out = {} as Record<StageName, string | null>;
+  for (const st of STAGES) out[st] = (await run.readStage(st))?.checkpoint ?? null;
+  return out;
+}
 
 /** `manifest.json` of an export. Shapes use `N` for the dynamic batch axis. */
 export interface OnnxManifest {
@@ -30,6 +37,8 @@ export interface OnnxManifest {
   packageVersion: string;
   preset: string;
   configHash: string;
+  /** The stage checkpoints exported (paths relative to the run folder; null: none, e.g. `--init`). */
+  checkpoints: Record<StageName, string | null>;
   /** Files relative to the manifest's folder. */
   files: { autoencoderEncode: string; autoencoderDecode: string; hint: string; step: string; context: string };
   shapes: Record<string, Record<string, (number | 'N')[]>>;
@@ -53,6 +62,7 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
   const cfg = run.config;
   const out = resolve(outDir);
   await mkdir(out, { recursive: true });
+  const checkpoints = await runCheckpoints(run);
   const models = await createModels(cfg, run, log);
   const p = await models.inferenceParams();
   models.dispose();
@@ -74,6 +84,7 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
     packageVersion: demoVersion(),
     preset: cfg.preset,
     configHash: run.hash,
+    checkpoints,
     files: { autoencoderEncode: 'autoencoder_encode.onnx', autoencoderDecode: 'autoencoder_decode.onnx', hint: 'hint.onnx', step: 'step.onnx', context: 'context.safetensors' },
     shapes: {
       autoencoderEncode: { image: ['N', 3, size, size], noise: ['N', C, h, w], latent: ['N', C, h, w] },

@@ -13,7 +13,7 @@ import { OrtDdimReconstructor } from '@diad/sg-diffusion';
 import type { RunDir } from './run-dir.js';
 import type { Stages } from './score.js';
 import { createModels, featureExtractor } from './models.js';
-import { exportRun, MANIFEST, type OnnxManifest } from './export.js';
+import { exportRun, runCheckpoints, MANIFEST, type OnnxManifest } from './export.js';
 
 export type EngineName = 'tfjs' | 'ort';
 export const ENGINES: readonly EngineName[] = ['tfjs', 'ort'];
@@ -41,7 +41,8 @@ export function parseEngine(v: string | undefined): EngineName {
 }
 
 /**
- * The run's ONNX export: reads `dir/manifest.json`; when absent or made for another config hash,
+ * The run's ONNX export: reads `dir/manifest.json`; when absent or made for another config hash or
+ * other stage checkpoints (a run trained further),
  * exports the run into `dir` first (only for the default folder; an explicit `--onnx-dir` must match).
  * @throws Error when an explicit folder holds no export of this run.
  */
@@ -54,10 +55,12 @@ export async function ensureExport(run: RunDir, dir: string | undefined, log: (l
   } catch (e) {
     if (dir) throw new Error(`${path} is not valid JSON (${(e as Error).message}); re-export with \`diad export --run ${run.dir} --out ${dir}\``);
   }
-  if (existing && existing.configHash === run.hash) return { dir: target, manifest: existing };
+  const current = JSON.stringify(await runCheckpoints(run));
+  const fresh = existing && existing.configHash === run.hash && JSON.stringify(existing.checkpoints) === current;
+  if (existing && fresh) return { dir: target, manifest: existing };
   if (dir) {
     throw new Error(existing
-      ? `${path} was exported from another config (hash ${existing.configHash}, run ${run.hash}); re-export with \`diad export --run ${run.dir} --out ${dir}\``
+      ? `${path} was exported from another config or other checkpoints (hash ${existing.configHash}, checkpoints ${JSON.stringify(existing.checkpoints)}; the run has ${run.hash}, ${current}); re-export with \`diad export --run ${run.dir} --out ${dir}\``
       : `${dir} holds no ONNX export (no ${MANIFEST}); make one with \`diad export --run ${run.dir} --out ${dir}\` or drop --onnx-dir`);
   }
   log(`engine ort: exporting the run to ${target}`);
