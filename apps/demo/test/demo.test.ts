@@ -96,7 +96,7 @@ describe('diad demo --preset ci (end to end)', () => {
   it('predict scores images against the validation threshold and flags unreadable ones', async () => {
     const good = join(data, 'grain', 'test', 'good', '000.png');
     const bad = join(data, 'disc', 'test', 'hole', '000.png');
-    const r = await diad(['predict', '--run', out, good, bad, broken, '--out', join(dir, 'pred')]);
+    const r = await diad(['predict', '--run', out, bad, good, broken, '--out', join(dir, 'pred')]);
     expect(r.code).toBe(2); // the broken image
     const preds = JSON.parse(r.stdout);
     const v = JSON.parse(readFileSync(join(out, 'validation.json'), 'utf8'));
@@ -107,6 +107,11 @@ describe('diad demo --preset ci (end to end)', () => {
       expect(existsSync(p.anomalyMap)).toBe(true);
     }
     expect(preds.find((p: { image: string }) => p.image === broken).error).toMatch(/002\.png/);
+    // An image's score does not depend on what else is predicted with it (same noise; float
+    // rounding of batched kernels aside).
+    const alone = JSON.parse((await diad(['predict', '--run', out, good, '--out', join(dir, 'pred-alone')])).stdout);
+    const together = preds.find((p: { image: string }) => p.image === good).score;
+    expect(Math.abs(alone[0].score - together) / together).toBeLessThan(1e-5);
   }, 240_000);
 
   it('--init: a checkpoint with official names replaces stages 1-2', async () => {

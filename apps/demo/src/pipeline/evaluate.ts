@@ -76,7 +76,7 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
       });
       if (!dec) continue;
       skipped.push(...dec.skipped);
-      const scored = await scoreImages(stages, dec.images, cfg, cfg.seed + 1000 + i);
+      const scored = await scoreImages(stages, dec.images, cfg, cfg.seed);
       for (let k = 0; k < dec.samples.length; k++) {
         const s = dec.samples[k];
         const map = scored.maps.data.slice(k * hw, (k + 1) * hw);

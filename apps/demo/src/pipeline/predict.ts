@@ -46,7 +46,7 @@ export async function predict(run: RunDir, paths: string[], outDir: string, log:
   const stages = await openInference(run, engine, log);
   try {
     const images = rgbToTensor(ok.map((o) => o.rgb));
-    const scored = await scoreImages(stages, images, cfg, cfg.seed + 2000);
+    const scored = await scoreImages(stages, images, cfg, cfg.seed);
     const hw = size * size;
     for (let k = 0; k < ok.length; k++) {
       const png = join(resolve(outDir), `${String(k).padStart(3, '0')}-${basename(ok[k].path).replace(/\.[^.]+$/, '')}.png`);
