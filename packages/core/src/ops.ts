@@ -18,6 +18,17 @@ import type { HostTensor } from './tensor.js';
 /** Padding of a conv: one number for all sides, or `[top, bottom, left, right]`. */
 export type Padding = number | readonly [number, number, number, number];
 
+/**
+ * A conv's padding as `[top, bottom, left, right]`.
+ * @throws Error when a value is not a non-negative integer.
+ */
+export function pads(p: Padding | undefined): [number, number, number, number] {
+  const v = p ?? 0;
+  const out: [number, number, number, number] = typeof v === 'number' ? [v, v, v, v] : [v[0], v[1], v[2], v[3]];
+  if (out.some((d) => !Number.isInteger(d) || d < 0)) throw new Error(`conv2d: padding must be non-negative integers, got ${JSON.stringify(p)}`);
+  return out;
+}
+
 export interface Conv2dOptions {
   /** Stride in both directions. Default 1. */
   stride?: number;

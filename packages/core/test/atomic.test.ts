@@ -19,8 +19,11 @@ describe('writeFileAtomic', () => {
     const p = join(dir, 'ckpt.safetensors');
     writeFileSync(p, 'previous');
     // A data source that throws part-way through the write stands in for a full disk.
-    const failing = { [Symbol.asyncIterator]: async function* () { yield 'partial'; throw new Error('ENOSPC: no space left on device'); } };
-    await expect(writeFileAtomic(p, failing as unknown as string)).rejects.toThrow(/ckpt\.safetensors.*previous version kept.*ENOSPC/);
+    function* failing(): Generator<Uint8Array> {
+      yield new TextEncoder().encode('partial');
+      throw new Error('ENOSPC: no space left on device');
+    }
+    await expect(writeFileAtomic(p, failing())).rejects.toThrow(/ckpt\.safetensors.*previous version kept.*ENOSPC/);
     expect(readFileSync(p, 'utf8')).toBe('previous');
     expect(readdirSync(dir)).toEqual(['ckpt.safetensors']);
   });

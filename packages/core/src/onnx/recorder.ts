@@ -15,10 +15,9 @@
  *   `MatMul`/`Softmax` over `[N, heads, L, d]`, upsampling is `Resize` nearest (asymmetric, floor:
  *   exact for 2x), asymmetric conv padding goes into `Conv`'s `pads`.
  */
-import { promises as fs } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { writeFileAtomic } from '../atomic.js';
-import type { Conv2dOptions, Ops, Padding } from '../ops.js';
+import { pads, type Conv2dOptions, type Ops } from '../ops.js';
 import { sizeOf, type HostTensor } from '../tensor.js';
 import { attribute, floatTensor, int64Tensor, onnx, valueInfo, type AttrValue, type NodeProto, type TensorProto, type ValueInfoProto } from './proto.js';
 
@@ -29,25 +28,6 @@ export const ONNX_OPSET = 18;
 const PROTOBUF_LIMIT = 2 ** 31 - 1;
 /** Weight bytes above which {@link OnnxRecorderOps.writeModel} stores them externally by default. */
 const AUTO_EXTERNAL_BYTES = 1.5 * 2 ** 30;
-
-/** Writes chunks to `path` through a temporary file and a rename (nothing partial is left). */
-async function writeChunksAtomic(path: string, chunks: readonly Uint8Array[]): Promise<void> {
-  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${Date.now()}.tmp`);
-  let fh: fs.FileHandle | undefined;
-  try {
-    await fs.mkdir(dirname(path), { recursive: true });
-    fh = await fs.open(tmp, 'w');
-    for (const c of chunks) await fh.write(c);
-    await fh.sync();
-    await fh.close();
-    fh = undefined;
-    await fs.rename(tmp, path);
-  } catch (e) {
-    await fh?.close().catch(() => {});
-    await fs.rm(tmp, { force: true }).catch(() => {});
-    throw new Error(`could not write ${path}: ${(e as Error).message}`);
-  }
-}
 
 /** A recorded value: its graph name and static logical shape (axis 0 may be dynamic in the graph). */
 export class Sym {
@@ -66,13 +46,6 @@ export interface RecorderOptions {
 }
 
 const fmt = (s: readonly number[]): string => `[${s.join(', ')}]`;
-
-function pads(p: Padding | undefined): [number, number, number, number] {
-  const v = p ?? 0;
-  const out: [number, number, number, number] = typeof v === 'number' ? [v, v, v, v] : [v[0], v[1], v[2], v[3]];
-  if (out.some((d) => !Number.isInteger(d) || d < 0)) throw new Error(`conv2d: padding must be non-negative integers, got ${JSON.stringify(p)}`);
-  return out;
-}
 
 function broadcast(op: string, a: readonly number[], b: readonly number[]): number[] {
   if (a.length !== b.length && a.length !== 0 && b.length !== 0 && (a.length === 4 || b.length === 4)) {
@@ -203,7 +176,7 @@ export class OnnxRecorderOps implements Ops<Sym> {
         ],
       });
     });
-    await writeChunksAtomic(dataPath, chunks);
+    await writeFileAtomic(dataPath, chunks);
     await writeFileAtomic(path, onnx.ModelProto.encode(model).finish());
     return { model: path, data: dataPath, bytes };
   }

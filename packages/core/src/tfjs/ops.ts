@@ -10,19 +10,12 @@
  * the caller disposes what an op returns (typically with a `tf.tidy` around the whole model).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import type { Conv2dOptions, Ops, Padding } from '../ops.js';
+import { pads, type Conv2dOptions, type Ops } from '../ops.js';
 import type { HostTensor } from '../tensor.js';
 import { fromTf, toTf } from './convert.js';
 import type { ParamStore } from './params.js';
 
 const fmt = (s: readonly number[]): string => `[${s.join(', ')}]`;
-
-function pads(p: Padding | undefined): [number, number, number, number] {
-  const v = p ?? 0;
-  const out: [number, number, number, number] = typeof v === 'number' ? [v, v, v, v] : [v[0], v[1], v[2], v[3]];
-  if (out.some((d) => !Number.isInteger(d) || d < 0)) throw new Error(`conv2d: padding must be non-negative integers, got ${JSON.stringify(p)}`);
-  return out;
-}
 
 function map4(x: tf.Tensor, op: string): tf.Tensor4D {
   if (x.rank !== 4) throw new Error(`${op}: needs a feature map (4-D), got shape ${fmt(x.shape)}`);
