@@ -8,4 +8,13 @@ fi
 pnpm install --frozen-lockfile
 pnpm run build
 pnpm run typecheck
-pnpm run test
+log=$(mktemp)
+set +e
+pnpm run test 2>&1 | tee "$log"
+rc=${PIPESTATUS[0]}
+set -e
+# One closing line over all packages' vitest summaries.
+count() { sed 's/\x1b\[[0-9;]*m//g' "$log" | grep -E ':test: +Tests ' | grep -oE "[0-9]+ $1" | awk '{s+=$1} END {print s+0}'; }
+echo "$(count passed) passed, $(count failed) failed, $(count skipped) skipped"
+rm -f "$log"
+exit "$rc"
