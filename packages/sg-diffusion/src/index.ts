@@ -10,3 +10,4 @@ export * from './reconstructor.js';
 export * from './train.js';
 export * from './onnx.js';
 export * from './noise.js';
+export * from './ddim-loop.js';

@@ -25,7 +25,7 @@ import { timestepEmbedding } from './layers.js';
 import { controlledUnet, hintBlock, semanticGuidedNetwork } from './model.js';
 import { OFFICIAL_RECONSTRUCT } from './reconstructor.js';
 import { DiffusionSchedule } from './schedule.js';
-import { ItemNoise } from './noise.js';
+import { ddimLoop } from './ddim-loop.js';
 
 /** Options of the denoiser exports. */
 export interface DenoiserOnnxOptions {
@@ -219,19 +219,13 @@ export class OrtDdimReconstructor implements Reconstructor {
    * @throws Error on shapes the exported graphs do not take (onnxruntime's message, with the file).
    */
   async reconstruct(latents: HostTensor, hint: HostTensor, options: ReconstructOptions = OFFICIAL_RECONSTRUCT): Promise<HostTensor> {
-    const s = this.schedule;
-    const d = s.ddim(options.steps, options.eta);
     const n = latents.shape[0];
-    const rng = new ItemNoise(options.seed, n, latents.data.length / n);
-    let x: HostTensor = s.qSample(latents, options.tStart, tensor(rng.normals(latents.data.length), latents.shape, latents.layout));
     const guided = (await this.hint.run({ hint })).guided_hint;
     const context = this.contextFor(n);
-    for (const index of s.visitOrder(d, options.tStart, options.schedule)) {
-      const timestep = int32(new Int32Array(n).fill(d.timesteps[index]), [n]);
-      const eps = (await this.step.run({ latent: x, guided_hint: guided, timestep, context })).eps as HostTensor;
-      x = s.ddimStep(d, index, x, eps, rng).prev;
-    }
-    return tensor(x.data as Float32Array, x.shape, latents.layout);
+    return ddimLoop(this.schedule, latents, options, async (x, t) => {
+      const timestep = int32(new Int32Array(n).fill(t), [n]);
+      return (await this.step.run({ latent: x, guided_hint: guided, timestep, context })).eps as HostTensor;
+    });
   }
 
   /** Frees the native sessions. */

@@ -8,10 +8,10 @@
  * `uncond + 9 (cond - uncond) = cond`: scale 1. We run the model once per step instead of twice.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { tensor, type HostTensor, type ReconstructOptions, type Reconstructor } from '@diad/core';
+import { type HostTensor, type ReconstructOptions, type Reconstructor } from '@diad/core';
 import type { DiadDenoiser } from './denoiser.js';
 import { DiffusionSchedule } from './schedule.js';
-import { ItemNoise } from './noise.js';
+import { ddimLoop } from './ddim-loop.js';
 
 /** Default options: the official test (t_start 999, 10 DDIM steps, eta 0, official schedule). */
 export const OFFICIAL_RECONSTRUCT: ReconstructOptions = { tStart: 999, steps: 10, eta: 0, schedule: 'official', seed: 0 };
@@ -32,21 +32,13 @@ export class DdimReconstructor implements Reconstructor {
    * @throws Error on mismatched shapes or invalid options.
    */
   async reconstruct(latents: HostTensor, hint: HostTensor, options: ReconstructOptions = OFFICIAL_RECONSTRUCT): Promise<HostTensor> {
-    const s = this.schedule;
-    const d = s.ddim(options.steps, options.eta);
     const n = latents.shape[0];
-    const rng = new ItemNoise(options.seed, n, latents.data.length / n);
-    let x: HostTensor = s.qSample(latents, options.tStart, tensor(rng.normals(latents.data.length), latents.shape, latents.layout));
     const guided = this.denoiser.guidedHint(hint);
     const ctx = this.denoiser.context(n);
     try {
-      for (const index of s.visitOrder(d, options.tStart, options.schedule)) {
-        const eps = await this.denoiser.readEps(x, guided, new Array<number>(n).fill(d.timesteps[index]), ctx);
-        x = s.ddimStep(d, index, x, eps, rng).prev;
-      }
+      return await ddimLoop(this.schedule, latents, options, (x, t) => this.denoiser.readEps(x, guided, new Array<number>(n).fill(t), ctx));
     } finally {
       tf.dispose([guided, ctx]);
     }
-    return tensor(x.data as Float32Array, x.shape, latents.layout);
   }
 }
