@@ -2,11 +2,9 @@ import type { Command } from 'commander';
 import { join, resolve } from 'node:path';
 import { ensureSynthetic } from '@diad/datasets';
 import { RunDir } from '../pipeline/run-dir.js';
-import { fit } from '../pipeline/fit.js';
 import { testRun } from '../pipeline/evaluate.js';
 import { metricsMarkdown } from '../report/tables.js';
-import { InterruptedError } from '../pipeline/train-loop.js';
-import { addModelOptions, configFromFlags, type FitFlags } from './fit.js';
+import { addModelOptions, configFromFlags, fitOrInterrupt, type FitFlags } from './fit.js';
 
 /**
  * `diad demo [--out DIR]`: generates the embedded synthetic multi-class dataset
@@ -30,16 +28,7 @@ export function register(program: Command): void {
     const { root, generated } = await ensureSynthetic(f.synthetic ?? join(out, 'data'), { size: probe.data.imageSize, train: Number(f.trainPerClass) });
     process.stderr.write(`synthetic dataset: ${root} (${generated ? 'generated' : 'already there'})\n`);
     const run = await RunDir.open(out, configFromFlags({ ...flags, data: [root] }));
-    try {
-      await fit(run, { quiet: f.quiet });
-    } catch (e) {
-      if (e instanceof InterruptedError) {
-        process.stderr.write(`${e.message}\n`);
-        process.exitCode = 130;
-        return;
-      }
-      throw e;
-    }
+    if (!(await fitOrInterrupt(run, f.quiet))) return;
     const { out: testOut, report } = await testRun(run, { quiet: f.quiet });
     process.stdout.write(metricsMarkdown(report) + '\n');
     process.stderr.write(`demo done in ${((Date.now() - t0) / 1000).toFixed(0)} s; report: ${join(testOut, 'report.html')}\n`);

@@ -124,16 +124,24 @@ export function register(program: Command): void {
       await openSplits(cfg); // a missing root or class fails here, before the run folder is written
       run = await RunDir.open(flags.out, cfg);
     }
-    try {
-      await fit(run, { quiet: flags.quiet });
+    if (await fitOrInterrupt(run, flags.quiet)) {
       process.stderr.write(`fit done: ${run.dir} (config ${run.hash}); next: diad test --run ${run.dir}\n`);
-    } catch (e) {
-      if (e instanceof InterruptedError) {
-        process.stderr.write(`${e.message}\n`);
-        process.exitCode = 130;
-        return;
-      }
-      throw e;
     }
   });
+}
+
+/**
+ * Fits `run`; after Ctrl-C (the step finished and saved) prints why, sets exit code 130 and
+ * returns false, so the same command resumes. Other errors propagate.
+ */
+export async function fitOrInterrupt(run: RunDir, quiet?: boolean): Promise<boolean> {
+  try {
+    await fit(run, { quiet });
+    return true;
+  } catch (e) {
+    if (!(e instanceof InterruptedError)) throw e;
+    process.stderr.write(`${e.message}\n`);
+    process.exitCode = 130;
+    return false;
+  }
 }
