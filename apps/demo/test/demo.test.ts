@@ -4,26 +4,14 @@
  * `predict`. One train image is truncated on purpose: it must be reported and skipped.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { ensureSynthetic } from '@diad/datasets';
 import { readSafetensors, writeSafetensors, type HostTensor } from '@diad/core';
+import { diad } from './run-cli.js';
 import { findChromium, screenshot, imageStats } from '../src/report/screenshot.js';
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
-
-/** Runs the built CLI; resolves with exit code, stdout, stderr. */
-function diad(args: string[], timeoutMs = 240_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build first (pnpm --filter @diad/demo build)`);
-  return new Promise((ok) =>
-    execFile('node', [CLI, ...args], { timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
-      ok({ code: err ? (((err as { code?: number }).code as number) ?? 1) : 0, stdout, stderr }),
-    ),
-  );
-}
 
 describe('diad demo --preset ci (end to end)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'diad-e2e-'));

@@ -4,27 +4,16 @@
  * shapes, and `diad test` / `diad predict` give the same numbers on both engines.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { ensureSynthetic } from '@diad/datasets';
 import { readSafetensors, tensor } from '@diad/core';
 import { OrtAutoencoder, parseAutoencoderConfig } from '@diad/autoencoder';
 import { OrtDdimReconstructor } from '@diad/sg-diffusion';
+import { diad } from './run-cli.js';
 import type { OnnxManifest } from '../src/pipeline/export.js';
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
-
-function diad(args: string[], timeoutMs = 240_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  if (!existsSync(CLI)) throw new Error(`${CLI} is missing: build first (pnpm --filter @diad/demo build)`);
-  return new Promise((ok) =>
-    execFile('node', [CLI, ...args], { timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
-      ok({ code: err ? (((err as { code?: number }).code as number) ?? 1) : 0, stdout, stderr }),
-    ),
-  );
-}
 
 type Metrics = { modes: Record<string, { classes: Record<string, Record<string, number>>; mean: Record<string, number> }> };
 const metrics = (dir: string): Metrics => JSON.parse(readFileSync(join(dir, 'metrics.json'), 'utf8'));

@@ -4,25 +4,19 @@
  * config, naming the differing fields.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
-import { spawn, execFile } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
 import { ensureSynthetic } from '@diad/datasets';
 import { readSafetensors } from '@diad/core';
 import { resolveConfig } from '../src/pipeline/config.js';
+import { CLI, diad as runCli } from './run-cli.js';
+
+/** The built CLI with this file's longer default time limit. */
+const diad = (args: string[], timeoutMs = 300_000) => runCli(args, timeoutMs);
 import { RunDir } from '../src/pipeline/run-dir.js';
 
-const CLI = join(dirname(fileURLToPath(import.meta.url)), '..', 'dist', 'cli.js');
-/** Runs the built CLI; resolves with exit code, stdout, stderr. */
-function diad(args: string[], timeoutMs = 300_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((ok) =>
-    execFile('node', [CLI, ...args], { timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) =>
-      ok({ code: err ? (((err as { code?: number }).code as number) ?? 1) : 0, stdout, stderr }),
-    ),
-  );
-}
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const readState = (run: string, stage: string) => {
   try {
