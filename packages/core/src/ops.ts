@@ -2,8 +2,10 @@
  * `Ops`: the backend-neutral, layer-level operations that model code is written against.
  *
  * Model code (AutoencoderKL, UNet, SG network, feature extractors) is written once against this
- * interface; each engine implements it: tfjs (eager, trainable) now, an ONNX-graph recorder later,
- * so the same code exports to onnxruntime-node.
+ * interface; each engine implements it: tfjs (eager, trainable through `tf.variableGrads`) and the
+ * ONNX recorder (`@diad/core/onnx`, whose graphs onnxruntime-node runs, and differentiates with
+ * `appendBackward` for training). Losses are written against it too, so both engines train from
+ * one definition.
  *
  * Conventions every implementation keeps:
  * - A feature map is logically NCHW `[N, C, H, W]`; the engine may store it otherwise (tfjs uses
@@ -105,4 +107,11 @@ export interface Ops<T = unknown> {
   addChannels(x: T, v: T): T;
   clamp(x: T, lo: number, hi: number): T;
   exp(x: T): T;
+  abs(x: T): T;
+  /** `x + s` for a number `s`. */
+  addScalar(x: T, s: number): T;
+  /** Mean of every element: a scalar (shape `[]`). */
+  mean(x: T): T;
+  /** Sum of every element: a scalar (shape `[]`). */
+  sum(x: T): T;
 }

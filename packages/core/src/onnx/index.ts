@@ -1,2 +1,3 @@
-/** ONNX export: record model code written against `Ops` into an ONNX graph (`@diad/core/onnx`). */
+/** ONNX export and training graphs: record model code written against `Ops` into an ONNX graph, and differentiate it (`@diad/core/onnx`). */
 export * from './recorder.js';
+export * from './grad.js';

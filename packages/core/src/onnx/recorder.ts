@@ -14,6 +14,10 @@
  *   at opset 21), LayerNorm is `LayerNormalization`, GELU is exact (`Erf`), attention is
  *   `MatMul`/`Softmax` over `[N, heads, L, d]`, upsampling is `Resize` nearest (asymmetric, floor:
  *   exact for 2x), asymmetric conv padding goes into `Conv`'s `pads`.
+ * - For training graphs (`paramInputs`), parameters are graph inputs in the official layout instead
+ *   of initializers (the views above become `Transpose`/`Reshape` nodes), so `appendBackward`
+ *   (`grad.ts`) can differentiate the loss with respect to them and the host can feed new values
+ *   every step.
  */
 import { basename, dirname, join } from 'node:path';
 import { writeFileAtomic } from '../atomic.js';
@@ -43,6 +47,11 @@ export interface RecorderOptions {
   graphName?: string;
   /** Free-form `metadata_props` of the model (e.g. config JSON, version). */
   metadata?: Record<string, string>;
+  /**
+   * Parameters become graph inputs named by their official name, in the official layout
+   * (unbatched), declared on first use, instead of initializers. Default false.
+   */
+  paramInputs?: boolean;
 }
 
 const fmt = (s: readonly number[]): string => `[${s.join(', ')}]`;
@@ -73,6 +82,9 @@ export class OnnxRecorderOps implements Ops<Sym> {
   private readonly inputs: ValueInfoProto[] = [];
   private readonly batchedInputs = new Set<string>();
   private readonly cache = new Map<string, string>();
+  /** Static logical shape of every value (inputs, initializers, node outputs). */
+  private readonly shapes = new Map<string, readonly number[]>();
+  private readonly paramInputList: string[] = [];
   private counter = 0;
   private flopCount = 0;
 
@@ -96,6 +108,7 @@ export class OnnxRecorderOps implements Ops<Sym> {
     sizeOf(shape);
     this.inputs.push(valueInfo(name, shape.map((d, i) => (batched && i === 0 ? 'N' : d)), dtype));
     if (batched) this.batchedInputs.add(name);
+    this.shapes.set(name, [...shape]);
     return new Sym(name, shape);
   }
 
@@ -103,7 +116,56 @@ export class OnnxRecorderOps implements Ops<Sym> {
   input(t: HostTensor<'float32'>): Sym {
     const name = this.fresh('const');
     this.initializers.push(floatTensor(name, Float32Array.from(t.data), t.shape));
+    this.shapes.set(name, [...t.shape]);
     return new Sym(name, t.shape);
+  }
+
+  /** With `paramInputs`: the parameters that became graph inputs, in order of first use. */
+  get paramInputNames(): readonly string[] {
+    return this.paramInputList;
+  }
+
+  /** Whether some graph input has a dynamic batch axis. */
+  get hasBatchedInputs(): boolean {
+    return this.batchedInputs.size > 0;
+  }
+
+  /** The recorded nodes, in order (read by `appendBackward`). */
+  get graphNodes(): readonly NodeProto[] {
+    return this.nodes;
+  }
+
+  /**
+   * The static logical shape of a value of the graph.
+   * @throws Error for a name the recorder did not create.
+   */
+  shapeOf(name: string): readonly number[] {
+    const s = this.shapes.get(name);
+    if (!s) throw new Error(`OnnxRecorderOps: no value named "${name}" in the graph`);
+    return s;
+  }
+
+  /** Any ONNX node with several outputs of the given shapes (e.g. `Split`), by value names. */
+  emitMulti(opType: string, inputs: string[], shapes: readonly (readonly number[])[], attrs: Record<string, AttrValue> = {}): Sym[] {
+    return this.node(opType, inputs, attrs, shapes.length).map((name, i) => {
+      this.shapes.set(name, [...shapes[i]]);
+      return new Sym(name, shapes[i]);
+    });
+  }
+
+  /** Any ONNX node with one output, by value names (`''` for an omitted optional input). */
+  emit(opType: string, inputs: string[], shape: readonly number[], attrs: Record<string, AttrValue> = {}): Sym {
+    return this.op(opType, inputs, shape, attrs);
+  }
+
+  /** A shared int64 constant (shapes, axes, sizes) by value. */
+  intsConst(values: readonly number[]): string {
+    return this.ints(values);
+  }
+
+  /** A shared float32 constant by value (`dims` `[]` for a scalar). */
+  floatsConst(values: readonly number[], dims: readonly number[]): string {
+    return this.floats(values, dims);
   }
 
   /**
@@ -239,7 +301,9 @@ export class OnnxRecorderOps implements Ops<Sym> {
   }
 
   private op(opType: string, inputs: string[], shape: readonly number[], attrs: Record<string, AttrValue> = {}): Sym {
-    return new Sym(this.node(opType, inputs, attrs)[0], shape);
+    const name = this.node(opType, inputs, attrs)[0];
+    this.shapes.set(name, [...shape]);
+    return new Sym(name, shape);
   }
 
   /** A shared constant by key (int64 shapes/axes or float scalars/vectors). */
@@ -247,7 +311,9 @@ export class OnnxRecorderOps implements Ops<Sym> {
     let name = this.cache.get(key);
     if (!name) {
       name = this.fresh('c');
-      this.initializers.push(make(name));
+      const t = make(name);
+      this.initializers.push(t);
+      this.shapes.set(name, (t.dims as number[]).map(Number));
       this.cache.set(key, name);
     }
     return name;
@@ -267,8 +333,12 @@ export class OnnxRecorderOps implements Ops<Sym> {
     return p;
   }
 
-  /** A parameter as an initializer, transformed once per `view` (as is, transposed, `[C, 1, 1]`). */
+  /**
+   * A parameter as an initializer, transformed once per `view` (as is, transposed, `[C, 1, 1]`);
+   * with `paramInputs`, the graph input of that name and the view as a node.
+   */
   private weight(name: string, view: 'asis' | 'linear' | 'channel'): string {
+    if (this.options.paramInputs) return this.paramView(name, view);
     return this.constant(`p:${view}:${name}`, (n) => {
       const p = this.param(name);
       if (view === 'channel') return floatTensor(n, p.data, [p.data.length, 1, 1]);
@@ -278,6 +348,22 @@ export class OnnxRecorderOps implements Ops<Sym> {
       for (let o = 0; o < out; o++) for (let i = 0; i < inp; i++) t[i * out + o] = p.data[o * inp + i];
       return floatTensor(n, t, [inp, out]);
     });
+  }
+
+  private paramView(name: string, view: 'asis' | 'linear' | 'channel'): string {
+    const key = `pv:${view}:${name}`;
+    const cached = this.cache.get(key);
+    if (cached) return cached;
+    const shape = this.param(name).shape;
+    if (!this.paramInputList.includes(name)) {
+      this.graphInput(name, shape, false);
+      this.paramInputList.push(name);
+    }
+    let out = name;
+    if (view === 'linear') out = this.op('Transpose', [name], [shape[1], shape[0]], { perm: [1, 0] }).name;
+    if (view === 'channel') out = this.op('Reshape', [name, this.ints([sizeOf(shape), 1, 1])], [sizeOf(shape), 1, 1]).name;
+    this.cache.set(key, out);
+    return out;
   }
 
   private reshape(x: Sym, shape: number[]): Sym {
@@ -425,12 +511,7 @@ export class OnnxRecorderOps implements Ops<Sym> {
     if (sizes.reduce((a, s) => a + s, 0) !== x.shape[axis]) {
       throw new Error(`split: sizes [${sizes.join(', ')}] do not add up to ${x.shape[axis]} channels of ${fmt(x.shape)}`);
     }
-    const outs = this.node('Split', [x.name, this.ints(sizes)], { axis }, sizes.length);
-    return outs.map((name, i) => {
-      const shape = [...x.shape];
-      shape[axis] = sizes[i];
-      return new Sym(name, shape);
-    });
+    return this.emitMulti('Split', [x.name, this.ints(sizes)], sizes.map((n) => x.shape.map((d, i) => (i === axis ? n : d))), { axis });
   }
 
   /** `[N, C, H, W]` to `[N, H*W, C]`: Reshape then Transpose. */
@@ -477,5 +558,23 @@ export class OnnxRecorderOps implements Ops<Sym> {
 
   exp(x: Sym): Sym {
     return this.op('Exp', [x.name], x.shape);
+  }
+
+  abs(x: Sym): Sym {
+    return this.op('Abs', [x.name], x.shape);
+  }
+
+  addScalar(x: Sym, s: number): Sym {
+    return this.op('Add', [x.name, this.floats([s], [])], x.shape);
+  }
+
+  /** `ReduceMean` over every axis (no axes input), `keepdims` 0: shape `[]`. */
+  mean(x: Sym): Sym {
+    return this.op('ReduceMean', [x.name], [], { keepdims: 0 });
+  }
+
+  /** `ReduceSum` over every axis, `keepdims` 0: shape `[]`. */
+  sum(x: Sym): Sym {
+    return this.op('ReduceSum', [x.name], [], { keepdims: 0 });
   }
 }

@@ -287,6 +287,22 @@ export class TfjsOps implements Ops<tf.Tensor> {
     return tf.exp(x);
   }
 
+  abs(x: tf.Tensor): tf.Tensor {
+    return tf.abs(x);
+  }
+
+  addScalar(x: tf.Tensor, s: number): tf.Tensor {
+    return tf.add(x, s);
+  }
+
+  mean(x: tf.Tensor): tf.Tensor {
+    return tf.mean(x);
+  }
+
+  sum(x: tf.Tensor): tf.Tensor {
+    return tf.sum(x);
+  }
+
   /**
    * NHWC and NCHW broadcast alike only between tensors of equal rank (or scalars): a lower-rank
    * operand would align with W in NCHW but with C in NHWC, so it is rejected.
