@@ -15,7 +15,8 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, sizeOf, tensor, type HostTensor } from '@diad/core';
-import { Trainer, type AdamWOptions, type ParamFilter, type ParamStore, type StepResult, TfjsOps } from '@diad/core/tfjs';
+import type { AdamWOptions, StepResult } from '@diad/core';
+import { Trainer, type ParamFilter, type ParamStore, TfjsOps } from '@diad/core/tfjs';
 import type { AutoencoderConfig } from './config.js';
 import { posterior, samplePosterior } from './distribution.js';
 import { decodeLatent, encodeMoments } from './model.js';

@@ -4,3 +4,4 @@ export * from './atomic.js';
 export * from './random.js';
 export * from './ops.js';
 export * from './stages.js';
+export * from './adamw.js';

@@ -11,3 +11,5 @@ export * from './train.js';
 export * from './onnx.js';
 export * from './noise.js';
 export * from './ddim-loop.js';
+export * from './loss.js';
+export * from './train-graph.js';

@@ -6,8 +6,8 @@
  * atomic checkpoints are core's `Trainer` (`@diad/core/tfjs`).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, tensor, type HostTensor } from '@diad/core';
-import { Trainer, type AdamWOptions, type StepResult } from '@diad/core/tfjs';
+import { Rng, tensor, type AdamWOptions, type HostTensor, type StepResult } from '@diad/core';
+import { Trainer } from '@diad/core/tfjs';
 import type { DiadDenoiser, TrainableGroups } from './denoiser.js';
 import { DiffusionSchedule } from './schedule.js';
 

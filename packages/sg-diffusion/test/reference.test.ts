@@ -3,9 +3,6 @@
  * every config, shape and tolerance comes from the fixture JSON.
  */
 import { describe, expect, it, beforeAll } from 'vitest';
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { maxAbsDiff, readSafetensors, type HostTensor, type SafetensorsFile } from '@diad/core';
 import { ParamStore, TfjsOps } from '@diad/core/tfjs';
@@ -15,13 +12,10 @@ import { timestepEmbedding } from '../src/layers.js';
 import { DiffusionSchedule } from '../src/schedule.js';
 import { sgnParamSpec, unetParamSpec } from '../src/spec.js';
 import { useBackend } from './backend.js';
+import { dir, json, present } from './fixtures.js';
 
-const dir = process.env.DIAD_REFERENCE_DIR ?? resolve(dirname(fileURLToPath(import.meta.url)), '../../../../shared/fixtures/reference');
-const present = existsSync(dir);
-if (!present) console.warn(`reference fixtures not found at ${dir}: parity tests skipped (set DIAD_REFERENCE_DIR)`);
 
 const maxAbs = (t: HostTensor): number => t.data.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-const json = (name: string) => JSON.parse(readFileSync(`${dir}/${name}.json`, 'utf8'));
 
 /** Absolute tolerance `a * max(1, max|expected|)` as the JSON's tolerance text states it (after `label`, if given). */
 function absTolerance(text: string, label = ''): (want: HostTensor) => number {

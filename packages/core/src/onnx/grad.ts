@@ -371,3 +371,43 @@ export function appendBackward(rec: OnnxRecorderOps, loss: Sym, wrt: readonly st
   }
   return { grads: Object.fromEntries(wrt.map((n) => [n, total(n)])) };
 }
+
+/** A recorded training graph: one onnxruntime run gives the loss and every gradient. */
+export interface TrainingGraph {
+  /** The serialised model. Outputs: `loss` (scalar) and `grad.<name>` for each of {@link trainable}. */
+  bytes: Uint8Array;
+  /** Every parameter input (official name and layout), in graph order; all must be fed. */
+  params: string[];
+  /** Trainable parameters that get a gradient output. */
+  trainable: string[];
+  /** Trainable parameters the loss does not reach (no output; an optimizer leaves them untouched). */
+  withoutGradient: string[];
+  /** The other inputs (batch, noise, ...), in graph order. */
+  batchInputs: string[];
+  /** Forward FLOPs of the recording (convs, linears, attention), for the whole batch. */
+  forwardFlops: number;
+}
+
+/**
+ * Appends the backward pass of `loss` for the trainable parameter inputs of a recording made with
+ * `paramInputs` and serialises it as a {@link TrainingGraph}.
+ * @param trainable which parameters train (the others are inputs without a gradient: frozen).
+ * @throws Error as {@link appendBackward}, or when no parameter is trainable.
+ */
+export function trainingGraph(rec: OnnxRecorderOps, loss: Sym, trainable: (name: string) => boolean): TrainingGraph {
+  const params = [...rec.paramInputNames];
+  const wanted = params.filter(trainable);
+  if (wanted.length === 0) throw new Error('trainingGraph: no parameter of the recording is trainable');
+  const forwardFlops = rec.flops;
+  const { grads } = appendBackward(rec, loss, wanted);
+  const outputs: Record<string, Sym> = { loss };
+  for (const n of wanted) if (grads[n]) outputs[`grad.${n}`] = grads[n]!;
+  return {
+    bytes: rec.toModel(outputs),
+    params,
+    trainable: wanted.filter((n) => grads[n]),
+    withoutGradient: wanted.filter((n) => !grads[n]),
+    batchInputs: rec.inputNames.filter((n) => !params.includes(n)),
+    forwardFlops,
+  };
+}

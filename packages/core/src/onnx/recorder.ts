@@ -115,7 +115,7 @@ export class OnnxRecorderOps implements Ops<Sym> {
   /** A host tensor as a constant of the graph (baked in, batch included; e.g. a file context). */
   input(t: HostTensor<'float32'>): Sym {
     const name = this.fresh('const');
-    this.initializers.push(floatTensor(name, Float32Array.from(t.data), t.shape));
+    this.initializers.push(floatTensor(name, t.data.slice(), t.shape));
     this.shapes.set(name, [...t.shape]);
     return new Sym(name, t.shape);
   }
@@ -123,6 +123,11 @@ export class OnnxRecorderOps implements Ops<Sym> {
   /** With `paramInputs`: the parameters that became graph inputs, in order of first use. */
   get paramInputNames(): readonly string[] {
     return this.paramInputList;
+  }
+
+  /** Every graph input, in declaration order. */
+  get inputNames(): string[] {
+    return this.inputs.map((i) => i.name!);
   }
 
   /** Whether some graph input has a dynamic batch axis. */

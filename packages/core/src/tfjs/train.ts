@@ -12,25 +12,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { createHash } from 'node:crypto';
 import { readSafetensors, writeSafetensors } from '../safetensors.js';
 import { tensor, type HostTensor } from '../tensor.js';
+import { adamWDefaults, adamWLr, type AdamWOptions, type StepResult } from '../adamw.js';
 import { assertGradientsRegistered } from './engine.js';
 import { installConv2DGradOverride } from './conv-grad.js';
 
-/** Hyper-parameters of {@link AdamW} (PyTorch names and defaults, weight decay 0.01). */
-export interface AdamWOptions {
-  /** Peak learning rate. */
-  lr: number;
-  /** `[beta1, beta2]`, default `[0.9, 0.999]`. */
-  betas?: [number, number];
-  /** Added to the denominator, default 1e-8. */
-  eps?: number;
-  /** Decoupled weight decay, default 0.01 (applied as `p *= 1 - lr * weightDecay`). */
-  weightDecay?: number;
-  /** Linear warm-up: update `t` (1-based) uses `lr * min(1, t / warmupSteps)`; 0 (default) = none. */
-  warmupSteps?: number;
-}
-
 /**
- * AdamW with `torch.optim.AdamW` semantics (torch/optim/adamw.py, single-tensor path), per update t:
+ * AdamW on tfjs variables with `torch.optim.AdamW` semantics (torch/optim/adamw.py, single-tensor path), per update t:
  * `p *= 1 - lr*wd; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;`
  * `p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`.
  * State (`exp_avg`, `exp_avg_sq`) is kept per variable name and created on a variable's first
@@ -45,16 +32,12 @@ export class AdamW {
 
   /** @throws Error on a non-positive learning rate or betas outside [0, 1). */
   constructor(options: AdamWOptions) {
-    this.options = { betas: [0.9, 0.999], eps: 1e-8, weightDecay: 0.01, warmupSteps: 0, ...options };
-    const { lr, betas } = this.options;
-    if (!(lr > 0)) throw new Error(`AdamW: learning rate must be > 0, got ${lr}`);
-    if (!betas.every((b) => b >= 0 && b < 1)) throw new Error(`AdamW: betas must be in [0, 1), got [${betas.join(', ')}]`);
+    this.options = adamWDefaults(options);
   }
 
   /** Learning rate of update `t` (1-based), after warm-up. */
   lrAt(t: number): number {
-    const { lr, warmupSteps } = this.options;
-    return warmupSteps > 0 ? lr * Math.min(1, t / warmupSteps) : lr;
+    return adamWLr(this.options, t);
   }
 
   /**
@@ -158,19 +141,6 @@ export interface TrainerOptions {
   clipGradNorm?: number;
   /** The run's configuration (model, data, optimizer...): hashed into checkpoints, resume refuses another. */
   config: unknown;
-}
-
-/** What one {@link Trainer.trainStep} did. */
-export interface StepResult {
-  /** 1-based index of this update. */
-  step: number;
-  /** Mean of the micro-batch losses. */
-  loss: number;
-  /** Learning rate used. */
-  lr: number;
-  /** Global L2 norm of the accumulated gradient before clipping. */
-  gradNorm: number;
-  clipped: boolean;
 }
 
 /** Host conversion of a parameter for checkpoints (e.g. engine layout to the official one). */

@@ -1,0 +1,147 @@
+/**
+ * Engine-free pieces of training shared by every engine: AdamW on host arrays (the optimizer of
+ * the onnxruntime trainer) and what one training step reports. The official trainers (ControlNet /
+ * DiAD `cldm.py`, LDM `autoencoder.py`) use `torch.optim.AdamW`; this follows its update exactly.
+ */
+import { tensor, type HostTensor } from './tensor.js';
+
+/** Hyper-parameters of AdamW (PyTorch names and defaults, weight decay 0.01). */
+export interface AdamWOptions {
+  /** Peak learning rate. */
+  lr: number;
+  /** `[beta1, beta2]`, default `[0.9, 0.999]`. */
+  betas?: [number, number];
+  /** Added to the denominator, default 1e-8. */
+  eps?: number;
+  /** Decoupled weight decay, default 0.01 (applied as `p *= 1 - lr * weightDecay`). */
+  weightDecay?: number;
+  /** Linear warm-up: update `t` (1-based) uses `lr * min(1, t / warmupSteps)`; 0 (default) = none. */
+  warmupSteps?: number;
+}
+
+/** What one optimizer update did. */
+export interface StepResult {
+  /** 1-based index of this update. */
+  step: number;
+  /** Mean of the micro-batch losses. */
+  loss: number;
+  /** Learning rate used. */
+  lr: number;
+  /** Global L2 norm of the accumulated gradient before clipping. */
+  gradNorm: number;
+  clipped: boolean;
+}
+
+/**
+ * The options with PyTorch's defaults filled in.
+ * @throws Error on a non-positive learning rate or betas outside [0, 1).
+ */
+export function adamWDefaults(options: AdamWOptions): Required<AdamWOptions> {
+  const o = { betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0.01, warmupSteps: 0, ...options };
+  if (!(o.lr > 0)) throw new Error(`AdamW: learning rate must be > 0, got ${o.lr}`);
+  if (!o.betas.every((b) => b >= 0 && b < 1)) throw new Error(`AdamW: betas must be in [0, 1), got [${o.betas.join(', ')}]`);
+  return o;
+}
+
+/** Learning rate of update `t` (1-based), after the linear warm-up. */
+export function adamWLr(o: Required<AdamWOptions>, t: number): number {
+  return o.warmupSteps > 0 ? o.lr * Math.min(1, t / o.warmupSteps) : o.lr;
+}
+
+/**
+ * AdamW with `torch.optim.AdamW` semantics (torch/optim/adamw.py) on Float32Arrays, per update t:
+ * `p *= 1 - lr*wd; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;`
+ * `p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`, each operation rounded to
+ * float32 as torch's kernels round. State (`exp_avg`, `exp_avg_sq`) is created on a parameter's first
+ * gradient; a parameter without a gradient in an update is left alone (no weight decay either), as
+ * PyTorch skips `grad is None`.
+ */
+export class HostAdamW {
+  readonly options: Required<AdamWOptions>;
+  /** Updates applied so far (PyTorch's `step`). */
+  step = 0;
+  private readonly expAvg = new Map<string, Float32Array>();
+  private readonly expAvgSq = new Map<string, Float32Array>();
+
+  /** @throws Error on a non-positive learning rate or betas outside [0, 1). */
+  constructor(options: AdamWOptions) {
+    this.options = adamWDefaults(options);
+  }
+
+  /**
+   * Applies one update in place.
+   * @param params parameter values by name (modified).
+   * @param grads gradients by name, same lengths; names absent here are skipped.
+   * @returns the learning rate used.
+   * @throws Error when a gradient has no parameter or another length.
+   */
+  apply(params: Record<string, Float32Array>, grads: Record<string, Float32Array>): number {
+    const t = ++this.step;
+    const lr = adamWLr(this.options, t);
+    const { betas: [b1, b2], eps, weightDecay } = this.options;
+    const stepSize = lr / (1 - b1 ** t);
+    const bc2Sqrt = Math.sqrt(1 - b2 ** t);
+    // float32 arithmetic step by step, as torch's float32 kernels round (lerp, addcmul, addcdiv).
+    const f = Math.fround;
+    const decay = f(1 - lr * weightDecay);
+    const w1 = f(1 - b1);
+    const fb2 = f(b2);
+    const w2 = f(1 - b2);
+    const bc2 = f(bc2Sqrt);
+    const feps = f(eps);
+    const fstep = f(stepSize);
+    for (const [name, g] of Object.entries(grads)) {
+      const p = params[name];
+      if (!p) throw new Error(`AdamW: gradient for "${name}" has no parameter`);
+      if (p.length !== g.length) throw new Error(`AdamW: gradient for "${name}" has ${g.length} elements, the parameter ${p.length}`);
+      const m = slot(this.expAvg, name, p.length);
+      const v = slot(this.expAvgSq, name, p.length);
+      for (let i = 0; i < p.length; i++) {
+        const gi = g[i];
+        const pi = f(p[i] * decay);
+        const mi = (m[i] = f(m[i] + f(w1 * f(gi - m[i]))));
+        const vi = (v[i] = f(f(v[i] * fb2) + f(w2 * f(gi * gi))));
+        const denom = f(f(f(Math.sqrt(vi)) / bc2) + feps);
+        p[i] = f(pi - f(fstep * f(mi / denom)));
+      }
+    }
+    return lr;
+  }
+
+  /** The state as host tensors `exp_avg.<name>` / `exp_avg_sq.<name>` shaped like `shapes[name]` (not copies). */
+  stateTensors(shapes: Record<string, readonly number[]>): Record<string, HostTensor<'float32'>> {
+    const out: Record<string, HostTensor<'float32'>> = {};
+    for (const [n, s] of this.expAvg) out[`exp_avg.${n}`] = tensor(s, shapes[n] ?? [s.length]);
+    for (const [n, s] of this.expAvgSq) out[`exp_avg_sq.${n}`] = tensor(s, shapes[n] ?? [s.length]);
+    return out;
+  }
+
+  /**
+   * Restores the state written by {@link stateTensors}.
+   * @param sizes element count of every parameter that may have state.
+   * @throws Error naming a state tensor whose parameter is unknown or whose size differs; nothing changes then.
+   */
+  loadState(step: number, state: Record<string, HostTensor<'float32'>>, sizes: Record<string, number>): void {
+    const entries = Object.entries(state).map(([key, h]) => {
+      const dot = key.indexOf('.');
+      const kind = key.slice(0, dot);
+      const name = key.slice(dot + 1);
+      if ((kind !== 'exp_avg' && kind !== 'exp_avg_sq') || sizes[name] === undefined) throw new Error(`optimizer state "${key}" matches no trainable parameter`);
+      if (h.data.length !== sizes[name]) throw new Error(`optimizer state "${key}" has ${h.data.length} elements, the parameter ${sizes[name]}`);
+      return { map: kind === 'exp_avg' ? this.expAvg : this.expAvgSq, name, data: h.data.slice() };
+    });
+    this.expAvg.clear();
+    this.expAvgSq.clear();
+    for (const { map, name, data } of entries) map.set(name, data);
+    this.step = step;
+  }
+}
+
+function slot(map: Map<string, Float32Array>, name: string, n: number): Float32Array {
+  let s = map.get(name);
+  if (!s) {
+    s = new Float32Array(n);
+    map.set(name, s);
+  }
+  return s;
+}

@@ -1,0 +1,50 @@
+/**
+ * The denoiser's onnxruntime training graph: `denoiserEps` and `epsLoss` (the code the tfjs engine
+ * trains with) recorded by core's `OnnxRecorderOps` with the parameters as inputs, differentiated
+ * by `appendBackward`. One run gives the loss and the gradient of every trainable parameter.
+ *
+ * Inputs: every parameter (official names and layouts), `x_noisy` `[B, C, h, w]` (`qSample` of the
+ * latents, computed on the host as for tfjs), `noise` (the same shape), `t_emb` `[B, model_channels]`
+ * (`timestepEmbedding` of the timesteps), `hint` `[B, hint_channels, 8h, 8w]` when guided, and
+ * `context` `[B, L, context_dim]` for a file context (a learned context is a parameter).
+ */
+import { type HostTensor } from '@diad/core';
+import { OnnxRecorderOps, trainingGraph, type TrainingGraph } from '@diad/core/onnx';
+import type { DiadConfig } from './config.js';
+import { contextFor } from './context.js';
+import { denoiserEps, epsLoss } from './loss.js';
+
+/** Options of {@link recordDenoiserTraining}. */
+export interface DenoiserTrainingOptions {
+  /** Batch size B (the graph's shapes are static). */
+  batch: number;
+  latentHeight: number;
+  latentWidth: number;
+  /** true: SG network + controlled UNet fed by `hint` (DiAD, stage 3); false: the plain UNet (stage 2). */
+  guided: boolean;
+  /** Which parameters train; the others are frozen inputs. */
+  trainable: (name: string) => boolean;
+  /** Context tokens L of the `context` input; required for a file context. */
+  contextTokens?: number;
+}
+
+/**
+ * Records the eps-MSE training graph of a DiAD denoiser.
+ * @param params every parameter by official name (their shapes define the inputs; values are not baked in).
+ * @throws Error naming a missing parameter, or a file context without `contextTokens`.
+ */
+export function recordDenoiserTraining(config: DiadConfig, params: Readonly<Record<string, HostTensor<'float32'>>>, o: DenoiserTrainingOptions): TrainingGraph {
+  const { batch: b, latentHeight: h, latentWidth: w } = o;
+  const u = config.unet;
+  const rec = new OnnxRecorderOps(params, { graphName: o.guided ? 'diad_sg_train' : 'diad_unet_train', paramInputs: true });
+  const x = rec.graphInput('x_noisy', [b, u.in_channels, h, w], false);
+  const noise = rec.graphInput('noise', [b, u.out_channels, h, w], false);
+  const tEmb = rec.graphInput('t_emb', [b, u.model_channels], false);
+  const hint = o.guided ? rec.graphInput('hint', [b, config.hint_channels, 8 * h, 8 * w], false) : null;
+  let context;
+  if (config.context.kind === 'file') {
+    if (!o.contextTokens) throw new Error('recordDenoiserTraining: a file context needs contextTokens (L of the [1, L, D] context)');
+    context = rec.graphInput('context', [b, o.contextTokens, u.context_dim], false);
+  } else context = contextFor(rec, config.context, null, b);
+  return trainingGraph(rec, epsLoss(rec, denoiserEps(rec, config, x, hint, tEmb, context), noise), o.trainable);
+}
