@@ -11,3 +11,5 @@ export * from './stage.js';
 export * from './tfjs.js';
 export * from './train.js';
 export * from './onnx.js';
+export * from './loss.js';
+export * from './train-graph.js';

@@ -1,83 +1,23 @@
 /**
- * Training and fine-tuning of the AutoencoderKL on tfjs, following the official objective
- * (`ldm/modules/losses/contperceptual.py` LPIPSWithDiscriminator, generator side, before
- * `disc_start`; DiAD's `models/autoencoder_kl_32x32x4.yaml`: kl_weight 1e-6, disc_start 50001):
+ * Training and fine-tuning of the AutoencoderKL on tfjs: the objective of `loss.ts` (written against
+ * `Ops`, shared with the onnxruntime training graph) plus an optional perceptual term on tfjs
+ * tensors (the official run uses LPIPS with weight 1; its per-image distance is broadcast to every
+ * pixel before the sum, as `contperceptual.py` does):
  *
- *   rec   = |x - x_rec| + perceptual_weight * p(x, x_rec)     (p per image, broadcast to every pixel)
- *   loss  = sum(rec) / N + kl_weight * sum(KL) / N,   KL = 0.5 * sum(mean^2 + var - 1 - logvar)
- *
- * with x_rec decoded from a posterior sample (`AutoencoderKL.forward(sample_posterior=True)`).
- * The adversarial term is omitted (it is zero before `disc_start`); the loss's `logvar` stays at
- * its initial 0 (`learn_logvar` false), so `nll = rec`.
+ *   loss = (sum|x - x_rec| + perceptual_weight * HW*C * sum_i p_i) / N + kl_weight * KL
  *
  * The optimizer is core's AdamW; its defaults here are the official autoencoder optimizer
  * (`torch.optim.Adam`, betas (0.5, 0.9)), i.e. AdamW with weight decay 0.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, sizeOf, tensor, type HostTensor } from '@diad/core';
-import type { AdamWOptions, StepResult } from '@diad/core';
+import { Rng, sizeOf, tensor, type AdamWOptions, type HostTensor, type StepResult } from '@diad/core';
 import { Trainer, type ParamFilter, type ParamStore, TfjsOps } from '@diad/core/tfjs';
 import type { AutoencoderConfig } from './config.js';
-import { posterior, samplePosterior } from './distribution.js';
-import { decodeLatent, encodeMoments } from './model.js';
+import { autoencoderLoss, type AutoencoderLossOptions } from './loss.js';
 import { DEFAULT_PREFIX } from './params.js';
 
 /** A differentiable per-image distance between images and reconstructions: NHWC maps to `[N]`. */
 export type PerceptualFn = (x: tf.Tensor4D, xRec: tf.Tensor4D) => tf.Tensor1D;
-
-/** Options of the objective. */
-export interface AutoencoderLossOptions {
-  /** Weight of the KL term (official 1e-6). */
-  klWeight?: number;
-  /** Optional perceptual term (the official run uses LPIPS with weight 1). */
-  perceptual?: { fn: PerceptualFn; weight: number };
-  /** Decode a posterior sample (official, default) or the mean. */
-  samplePosterior?: boolean;
-}
-
-/** The terms of one evaluation of the objective, as scalars (engine tensors, caller disposes). */
-export interface AutoencoderLossTerms {
-  /** The official `aeloss` (what is minimised). */
-  loss: tf.Scalar;
-  /** Mean absolute reconstruction error per element (the official `rec_loss` log, without the perceptual part). */
-  l1: tf.Scalar;
-  /** `sum(KL) / N` (the official `kl_loss` log). */
-  kl: tf.Scalar;
-  /** Mean perceptual distance per image; 0 without a perceptual term. */
-  perceptual: tf.Scalar;
-}
-
-/**
- * Evaluates the objective on a batch (run it inside `tf.tidy` / a gradient closure).
- * @param images engine map (NHWC inside) `[N, C, H, W]` logically, as fed to the encoder.
- * @param noise standard normal engine map of the posterior's shape, required when sampling.
- * @throws Error when sampling is requested without noise.
- */
-export function autoencoderLoss(
-  ops: TfjsOps, cfg: AutoencoderConfig, images: tf.Tensor, noise: tf.Tensor | null,
-  options: AutoencoderLossOptions = {}, prefix = DEFAULT_PREFIX,
-): AutoencoderLossTerms {
-  const { klWeight = 1e-6, perceptual, samplePosterior: sample = true } = options;
-  if (sample && !noise) throw new Error('autoencoderLoss: samplePosterior needs a noise tensor of the latent shape');
-  const p = posterior(ops, encodeMoments(ops, cfg, images, prefix));
-  const z = sample ? samplePosterior(ops, p, noise!) : p.mean;
-  const rec = decodeLatent(ops, cfg, z, prefix) as tf.Tensor4D;
-  const n = images.shape[0];
-  const perPixel = sizeOf(images.shape.slice(1));
-  const absSum = tf.sum(tf.abs(tf.sub(images, rec)));
-  const kl = tf.div(tf.mul(0.5, tf.sum(tf.sub(tf.add(tf.square(p.mean), tf.exp(p.logvar)), tf.add(p.logvar, 1)))), n) as tf.Scalar;
-  let recSum = absSum;
-  let pMean: tf.Scalar = tf.scalar(0);
-  if (perceptual) {
-    const d = perceptual.fn(images as tf.Tensor4D, rec);
-    if (d.rank !== 1 || d.shape[0] !== n) throw new Error(`perceptual fn must return one distance per image ([${n}]), got [${d.shape.join(', ')}]`);
-    // The official p_loss [N,1,1,1] is broadcast over every pixel before the sum.
-    recSum = tf.add(absSum, tf.mul(perceptual.weight * perPixel, tf.sum(d)));
-    pMean = tf.mean(d) as tf.Scalar;
-  }
-  const loss = tf.add(tf.div(recSum, n), tf.mul(klWeight, kl)) as tf.Scalar;
-  return { loss, l1: tf.div(absSum, n * perPixel) as tf.Scalar, kl, perceptual: pMean };
-}
 
 /**
  * An LPIPS-style distance from any differentiable feature extractor (`lpips` without its learned
@@ -99,7 +39,9 @@ export function featureDistance(extract: (x: tf.Tensor4D) => tf.Tensor4D[]): Per
 }
 
 /** Options of {@link AutoencoderTrainer}. */
-export interface AutoencoderTrainerOptions extends AutoencoderLossOptions {
+export interface AutoencoderTrainerOptions extends Omit<AutoencoderLossOptions, 'prefix'> {
+  /** Optional perceptual term (tfjs only). */
+  perceptual?: { fn: PerceptualFn; weight: number };
   /** AdamW settings; defaults betas (0.5, 0.9), weight decay 0 (official Adam). `lr` required. */
   optimizer: AdamWOptions;
   /** Global-norm gradient clipping; none by default (as the official run). */
@@ -178,9 +120,19 @@ export class AutoencoderTrainer {
       const part = tensor(images.data.subarray(s * per, e * per), [e - s, ...images.shape.slice(1)], images.layout);
       const noise = sample ? tensor(rng.normals((e - s) * sizeOf(latentShape.slice(1))), [e - s, ...latentShape.slice(1)], 'NCHW') : null;
       closures.push(() => {
-        const t = autoencoderLoss(this.ops, this.config, this.ops.input(part), noise && this.ops.input(noise), this.options, this.prefix);
-        terms.push({ l1: tf.keep(t.l1), kl: tf.keep(t.kl), perceptual: tf.keep(t.perceptual), n: e - s });
-        return t.loss;
+        const x = this.ops.input(part);
+        const t = autoencoderLoss(this.ops, this.config, x, noise && this.ops.input(noise), { ...this.options, prefix: this.prefix });
+        let loss = t.loss as tf.Scalar;
+        let pMean = tf.scalar(0);
+        const p = this.options.perceptual;
+        if (p) {
+          const d = p.fn(x as tf.Tensor4D, t.reconstruction as tf.Tensor4D);
+          if (d.rank !== 1 || d.shape[0] !== e - s) throw new Error(`perceptual fn must return one distance per image ([${e - s}]), got [${d.shape.join(', ')}]`);
+          loss = tf.add(loss, tf.mul((p.weight * per) / (e - s), tf.sum(d))) as tf.Scalar;
+          pMean = tf.mean(d) as tf.Scalar;
+        }
+        terms.push({ l1: tf.keep(t.l1 as tf.Scalar), kl: tf.keep(t.kl as tf.Scalar), perceptual: tf.keep(pMean), n: e - s });
+        return loss;
       });
     }
     try {

@@ -9,7 +9,11 @@ import { parseAutoencoderConfig } from '../src/config.js';
 import { posterior } from '../src/distribution.js';
 import { decodeLatent, encodeMoments } from '../src/model.js';
 import { createAutoencoderParams, loadAutoencoderParams } from '../src/tfjs.js';
-import { AutoencoderTrainer, autoencoderLoss, featureDistance } from '../src/train.js';
+import { AutoencoderTrainer, featureDistance } from '../src/train.js';
+import { autoencoderLoss } from '../src/loss.js';
+import { recordAutoencoderTraining } from '../src/train-graph.js';
+import { OrtTrainer } from '@diad/core/ort';
+import { Rng } from '@diad/core';
 
 /** f=2, 16 px: the smallest AutoencoderKL that still has every block kind. */
 const cfg = parseAutoencoderConfig({
@@ -63,6 +67,50 @@ describe('autoencoder objective', () => {
       const want = abs / 4 + 0.01 * (kl / 4);
       expect(got).toBeCloseTo(want, 1);
       expect(Math.abs(got - want) / want).toBeLessThan(1e-5);
+    } finally {
+      store.dispose();
+    }
+  });
+
+  it('the onnxruntime training graph gives the loss and gradients of tf.variableGrads on the same objective', async () => {
+    const store = createAutoencoderParams(cfg, 5);
+    try {
+      const ops = new TfjsOps(store);
+      const x = images();
+      const noise = tensor(new Rng(2).normals(4 * 4 * 8 * 8), [4, 4, 8, 8], 'NCHW');
+      const names = store.names();
+      const byId = new Map(names.map((n) => [store.get(n).name, n]));
+      const { value, grads } = tf.variableGrads(() => autoencoderLoss(ops, cfg, ops.input(x), ops.input(noise), { klWeight: 0.01 }).loss as tf.Scalar, names.map((n) => store.get(n)));
+      const want: Record<string, Float32Array> = {};
+      for (const [id, g] of Object.entries(grads)) {
+        const perm = g.rank === 4 ? [3, 2, 0, 1] : g.rank === 2 ? [1, 0] : null;
+        const o = perm ? tf.transpose(g, perm) : g;
+        want[byId.get(id)!] = (await o.data()) as Float32Array;
+        tf.dispose([o, g]);
+      }
+      const wantLoss = (await value.data())[0];
+      value.dispose();
+      const graph = recordAutoencoderTraining(cfg, await store.toHost(), { batch: 4, height: 16, width: 16, klWeight: 0.01 });
+      expect(graph.withoutGradient).toEqual([]);
+      expect(graph.batchInputs).toEqual(['images', 'noise']);
+      const trainer = await OrtTrainer.open(graph, await store.toHost(), { optimizer: { lr: 1e-3 } });
+      try {
+        const got = await trainer.lossAndGrads({ images: x, noise });
+        expect(Math.abs(got.loss - wantLoss) / wantLoss).toBeLessThan(1e-5);
+        // Biases right before a one-channel-per-group GroupNorm have an exact gradient of 0 (rounding
+        // noise on both engines): errors are relative to max(tensor scale, 1e-4 * largest gradient).
+        const G = Math.max(...names.map((n) => want[n].reduce((m, v) => Math.max(m, Math.abs(v)), 0)));
+        for (const n of names) {
+          let err = 0, scale = 1e-4 * G;
+          for (let i = 0; i < want[n].length; i++) {
+            err = Math.max(err, Math.abs(got.grads[n][i] - want[n][i]));
+            scale = Math.max(scale, Math.abs(want[n][i]));
+          }
+          expect(err / scale, n).toBeLessThan(1e-3);
+        }
+      } finally {
+        await trainer.release();
+      }
     } finally {
       store.dispose();
     }
