@@ -25,7 +25,7 @@ export function diadParamSpec(c: DiadConfig): ParamSpec[] {
  * and `out` (DiAD `configure_optimizers`), plus the learned context when there is one; the UNet
  * time embedding, encoder and middle block stay frozen. `all`: every parameter.
  */
-export function trainableFilter(groups: TrainableGroups): ParamFilter {
+export function trainableFilter(groups: TrainableGroups): (name: string) => boolean {
   if (groups === 'all') return () => true;
   return (n) =>
     n.startsWith(SGN_PREFIX) || n.startsWith(`${UNET_PREFIX}output_blocks.`) || n.startsWith(`${UNET_PREFIX}out.`) || n === LEARNED_CONTEXT;

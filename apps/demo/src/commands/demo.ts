@@ -4,7 +4,7 @@ import { ensureSynthetic } from '@diad/datasets';
 import { RunDir } from '../pipeline/run-dir.js';
 import { testRun } from '../pipeline/evaluate.js';
 import { metricsMarkdown } from '../report/tables.js';
-import { addModelOptions, configFromFlags, fitOrInterrupt, type FitFlags } from './fit.js';
+import { addModelOptions, configFromFlags, fitOrInterrupt, parseTrainEngine, type FitFlags } from './fit.js';
 
 /**
  * `diad demo [--out DIR]`: generates the embedded synthetic multi-class dataset
@@ -28,8 +28,9 @@ export function register(program: Command): void {
     const { root, generated } = await ensureSynthetic(f.synthetic ?? join(out, 'data'), { size: probe.data.imageSize, train: Number(f.trainPerClass) });
     process.stderr.write(`synthetic dataset: ${root} (${generated ? 'generated' : 'already there'})\n`);
     const run = await RunDir.open(out, configFromFlags({ ...flags, data: [root] }));
-    if (!(await fitOrInterrupt(run, f.quiet))) return;
-    const { out: testOut, report } = await testRun(run, { quiet: f.quiet });
+    if (!(await fitOrInterrupt(run, f.quiet, parseTrainEngine(f.engine)))) return;
+    // The demo tests on onnxruntime (the run is exported to <run>/onnx first), as it trains.
+    const { out: testOut, report } = await testRun(run, { quiet: f.quiet, engine: 'ort' });
     process.stdout.write(metricsMarkdown(report) + '\n');
     process.stderr.write(`demo done in ${((Date.now() - t0) / 1000).toFixed(0)} s; report: ${join(testOut, 'report.html')}\n`);
   });

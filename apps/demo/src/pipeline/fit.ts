@@ -14,10 +14,12 @@ import { openSplits, decodeSamples, type Skipped } from './data.js';
 import { installInterruptHandlers, runStage } from './train-loop.js';
 import { thresholdAtFpr } from './threshold.js';
 import { scoreImages } from './score.js';
-import { createModels } from './models.js';
+import { createModels, type TrainEngine } from './models.js';
 
 export interface FitOptions {
   quiet?: boolean;
+  /** Engine of the training stages (default `ort`; validation scoring stays on tfjs). */
+  engine?: TrainEngine;
   /** Log lines go here (default stderr). */
   log?: (line: string) => void;
 }
@@ -50,7 +52,7 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
     await run.writeJson('skipped-fit.json', [...train.skipped, ...val.skipped]);
     const dataSeconds = (Date.now() - t0) / 1000;
 
-    const models = await createModels(cfg, run, log);
+    const models = await createModels(cfg, run, log, { trainEngine: opts.engine });
     log(`engine: ${models.engine}`);
     try {
       if (cfg.stages.autoencoder.steps > 0) {

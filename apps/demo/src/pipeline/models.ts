@@ -1,20 +1,25 @@
 /**
- * The models of a run on the tfjs engine, built from the run config: the three stage trainers of
- * `diad fit` and the inference stages of `diad test` / `predict`.
+ * The models of a run, built from the run config: the three stage trainers of `diad fit` (on
+ * onnxruntime-node or tfjs) and the tfjs inference stages of `diad test` / `predict`.
  *
- * Each trainer draws its batch, timesteps and noise from `Rng(seed, stream + step)`, so a resumed
- * stage repeats exactly what an uninterrupted one would do; a checkpoint holds every parameter of
- * the stage's model (official names and layouts) plus the AdamW state under `optimizer.`.
+ * Each stage defines its batch of step `s` once, as named host tensors drawn from
+ * `Rng(seed, stream + s)` (so a resumed stage repeats exactly what an uninterrupted one would do),
+ * and its loss once, in the packages (`autoencoderLoss`, `denoiserEps` + `epsLoss`). The tfjs
+ * trainer differentiates that loss with `tf.variableGrads`; the ort trainer runs the package's
+ * training graph (the same loss recorded and differentiated), whose inputs carry the batch's names.
+ * A checkpoint holds every parameter of the stage's model (official names and layouts) plus the
+ * AdamW state under `optimizer.`, the same on both engines.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, tensor, type HostTensor, type SafetensorsFile, type WritableTensor, sliceBatch, concatBatch, readSafetensors } from '@diad/core';
-import { initTfjs, ParamStore, TfjsOps, Trainer, type ParamFilter } from '@diad/core/tfjs';
+import { initTfjs, formatEngineInfo, ParamStore, TfjsOps, Trainer, type ParamFilter } from '@diad/core/tfjs';
+import type { TrainingGraph } from '@diad/core/onnx';
 import {
-  parseAutoencoderConfig, paramSpec as autoencoderParamSpec, encodeMoments, decodeLatent, posterior, samplePosterior, tfjsAutoencoder,
+  parseAutoencoderConfig, paramSpec as autoencoderParamSpec, autoencoderLoss, recordAutoencoderTraining, tfjsAutoencoder,
   DEFAULT_PREFIX as AE_PREFIX, type AutoencoderConfig,
 } from '@diad/autoencoder';
 import {
-  parseDiadConfig, DiadDenoiser, DdimReconstructor, DiffusionSchedule, copyUnetEncoderToSgn, controlledUnet, hintBlock, timestepEmbedding,
+  parseDiadConfig, DiadDenoiser, DdimReconstructor, DiffusionSchedule, copyUnetEncoderToSgn, denoiserEps, epsLoss, recordDenoiserTraining, timestepEmbedding,
   trainableFilter, UNET_PREFIX, LEARNED_CONTEXT, hostContext, readConstantContext, type DiadConfig,
 } from '@diad/sg-diffusion';
 import { TfjsFeatureExtractor, OnnxFeatureExtractor, DEFAULT_BACKBONE, type TfjsBackboneName } from '@diad/feature-extractor';
@@ -24,6 +29,19 @@ import type { RunDir, StageName } from './run-dir.js';
 import type { StageTrainer } from './train-loop.js';
 import type { Stages } from './score.js';
 import { batchIndices, gather } from './batching.js';
+
+/** Options of {@link createModels}. */
+export interface ModelOptions {
+  /** Engine of the stage trainers (default `ort`). */
+  trainEngine?: TrainEngine;
+  /** onnxruntime execution providers of the ort trainers (default `DIAD_ORT_PROVIDERS`, else cpu). */
+  providers?: readonly string[];
+}
+
+/** Latent side of the run's images (image size / the autoencoder's downsampling factor). */
+export function latentSize(cfg: RunConfig, aeCfg: AutoencoderConfig): number {
+  return cfg.data.imageSize / 2 ** (aeCfg.ddconfig.ch_mult.length - 1);
+}
 
 /** A stage trainer that owns engine memory. */
 export type DisposableTrainer = StageTrainer & { dispose(): void };
@@ -59,46 +77,119 @@ export interface InferenceParams {
   context: HostTensor<'float32'>;
 }
 
-/**
- * Wraps core's `Trainer` (AdamW, NaN guard) as a resumable stage trainer over a `ParamStore`.
- * @param loss builds the scalar loss of step `step` (called inside `variableGrads`).
- */
-function stageTrainer(store: ParamStore, trainable: ParamFilter, cfg: StageConfig, stage: StageName, loss: (step: number) => () => tf.Scalar): DisposableTrainer {
+/** The training engines of `diad fit`. */
+export type TrainEngine = 'ort' | 'tfjs';
+export const TRAIN_ENGINES: readonly TrainEngine[] = ['ort', 'tfjs'];
+
+/** A stage's batch of one step: named host tensors (the input names of its training graph). */
+type StageBatch = Record<string, HostTensor>;
+
+/** One stage's training problem, engine-free. */
+interface StageProblem {
+  stage: StageName;
+  cfg: StageConfig;
+  /** Every parameter of the stage's model (official layout): the initial values and what checkpoints hold. */
+  store: ParamStore;
+  trainable: (name: string) => boolean;
+  batchOf(step: number): StageBatch;
+  /** The scalar loss on tfjs tensors of a batch (the packages' loss code through TfjsOps). */
+  tfjsLoss(ops: TfjsOps, batch: Record<string, tf.Tensor>): tf.Tensor;
+  /** The package's training graph of the same loss, for the stage's batch shapes (ort). */
+  graph(params: Record<string, HostTensor<'float32'>>): TrainingGraph;
+}
+
+const optimizerOf = (cfg: StageConfig) => ({ lr: cfg.lr, weightDecay: 0.01 });
+
+/** core's tfjs `Trainer` over the stage's `ParamStore`, differentiating `tfjsLoss`. */
+function tfjsStageTrainer(p: StageProblem): DisposableTrainer {
+  const { store, cfg, stage } = p;
   store.setTrainable(() => true, false);
-  store.setTrainable(trainable, true);
-  const names = store.names(trainable);
+  store.setTrainable(p.trainable, true);
+  const names = store.names(p.trainable);
   const variables = Object.fromEntries(names.map((n) => [n, store.get(n)]));
-  const trainer = new Trainer(variables, { optimizer: { lr: cfg.lr, weightDecay: 0.01 }, config: { stage, ...cfg } });
+  const ops = new TfjsOps(store);
+  const trainer = new Trainer(variables, { optimizer: optimizerOf(cfg), config: { stage, ...cfg } });
   return {
     batchSize: cfg.batchSize,
     async step(step: number): Promise<number> {
+      const batch = p.batchOf(step);
       try {
-        return (await trainer.trainStep([loss(step)])).loss;
+        return (await trainer.trainStep([() => p.tfjsLoss(ops, Object.fromEntries(Object.entries(batch).map(([k, v]) => [k, ops.input(v)]))) as tf.Scalar])).loss;
       } catch (e) {
-        // core's Trainer refuses non-finite losses/gradients before updating; the loop reports the step.
+        // The trainers refuse non-finite losses/gradients before updating; the loop reports the step.
         if (/non-finite/.test((e as Error).message)) return NaN;
         throw e;
       }
     },
     async state(): Promise<Record<string, WritableTensor>> {
-      const out: Record<string, WritableTensor> = await store.toHost();
-      for (const [n, t] of Object.entries(trainer.optimizer.stateTensors())) out[OPT + n] = tensor((await t.data()) as Float32Array, t.shape);
-      out[`${OPT}step`] = tensor(new Float32Array([trainer.optimizer.step]), [1]);
-      return out;
+      const state: Record<string, HostTensor<'float32'>> = {};
+      for (const [n, t] of Object.entries(trainer.optimizer.stateTensors())) state[n] = tensor((await t.data()) as Float32Array, t.shape);
+      return checkpointOf(await store.toHost(), state, trainer.optimizer.step);
     },
     async load(file: SafetensorsFile): Promise<void> {
       const report = store.load(file, { strict: false });
-      const lacking = report.missing;
-      if (lacking.length) throw new Error(`${file.source}: checkpoint lacks ${lacking.length} parameters of stage ${stage} (${lacking.slice(0, 5).join(', ')}...); the run folder is damaged`);
-      const state: Record<string, HostTensor<'float32'>> = {};
-      for (const n of file.names()) if (n.startsWith(OPT) && n !== `${OPT}step`) state[n.slice(OPT.length)] = file.float32(n);
-      trainer.optimizer.loadState(file.float32(`${OPT}step`).data[0], state, variables);
+      if (report.missing.length) throw damaged(file, stage, report.missing);
+      const { step, state } = optimizerStateOf(file);
+      trainer.optimizer.loadState(step, state, variables);
     },
     dispose(): void {
       trainer.dispose();
-      store.setTrainable(() => true, true);
+      store.dispose();
     },
   };
+}
+
+/** core's `OrtTrainer` on the stage's training graph: parameters on the host, fed every step. */
+async function ortStageTrainer(p: StageProblem, providers: readonly string[] | undefined): Promise<DisposableTrainer & { providers: readonly string[] }> {
+  const { OrtTrainer } = await import('@diad/core/ort');
+  const params = await p.store.toHost();
+  p.store.dispose();
+  const trainer = await OrtTrainer.open(p.graph(params), params, { optimizer: optimizerOf(p.cfg), providers, label: `stage ${p.stage} training graph` });
+  return {
+    batchSize: p.cfg.batchSize,
+    providers: trainer.providers,
+    async step(step: number): Promise<number> {
+      try {
+        return (await trainer.trainStep([p.batchOf(step)])).loss;
+      } catch (e) {
+        if (/non-finite/.test((e as Error).message)) return NaN;
+        throw e;
+      }
+    },
+    async state(): Promise<Record<string, WritableTensor>> {
+      return checkpointOf({ ...params, ...trainer.params }, trainer.optimizerState(), trainer.step);
+    },
+    async load(file: SafetensorsFile): Promise<void> {
+      const missing = Object.keys(params).filter((n) => !file.has(n));
+      if (missing.length) throw damaged(file, p.stage, missing);
+      const loaded: Record<string, HostTensor<'float32'>> = {};
+      for (const n of Object.keys(params)) loaded[n] = file.float32(n);
+      const { step, state } = optimizerStateOf(file);
+      trainer.restore(step, loaded, state);
+      for (const [n, t] of Object.entries(loaded)) if (!trainer.params[n]) params[n] = t;
+    },
+    dispose(): void {
+      void trainer.release();
+    },
+  };
+}
+
+/** A checkpoint's tensors: parameters, AdamW state under `optimizer.`, and the update count. */
+function checkpointOf(params: Record<string, HostTensor<'float32'>>, state: Record<string, HostTensor<'float32'>>, step: number): Record<string, WritableTensor> {
+  const out: Record<string, WritableTensor> = { ...params };
+  for (const [n, t] of Object.entries(state)) out[OPT + n] = t;
+  out[`${OPT}step`] = tensor(new Float32Array([step]), [1]);
+  return out;
+}
+
+function optimizerStateOf(file: SafetensorsFile): { step: number; state: Record<string, HostTensor<'float32'>> } {
+  const state: Record<string, HostTensor<'float32'>> = {};
+  for (const n of file.names()) if (n.startsWith(OPT) && n !== `${OPT}step`) state[n.slice(OPT.length)] = file.float32(n);
+  return { step: file.float32(`${OPT}step`).data[0], state };
+}
+
+function damaged(file: SafetensorsFile, stage: StageName, missing: string[]): Error {
+  return new Error(`${file.source}: checkpoint lacks ${missing.length} parameters of stage ${stage} (${missing.slice(0, 5).join(', ')}...); the run folder is damaged`);
 }
 
 /**
@@ -121,26 +212,30 @@ export function randomCrop(t: HostTensor, size: number, rng: Rng): HostTensor {
   return tensor(out, [n, c, size, size], t.layout);
 }
 
-/** `mean((eps_pred - eps)^2)` of engine tensors. */
-const mse = (a: tf.Tensor, b: tf.Tensor): tf.Scalar => tf.mean(tf.squaredDifference(a, b)) as tf.Scalar;
-
-/** Timesteps uniform in [0, T-1] and Gaussian noise of step `step` of a stage. */
-function draw(rng: Rng, n: number, latentShape: readonly number[], T: number): { t: number[]; noise: HostTensor } {
-  const t = Array.from({ length: n }, () => rng.int(0, T - 1));
-  const size = latentShape.slice(1).reduce((a, b) => a * b, 1) * n;
-  return { t, noise: tensor(rng.normals(size), [n, ...latentShape.slice(1)], 'NCHW') };
+/**
+ * The eps-prediction batch of one step: timesteps uniform in [0, T-1], Gaussian noise, the noised
+ * latents `x_noisy = qSample(z, t, noise)` and the timestep embedding `t_emb`.
+ */
+function noisedBatch(rng: Rng, z: HostTensor, schedule: DiffusionSchedule, modelChannels: number): StageBatch {
+  const n = z.shape[0];
+  const t = Array.from({ length: n }, () => rng.int(0, schedule.numTimesteps - 1));
+  const noise = tensor(rng.normals(z.data.length), z.shape, 'NCHW');
+  return { x_noisy: schedule.qSample(z, t, noise), noise, t_emb: timestepEmbedding(t, modelChannels) };
 }
 
 /**
  * Builds the models of a run (selecting the tfjs engine first).
  * @throws Error from the packages' config parsers naming the invalid field, or a checkpoint error.
  */
-export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string) => void = () => {}): Promise<Models> {
+export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string) => void = () => {}, options: ModelOptions = {}): Promise<Models> {
   const info = await initTfjs();
-  const engine = `tfjs ${info.engine}${info.threads ? ` (${info.threads} thread${info.threads > 1 ? 's' : ''}${info.simd ? ', simd' : ''})` : ''}`;
+  const trainEngine = options.trainEngine ?? 'ort';
+  const tfjsName = `tfjs ${formatEngineInfo(info)}`;
+  const engine = trainEngine === 'ort' ? `onnxruntime-node (training); ${tfjsName} (initialisation, encoding, validation)` : tfjsName;
   const aeCfg: AutoencoderConfig = parseAutoencoderConfig(cfg.models.autoencoder, `${run.path('config.json')} models.autoencoder`);
   const dCfg: DiadConfig = parseDiadConfig(cfg.models.diad, `${run.path('config.json')} models.diad`);
   const schedule = new DiffusionSchedule();
+  const constantContext = dCfg.context.kind === 'file' ? await readConstantContext(dCfg.context.path, dCfg.context.tensor, dCfg.unet.context_dim) : null;
 
   /** Autoencoder parameters: stage-1 checkpoint, else `--init`, else fresh (stage 1 starts from these). */
   const autoencoderStore = async (fresh: boolean): Promise<ParamStore> => {
@@ -170,34 +265,58 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
     return DiadDenoiser.create(dCfg, cfg.seed);
   };
 
+  /** The stage's trainer on the chosen engine (the store is the trainer's from here on). */
+  const trainerFor = async (p: StageProblem): Promise<DisposableTrainer> => {
+    if (trainEngine === 'tfjs') return tfjsStageTrainer(p);
+    const t = await ortStageTrainer(p, options.providers);
+    log(`stage ${p.stage}: training on onnxruntime-node (${t.providers.join(', ')})`);
+    return t;
+  };
+
+  /** Stages 2 and 3: eps-MSE of the plain UNet (`diffusion`) or of the SG network + UNet (`sg`, batches with `hint`). */
+  const denoiserProblem = (stage: 'diffusion' | 'sg', d: DiadDenoiser, trainable: (n: string) => boolean, batchOf: (step: number) => StageBatch): StageProblem => {
+    const sc = cfg.stages[stage];
+    const guided = stage === 'sg';
+    const hw = latentSize(cfg, aeCfg);
+    // A file context is an input of the batch; a learned one is a parameter.
+    const context = constantContext ? hostContext(dCfg, {}, constantContext, sc.batchSize) : null;
+    return {
+      stage,
+      cfg: sc,
+      store: d.store,
+      trainable,
+      batchOf: (step) => (context ? { ...batchOf(step), context } : batchOf(step)),
+      tfjsLoss: (ops, b) => epsLoss(ops, denoiserEps(ops, dCfg, b.x_noisy, guided ? b.hint : null, b.t_emb, b.context ?? d.context(sc.batchSize)), b.noise),
+      graph: (params) => recordDenoiserTraining(dCfg, params, { batch: sc.batchSize, latentHeight: hw, latentWidth: hw, guided, trainable, contextTokens: context?.shape[1] }),
+    };
+  };
+
   return {
     engine,
 
     async autoencoderTrainer(images) {
-      const store = await autoencoderStore(true);
-      const ops = new TfjsOps(store);
       const sc = cfg.stages.autoencoder;
-      const t = stageTrainer(store, AE_PREFIX, sc, 'autoencoder', (step) => {
-        const idx = batchIndices(step, images.shape[0], sc.batchSize, cfg.seed);
-        const rng = new Rng(cfg.seed, STREAM.autoencoder + step);
-        const x = sc.crop ? randomCrop(gather(images, idx), sc.crop, rng) : gather(images, idx);
-        const f = 2 ** (aeCfg.ddconfig.ch_mult.length - 1);
-        const zShape = [idx.length, aeCfg.embed_dim, x.shape[2] / f, x.shape[3] / f];
-        const noise = tensor(rng.normals(zShape.reduce((a, b) => a * b, 1)), zShape, 'NCHW');
-        const perImage = x.shape[1] * x.shape[2] * x.shape[3];
-        // LDM's loss (ldm/modules/losses/contperceptual.py without discriminator): L1 summed per
-        // image + kl_weight * KL summed per image, averaged over the batch; divided by the pixel
-        // count so the logged loss reads as a mean absolute error (Adam is scale-invariant).
-        return () => {
-          const xin = ops.input(x);
-          const p = posterior(ops, encodeMoments(ops, aeCfg, xin, AE_PREFIX));
-          const rec = decodeLatent(ops, aeCfg, samplePosterior(ops, p, ops.input(noise)), AE_PREFIX);
-          const l1 = tf.mean(tf.abs(tf.sub(rec, xin)));
-          const kl = tf.mul(0.5, tf.sum(tf.sub(tf.add(tf.square(p.mean), tf.exp(p.logvar)), tf.add(1, p.logvar))));
-          return tf.add(l1, tf.mul(kl, cfg.models.klWeight / (idx.length * perImage))) as tf.Scalar;
-        };
+      const size = sc.crop ?? images.shape[2];
+      const f = 2 ** (aeCfg.ddconfig.ch_mult.length - 1);
+      // LDM's loss divided by the pixels per image, so the logged loss reads as a mean absolute
+      // error (Adam is scale-invariant).
+      const lossScale = 1 / (images.shape[1] * size * (sc.crop ?? images.shape[3]));
+      return trainerFor({
+        stage: 'autoencoder',
+        cfg: sc,
+        store: await autoencoderStore(true),
+        trainable: (n: string) => n.startsWith(AE_PREFIX),
+        batchOf(step) {
+          const idx = batchIndices(step, images.shape[0], sc.batchSize, cfg.seed);
+          const rng = new Rng(cfg.seed, STREAM.autoencoder + step);
+          const x = sc.crop ? randomCrop(gather(images, idx), sc.crop, rng) : gather(images, idx);
+          const zShape = [idx.length, aeCfg.embed_dim, x.shape[2] / f, x.shape[3] / f];
+          return { images: x, noise: tensor(rng.normals(zShape.reduce((a, b) => a * b, 1)), zShape, 'NCHW') };
+        },
+        tfjsLoss: (ops, b) => ops.scale(autoencoderLoss(ops, aeCfg, b.images, b.noise, { klWeight: cfg.models.klWeight, prefix: AE_PREFIX }).loss, lossScale),
+        graph: (params) =>
+          recordAutoencoderTraining(aeCfg, params, { batch: sc.batchSize, height: size, width: sc.crop ?? images.shape[3], klWeight: cfg.models.klWeight, prefix: AE_PREFIX, lossScale }),
       });
-      return { ...t, dispose: () => { t.dispose(); store.dispose(); } };
     },
 
     async encodeTrain(images) {
@@ -216,19 +335,11 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
       // Stage 2 trains a plain UNet (no control) from scratch; the SG network is not used.
       const d = await DiadDenoiser.create(dCfg, cfg.seed);
       const sc = cfg.stages.diffusion;
-      const trainable: ParamFilter = (n) => n.startsWith(UNET_PREFIX) || n === LEARNED_CONTEXT;
-      const t = stageTrainer(d.store, trainable, sc, 'diffusion', (step) => {
+      const trainable = (n: string) => n.startsWith(UNET_PREFIX) || n === LEARNED_CONTEXT;
+      return trainerFor(denoiserProblem('diffusion', d, trainable, (step) => {
         const idx = batchIndices(step, latents.shape[0], sc.batchSize, cfg.seed + 1);
-        const z = gather(latents, idx);
-        const { t: ts, noise } = draw(new Rng(cfg.seed, STREAM.diffusion + step), idx.length, z.shape, schedule.numTimesteps);
-        const xt = schedule.qSample(z, ts, noise);
-        return () => {
-          const tEmb = d.ops.input(timestepEmbedding(ts, dCfg.unet.model_channels));
-          const eps = controlledUnet(d.ops, dCfg.unet, d.ops.input(xt), tEmb, d.context(idx.length), null, dCfg.only_mid_control);
-          return mse(eps, d.ops.input(noise));
-        };
-      });
-      return { ...t, dispose: () => { t.dispose(); d.dispose(); } };
+        return noisedBatch(new Rng(cfg.seed, STREAM.diffusion + step), gather(latents, idx), schedule, dCfg.unet.model_channels);
+      }));
     },
 
     async sgTrainer(latents, images) {
@@ -237,18 +348,10 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
       const d = await denoiserAfter('diffusion');
       if (!cfg.models.init && !(await run.readStage('sg'))?.checkpoint) log(`stage 3: SG network initialised from the UNet encoder (${copyUnetEncoderToSgn(d.store)} tensors copied)`);
       const sc = cfg.stages.sg;
-      const t = stageTrainer(d.store, trainableFilter('official'), sc, 'sg', (step) => {
+      return trainerFor(denoiserProblem('sg', d, trainableFilter('official'), (step) => {
         const idx = batchIndices(step, latents.shape[0], sc.batchSize, cfg.seed + 2);
-        const z = gather(latents, idx);
-        const hint = gather(images, idx);
-        const { t: ts, noise } = draw(new Rng(cfg.seed, STREAM.sg + step), idx.length, z.shape, schedule.numTimesteps);
-        const xt = schedule.qSample(z, ts, noise);
-        return () => {
-          const eps = d.epsTensor(d.ops.input(xt), hintBlock(d.ops, d.ops.input(hint)), ts, d.context(idx.length));
-          return mse(eps, d.ops.input(noise));
-        };
-      });
-      return { ...t, dispose: () => { t.dispose(); d.dispose(); } };
+        return { ...noisedBatch(new Rng(cfg.seed, STREAM.sg + step), gather(latents, idx), schedule, dCfg.unet.model_channels), hint: gather(images, idx) };
+      }));
     },
 
     async inferenceStages() {
