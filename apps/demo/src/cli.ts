@@ -18,7 +18,14 @@ import { demoVersion } from './versions.js';
 const program = new Command('diad')
   .description('DiAD: diffusion-based multi-class anomaly detection (He et al., AAAI 2024), in TypeScript')
   .version(demoVersion())
-  .showHelpAfterError();
+  .showHelpAfterError()
+  .option('--providers <list>', 'onnxruntime execution providers in priority order, e.g. webgpu,cpu or cuda,cpu (a later one is the fallback you allow); default DIAD_ORT_PROVIDERS, else cpu');
+
+// One setting for every command that runs onnxruntime: the flag sets the variable core reads.
+program.hook('preAction', () => {
+  const providers = program.opts<{ providers?: string }>().providers;
+  if (providers !== undefined) process.env.DIAD_ORT_PROVIDERS = providers;
+});
 
 registerInspect(program);
 registerEnv(program);

@@ -101,6 +101,7 @@ describe('diad export and --engine ort (ci preset)', () => {
 
   it('--engine ort without --onnx-dir exports into <run>/onnx; predict scores match tfjs', async () => {
     const img = join(data, 'woven', 'test', 'good', '000.png');
+    rmSync(join(run, 'onnx'), { recursive: true, force: true }); // `diad demo` tested on ort, which exported there
     const t = await diad(['predict', '--run', run, img, '--out', join(dir, 'p-tfjs')]);
     const o = await diad(['predict', '--run', run, img, '--engine', 'ort', '--out', join(dir, 'p-ort')]);
     expect([t.code, o.code]).toEqual([0, 0]);

@@ -10,6 +10,8 @@ import { Rng, tensor, type AdamWOptions, type HostTensor, type StepResult } from
 import { Trainer } from '@diad/core/tfjs';
 import type { DiadDenoiser, TrainableGroups } from './denoiser.js';
 import { DiffusionSchedule } from './schedule.js';
+import { timestepEmbedding } from './layers.js';
+import { denoiserEps, epsLoss } from './loss.js';
 
 export interface DiadTrainerOptions {
   /** AdamW hyper-parameters (official: lr 1e-5, weight decay 0.01); `warmupSteps` for a linear warm-up. */
@@ -80,9 +82,10 @@ export class DiadTrainer {
     const n = batch.latents.shape[0];
     if (batch.hint.shape[0] !== n || t.length !== n) throw new Error(`batch: ${n} latents, ${batch.hint.shape[0]} hint images, ${t.length} timesteps`);
     const xt = this.schedule.qSample(batch.latents, t, noise);
+    const tEmb = timestepEmbedding(t, d.config.unet.model_channels);
     return () => {
-      const eps = d.epsTensor(d.ops.input(xt), d.guidedHint(batch.hint), t, d.context(n));
-      return tf.mean(tf.squaredDifference(eps, d.ops.input(noise))) as tf.Scalar;
+      const ops = d.ops;
+      return epsLoss(ops, denoiserEps(ops, d.config, ops.input(xt), ops.input(batch.hint), ops.input(tEmb), d.context(n)), ops.input(noise)) as tf.Scalar;
     };
   }
 

@@ -5,12 +5,22 @@ import { join } from 'node:path';
 import { Rng, tensor, type HostTensor } from '@diad/core';
 import { initTfjs, formatEngineInfo, ParamStore } from '@diad/core/tfjs';
 import { exportAutoencoderOnnx, OrtAutoencoder, parseAutoencoderConfig, paramSpec as autoencoderParamSpec, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
-import { DdimReconstructor, DiadDenoiser, exportDenoiserOnnx, hostContext, OrtDdimReconstructor, parseDiadConfig, OFFICIAL_HINT_WIDTHS } from '@diad/sg-diffusion';
+import {
+  DdimReconstructor, DiadDenoiser, DiadTrainer, DiffusionSchedule, exportDenoiserOnnx, hostContext, OrtDdimReconstructor, parseDiadConfig, recordDenoiserTraining,
+  timestepEmbedding, trainableFilter, OFFICIAL_HINT_WIDTHS,
+} from '@diad/sg-diffusion';
+import { OrtTrainer } from '@diad/core/ort';
 import { resolveConfig } from '../pipeline/config.js';
 import { featureExtractor } from '../pipeline/models.js';
 import { scoreImages } from '../pipeline/score.js';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+/**
+ * float32 peak of the 2-core development machine (AMD EPYC with AVX-512: 2 cores x 2 FMA units x 16
+ * lanes x 2 FLOP x ~4.1 GHz); `--peak-gflops` for another machine.
+ */
+const DEV_PEAK_GFLOPS = 530;
 
 /** Wall seconds of `f`, `runs` times after one warm-up call of `warm`. */
 async function timed(runs: number, warm: () => Promise<unknown>, f: () => Promise<unknown>): Promise<number[]> {
@@ -32,6 +42,9 @@ async function timed(runs: number, warm: () => Promise<unknown>, f: () => Promis
  * (encode, the preset's DDIM, decode, feature extractor, anomaly map). Each figure is the median of
  * `--runs` runs after a warm-up. GFLOP per image counts the hint block and 10 steps. By default
  * the SG network uses the official hint widths, as the PyTorch yardstick of the issue.
+ * Training: images/s of one AdamW step of the SG network + UNet (official trainable groups: SG
+ * network, UNet output blocks and `out`) at batch `--batch`, on ort (`OrtTrainer` on the recorded
+ * training graph) and tfjs (`DiadTrainer`), and ort's fraction of the CPU's float32 peak.
  */
 export function register(program: Command): void {
   program
@@ -42,13 +55,16 @@ export function register(program: Command): void {
     .option('--runs <n>', 'timed runs per figure (median), after one warm-up', '3')
     .option('--hint-widths <w>', 'official | preset', 'official')
     .option('--skip-tfjs', 'do not time the tfjs engine (it is about 10x slower)')
+    .option('--peak-gflops <n>', `the CPU's float32 peak, for the fraction of peak (default ${DEV_PEAK_GFLOPS}: the 2-core development machine)`)
     .option('--json', 'print only the JSON line on stdout')
-    .action(async (f: { preset: string; batch: string; runs: string; hintWidths: string; skipTfjs?: boolean; json?: boolean }) => {
+    .action(async (f: { preset: string; batch: string; runs: string; hintWidths: string; skipTfjs?: boolean; peakGflops?: string; json?: boolean }) => {
       const log = (l: string) => process.stderr.write(l + '\n');
       const batch = Number(f.batch);
       const runs = Number(f.runs);
       if (!(batch >= 1 && runs >= 1)) throw new Error('--batch and --runs must be positive integers');
       if (!['official', 'preset'].includes(f.hintWidths)) throw new Error(`--hint-widths ${f.hintWidths}: use official or preset`);
+      const peak = f.peakGflops === undefined ? DEV_PEAK_GFLOPS : Number(f.peakGflops);
+      if (!(peak > 0)) throw new Error(`--peak-gflops ${f.peakGflops}: give the CPU's float32 peak in GFLOP/s, a positive number`);
       const cfg = resolveConfig(f.preset, { roots: ['(bench: random weights, no data)'] });
       cfg.testBatchSize = batch;
       if (f.hintWidths === 'official') cfg.models.diad.hint_widths = [...OFFICIAL_HINT_WIDTHS];
@@ -89,12 +105,20 @@ export function register(program: Command): void {
           await ortAe.release();
           (fe as { dispose?: () => void }).dispose?.();
         }
+        const train = await trainingBench(dCfg, d, params, context, latents, images, runs, log);
         let tfjs: number | null = null;
+        let tfjsTrain: number | null = null;
         if (!f.skipTfjs) {
           const rec = new DdimReconstructor(d);
           const t = await timed(runs, () => rec.reconstruct(latents, images, warmOpts), () => rec.reconstruct(latents, images, ddim10));
           log(`tfjs (${formatEngineInfo(info)}) 10-step DDIM, batch ${batch}: ${t.map((s) => s.toFixed(2)).join(', ')} s`);
           tfjs = batch / median(t);
+          const trainer = new DiadTrainer(d, { optimizer: { lr: 1e-5 } });
+          const step = () => trainer.trainStep([{ latents, hint: images }]);
+          const tt = await timed(runs, step, step);
+          trainer.dispose();
+          log(`tfjs (${formatEngineInfo(info)}) training step, batch ${batch}: ${tt.map((s) => s.toFixed(2)).join(', ')} s`);
+          tfjsTrain = batch / median(tt);
         }
         const result = {
           preset: f.preset,
@@ -102,7 +126,11 @@ export function register(program: Command): void {
           hint_widths: f.hintWidths,
           gflop_per_image: gflop,
           ddim10_images_per_s: { tfjs, ort: batch / median(ortRuns) },
-          ddim10_limit_images_per_s_at_530_gflops: 530 / gflop,
+          ddim10_fraction_of_peak: (batch / median(ortRuns)) * gflop / peak,
+          train_images_per_s: { tfjs: tfjsTrain, ort: train.imagesPerSecond },
+          train_gflop_per_image: train.gflopPerImage,
+          train_fraction_of_peak: (train.imagesPerSecond * train.gflopPerImage) / peak,
+          peak_gflops: peak,
           test_ms_per_image: (1000 * median(testRuns)) / batch,
           runs,
           peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
@@ -115,4 +143,32 @@ export function register(program: Command): void {
         rmSync(dir, { recursive: true, force: true });
       }
     });
+}
+
+/**
+ * ort training throughput: the SG network + UNet training graph (official trainable groups) at
+ * the batch of `latents`, median of `runs` AdamW steps after two warm-up steps (onnxruntime's first
+ * runs size its memory arenas).
+ */
+async function trainingBench(
+  dCfg: ReturnType<typeof parseDiadConfig>, d: DiadDenoiser, params: Record<string, HostTensor<'float32'>>, context: HostTensor,
+  latents: HostTensor, images: HostTensor, runs: number, log: (l: string) => void,
+): Promise<{ imagesPerSecond: number; gflopPerImage: number }> {
+  const [batch, , hw] = latents.shape;
+  const trainable = trainableFilter('official');
+  const graph = recordDenoiserTraining(dCfg, params, { batch, latentHeight: hw, latentWidth: hw, guided: true, trainable, contextTokens: context.shape[1] });
+  const rng = new Rng(2);
+  const t = Array.from({ length: batch }, () => rng.int(0, 999));
+  const noise = tensor(rng.normals(latents.data.length), latents.shape, 'NCHW');
+  const feeds: Record<string, HostTensor> = { x_noisy: new DiffusionSchedule().qSample(latents, t, noise), noise, t_emb: timestepEmbedding(t, dCfg.unet.model_channels), hint: images };
+  if (dCfg.context.kind === 'file') feeds.context = hostContext(dCfg, params, context, batch);
+  const trainer = await OrtTrainer.open(graph, params, { optimizer: { lr: 1e-5 } });
+  try {
+    const step = () => trainer.trainStep([feeds]);
+    const s = await timed(runs, async () => { await step(); await step(); }, step);
+    log(`ort training step (SG network + UNet, ${graph.trainable.length} trainable tensors), batch ${batch}: ${s.map((x) => x.toFixed(2)).join(', ')} s`);
+    return { imagesPerSecond: batch / median(s), gflopPerImage: (graph.flops.forward + graph.flops.backward) / batch / 1e9 };
+  } finally {
+    await trainer.release();
+  }
 }

@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { availableParallelism, cpus, platform, arch, totalmem } from 'node:os';
 import type { describeEngines, EngineInfo, TfjsEngine } from '@diad/core/tfjs';
-import type { describeOrt } from '@diad/core/ort';
+import type { describeOrt, ProviderProbe } from '@diad/core/ort';
 import { packageVersion } from '../versions.js';
 
 const DIAD_PACKAGES = ['@diad/core', '@diad/datasets', '@diad/metrics', '@diad/feature-extractor', '@diad/autoencoder', '@diad/sg-diffusion'];
@@ -22,8 +22,8 @@ export interface EnvReport {
   packages: Record<string, string | null>;
   /** tfjs: installed engines, and the one `initTfjs()` selected (with backend and threads). */
   tfjs: { available: ReturnType<typeof describeEngines>; selected: EngineInfo | null } | { error: string };
-  /** onnxruntime-node: version, execution providers, threads. */
-  onnxruntime: (ReturnType<typeof describeOrt> & { threads: string }) | { error: string };
+  /** onnxruntime-node: version, execution providers, the requested ones and whether each starts, threads. */
+  onnxruntime: (ReturnType<typeof describeOrt> & { requested: ProviderProbe[] | { error: string }; threads: string }) | { error: string };
 }
 
 /**
@@ -43,6 +43,9 @@ export function register(program: Command): void {
       process.stdout.write(flags.json ? JSON.stringify(report, null, 2) + '\n' : formatEnv(report));
       // The report is still printed, but a requested engine that cannot start is a failure.
       if ('error' in report.tfjs) process.exitCode = 1;
+      // So is a requested onnxruntime provider list none of which starts.
+      const ort = report.onnxruntime;
+      if (!('error' in ort) && ('error' in ort.requested || !ort.requested.some((p) => p.ok))) process.exitCode = 1;
     });
 }
 
@@ -75,8 +78,9 @@ async function tfjsInfo(flags: EnvFlags): Promise<EnvReport['tfjs']> {
 
 async function ortInfo(): Promise<EnvReport['onnxruntime']> {
   try {
-    const { describeOrt } = await import('@diad/core/ort');
-    return { ...describeOrt(), threads: `onnxruntime default: one intra-op thread per physical core (${availableParallelism()} logical CPUs here)` };
+    const { describeOrt, probeOrtProviders } = await import('@diad/core/ort');
+    const requested = await probeOrtProviders().catch((e: Error) => ({ error: e.message }));
+    return { ...describeOrt(), requested, threads: `onnxruntime default: one intra-op thread per physical core (${availableParallelism()} logical CPUs here)` };
   } catch (e) {
     return { error: (e as Error).message };
   }
@@ -105,6 +109,10 @@ function formatEnv(r: EnvReport): string {
   else {
     out.push(
       `onnxruntime ${r.onnxruntime.version}; providers ${r.onnxruntime.providers.map((p) => `${p.name}${p.bundled ? '' : ' (needs extra libraries)'}`).join(', ')}`,
+      `            requested (--providers or DIAD_ORT_PROVIDERS=${r.onnxruntime.envProviders ?? 'unset: cpu'}), in order:`,
+      ...('error' in r.onnxruntime.requested
+        ? [`              ${r.onnxruntime.requested.error}`]
+        : r.onnxruntime.requested.map((p) => `              ${p.provider}: ${p.ok ? 'starts' : `cannot start: ${p.reason}`}`)),
       `            threads: ${r.onnxruntime.threads}`,
     );
   }

@@ -140,14 +140,14 @@ function tfjsStageTrainer(p: StageProblem): DisposableTrainer {
 }
 
 /** core's `OrtTrainer` on the stage's training graph: parameters on the host, fed every step. */
-async function ortStageTrainer(p: StageProblem, providers: readonly string[] | undefined): Promise<DisposableTrainer & { providers: readonly string[] }> {
+async function ortStageTrainer(p: StageProblem, providers: readonly string[] | undefined): Promise<DisposableTrainer & { providers: string }> {
   const { OrtTrainer } = await import('@diad/core/ort');
   const params = await p.store.toHost();
   p.store.dispose();
   const trainer = await OrtTrainer.open(p.graph(params), params, { optimizer: optimizerOf(p.cfg), providers, label: `stage ${p.stage} training graph` });
   return {
     batchSize: p.cfg.batchSize,
-    providers: trainer.providers,
+    providers: [trainer.providers.join(', '), ...trainer.session.skipped.map((k) => `skipped ${k.provider}: ${k.reason}`)].join('; '),
     async step(step: number): Promise<number> {
       try {
         return (await trainer.trainStep([p.batchOf(step)])).loss;
@@ -269,7 +269,7 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
   const trainerFor = async (p: StageProblem): Promise<DisposableTrainer> => {
     if (trainEngine === 'tfjs') return tfjsStageTrainer(p);
     const t = await ortStageTrainer(p, options.providers);
-    log(`stage ${p.stage}: training on onnxruntime-node (${t.providers.join(', ')})`);
+    log(`stage ${p.stage}: training on onnxruntime-node (${t.providers})`);
     return t;
   };
 

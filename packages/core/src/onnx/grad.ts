@@ -40,8 +40,27 @@ const same = (a: readonly number[], b: readonly number[]): boolean => a.length =
 const prod = (s: readonly number[]): number => s.reduce((a, b) => a * b, 1);
 const range = (a: number, b: number): number[] => Array.from({ length: b - a }, (_, i) => a + i);
 
+/** FLOPs of a Conv, ConvTranspose, MatMul or Gemm node from its shapes (0 for other ops). */
+function productFlops(type: string, ins: (readonly number[])[], out: readonly number[], a: Record<string, AttrValue>): number {
+  switch (type) {
+    case 'Conv': // out [N, O, ...], weight [O, C/g, k...]
+      return 2 * prod(out) * prod(ins[1].slice(1));
+    case 'ConvTranspose': // in [N, C, ...], weight [C, O/g, k...]
+      return 2 * prod(ins[0]) * prod(ins[1].slice(1));
+    case 'MatMul':
+      return 2 * prod(out) * ins[0][ins[0].length - 1];
+    case 'Gemm':
+      return 2 * prod(out) * (a.transA ? ins[0][0] : ins[0][1]);
+    default:
+      return 0;
+  }
+}
+
 /** Graph-building helpers over the recorder, by value name or symbol. */
 class Builder {
+  /** FLOPs (2 per multiply-add) of the convolutions and matrix products added so far. */
+  flops = 0;
+
   constructor(readonly rec: OnnxRecorderOps) {}
 
   sym(name: string): Sym {
@@ -49,7 +68,9 @@ class Builder {
   }
 
   op(type: string, inputs: (Sym | string)[], shape: readonly number[], a: Record<string, AttrValue> = {}): Sym {
-    return this.rec.emit(type, inputs.map((x) => (typeof x === 'string' ? x : x.name)), shape, a);
+    const names = inputs.map((x) => (typeof x === 'string' ? x : x.name));
+    this.flops += productFlops(type, names.map((n) => (n ? this.rec.shapeOf(n) : [])), shape, a);
+    return this.rec.emit(type, names, shape, a);
   }
 
   scalar(v: number): string {
@@ -324,6 +345,8 @@ function convBackward(b: Builder, node: NodeProto, [dy]: (Sym | null)[], need: b
 /** What {@link appendBackward} added: the gradient of each requested input, or null where none flows. */
 export interface Backward {
   grads: Record<string, Sym | null>;
+  /** FLOPs of the convolutions and matrix products of the backward pass. */
+  flops: number;
 }
 
 /**
@@ -342,7 +365,7 @@ export function appendBackward(rec: OnnxRecorderOps, loss: Sym, wrt: readonly st
   // Forward: which values depend on a differentiated input.
   const live = new Set<string>(wrt);
   for (const node of nodes) if (node.input.some((i) => live.has(i))) node.output.forEach((o) => live.add(o));
-  if (!live.has(loss.name)) return { grads: Object.fromEntries(wrt.map((n) => [n, null])) };
+  if (!live.has(loss.name)) return { grads: Object.fromEntries(wrt.map((n) => [n, null])), flops: 0 };
   const parts = new Map<string, Sym[]>([[loss.name, [b.op('Expand', [b.scalar(1), b.ints(loss.shape)], loss.shape)]]]);
   const total = (name: string): Sym | null => {
     const ps = parts.get(name);
@@ -369,7 +392,7 @@ export function appendBackward(rec: OnnxRecorderOps, loss: Sym, wrt: readonly st
       parts.set(name, list);
     });
   }
-  return { grads: Object.fromEntries(wrt.map((n) => [n, total(n)])) };
+  return { grads: Object.fromEntries(wrt.map((n) => [n, total(n)])), flops: b.flops };
 }
 
 /** A recorded training graph: one onnxruntime run gives the loss and every gradient. */
@@ -384,8 +407,8 @@ export interface TrainingGraph {
   withoutGradient: string[];
   /** The other inputs (batch, noise, ...), in graph order. */
   batchInputs: string[];
-  /** Forward FLOPs of the recording (convs, linears, attention), for the whole batch. */
-  forwardFlops: number;
+  /** FLOPs of one run (convs, linears, attention; forward and backward), for the whole batch. */
+  flops: { forward: number; backward: number };
 }
 
 /**
@@ -398,8 +421,8 @@ export function trainingGraph(rec: OnnxRecorderOps, loss: Sym, trainable: (name:
   const params = [...rec.paramInputNames];
   const wanted = params.filter(trainable);
   if (wanted.length === 0) throw new Error('trainingGraph: no parameter of the recording is trainable');
-  const forwardFlops = rec.flops;
-  const { grads } = appendBackward(rec, loss, wanted);
+  const forward = rec.flops;
+  const { grads, flops: backward } = appendBackward(rec, loss, wanted);
   const outputs: Record<string, Sym> = { loss };
   for (const n of wanted) if (grads[n]) outputs[`grad.${n}`] = grads[n]!;
   return {
@@ -408,6 +431,6 @@ export function trainingGraph(rec: OnnxRecorderOps, loss: Sym, trainable: (name:
     trainable: wanted.filter((n) => grads[n]),
     withoutGradient: wanted.filter((n) => !grads[n]),
     batchInputs: rec.inputNames.filter((n) => !params.includes(n)),
-    forwardFlops,
+    flops: { forward, backward },
   };
 }

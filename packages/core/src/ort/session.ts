@@ -2,16 +2,36 @@
  * onnxruntime-node: sessions and conversion between host tensors and ORT tensors.
  *
  * ONNX graphs at diad stage boundaries take and return NCHW, like the host tensors there.
- * Execution providers come from the `providers` option or `DIAD_ORT_PROVIDERS` (e.g. `cuda,cpu`),
- * CPU by default; the CPU provider ships in the npm package, CUDA/TensorRT need the libraries
- * that onnxruntime-node's install script downloads (skipped where only the npm registry is reachable).
+ * Execution providers are chosen in one place: the `providers` option, else `DIAD_ORT_PROVIDERS`
+ * (the `diad --providers` flag sets it), else CPU; a list is tried in order, so a later entry is
+ * the fallback the user allowed (`webgpu,cpu`), and a single provider that cannot start is an
+ * error. The CPU provider ships in the npm package; `webgpu` is built into onnxruntime-node 1.30's
+ * Linux x64 binary and needs a Vulkan loader and a GPU driver; `cuda`/`tensorrt` need the libraries
+ * onnxruntime-node's install script downloads (skipped where only the npm registry is reachable).
  */
 import { promises as fs } from 'node:fs';
 import * as ort from 'onnxruntime-node';
+import { OnnxRecorderOps } from '../onnx/recorder.js';
 import { int32, mask, tensor, toLayout, type DType, type HostTensor } from '../tensor.js';
 
 /** Environment variable listing execution providers in priority order, comma-separated. */
 export const ORT_PROVIDERS_ENV = 'DIAD_ORT_PROVIDERS';
+
+/** What each non-CPU provider needs, appended to the reason it could not start. */
+const PROVIDER_NEEDS: Record<string, string> = {
+  webgpu: "needs a Vulkan loader (Debian's libvulkan1) and a GPU with a Vulkan driver",
+  cuda: 'needs CUDA 12 and the CUDA files of onnxruntime-node (`ONNXRUNTIME_NODE_INSTALL_CUDA=v12 node node_modules/onnxruntime-node/script/install`)',
+  tensorrt: 'needs TensorRT and the CUDA files of onnxruntime-node',
+};
+
+// onnxruntime logs a provider that fails to load as a multi-line native error before it throws; the
+// error reaches the caller anyway (with the reason and what the provider needs), so only fatal logs print.
+if (!process.env.DIAD_DEBUG) ort.env.logLevel = 'fatal';
+
+function providerFailure(provider: string, e: unknown): string {
+  const first = ((e as Error).message ?? String(e)).trim().split('\n')[0];
+  return PROVIDER_NEEDS[provider] ? `${first} (${provider} ${PROVIDER_NEEDS[provider]})` : first;
+}
 
 /**
  * A host tensor as an ORT tensor (shares the data buffer, no copy, except that a 4-D `NHWC` float
@@ -163,13 +183,40 @@ export async function createOrtSession(source: string | Uint8Array, options: Ort
       if (/load model|protobuf|invalid model|modelproto/i.test(msg) && !/provider|shared library/i.test(msg)) {
         throw new Error(`${path} is not a valid ONNX model (${msg.trim()}); the file is corrupt or truncated: re-export or re-download it`);
       }
-      skipped.push({ provider: providers[i], reason: msg.trim().split('\n')[0] });
+      skipped.push({ provider: providers[i], reason: providerFailure(providers[i], e) });
     }
   }
   throw new Error(
     `${path}: no execution provider could be loaded:\n${skipped.map((s) => `  ${s.provider}: ${s.reason}`).join('\n')}\n` +
       `Add cpu to the list (${ORT_PROVIDERS_ENV}=cuda,cpu) or install the provider's libraries.`,
   );
+}
+
+/** Whether a provider can start here, and why not. */
+export interface ProviderProbe {
+  provider: string;
+  ok: boolean;
+  reason?: string;
+}
+
+/**
+ * Tries each provider alone on a one-node model (for `diad env`).
+ * @param providers default: the requested list ({@link resolveOrtProviders}).
+ */
+export async function probeOrtProviders(providers?: readonly string[]): Promise<ProviderProbe[]> {
+  const rec = new OnnxRecorderOps({});
+  const bytes = rec.toModel({ y: rec.custom('Identity', [rec.graphInput('x', [1], false)], [1]) });
+  const out: ProviderProbe[] = [];
+  for (const provider of resolveOrtProviders(providers)) {
+    try {
+      const s = await ort.InferenceSession.create(bytes, { executionProviders: [provider] });
+      await s.release();
+      out.push({ provider, ok: true });
+    } catch (e) {
+      out.push({ provider, ok: false, reason: providerFailure(provider, e) });
+    }
+  }
+  return out;
 }
 
 /** onnxruntime-node's version and its execution providers (bundled or needing extra libraries). */
