@@ -126,4 +126,35 @@ describe('diad demo --preset ci (end to end)', () => {
     const name = 'model.diffusion_model.input_blocks.0.0.weight';
     expect([...ck.float32(name).data]).toEqual([...merged[name].data]);
   }, 240_000);
+
+  it('fit --engine ort and --engine tfjs take the same first AdamW step (same batch, loss and checkpoint)', async () => {
+    const runs: Record<string, string> = {};
+    for (const engine of ['ort', 'tfjs']) {
+      runs[engine] = join(dir, `one-step-${engine}`);
+      const r = await diad(['fit', '--data', data, '--preset', 'ci', '--out', runs[engine], '--ae-steps', '1', '--diffusion-steps', '0', '--sg-steps', '0', '--engine', engine, '--quiet']);
+      expect(r.code, r.stderr).toBe(0);
+    }
+    const state = (e: string) => JSON.parse(readFileSync(join(runs[e], 'state', 'autoencoder.json'), 'utf8'));
+    const [lo, lt] = [state('ort').losses[0].loss, state('tfjs').losses[0].loss];
+    expect(Math.abs(lo - lt) / lt).toBeLessThan(1e-4);
+    const [co, ct] = await Promise.all(['ort', 'tfjs'].map(async (e) => readSafetensors(join(runs[e], state(e).checkpoint))));
+    expect(co.names().sort()).toEqual(ct.names().sort());
+    // AdamW's first step moves each parameter by about lr * sign(gradient): the engines agree except
+    // where a gradient is at float32 noise level and its sign is a coin flip.
+    const lr = JSON.parse(readFileSync(join(runs.ort, 'config.json'), 'utf8')).config.stages.autoencoder.lr;
+    let n = 0;
+    let off = 0;
+    for (const name of co.names().filter((k) => !k.startsWith('optimizer.'))) {
+      const a = co.float32(name).data;
+      const b = ct.float32(name).data;
+      for (let i = 0; i < a.length; i++) {
+        const d = Math.abs(a[i] - b[i]);
+        expect(d, name).toBeLessThanOrEqual(2.01 * lr);
+        if (d > 1e-2 * lr) off++;
+      }
+      n += a.length;
+    }
+    console.log(`[engines] first-step loss ort ${lo}, tfjs ${lt}; ${off} of ${n} parameters differ by more than 1% of lr`);
+    expect(off / n).toBeLessThan(0.01);
+  }, 240_000);
 });

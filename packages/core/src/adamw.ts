@@ -37,7 +37,8 @@ export interface StepResult {
  * @throws Error on a non-positive learning rate or betas outside [0, 1).
  */
 export function adamWDefaults(options: AdamWOptions): Required<AdamWOptions> {
-  const o = { betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0.01, warmupSteps: 0, ...options };
+  const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as AdamWOptions;
+  const o = { betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0.01, warmupSteps: 0, ...given };
   if (!(o.lr > 0)) throw new Error(`AdamW: learning rate must be > 0, got ${o.lr}`);
   if (!o.betas.every((b) => b >= 0 && b < 1)) throw new Error(`AdamW: betas must be in [0, 1), got [${o.betas.join(', ')}]`);
   return o;

@@ -138,6 +138,7 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
       'feature extractor': featureExtractorName(cfg),
       'test data': roots.join(', '),
       'decision threshold (validation, target FPR)': `${validation.threshold.toPrecision(5)} (${validation.targetFpr})`,
+      ...(validation.autoencoderL1 !== undefined ? { 'autoencoder L1 on validation images': validation.autoencoderL1.toPrecision(4) } : {}),
       date: new Date().toISOString(),
     },
   };

@@ -8,6 +8,7 @@
  * With `--init`, a converted official checkpoint replaces stages 1-2. After training, the
  * validation images (carved from train) are scored to fix `predict`'s threshold.
  */
+import { sliceBatch, type Autoencoder, type HostTensor } from '@diad/core';
 import type { RunConfig } from './config.js';
 import { RunDir } from './run-dir.js';
 import { openSplits, decodeSamples, type Skipped } from './data.js';
@@ -31,6 +32,11 @@ export interface ValidationInfo {
   targetFpr: number;
   /** Heatmap colour range of reports and `predict`: median validation pixel .. threshold. */
   mapRange: [number, number];
+  /**
+   * Mean |x - decode(encode(x))| of the autoencoder on the validation images (posterior mode; image
+   * convention, ImageNet-normalised units): how well stage 1 reconstructs unseen normal images.
+   */
+  autoencoderL1: number;
   skipped: Skipped[];
 }
 
@@ -85,16 +91,18 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
       const stages = await models.inferenceStages();
       try {
         const scored = await scoreImages(stages, val.images, cfg, cfg.seed);
+        const autoencoderL1 = await reconstructionL1(stages.autoencoder, val.images, cfg.testBatchSize);
         const threshold = thresholdAtFpr(scored.scores, cfg.threshold.targetFpr);
         const info: ValidationInfo = {
           scores: val.samples.map((s, i) => ({ path: s.imagePath, className: s.className, score: scored.scores[i] })),
           threshold,
           mapRange: [Math.min(medianSample(scored.maps.data), threshold), threshold],
           targetFpr: cfg.threshold.targetFpr,
+          autoencoderL1,
           skipped: val.skipped,
         };
         await run.writeJson('validation.json', info);
-        log(`validation: ${val.samples.length} normal images, threshold ${info.threshold.toPrecision(5)} at target FPR ${cfg.threshold.targetFpr}`);
+        log(`validation: ${val.samples.length} normal images, threshold ${info.threshold.toPrecision(5)} at target FPR ${cfg.threshold.targetFpr}; autoencoder L1 ${autoencoderL1.toPrecision(4)}`);
       } finally {
         stages.dispose();
       }
@@ -105,6 +113,17 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
   } finally {
     release();
   }
+}
+
+/** Mean absolute error of the autoencoder's round trip (posterior mode) over images `[N, 3, H, W]`. */
+async function reconstructionL1(ae: Autoencoder, images: HostTensor, batch: number): Promise<number> {
+  let sum = 0;
+  for (let i = 0; i < images.shape[0]; i += batch) {
+    const x = sliceBatch(images, i, Math.min(images.shape[0], i + batch));
+    const y = await ae.decode(await ae.encode(x));
+    for (let k = 0; k < x.data.length; k++) sum += Math.abs(x.data[k] - y.data[k]);
+  }
+  return sum / Math.max(1, images.data.length);
 }
 
 /** Median of up to 100k evenly spaced values (the typical normal pixel score). */

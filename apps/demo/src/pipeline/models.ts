@@ -98,7 +98,7 @@ interface StageProblem {
   graph(params: Record<string, HostTensor<'float32'>>): TrainingGraph;
 }
 
-const optimizerOf = (cfg: StageConfig) => ({ lr: cfg.lr, weightDecay: 0.01 });
+const optimizerOf = (cfg: StageConfig) => ({ lr: cfg.lr, betas: cfg.betas, weightDecay: cfg.weightDecay ?? 0.01 });
 
 /** core's tfjs `Trainer` over the stage's `ParamStore`, differentiating `tfjsLoss`. */
 function tfjsStageTrainer(p: StageProblem): DisposableTrainer {
