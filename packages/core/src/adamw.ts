@@ -32,6 +32,21 @@ export interface StepResult {
   clipped: boolean;
 }
 
+/** The NaN guard's error for a micro-batch loss that is NaN or infinite (nothing was updated). */
+export function nonFiniteLossError(loss: number, step: number, microBatch: number, of: number): Error {
+  return new Error(`non-finite loss ${loss} at step ${step} (micro-batch ${microBatch} of ${of}); parameters not updated. Lower the learning rate, check the inputs, or resume from the last checkpoint`);
+}
+
+/** The NaN guard's error for a gradient norm that is NaN or infinite (nothing was updated). */
+export function nonFiniteGradientError(gradNorm: number, step: number, loss: number): Error {
+  return new Error(`non-finite gradient norm ${gradNorm} at step ${step} (loss ${loss}); parameters not updated. Lower the learning rate or enable clipGradNorm, or resume from the last checkpoint`);
+}
+
+/** `torch.nn.utils.clip_grad_norm_`'s factor for a gradient of norm `gradNorm` (null when no clipping applies). */
+export function clipCoefficient(gradNorm: number, maxNorm: number | undefined): number | null {
+  return maxNorm !== undefined && gradNorm > maxNorm ? maxNorm / (gradNorm + 1e-6) : null;
+}
+
 /**
  * The options with PyTorch's defaults filled in.
  * @throws Error on a non-positive learning rate or betas outside [0, 1).

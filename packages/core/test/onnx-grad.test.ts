@@ -47,21 +47,8 @@ describe('appendBackward gradient rules', () => {
   /** tfjs's loss and gradients (official layout) for every parameter. */
   async function tfjsGrads(loss: (ops: TfjsOps) => tf.Tensor): Promise<{ value: number; grads: Record<string, Float32Array> }> {
     const ops = new TfjsOps(store);
-    const names = store.names();
-    const vars = names.map((n) => store.get(n));
-    const byId = new Map(names.map((n) => [store.get(n).name, n]));
-    const { value, grads } = tf.variableGrads(() => loss(ops) as tf.Scalar, vars);
-    const out: Record<string, Float32Array> = {};
-    for (const [id, g] of Object.entries(grads)) {
-      const perm = g.rank === 4 ? [3, 2, 0, 1] : g.rank === 2 ? [1, 0] : null;
-      const o = perm ? tf.transpose(g, perm) : g;
-      out[byId.get(id)!] = (await o.data()) as Float32Array;
-      if (o !== g) o.dispose();
-      g.dispose();
-    }
-    const v = (await value.data())[0];
-    value.dispose();
-    return { value: v, grads: out };
+    const { loss: value, grads } = await store.gradients(() => true, () => loss(ops) as tf.Scalar);
+    return { value, grads };
   }
 
   /** The training graph's loss and gradients through onnxruntime. */

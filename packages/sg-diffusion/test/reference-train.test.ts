@@ -183,16 +183,7 @@ describe.runIf(present)('train_step parity', () => {
       const names = meta.trainable;
       const trainer = new Trainer(Object.fromEntries(names.map((n) => [n, store.get(n)])), { optimizer: { lr: meta.lr, weightDecay: 0.01 }, config: {} });
       const closure = (s: Step) => () => epsLoss(ops, denoiserEps(ops, config, ops.input(s.xNoisy), ops.input(s.hint), ops.input(s.tEmb), ops.input(s.context)), ops.input(s.noise)) as tf.Scalar;
-      const byId = new Map(names.map((n) => [store.get(n).name, n]));
-      const { value, grads } = tf.variableGrads(closure(steps[0]), names.map((n) => store.get(n)));
-      value.dispose();
-      const g0: Record<string, Float32Array> = {};
-      for (const [id, g] of Object.entries(grads)) {
-        const perm = g.rank === 4 ? [3, 2, 0, 1] : g.rank === 2 ? [1, 0] : null;
-        const o = perm ? tf.transpose(g, perm) : g;
-        g0[byId.get(id)!] = (await o.data()) as Float32Array;
-        tf.dispose([o, g]);
-      }
+      const { grads: g0 } = await store.gradients((n) => names.includes(n), closure(steps[0]));
       const r0 = await trainer.trainStep([closure(steps[0])]);
       const r1 = await trainer.trainStep([closure(steps[1])]);
       const after = await store.toHost((n) => names.includes(n));

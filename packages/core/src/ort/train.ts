@@ -5,7 +5,7 @@
  * step; {@link HostAdamW} updates them. Gradient accumulation, global-norm clipping and the NaN
  * guard behave as the tfjs `Trainer`'s.
  */
-import { HostAdamW, type AdamWOptions, type StepResult } from '../adamw.js';
+import { clipCoefficient, HostAdamW, nonFiniteGradientError, nonFiniteLossError, type AdamWOptions, type StepResult } from '../adamw.js';
 import type { TrainingGraph } from '../onnx/grad.js';
 import type { DType, HostTensor } from '../tensor.js';
 import { createOrtSession, type OrtSession, type OrtSessionOptions } from './session.js';
@@ -88,7 +88,7 @@ export class OrtTrainer {
     for (let i = 0; i < microBatches.length; i++) {
       const { loss, grads } = await this.lossAndGrads(microBatches[i]);
       if (!Number.isFinite(loss)) {
-        throw new Error(`non-finite loss ${loss} at step ${step} (micro-batch ${i + 1} of ${microBatches.length}); parameters not updated. Lower the learning rate, check the inputs, or resume from the last checkpoint`);
+        throw nonFiniteLossError(loss, step, i + 1, microBatches.length);
       }
       lossSum += loss;
       if (!sum) sum = grads;
@@ -105,14 +105,11 @@ export class OrtTrainer {
     const gradNorm = Math.sqrt(sq);
     const loss = lossSum / k;
     if (!Number.isFinite(gradNorm)) {
-      throw new Error(`non-finite gradient norm ${gradNorm} at step ${step} (loss ${loss}); parameters not updated. Lower the learning rate or enable clipGradNorm, or resume from the last checkpoint`);
+      throw nonFiniteGradientError(gradNorm, step, loss);
     }
-    const max = this.options.clipGradNorm;
-    const clipped = max !== undefined && gradNorm > max;
-    if (clipped) {
-      const coef = max / (gradNorm + 1e-6);
-      for (const a of Object.values(g)) for (let i = 0; i < a.length; i++) a[i] *= coef;
-    }
+    const coef = clipCoefficient(gradNorm, this.options.clipGradNorm);
+    const clipped = coef !== null;
+    if (coef !== null) for (const a of Object.values(g)) for (let i = 0; i < a.length; i++) a[i] *= coef;
     const values = Object.fromEntries(this.graph.trainable.map((n) => [n, this.params[n].data]));
     const lr = this.optimizer.apply(values, g);
     return { step, loss, lr, gradNorm, clipped };

@@ -251,6 +251,29 @@ export class ParamStore {
     return total;
   }
 
+  /**
+   * A scalar loss and its gradient with respect to parameters of the store (`tf.variableGrads`),
+   * the gradients in the official layout keyed by name; a parameter the loss does not reach gets no entry.
+   * @param loss builds the loss from the store's variables (called once, inside the gradient tape).
+   */
+  async gradients(filter: ParamFilter, loss: () => tf.Scalar): Promise<{ loss: number; grads: Record<string, Float32Array> }> {
+    const names = this.names(filter);
+    const byId = new Map(names.map((n) => [this.entries.get(n)!.variable.name, n]));
+    const { value, grads } = tf.variableGrads(loss, names.map((n) => this.entries.get(n)!.variable));
+    const out: Record<string, Float32Array> = {};
+    try {
+      for (const [id, g] of Object.entries(grads)) {
+        const perm = toOfficialPerm(g.rank);
+        const o = perm ? tf.transpose(g, perm) : g;
+        out[byId.get(id)!] = (await o.data()) as Float32Array;
+        if (o !== g) o.dispose();
+      }
+      return { loss: (await value.data())[0], grads: out };
+    } finally {
+      tf.dispose([value, ...Object.values(grads)]);
+    }
+  }
+
   /** Number of parameters (tensors) in the store. */
   get size(): number {
     return this.entries.size;

@@ -12,7 +12,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { createHash } from 'node:crypto';
 import { readSafetensors, writeSafetensors } from '../safetensors.js';
 import { tensor, type HostTensor } from '../tensor.js';
-import { adamWDefaults, adamWLr, type AdamWOptions, type StepResult } from '../adamw.js';
+import { adamWDefaults, adamWLr, clipCoefficient, nonFiniteGradientError, nonFiniteLossError, type AdamWOptions, type StepResult } from '../adamw.js';
 import { assertGradientsRegistered } from './engine.js';
 import { installConv2DGradOverride } from './conv-grad.js';
 
@@ -215,7 +215,7 @@ export class Trainer {
           } else sum[name] = g;
         }
         if (!Number.isFinite(loss)) {
-          throw new Error(`non-finite loss ${loss} at step ${step} (micro-batch ${i + 1} of ${microBatches.length}); parameters not updated. Lower the learning rate, check the inputs, or resume from the last checkpoint`);
+          throw nonFiniteLossError(loss, step, i + 1, microBatches.length);
         }
         lossSum += loss;
       }
@@ -232,12 +232,11 @@ export class Trainer {
       sq.dispose();
       const loss = lossSum / k;
       if (!Number.isFinite(gradNorm)) {
-        throw new Error(`non-finite gradient norm ${gradNorm} at step ${step} (loss ${loss}); parameters not updated. Lower the learning rate or enable clipGradNorm, or resume from the last checkpoint`);
+        throw nonFiniteGradientError(gradNorm, step, loss);
       }
-      const max = this.options.clipGradNorm;
-      const clipped = max !== undefined && gradNorm > max;
-      if (clipped) {
-        const coef = max / (gradNorm + 1e-6);
+      const coef = clipCoefficient(gradNorm, this.options.clipGradNorm);
+      const clipped = coef !== null;
+      if (coef !== null) {
         for (const n of Object.keys(sum)) {
           const s = tf.mul(sum[n], coef);
           sum[n].dispose();
