@@ -144,6 +144,16 @@ describe('diad demo --preset ci (end to end)', () => {
     const lr = JSON.parse(readFileSync(join(runs.ort, 'config.json'), 'utf8')).config.stages.autoencoder.lr;
     let n = 0;
     let off = 0;
+    // Optimizer slots are stored in the parameters' (official) layout on both engines, so either can resume the other.
+    for (const name of co.names().filter((k) => k.startsWith('optimizer.exp_avg'))) {
+      const param = name.replace(/^optimizer\.exp_avg(_sq)?\./, '');
+      expect(co.entry(name).shape, name).toEqual(co.entry(param).shape);
+      expect(ct.entry(name).shape, name).toEqual(co.entry(param).shape);
+    }
+    const m = co.float32('optimizer.exp_avg.first_stage_model.encoder.conv_in.weight').data;
+    const mt = ct.float32('optimizer.exp_avg.first_stage_model.encoder.conv_in.weight').data;
+    const scale = m.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
+    for (let i = 0; i < m.length; i++) expect(Math.abs(m[i] - mt[i])).toBeLessThanOrEqual(1e-3 * scale);
     for (const name of co.names().filter((k) => !k.startsWith('optimizer.'))) {
       const a = co.float32(name).data;
       const b = ct.float32(name).data;

@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, sizeOf, tensor, type AdamWOptions, type HostTensor, type StepResult } from '@diad/core';
-import { Trainer, type ParamFilter, type ParamStore, TfjsOps } from '@diad/core/tfjs';
+import { toEnginePerm, Trainer, type ParamFilter, type ParamStore, TfjsOps } from '@diad/core/tfjs';
 import type { AutoencoderConfig } from './config.js';
 import { autoencoderLoss, type AutoencoderLossOptions } from './loss.js';
 import { DEFAULT_PREFIX } from './params.js';
@@ -66,7 +66,6 @@ export interface AutoencoderStepResult extends StepResult {
   perceptual: number;
 }
 
-const OFFICIAL_PERM: Record<number, number[]> = { 4: [2, 3, 1, 0], 2: [1, 0] };
 
 /**
  * Trains an AutoencoderKL held in a `ParamStore`: each step encodes, samples, decodes and applies
@@ -170,7 +169,7 @@ export class AutoencoderTrainer {
       params,
       importParam: (_name, h) => tf.tidy(() => {
         const t = tf.tensor(h.data, [...h.shape]);
-        const perm = OFFICIAL_PERM[h.shape.length];
+        const perm = toEnginePerm(h.shape.length);
         return perm ? tf.transpose(t, perm) : t;
       }),
     });

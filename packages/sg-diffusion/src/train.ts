@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, tensor, type AdamWOptions, type HostTensor, type StepResult } from '@diad/core';
-import { Trainer } from '@diad/core/tfjs';
+import { toEnginePerm, toOfficialPerm, Trainer } from '@diad/core/tfjs';
 import type { DiadDenoiser, TrainableGroups } from './denoiser.js';
 import { DiffusionSchedule } from './schedule.js';
 import { timestepEmbedding } from './layers.js';
@@ -31,9 +31,6 @@ export interface TrainBatch {
   hint: HostTensor;
 }
 
-/** Engine layout -> official layout permutation (conv `[kh, kw, in, out]` -> `[out, in, kh, kw]`, linear `[in, out]` -> `[out, in]`). */
-const TO_OFFICIAL: Record<number, number[]> = { 4: [3, 2, 0, 1], 2: [1, 0] };
-const TO_ENGINE: Record<number, number[]> = { 4: [2, 3, 1, 0], 2: [1, 0] };
 
 /**
  * Trains a {@link DiadDenoiser}. Frozen parameters are not handed to the optimizer, so they stay
@@ -109,7 +106,7 @@ export class DiadTrainer {
     return this.trainer.save(path, {
       params: Object.fromEntries(store.names().map((n) => [n, store.get(n)])),
       exportParam: async (_n, t) => {
-        const perm = TO_OFFICIAL[t.rank];
+        const perm = toOfficialPerm(t.rank);
         const o = perm ? tf.transpose(t, perm) : t;
         try {
           return tensor((await o.data()) as Float32Array, o.shape);
@@ -126,7 +123,7 @@ export class DiadTrainer {
     return this.trainer.resume(path, {
       params: Object.fromEntries(store.names().map((n) => [n, store.get(n)])),
       importParam: (_n, h) => {
-        const perm = TO_ENGINE[h.shape.length];
+        const perm = toEnginePerm(h.shape.length);
         return tf.tidy(() => {
           const x = tf.tensor(h.data, [...h.shape]);
           return perm ? tf.transpose(x, perm) : x;

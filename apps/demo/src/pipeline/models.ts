@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, tensor, type HostTensor, type SafetensorsFile, type WritableTensor, sliceBatch, concatBatch, readSafetensors } from '@diad/core';
-import { initTfjs, formatEngineInfo, ParamStore, TfjsOps, Trainer, type ParamFilter } from '@diad/core/tfjs';
+import { initTfjs, formatEngineInfo, ParamStore, TfjsOps, Trainer, toEnginePerm, toOfficialPerm, type ParamFilter } from '@diad/core/tfjs';
 import type { TrainingGraph } from '@diad/core/onnx';
 import {
   parseAutoencoderConfig, paramSpec as autoencoderParamSpec, autoencoderLoss, recordAutoencoderTraining, tfjsAutoencoder,
@@ -122,15 +122,31 @@ function tfjsStageTrainer(p: StageProblem): DisposableTrainer {
       }
     },
     async state(): Promise<Record<string, WritableTensor>> {
+      // Optimizer slots in the official layout, like the parameters: the ort trainer reads them too.
       const state: Record<string, HostTensor<'float32'>> = {};
-      for (const [n, t] of Object.entries(trainer.optimizer.stateTensors())) state[n] = tensor((await t.data()) as Float32Array, t.shape);
+      for (const [n, t] of Object.entries(trainer.optimizer.stateTensors())) {
+        const perm = toOfficialPerm(t.rank);
+        const o = perm ? tf.transpose(t, perm) : t;
+        state[n] = tensor((await o.data()) as Float32Array, o.shape);
+        if (o !== t) o.dispose();
+      }
       return checkpointOf(await store.toHost(), state, trainer.optimizer.step);
     },
     async load(file: SafetensorsFile): Promise<void> {
       const report = store.load(file, { strict: false });
       if (report.missing.length) throw damaged(file, stage, report.missing);
       const { step, state } = optimizerStateOf(file);
-      trainer.optimizer.loadState(step, state, variables);
+      const engine: Record<string, HostTensor<'float32'>> = {};
+      for (const [n, h] of Object.entries(state)) {
+        const perm = toEnginePerm(h.shape.length);
+        if (!perm) engine[n] = h;
+        else {
+          const t = tf.tidy(() => tf.transpose(tf.tensor(h.data, [...h.shape]), perm));
+          engine[n] = tensor((await t.data()) as Float32Array, t.shape);
+          t.dispose();
+        }
+      }
+      trainer.optimizer.loadState(step, engine, variables);
     },
     dispose(): void {
       trainer.dispose();

@@ -36,13 +36,16 @@ interface Entry {
   shape: readonly number[];
 }
 
-/** Permutation from the official layout to the tfjs layout for a parameter of this rank. */
-function toEnginePerm(rank: number): number[] | null {
+/**
+ * Permutation from the official layout (conv `[out, in, kh, kw]`, linear `[out, in]`) to the tfjs
+ * layout (conv `[kh, kw, in, out]`, linear `[in, out]`) for a parameter of this rank; null: same layout.
+ */
+export function toEnginePerm(rank: number): number[] | null {
   return rank === 4 ? [2, 3, 1, 0] : rank === 2 ? [1, 0] : null;
 }
 
-/** Inverse of {@link toEnginePerm}. */
-function toOfficialPerm(rank: number): number[] | null {
+/** Inverse of {@link toEnginePerm}: tfjs layout to the official one. */
+export function toOfficialPerm(rank: number): number[] | null {
   return rank === 4 ? [3, 2, 0, 1] : rank === 2 ? [1, 0] : null;
 }
 
