@@ -5,7 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { readSafetensors, type HostTensor, type ParamSpec } from '@diad/core';
-import { ParamStore, TfjsOps, type ParamFilter } from '@diad/core/tfjs';
+import { ParamStore, TfjsOps } from '@diad/core/tfjs';
 import { sgnConfigOf, type DiadConfig, type SGNConfig } from './config.js';
 import { contextFor, contextParamSpec, LEARNED_CONTEXT, readConstantContext } from './context.js';
 import { timestepEmbedding } from './layers.js';

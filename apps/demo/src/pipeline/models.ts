@@ -12,7 +12,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, tensor, type HostTensor, type SafetensorsFile, type WritableTensor, sliceBatch, concatBatch, readSafetensors } from '@diad/core';
-import { initTfjs, formatEngineInfo, ParamStore, TfjsOps, Trainer, toEnginePerm, toOfficialPerm, type ParamFilter } from '@diad/core/tfjs';
+import { initTfjs, formatEngineInfo, ParamStore, TfjsOps, Trainer, toEnginePerm, toOfficialPerm } from '@diad/core/tfjs';
 import type { TrainingGraph } from '@diad/core/onnx';
 import {
   parseAutoencoderConfig, paramSpec as autoencoderParamSpec, autoencoderLoss, recordAutoencoderTraining, tfjsAutoencoder,
