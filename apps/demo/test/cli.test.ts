@@ -1,6 +1,6 @@
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -108,3 +108,66 @@ describe('diad env', () => {
     expect(env.tfjs.error).toMatch(/unknown tfjs engine "gpu9000"/);
   });
 });
+
+describe('diad fit checks options and files before writing the run folder', () => {
+  let data = '';
+  beforeAll(async () => {
+    data = join(tmp, 'fit-data');
+    await generateSynthetic(data, { size: 64, train: 3, testGood: 1, testDefective: 1, classes: ['disc'] });
+  });
+  const fit = (out: string, ...extra: string[]) => diad(['fit', '--data', data, '--preset', 'ci', '--out', out, ...extra]);
+
+  it('refuses an unknown --backbone and a missing --onnx file at once, leaving no run folder', () => {
+    const a = fit(join(tmp, 'bb'), '--backbone', 'resnet9000');
+    expect(a.code).toBe(1);
+    expect(a.stderr).toMatch(/--backbone resnet9000: unknown backbone; bundled backbones are mobilenet_v2/);
+    const b = fit(join(tmp, 'ox'), '--onnx', join(tmp, 'missing.onnx'));
+    expect(b.code).toBe(1);
+    expect(b.stderr).toMatch(/--onnx .*missing\.onnx: no such file/);
+    expect(existsSync(join(tmp, 'bb'))).toBe(false);
+    expect(existsSync(join(tmp, 'ox'))).toBe(false);
+  });
+
+  it('refuses an --init that is not safetensors, or whose shapes are another preset\'s, in a few lines, leaving no run folder', () => {
+    const junk = join(tmp, 'junk.safetensors');
+    writeFileSync(junk, 'not a checkpoint');
+    const a = fit(join(tmp, 'init-junk'), '--init', junk);
+    expect(a.code).toBe(1);
+    expect(a.stderr).toMatch(/--init .*junk\.safetensors: not a readable safetensors file/);
+    expect(existsSync(join(tmp, 'init-junk'))).toBe(false);
+    // A checkpoint of other sizes: one tensor named right but shaped wrong, the rest missing.
+    const wrong = join(tmp, 'wrong.safetensors');
+    writeFileSync(wrong, safetensorsBytes({ 'first_stage_model.encoder.conv_in.weight': [7, 3, 3, 3] }));
+    const b = fit(join(tmp, 'init-wrong'), '--init', wrong);
+    expect(b.code).toBe(1);
+    expect(b.stderr).toMatch(/does not match the run's models\.autoencoder and models\.diad \(preset ci\): \d+ of \d+ parameters missing or mis-shaped/);
+    expect(b.stderr).toContain('first_stage_model.encoder.conv_in.weight: [7, 3, 3, 3] in the file, [32, 3, 3, 3] for models.autoencoder');
+    expect(b.stderr).toMatch(/\.\.\. and \d+ more/);
+    expect(b.stderr.length).toBeLessThan(1500);
+    expect(existsSync(join(tmp, 'init-wrong'))).toBe(false);
+  });
+
+  it('says so when --out is an existing file', () => {
+    const file = join(tmp, 'a-file');
+    writeFileSync(file, 'x');
+    const r = fit(file);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/--out .*a-file is an existing file, not a folder; give a new folder path/);
+    expect(r.stderr).not.toMatch(/EEXIST/);
+  });
+});
+
+/** A minimal safetensors file of zero-filled F32 tensors with the given shapes. */
+function safetensorsBytes(shapes: Record<string, number[]>): Buffer {
+  let offset = 0;
+  const header: Record<string, unknown> = {};
+  for (const [name, shape] of Object.entries(shapes)) {
+    const n = shape.reduce((a, b) => a * b, 1) * 4;
+    header[name] = { dtype: 'F32', shape, data_offsets: [offset, offset + n] };
+    offset += n;
+  }
+  const json = Buffer.from(JSON.stringify(header));
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  return Buffer.concat([len, json, Buffer.alloc(offset)]);
+}

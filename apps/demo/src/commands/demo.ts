@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { join, resolve } from 'node:path';
 import { ensureSynthetic } from '@diad/datasets';
 import { RunDir } from '../pipeline/run-dir.js';
+import { preflightFit } from '../pipeline/preflight.js';
 import { testRun } from '../pipeline/evaluate.js';
 import { metricsMarkdown } from '../report/tables.js';
 import { addModelOptions, configFromFlags, fitOrInterrupt, parseTrainEngine, type FitFlags } from './fit.js';
@@ -27,7 +28,9 @@ export function register(program: Command): void {
     const probe = configFromFlags({ ...flags, data: ['.'] });
     const { root, generated } = await ensureSynthetic(f.synthetic ?? join(out, 'data'), { size: probe.data.imageSize, train: Number(f.trainPerClass) });
     process.stderr.write(`synthetic dataset: ${root} (${generated ? 'generated' : 'already there'})\n`);
-    const run = await RunDir.open(out, configFromFlags({ ...flags, data: [root] }));
+    const cfg = configFromFlags({ ...flags, data: [root] });
+    await preflightFit(cfg, out);
+    const run = await RunDir.open(out, cfg);
     if (!(await fitOrInterrupt(run, f.quiet, parseTrainEngine(f.engine)))) return;
     // The demo tests on onnxruntime (the run is exported to <run>/onnx first), as it trains.
     const { out: testOut, report } = await testRun(run, { quiet: f.quiet, engine: 'ort' });

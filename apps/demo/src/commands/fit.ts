@@ -6,6 +6,7 @@ import { fit } from '../pipeline/fit.js';
 import { InterruptedError } from '../pipeline/train-loop.js';
 import { TRAIN_ENGINES, type TrainEngine } from '../pipeline/models.js';
 import { openSplits } from '../pipeline/data.js';
+import { preflightFit } from '../pipeline/preflight.js';
 
 export interface FitFlags {
   data: string[];
@@ -130,11 +131,14 @@ export function register(program: Command): void {
         throw new Error(`--resume continues the run with its own config; drop ${given.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')} (or start a new run with --out)`);
       }
       run = await RunDir.load(flags.resume);
+      await preflightFit(run.config, run.dir);
     } else {
       if (!flags.out) throw new Error('--out <dir> is required (the run folder), or --resume <dir> to continue a run');
       if (!flags.data.length) throw new Error('--data <dir> is required (a dataset root; repeat for several)');
       const cfg = configFromFlags(flags);
-      await openSplits(cfg); // a missing root or class fails here, before the run folder is written
+      // Refusals come before the run folder is written: a bad option or file leaves nothing behind.
+      await preflightFit(cfg, resolve(flags.out));
+      await openSplits(cfg);
       run = await RunDir.open(flags.out, cfg);
     }
     if (await fitOrInterrupt(run, flags.quiet, parseTrainEngine(flags.engine))) {
