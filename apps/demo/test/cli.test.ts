@@ -157,6 +157,30 @@ describe('diad fit checks options and files before writing the run folder', () =
   });
 });
 
+describe('help and providers', () => {
+  it('fit --help marks the required options, describes the presets and shows no empty default', () => {
+    const r = diad(['fit', '--help']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/--out <dir> +run folder, e\.g\. runs\/NAME \(required unless\s+--resume\)/);
+    expect(r.stdout).toMatch(/--data <dir> +dataset root \(required for a new run; repeatable\)/);
+    expect(r.stdout).not.toContain('(default: [])');
+    expect(r.stdout).toMatch(/tiny \(128\s+px,\s+\d+\/\d+\/\d+\s+steps,\s+about\s+\d+\s+min\s+on\s+2\s+cores\)/);
+    const d = diad(['demo', '--preset', 'ci', '--help']);
+    expect(d.stdout).not.toContain('fit (tiny)');
+  });
+
+  it('a provider that cannot start is one line in diad env, without onnxruntime\'s native error blocks', () => {
+    const fallback = diad(['env', '--no-init'], { DIAD_ORT_PROVIDERS: 'cuda,cpu' });
+    expect(fallback.code).toBe(0);
+    expect(fallback.stdout).toMatch(/cuda: cannot start: .*\(cuda needs CUDA 12/);
+    expect(fallback.stdout).toMatch(/cpu: starts/);
+    expect(fallback.stderr).not.toMatch(/\[E:onnxruntime/);
+    const only = diad(['--providers', 'cuda', 'env', '--no-init']);
+    expect(only.code).toBe(1);
+    expect(diad(['env', '--no-init', '--providers', 'bogus']).stdout).toMatch(/unknown execution provider\(s\) \[bogus\]/);
+  });
+});
+
 /** A minimal safetensors file of zero-filled F32 tensors with the given shapes. */
 function safetensorsBytes(shapes: Record<string, number[]>): Buffer {
   let offset = 0;

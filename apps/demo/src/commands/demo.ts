@@ -17,7 +17,7 @@ export function register(program: Command): void {
   addModelOptions(
     program
       .command('demo')
-      .description('the main job on the embedded synthetic data: generate, fit (tiny), test, report')
+      .description('the main job on the embedded synthetic data: generate, fit the preset (default tiny), test, report')
       .option('--out <dir>', 'run folder (default runs/demo, or runs/demo-<preset> for other presets)')
       .option('--synthetic <dir>', 'where the synthetic dataset is generated (default <out>/data)')
       .option('--train-per-class <n>', 'synthetic train images per class', '24'),

@@ -9,7 +9,7 @@ import { openSplits } from '../pipeline/data.js';
 import { preflightFit } from '../pipeline/preflight.js';
 
 export interface FitFlags {
-  data: string[];
+  data?: string[];
   classes?: string;
   preset: string;
   out?: string;
@@ -61,7 +61,7 @@ const num = (v: string | undefined, name: string): number | undefined => {
 export function configFromFlags(f: FitFlags) {
   if (f.backbone && f.onnx) throw new Error('--backbone and --onnx exclude each other: pick a bundled backbone or an ONNX file');
   const o: ConfigOverrides = {
-    roots: f.data.map((d) => resolve(d)),
+    roots: (f.data ?? []).map((d) => resolve(d)),
     classes: f.classes?.split(',').map((c) => c.trim()).filter(Boolean) ?? null,
     init: f.init ? resolve(f.init) : null,
     seed: int(f.seed, '--seed'),
@@ -85,7 +85,7 @@ export function configFromFlags(f: FitFlags) {
 /** The options shared by `fit` and `demo`. */
 export function addModelOptions(cmd: Command): Command {
   return cmd
-    .option('--preset <name>', `size preset: ${Object.keys(PRESETS).join(', ')}`, 'tiny')
+    .option('--preset <name>', `size preset: ${Object.entries(PRESET_HELP).map(([k, v]) => `${k} (${v})`).join('; ')}`, 'tiny')
     .option('--init <ckpt>', 'converted official checkpoint (safetensors) replacing stages 1-2')
     .option('--seed <n>', 'seed of initialisation, data order, noise and splits')
     .option('--ae-steps <n>', 'stage 1 (autoencoder) steps')
@@ -108,6 +108,15 @@ export function addModelOptions(cmd: Command): Command {
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
+/** One line per preset for `--help`: sizes, steps and time on the 2-core development machine. */
+const PRESET_HELP: Record<string, string> = Object.fromEntries(
+  Object.entries(PRESETS).map(([name, p]) => {
+    const s = p.stages;
+    const time = name === 'tiny' ? ', about 12 min on 2 cores' : name === 'ci' ? ', seconds: for tests, its metrics mean nothing' : '';
+    return [name, `${p.data.imageSize} px, ${s.autoencoder.steps}/${s.diffusion.steps}/${s.sg.steps} steps${time}`];
+  }),
+);
+
 /**
  * `diad fit --data DIR [--data DIR2 ...] [--classes a,b] --preset tiny --out runs/NAME [--init CKPT]`
  * or `diad fit --resume runs/NAME`: trains one model for all classes (three resumable stages),
@@ -119,9 +128,9 @@ export function register(program: Command): void {
     program
       .command('fit')
       .description('train one DiAD model for all classes: autoencoder, latent-diffusion UNet, SG network + SFF (resumable)')
-      .option('--data <dir>', 'dataset root (repeatable)', collect, [])
+      .option('--data <dir>', 'dataset root (required for a new run; repeatable)', collect)
       .option('--classes <list>', 'only these classes, comma-separated')
-      .option('--out <dir>', 'run folder, e.g. runs/NAME')
+      .option('--out <dir>', 'run folder, e.g. runs/NAME (required unless --resume)')
       .option('--resume <dir>', 'continue the run in this folder with its own config'),
   ).action(async (flags: FitFlags, cmd: Command) => {
     let run: RunDir;
@@ -134,7 +143,7 @@ export function register(program: Command): void {
       await preflightFit(run.config, run.dir);
     } else {
       if (!flags.out) throw new Error('--out <dir> is required (the run folder), or --resume <dir> to continue a run');
-      if (!flags.data.length) throw new Error('--data <dir> is required (a dataset root; repeat for several)');
+      if (!flags.data?.length) throw new Error('--data <dir> is required (a dataset root; repeat for several)');
       const cfg = configFromFlags(flags);
       // Refusals come before the run folder is written: a bad option or file leaves nothing behind.
       await preflightFit(cfg, resolve(flags.out));
