@@ -60,6 +60,7 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
   log(`test: ${samples.length} images of ${ds.classes.join(', ')}`);
 
   const stages = await openInference(run, opts, log);
+  log(`engine: ${stages.engine}`);
   const acc = new MetricsAccumulator();
   const perClass = new Map<string, { scores: number[]; labels: number[]; stored: StoredImage[] }>();
   const images: ImageRecord[] = [];

@@ -105,7 +105,7 @@ export async function openInference(run: RunDir, o: EngineOptions, log: (l: stri
     autoencoder,
     reconstructor,
     featureExtractor: fe,
-    engine: `onnxruntime-node ${reconstructor.step.providers.join(',')} (${dir}); feature extractor on tfjs ${formatEngineInfo(info)}`,
+    engine: `onnxruntime-node ${reconstructor.step.providers.join(',')}${reconstructor.step.skipped.map((k) => ` (skipped ${k.provider}: ${k.reason})`).join('')} (${dir}); feature extractor on tfjs ${formatEngineInfo(info)}`,
     async dispose() {
       await autoencoder.release();
       await reconstructor.release();

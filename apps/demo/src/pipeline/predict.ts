@@ -44,6 +44,7 @@ export async function predict(run: RunDir, paths: string[], outDir: string, log:
   }
   if (ok.length === 0) return out;
   const stages = await openInference(run, engine, log);
+  log(`engine: ${stages.engine}`);
   try {
     const images = rgbToTensor(ok.map((o) => o.rgb));
     const scored = await scoreImages(stages, images, cfg, cfg.seed);
