@@ -1,6 +1,6 @@
 import { describe, expect, it, beforeAll, afterAll } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -65,6 +65,7 @@ describe('diad inspect', () => {
       file: join(root, 'disc', 'test', 'hole', '000.png'),
       message: 'defective image without mask',
       fix: `add its ground-truth mask as ${mask}, or move the image out of the test set`,
+      split: 'test',
     });
     const text = diad(['inspect', '--data', root, '--no-verify']);
     expect(text.code).toBe(1);
@@ -145,6 +146,19 @@ describe('diad fit checks options and files before writing the run folder', () =
     expect(b.stderr).toMatch(/\.\.\. and \d+ more/);
     expect(b.stderr.length).toBeLessThan(1500);
     expect(existsSync(join(tmp, 'init-wrong'))).toBe(false);
+  });
+
+  it('starts although a test image lacks its mask (fit reads the train split only); inspect lists it', async () => {
+    const root = join(tmp, 'nomask');
+    await generateSynthetic(root, { size: 64, train: 3, testGood: 1, testDefective: 1, classes: ['disc'] });
+    const gt = join(root, 'disc', 'ground_truth');
+    const defect = readdirSync(gt)[0];
+    rmSync(join(gt, defect, readdirSync(join(gt, defect))[0]));
+    const r = diad(['fit', '--data', root, '--preset', 'ci', '--out', join(tmp, 'nomask-run'), '--ae-steps', '1', '--diffusion-steps', '0', '--sg-steps', '0', '--quiet']);
+    expect(r.code, r.stderr).toBe(0);
+    const i = diad(['inspect', '--data', root]);
+    expect(i.code).toBe(1);
+    expect(i.stdout + i.stderr).toMatch(/defective image without mask/);
   });
 
   it('says so when --out is an existing file', () => {

@@ -45,7 +45,7 @@ export async function scanMvtecClass(classDir: string, name: string, root: strin
   let masks = 0;
   const testDefects = (await isDir(testDir)) ? await listDirs(testDir) : [];
   if (testDefects.length === 0) {
-    problems.push({ file: testDir, message: 'no test images', fix: `put test images in ${testDir}/good and ${testDir}/<defect type>` });
+    problems.push({ file: testDir, message: 'no test images', fix: `put test images in ${testDir}/good and ${testDir}/<defect type>`, split: 'test' });
   }
   for (const defect of testDefects) {
     const dir = join(testDir, defect);
@@ -59,7 +59,7 @@ export async function scanMvtecClass(classDir: string, name: string, root: strin
       const maskName = gt?.get(stem(f));
       if (maskName === undefined) {
         const want = join(gtDir, defect, `${stem(f)}_mask.png`);
-        problems.push({ file: imagePath, message: 'defective image without mask', fix: `add its ground-truth mask as ${want}, or move the image out of the test set` });
+        problems.push({ file: imagePath, message: 'defective image without mask', fix: `add its ground-truth mask as ${want}, or move the image out of the test set`, split: 'test' });
       } else {
         gt!.delete(stem(f));
         masks++;
@@ -73,6 +73,7 @@ export async function scanMvtecClass(classDir: string, name: string, root: strin
         file: join(gtDir, defect, maskName),
         message: 'orphan mask: no test image it belongs to',
         fix: `add the image as ${join(testDir, defect, maskName.replace(/_mask(\.[^.]+)$/, '$1'))} or delete the mask`,
+        split: 'test',
       });
     }
   }

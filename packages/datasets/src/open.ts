@@ -15,6 +15,12 @@ export interface OpenOptions {
    * Without it, one class name in two roots is an error.
    */
   prefixClasses?: boolean;
+  /**
+   * The splits that will be used: problems that concern only another split (a test image without
+   * its mask, an orphan mask) are not raised (`fit` reads the train split only; `inspect` lists all).
+   * Default: every split.
+   */
+  splits?: readonly ('train' | 'test')[];
 }
 
 /**
@@ -96,7 +102,7 @@ export async function scanRoots(roots: string | readonly string[], options: Open
  */
 export async function openDataset(roots: string | readonly string[], options: OpenOptions = {}): Promise<Dataset> {
   const scans = await scanRoots(roots, options);
-  const problems = scans.flatMap((s) => s.problems);
+  const problems = scans.flatMap((s) => s.problems).filter((p) => !p.split || !options.splits || options.splits.includes(p.split));
   if (problems.length > 0) throw new DatasetError(problems);
   return datasetOf(scans);
 }

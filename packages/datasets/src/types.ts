@@ -28,6 +28,8 @@ export interface Problem {
   readonly file: string;
   readonly message: string;
   readonly fix: string;
+  /** The split the problem concerns (e.g. a test image without its mask); absent: the class as a whole. */
+  readonly split?: 'train' | 'test';
 }
 
 /** Samples of one or more classes, possibly from several roots. */

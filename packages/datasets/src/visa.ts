@@ -55,7 +55,7 @@ export async function scanVisa(root: string, prefix = ''): Promise<ClassScan[]> 
     }
     const imagePath = resolve(root, r.image);
     if (!(await isFile(imagePath))) {
-      scan.problems.push({ file: imagePath, message: `image listed at ${where} does not exist`, fix: 'restore the file or remove its row' });
+      scan.problems.push({ file: imagePath, message: `image listed at ${where} does not exist`, fix: 'restore the file or remove its row', split: r.split as 'train' | 'test' });
       continue;
     }
     const label = r.label === 'anomaly' ? 1 : 0;
@@ -64,16 +64,16 @@ export async function scanVisa(root: string, prefix = ''): Promise<ClassScan[]> 
       maskPath = resolve(root, r.mask);
       referenced.add(maskPath);
       if (!(await isFile(maskPath))) {
-        scan.problems.push({ file: maskPath, message: `mask listed at ${where} does not exist`, fix: 'restore the mask or clear the mask column' });
+        scan.problems.push({ file: maskPath, message: `mask listed at ${where} does not exist`, fix: 'restore the mask or clear the mask column', split: 'test' });
         maskPath = null;
       } else if (label === 1) {
         scan.masks++;
       }
     } else if (label === 1 && r.split === 'test') {
-      scan.problems.push({ file: imagePath, message: `defective image without mask (${where})`, fix: 'add its mask under Data/Masks and fill the mask column' });
+      scan.problems.push({ file: imagePath, message: `defective image without mask (${where})`, fix: 'add its mask under Data/Masks and fill the mask column', split: 'test' });
     }
     if (label === 1 && r.split === 'train') {
-      scan.problems.push({ file: imagePath, message: `anomalous image in the train split (${where})`, fix: 'set its split to test' });
+      scan.problems.push({ file: imagePath, message: `anomalous image in the train split (${where})`, fix: 'set its split to test', split: 'train' });
       continue;
     }
     const sample: Sample = {

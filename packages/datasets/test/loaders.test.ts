@@ -75,10 +75,15 @@ describe('MVTec AD layout', () => {
       file: join(r, 'c', 'test', 'crack', '001.png'),
       message: 'defective image without mask',
       fix: `add its ground-truth mask as ${join(r, 'c', 'ground_truth', 'crack', '001_mask.png')}, or move the image out of the test set`,
+      split: 'test',
     });
     expect(e.problems[1].file).toBe(join(r, 'c', 'ground_truth', 'crack', '007_mask.png'));
     expect(e.problems[1].message).toMatch(/orphan mask/);
     expect(e.message).toContain('001.png: defective image without mask (fix: add its ground-truth mask');
+    // Both concern the test split only: a user of the train split (fit) is not refused.
+    const trainOnly = await openDataset(r, { splits: ['train'] });
+    expect(trainOnly.samples.filter((s) => s.split === 'train')).toHaveLength(1);
+    await expect(openDataset(r, { splits: ['test'] })).rejects.toThrow(/defective image without mask/);
   });
 
   it('names a class without train/good', async () => {

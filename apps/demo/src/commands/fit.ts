@@ -106,7 +106,7 @@ export function addModelOptions(cmd: Command): Command {
     .option('--quiet', 'no progress output');
 }
 
-const collect = (v: string, prev: string[]) => [...prev, v];
+const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** One line per preset for `--help`: sizes, steps and time on the 2-core development machine. */
 const PRESET_HELP: Record<string, string> = Object.fromEntries(

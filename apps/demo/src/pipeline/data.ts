@@ -44,7 +44,8 @@ export function capPerClass(samples: Sample[], cap: number | null, seed: number)
  *   mask without image, ...).
  */
 export async function openSplits(cfg: RunConfig): Promise<RunSplits> {
-  const ds = await openDataset(cfg.data.roots, cfg.data.classes ? { classes: cfg.data.classes } : {});
+  // fit reads the train split only: a test image without its mask is for `test` (and `inspect`) to refuse.
+  const ds = await openDataset(cfg.data.roots, { ...(cfg.data.classes ? { classes: cfg.data.classes } : {}), splits: ['train'] });
   const all = [...ds.samples];
   const train = capPerClass(all.filter((s) => s.split === 'train'), cfg.data.maxTrainPerClass, cfg.seed);
   const test = capPerClass(all.filter((s) => s.split === 'test'), cfg.data.maxTestPerClass, cfg.seed + 1);
