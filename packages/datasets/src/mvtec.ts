@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { isDir, listDirs, listImages, stem } from './files.js';
+import { brokenLinkProblem, brokenLinks, isDir, listDirs, listImages, stem } from './files.js';
 import type { ClassScan } from './scan.js';
 import type { Problem, Sample } from './types.js';
 
@@ -27,6 +27,7 @@ export async function scanMvtecClass(classDir: string, name: string, root: strin
     for (const f of await listImages(goodDir)) {
       samples.push({ ...base, split: 'train', label: 0, defect: 'good', imagePath: join(goodDir, f), maskPath: null });
     }
+    for (const l of await brokenLinks(goodDir)) problems.push(brokenLinkProblem(l, 'train'));
   }
   if (await isDir(trainDir)) {
     for (const d of await listDirs(trainDir)) {
@@ -47,9 +48,11 @@ export async function scanMvtecClass(classDir: string, name: string, root: strin
   if (testDefects.length === 0) {
     problems.push({ file: testDir, message: 'no test images', fix: `put test images in ${testDir}/good and ${testDir}/<defect type>`, split: 'test' });
   }
+  if (await isDir(testDir)) for (const l of await brokenLinks(testDir)) problems.push(brokenLinkProblem(l, 'test'));
   for (const defect of testDefects) {
     const dir = join(testDir, defect);
     const gt = masksByDefect.get(defect);
+    for (const l of await brokenLinks(dir)) problems.push(brokenLinkProblem(l, 'test'));
     for (const f of await listImages(dir)) {
       const imagePath = join(dir, f);
       if (defect === 'good') {

@@ -1,6 +1,6 @@
 import { basename, join, resolve } from 'node:path';
 import { DatasetError } from './errors.js';
-import { isDir, listDirs } from './files.js';
+import { brokenLinkProblem, brokenLinks, isDir, listDirs } from './files.js';
 import { isMvtecClassDir, scanMvtecClass } from './mvtec.js';
 import type { ClassScan } from './scan.js';
 import type { Dataset, Sample } from './types.js';
@@ -59,6 +59,10 @@ export async function scanRoots(roots: string | readonly string[], options: Open
     }
     const classes: string[] = [];
     for (const d of await listDirs(root)) if (await isMvtecClassDir(join(root, d))) classes.push(d);
+    const broken = await brokenLinks(root);
+    if (broken.length > 0) {
+      throw new DatasetError(broken.map((b) => brokenLinkProblem(b)));
+    }
     if (classes.length === 0) {
       throw DatasetError.of(
         root, 'no class folders found',

@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { DatasetError, loadImageFolder, loadSample, openDataset, scanRoots, type Dataset } from '../src/index.js';
 import { HAS_SHARED, SHARED_DATA, mvtecClass, solid, squareMask, tempDir } from './helpers.js';
@@ -84,6 +84,27 @@ describe('MVTec AD layout', () => {
     const trainOnly = await openDataset(r, { splits: ['train'] });
     expect(trainOnly.samples.filter((s) => s.split === 'train')).toHaveLength(1);
     await expect(openDataset(r, { splits: ['test'] })).rejects.toThrow(/defective image without mask/);
+  });
+
+  it('follows symbolic links to class folders and images, and names a broken link', async () => {
+    const real = join(tmp.dir, 'real');
+    await mvtecClass(real, 'alpha', 2, 1, { crack: 1 });
+    await mvtecClass(real, 'beta', 2, 1, {});
+    const linked = join(tmp.dir, 'linked');
+    mkdirSync(join(linked, 'gamma', 'train', 'good'), { recursive: true });
+    symlinkSync(join(real, 'alpha'), join(linked, 'alpha')); // a linked class folder
+    symlinkSync(join(real, 'beta', 'test'), join(linked, 'gamma', 'test')); // a linked test folder
+    for (const f of ['000.png', '001.png']) symlinkSync(join(real, 'beta', 'train', 'good', f), join(linked, 'gamma', 'train', 'good', f)); // linked images
+    const ds = await openDataset(linked);
+    expect(ds.classes).toEqual(['alpha', 'gamma']);
+    expect(counts(ds, 'alpha').train).toBe(2);
+    expect(counts(ds, 'gamma').train).toBe(2);
+    symlinkSync(join(real, 'beta', 'train', 'good', 'gone.png'), join(linked, 'gamma', 'train', 'good', '002.png'));
+    const e = await rejects(openDataset(linked));
+    expect(e.problems).toEqual([expect.objectContaining({ file: join(linked, 'gamma', 'train', 'good', '002.png'), message: 'broken symbolic link: its target does not exist', split: 'train' })]);
+    symlinkSync(join(tmp.dir, 'no-such-class'), join(linked, 'delta'));
+    const f = await rejects(openDataset(linked));
+    expect(f.problems[0]).toMatchObject({ file: join(linked, 'delta'), message: 'broken symbolic link: its target does not exist' });
   });
 
   it('names a class without train/good', async () => {
