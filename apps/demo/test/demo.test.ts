@@ -63,7 +63,11 @@ describe('diad demo --preset ci (end to end)', () => {
     const skipped = JSON.parse(readFileSync(join(out, 'skipped-fit.json'), 'utf8'));
     expect(skipped.map((s: { path: string }) => s.path)).toEqual([broken]);
     expect(readFileSync(join(out, 'test', 'report.html'), 'utf8')).toContain('<td id="skipped-count">1</td>');
-    expect(JSON.parse(readFileSync(join(out, 'test', 'metrics.json'), 'utf8')).skippedImages).toBe(1);
+    expect(JSON.parse(readFileSync(join(out, 'test', 'metrics.json'), 'utf8')).skippedImages).toEqual({ train: 1, validation: 0, test: 0 });
+    expect(readFileSync(join(out, 'test', 'report.html'), 'utf8')).toContain('<td id="skipped-per-split">train 1, validation 0, test 0</td>');
+    // The decoder's own message, as inspect gives it (never libvips' "Unknown error" of a concurrent decode).
+    expect(skipped[0].reason).toMatch(/unreadable image: pngload/);
+    expect(skipped[0].split).toBe('train');
   });
 
   it('writes one strip per test image', () => {

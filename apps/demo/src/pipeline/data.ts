@@ -11,7 +11,12 @@ import type { RunConfig } from './config.js';
 export interface Skipped {
   path: string;
   reason: string;
+  /** The split the image belongs to (absent in runs made before splits were recorded). */
+  split?: SplitName;
 }
+
+/** The splits images are decoded for. */
+export type SplitName = 'train' | 'validation' | 'test';
 
 export interface RunSplits {
   classes: readonly string[];
@@ -63,19 +68,27 @@ export interface Decoded {
 
 /**
  * Decodes samples at `size`, in parallel groups of 8; an unreadable image (or its mask) is
- * reported in `skipped` and left out.
+ * reported in `skipped` (with its split) and left out.
  * @throws Error when no sample at all could be decoded.
  */
-export async function decodeSamples(samples: readonly Sample[], size: number, what: string): Promise<Decoded> {
+export async function decodeSamples(samples: readonly Sample[], size: number, what: SplitName): Promise<Decoded> {
   const ok: LoadedSample[] = [];
   const skipped: Skipped[] = [];
   for (let i = 0; i < samples.length; i += 8) {
     const group = samples.slice(i, i + 8);
     const res = await Promise.allSettled(group.map((s) => loadSample(s, size)));
-    res.forEach((r, k) => {
-      if (r.status === 'fulfilled') ok.push(r.value);
-      else skipped.push({ path: group[k].imagePath, reason: firstLine((r.reason as Error).message) });
-    });
+    for (let k = 0; k < res.length; k++) {
+      const r = res[k];
+      if (r.status === 'fulfilled') {
+        ok.push(r.value);
+        continue;
+      }
+      // libvips keeps one error buffer for all threads, so a decode that fails beside others can
+      // report "Unknown error"; decoding it again alone gives the decoder's message (as inspect shows).
+      const again = await loadSample(group[k], size).then((v) => ({ v, e: null }), (e: Error) => ({ v: null, e }));
+      if (again.v) ok.push(again.v);
+      else skipped.push({ path: group[k].imagePath, reason: firstLine(again.e!.message), split: what });
+    }
   }
   for (const s of skipped) process.stderr.write(`warning: skipping unreadable ${what} image ${s.path}: ${s.reason}\n`);
   if (ok.length === 0) throw new Error(`no ${what} image could be decoded (${skipped.length} skipped); check the data folders`);

@@ -72,7 +72,7 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
   try {
     for (let i = 0; i < samples.length; i += chunk) {
       const dec = await decodeSamples(samples.slice(i, i + chunk), size, 'test').catch((e: Error) => {
-        skipped.push(...samples.slice(i, i + chunk).map((s) => ({ path: s.imagePath, reason: e.message })));
+        skipped.push(...samples.slice(i, i + chunk).map((s) => ({ path: s.imagePath, reason: e.message, split: 'test' as const })));
         return null;
       });
       if (!dec) continue;

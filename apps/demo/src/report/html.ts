@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '@diad/core';
 import { lineChart } from './svg.js';
 import { METRIC_COLUMNS, METRIC_MODES, type ImageRecord, type ReportInput } from './types.js';
+import { skippedPerSplit } from './tables.js';
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
 const pct = (v: number) => (Number.isFinite(v) ? (100 * v).toFixed(1) : 'n/a');
@@ -61,7 +62,7 @@ export async function reportHtml(dir: string, r: ReportInput): Promise<string> {
   const total = r.timings.reduce((a, t) => a + t.seconds, 0);
   const facts = Object.entries(r.facts).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('');
   const skipped = r.skipped.length
-    ? `<ul>${r.skipped.map((s) => `<li><code>${esc(s.path)}</code>: ${esc(s.reason)}</li>`).join('')}</ul>`
+    ? `<ul>${r.skipped.map((s) => `<li>${esc(s.split ?? 'train')}: <code>${esc(s.path)}</code>: ${esc(s.reason)}</li>`).join('')}</ul>`
     : '<p>none</p>';
   const allRows = [...r.images]
     .sort((a, b) => a.className.localeCompare(b.className) || b.score - a.score)
@@ -78,7 +79,7 @@ figure img{max-width:100%;border:1px solid #999}figcaption{font-size:12px}pre{ba
 .strip-legend{font-size:12px;color:#555}
 </style></head><body>
 <h1>${esc(r.title)}</h1>
-<table>${facts}<tr><th>config hash</th><td>${esc(r.configHash)}</td></tr><tr><th>skipped images</th><td id="skipped-count">${r.skipped.length}</td></tr></table>
+<table>${facts}<tr><th>config hash</th><td>${esc(r.configHash)}</td></tr><tr><th>skipped images</th><td id="skipped-count">${r.skipped.length}</td></tr><tr><th>skipped per split</th><td id="skipped-per-split">${Object.entries(skippedPerSplit(r.skipped)).map(([k, v]) => `${k} ${v}`).join(', ')}</td></tr></table>
 <h2>Metrics (%)</h2><p class="strip-legend"><b>standard</b>: scikit-learn AUROC/AP, MVTec AU-PRO (FPR up to 0.3), image score = max of the map. <b>diad</b>: the official DiAD evaluation: image score = max after eight 8x8 average poolings, AUROC below 0.5 flipped, AU-PRO over 200 thresholds renormalised by the largest kept FPR (see @diad/metrics).</p>${tables}
 <h2>ROC and PRO curves (standard mode)</h2>${curves}
 <h2>Best and worst images</h2><p class="strip-legend">Each strip: input | reconstruction | anomaly heatmap over the input | ground truth. Ranked by score within each class (not decisions at the threshold).</p>

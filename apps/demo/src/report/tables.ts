@@ -5,6 +5,7 @@
 import { writeFileAtomic } from '@diad/core';
 import { join } from 'node:path';
 import { METRIC_COLUMNS, METRIC_MODES, type MetricRow, type ReportInput } from './types.js';
+import type { Skipped, SplitName } from '../pipeline/data.js';
 
 /** Rows of one mode: each class, then `mean`. */
 function rows(r: ReportInput, mode: (typeof METRIC_MODES)[number]): { name: string; row: MetricRow }[] {
@@ -44,7 +45,7 @@ export function metricsJson(r: ReportInput): unknown {
       METRIC_MODES.map((mode) => [mode, { classes: Object.fromEntries(r.classes.map((c) => [c.className, c.metrics[mode]])), mean: r.mean[mode] }]),
     ),
     counts: Object.fromEntries(r.classes.map((c) => [c.className, { good: c.good, defective: c.defective }])),
-    skippedImages: r.skipped.length,
+    skippedImages: skippedPerSplit(r.skipped),
   };
 }
 
@@ -53,4 +54,11 @@ export async function writeMetricFiles(dir: string, r: ReportInput): Promise<voi
   await writeFileAtomic(join(dir, 'metrics.json'), JSON.stringify(metricsJson(r), null, 2) + '\n');
   await writeFileAtomic(join(dir, 'metrics.md'), `# ${r.title}\n\n${metricsMarkdown(r)}`);
   await writeFileAtomic(join(dir, 'metrics.csv'), metricsCsv(r));
+}
+
+/** Unreadable images left out, per split (images of runs made before splits were recorded count as train). */
+export function skippedPerSplit(skipped: readonly Skipped[]): Record<SplitName, number> {
+  const out: Record<SplitName, number> = { train: 0, validation: 0, test: 0 };
+  for (const s of skipped) out[s.split ?? 'train']++;
+  return out;
 }

@@ -2,6 +2,7 @@
  * What `diad test` hands to the report writers: metrics per class and mode, curves, per-image
  * records, timings and the run's config. Metric values are fractions in [0, 1].
  */
+import type { Skipped } from '../pipeline/data.js';
 
 /** The seven metrics of the DiAD paper's tables, image-level then pixel-level. */
 export interface MetricRow {
@@ -69,7 +70,7 @@ export interface ReportInput {
   /** Named durations in seconds (stages, test), in display order. */
   timings: { name: string; seconds: number }[];
   /** Images that could not be read (train and test), with why. */
-  skipped: { path: string; reason: string }[];
+  skipped: Skipped[];
   /** Free facts shown under the title: engine, feature extractor, date. */
   facts: Record<string, string>;
 }
