@@ -22,9 +22,16 @@ const program = new Command('diad')
   .option('--providers <list>', 'onnxruntime execution providers in priority order, e.g. webgpu,cpu or cuda,cpu (a later one is the fallback you allow); default DIAD_ORT_PROVIDERS, else cpu');
 
 // One setting for every command that runs onnxruntime: the flag sets the variable core reads.
-program.hook('preAction', () => {
+program.hook('preAction', async () => {
   const providers = program.opts<{ providers?: string }>().providers;
-  if (providers !== undefined) process.env.DIAD_ORT_PROVIDERS = providers;
+  if (providers === undefined) return;
+  const { resolveOrtProviders } = await import('@diad/core/ort');
+  try {
+    resolveOrtProviders(providers.split(','));
+  } catch (e) {
+    throw new Error(`--providers ${providers}: ${(e as Error).message.replace(/^option providers: /, '')}`);
+  }
+  process.env.DIAD_ORT_PROVIDERS = providers;
 });
 
 registerInspect(program);

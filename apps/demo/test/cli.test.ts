@@ -161,6 +161,19 @@ describe('diad fit checks options and files before writing the run folder', () =
     expect(i.stdout + i.stderr).toMatch(/defective image without mask/);
   });
 
+  it('refuses an unknown --engine, a zero --batch-size and providers none of which starts, leaving no run folder', () => {
+    const a = fit(join(tmp, 'eng'), '--engine', 'gpu');
+    expect(a.code).toBe(1);
+    expect(a.stderr).toMatch(/--engine gpu: unknown training engine; use one of ort, tfjs/);
+    const b = fit(join(tmp, 'bs0'), '--batch-size', '0');
+    expect(b.code).toBe(1);
+    expect(b.stderr).toMatch(/batchSize: Number must be greater than or equal to 1/);
+    const c = diad(['fit', '--data', data, '--preset', 'ci', '--out', join(tmp, 'nocuda')], { DIAD_ORT_PROVIDERS: 'cuda' });
+    expect(c.code).toBe(1);
+    expect(c.stderr).toMatch(/no requested onnxruntime execution provider can start:\n {2}cuda: .*\nAdd cpu as a fallback \(--providers cuda,cpu\), or train with --engine tfjs/);
+    for (const d of ['eng', 'bs0', 'nocuda']) expect(existsSync(join(tmp, d)), d).toBe(false);
+  });
+
   it('says so when --out is an existing file', () => {
     const file = join(tmp, 'a-file');
     writeFileSync(file, 'x');
@@ -191,7 +204,9 @@ describe('help and providers', () => {
     expect(fallback.stderr).not.toMatch(/\[E:onnxruntime/);
     const only = diad(['--providers', 'cuda', 'env', '--no-init']);
     expect(only.code).toBe(1);
-    expect(diad(['env', '--no-init', '--providers', 'bogus']).stdout).toMatch(/unknown execution provider\(s\) \[bogus\]/);
+    const bogus = diad(['env', '--no-init', '--providers', 'bogus']);
+    expect(bogus.code).toBe(1);
+    expect(bogus.stderr).toMatch(/--providers bogus: unknown execution provider\(s\) \[bogus\]/);
   });
 });
 

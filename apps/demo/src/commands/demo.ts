@@ -23,15 +23,16 @@ export function register(program: Command): void {
       .option('--train-per-class <n>', 'synthetic train images per class', '24'),
   ).action(async (f: FitFlags & { out?: string; synthetic?: string; trainPerClass: string }) => {
     const t0 = Date.now();
+    const engine = parseTrainEngine(f.engine);
     const out = resolve(f.out ?? (f.preset === 'tiny' ? 'runs/demo' : `runs/demo-${f.preset}`));
     const flags: FitFlags = { ...f, data: [] };
     const probe = configFromFlags({ ...flags, data: ['.'] });
     const { root, generated } = await ensureSynthetic(f.synthetic ?? join(out, 'data'), { size: probe.data.imageSize, train: Number(f.trainPerClass) });
     process.stderr.write(`synthetic dataset: ${root} (${generated ? 'generated' : 'already there'})\n`);
     const cfg = configFromFlags({ ...flags, data: [root] });
-    await preflightFit(cfg, out);
+    await preflightFit(cfg, out, engine);
     const run = await RunDir.open(out, cfg);
-    if (!(await fitOrInterrupt(run, f.quiet, parseTrainEngine(f.engine)))) return;
+    if (!(await fitOrInterrupt(run, f.quiet, engine))) return;
     // The demo tests on onnxruntime (the run is exported to <run>/onnx first), as it trains.
     const { out: testOut, report } = await testRun(run, { quiet: f.quiet, engine: 'ort' });
     process.stdout.write(metricsMarkdown(report) + '\n');

@@ -102,7 +102,7 @@ export function addModelOptions(cmd: Command): Command {
     .option('--schedule <s>', 'DDIM schedule: official | partial')
     .option('--sigma <s>', 'anomaly map Gaussian blur sigma (pixels)')
     .option('--target-fpr <f>', 'predict threshold: allowed false-positive rate on normal validation images')
-    .option('--engine <name>', `training engine: ${TRAIN_ENGINES.join(' | ')} (ort: onnxruntime-node, about 10x faster here; providers from DIAD_ORT_PROVIDERS)`, 'ort')
+    .option('--engine <name>', `training engine: ${TRAIN_ENGINES.join(' | ')} (ort: onnxruntime-node, 7-9x tfjs on 2 CPU cores; providers from diad --providers or DIAD_ORT_PROVIDERS)`, 'ort')
     .option('--quiet', 'no progress output');
 }
 
@@ -133,6 +133,7 @@ export function register(program: Command): void {
       .option('--out <dir>', 'run folder, e.g. runs/NAME (required unless --resume)')
       .option('--resume <dir>', 'continue the run in this folder with its own config'),
   ).action(async (flags: FitFlags, cmd: Command) => {
+    const engine = parseTrainEngine(flags.engine);
     let run: RunDir;
     if (flags.resume) {
       const given = Object.keys(cmd.opts()).filter((k) => !['resume', 'quiet', 'engine'].includes(k) && cmd.getOptionValueSource(k) === 'cli');
@@ -140,17 +141,17 @@ export function register(program: Command): void {
         throw new Error(`--resume continues the run with its own config; drop ${given.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')} (or start a new run with --out)`);
       }
       run = await RunDir.load(flags.resume);
-      await preflightFit(run.config, run.dir);
+      await preflightFit(run.config, run.dir, engine);
     } else {
       if (!flags.out) throw new Error('--out <dir> is required (the run folder), or --resume <dir> to continue a run');
       if (!flags.data?.length) throw new Error('--data <dir> is required (a dataset root; repeat for several)');
       const cfg = configFromFlags(flags);
       // Refusals come before the run folder is written: a bad option or file leaves nothing behind.
-      await preflightFit(cfg, resolve(flags.out));
+      await preflightFit(cfg, resolve(flags.out), engine);
       await openSplits(cfg);
       run = await RunDir.open(flags.out, cfg);
     }
-    if (await fitOrInterrupt(run, flags.quiet, parseTrainEngine(flags.engine))) {
+    if (await fitOrInterrupt(run, flags.quiet, engine)) {
       process.stderr.write(`fit done: ${run.dir} (config ${run.hash}); next: diad test --run ${run.dir}\n`);
     }
   });

@@ -208,8 +208,8 @@ export function resolveConfig(presetName: string, o: ConfigOverrides): RunConfig
   const p = structuredClone(preset);
   const stages = p.stages;
   for (const [k, v] of Object.entries(o.steps ?? {})) if (v !== undefined) stages[k as keyof typeof stages].steps = v;
-  if (o.batchSize) for (const s of Object.values(stages)) s.batchSize = o.batchSize;
-  if (o.checkpointEvery) for (const s of Object.values(stages)) s.checkpointEvery = o.checkpointEvery;
+  if (o.batchSize !== undefined) for (const s of Object.values(stages)) s.batchSize = o.batchSize;
+  if (o.checkpointEvery !== undefined) for (const s of Object.values(stages)) s.checkpointEvery = o.checkpointEvery;
   if (o.init) stages.autoencoder.steps = stages.diffusion.steps = 0;
   const cfg: RunConfig = {
     ...p,

@@ -50,6 +50,12 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
   installInterruptHandlers();
   const release = run.lock();
   try {
+    const finished = await run.readJson<{ finishedAt: string }>('fit-timings.json');
+    const stagesDone = await Promise.all((['autoencoder', 'diffusion', 'sg'] as const).map(async (st) => cfg.stages[st].steps === 0 || (await run.readStage(st))?.done === true));
+    if (finished && stagesDone.every(Boolean) && (await run.readJson('validation.json'))) {
+      log(`${run.dir} is already fitted (finished ${finished.finishedAt}); nothing to do`);
+      return;
+    }
     const t0 = Date.now();
     const splits = await openSplits(cfg);
     log(`classes: ${splits.classes.join(', ')}; train ${splits.train.length}, validation ${splits.val.length} images (test split untouched)`);
@@ -61,7 +67,8 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
     const models = await createModels(cfg, run, log, { trainEngine: opts.engine });
     log(`engine: ${models.engine}`);
     try {
-      if (cfg.stages.autoencoder.steps > 0) {
+      const pending = async (stage: 'autoencoder' | 'diffusion' | 'sg') => cfg.stages[stage].steps > 0 && !(await run.readStage(stage))?.done;
+      if (await pending('autoencoder')) {
         const t = await models.autoencoderTrainer(train.images);
         try {
           await runStage(run, 'autoencoder', cfg.stages.autoencoder, t, opts);
@@ -69,9 +76,9 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
           t.dispose();
         }
       }
-      const needLatents = cfg.stages.diffusion.steps > 0 || cfg.stages.sg.steps > 0;
+      const needLatents = (await pending('diffusion')) || (await pending('sg'));
       const latents = needLatents ? await models.encodeTrain(train.images) : null;
-      if (cfg.stages.diffusion.steps > 0) {
+      if (await pending('diffusion')) {
         const t = await models.diffusionTrainer(latents!);
         try {
           await runStage(run, 'diffusion', cfg.stages.diffusion, t, opts);
@@ -79,7 +86,7 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
           t.dispose();
         }
       }
-      if (cfg.stages.sg.steps > 0) {
+      if (await pending('sg')) {
         const t = await models.sgTrainer(latents!, train.images);
         try {
           await runStage(run, 'sg', cfg.stages.sg, t, opts);

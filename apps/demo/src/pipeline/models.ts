@@ -281,11 +281,14 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
     return DiadDenoiser.create(dCfg, cfg.seed);
   };
 
+  let reportedProviders = '';
   /** The stage's trainer on the chosen engine (the store is the trainer's from here on). */
   const trainerFor = async (p: StageProblem): Promise<DisposableTrainer> => {
     if (trainEngine === 'tfjs') return tfjsStageTrainer(p);
     const t = await ortStageTrainer(p, options.providers);
-    log(`stage ${p.stage}: training on onnxruntime-node (${t.providers})`);
+    // Which providers (and why one was skipped) once per run, not once per stage.
+    if (t.providers !== reportedProviders) log(`stage ${p.stage}: training on onnxruntime-node (${t.providers})`);
+    reportedProviders = t.providers;
     return t;
   };
 

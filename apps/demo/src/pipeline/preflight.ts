@@ -2,7 +2,8 @@
  * What `diad fit` (and `demo`) check before anything is written or trained, so a run never stops
  * after hours on an option it could have refused at once, and a refused run leaves no folder
  * behind: the run folder path, the feature extractor (a bundled name, or an ONNX file that
- * exists) and the `--init` checkpoint (a safetensors file whose tensors match the configured models).
+ * exists), the `--init` checkpoint (a safetensors file whose tensors match the configured models)
+ * and, for the ort engine, that an execution provider starts.
  */
 import { promises as fs } from 'node:fs';
 import { readSafetensors, type ParamSpec, type SafetensorsFile } from '@diad/core';
@@ -10,17 +11,19 @@ import { paramSpec as autoencoderParamSpec, parseAutoencoderConfig, DEFAULT_PREF
 import { diadParamSpec, parseDiadConfig } from '@diad/sg-diffusion';
 import { TFJS_BACKBONES } from '@diad/feature-extractor';
 import type { RunConfig } from './config.js';
+import type { TrainEngine } from './models.js';
 
 /** How many names a refusal lists before it gives a count. */
 const SHOWN = 5;
 
 /**
  * @param out the run folder `fit` will write.
+ * @param engine the training engine: for `ort`, at least one requested execution provider must start.
  * @throws Error naming the option, the file and the fix: `out` is an existing file; an unknown
  *   bundled backbone; a missing ONNX file; an `--init` file that is not safetensors or whose
  *   tensors are missing or mis-shaped for the configured models.
  */
-export async function preflightFit(cfg: RunConfig, out: string): Promise<void> {
+export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEngine = 'ort'): Promise<void> {
   const st = await fs.stat(out).catch(() => null);
   if (st && !st.isDirectory()) throw new Error(`--out ${out} is an existing file, not a folder; give a new folder path for the run (e.g. runs/NAME)`);
   const fe = cfg.featureExtractor;
@@ -32,6 +35,13 @@ export async function preflightFit(cfg: RunConfig, out: string): Promise<void> {
     if (!f || !f.isFile()) throw new Error(`--onnx ${fe.path}: no such file; give the path of an exported ONNX feature extractor (see @diad/feature-extractor's README)`);
   }
   if (cfg.models.init) await checkInit(cfg, cfg.models.init);
+  if (engine === 'ort') {
+    const { probeOrtProviders } = await import('@diad/core/ort');
+    const probes = await probeOrtProviders();
+    if (!probes.some((p) => p.ok)) {
+      throw new Error(`no requested onnxruntime execution provider can start:\n${probes.map((p) => `  ${p.provider}: ${p.reason}`).join('\n')}\nAdd cpu as a fallback (--providers ${probes.map((p) => p.provider).join(',')},cpu), or train with --engine tfjs`);
+    }
+  }
 }
 
 async function checkInit(cfg: RunConfig, path: string): Promise<void> {
