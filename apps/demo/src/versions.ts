@@ -21,3 +21,11 @@ export function packageVersion(name: string): string | null {
 export function demoVersion(): string {
   return (JSON.parse(readFileSync(join(HERE, '..', 'package.json'), 'utf8')) as { version: string }).version;
 }
+
+/** The diad packages whose versions results record. */
+export const DIAD_PACKAGES = ['@diad/core', '@diad/datasets', '@diad/metrics', '@diad/feature-extractor', '@diad/autoencoder', '@diad/sg-diffusion'];
+
+/** This app's version and the diad packages' (null: not installed). */
+export function diadVersions(): Record<string, string | null> {
+  return { '@diad/demo': demoVersion(), ...Object.fromEntries(DIAD_PACKAGES.map((p) => [p, packageVersion(p)])) };
+}

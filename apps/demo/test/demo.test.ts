@@ -4,7 +4,7 @@
  * `predict`. One train image is truncated on purpose: it must be reported and skipped.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync, statSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, writeFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureSynthetic } from '@diad/datasets';
@@ -104,6 +104,44 @@ describe('diad demo --preset ci (end to end)', () => {
     const alone = JSON.parse((await diad(['predict', '--run', out, good, '--out', join(dir, 'pred-alone')])).stdout);
     const together = preds.find((p: { image: string }) => p.image === good).score;
     expect(Math.abs(alone[0].score - together) / together).toBeLessThan(1e-5);
+  }, 240_000);
+
+  it('a second test into the same folder is refused (naming --out and --overwrite); metrics.json records what produced it', async () => {
+    const m = JSON.parse(readFileSync(join(out, 'test', 'metrics.json'), 'utf8'));
+    expect(m.provenance).toMatchObject({ run: out, classes: ['disc', 'grain', 'woven'], dataRoots: [data], unseenClasses: [] });
+    expect(m.provenance.engine).toMatch(/onnxruntime-node cpu/);
+    expect(m.provenance.featureExtractor).toMatch(/mobilenet_v2/);
+    expect(m.provenance.ddim).toEqual(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).config.ddim);
+    expect(m.provenance.checkpoints.sg).toMatch(/^checkpoints\/sg-\d+\.safetensors$/);
+    expect(m.provenance.versions['@diad/core']).toMatch(/^\d+\.\d+\.\d+/);
+    const again = await diad(['test', '--run', out, '--quiet']);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/already holds a test result \(metrics\.json\); write this test elsewhere with --out DIR, or replace it with --overwrite/);
+    expect(JSON.parse(readFileSync(join(out, 'test', 'metrics.json'), 'utf8')).provenance.date).toBe(m.provenance.date);
+    // --overwrite replaces it whole: no strip of the first test stays beside the new ones.
+    const replaced = await diad(['test', '--run', out, '--classes', 'disc', '--overwrite', '--quiet']);
+    expect(replaced.code, replaced.stderr).toBe(0);
+    expect(readdirSync(join(out, 'test', 'strips')).every((f) => f.startsWith('disc_'))).toBe(true);
+    expect(JSON.parse(readFileSync(join(out, 'test', 'metrics.json'), 'utf8')).provenance.classes).toEqual(['disc']);
+  }, 240_000);
+
+  it('test on a class the model was not trained on warns and the report says so', async () => {
+    const other = join(dir, 'other-root');
+    cpSync(join(data, 'grain'), join(other, 'granite'), { recursive: true });
+    const r = await diad(['test', '--run', out, '--data', other, '--out', join(dir, 'unseen-test'), '--quiet'], 240_000);
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toMatch(/warning: the model was not trained on granite \(trained on disc, grain, woven\)/);
+    expect(readFileSync(join(dir, 'unseen-test', 'report.html'), 'utf8')).toMatch(/unseen classes \(not trained on\)<\/th><td>granite/);
+  }, 240_000);
+
+  it('predict takes a folder: each image in it is scored; a folder without images is one error entry', async () => {
+    const folder = join(data, 'grain', 'test', 'good');
+    mkdirSync(join(dir, 'empty-folder'));
+    const r = await diad(['predict', '--run', out, folder, join(dir, 'empty-folder'), '--out', join(dir, 'pred-folder')], 240_000);
+    const preds = JSON.parse(r.stdout) as { image: string; score: number | null; error?: string }[];
+    const images = readdirSync(folder).filter((f) => f.endsWith('.png')).sort();
+    expect(preds.filter((p) => p.score !== null).map((p) => p.image)).toEqual(images.map((f) => join(folder, f)));
+    expect(preds.find((p) => p.image === join(dir, 'empty-folder'))?.error).toMatch(/no images in folder/);
   }, 240_000);
 
   it('--init: a checkpoint with official names replaces stages 1-2', async () => {

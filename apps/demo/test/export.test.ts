@@ -99,16 +99,23 @@ describe('diad export and --engine ort (ci preset)', () => {
     console.log(`[export test] max |tfjs - ort| over 2 modes x 4 rows x 7 metrics: ${maxDiff}`);
   }, 240_000);
 
-  it('--engine ort without --onnx-dir exports into <run>/onnx; predict scores match tfjs', async () => {
+  it('--engine ort without --onnx-dir uses the run export made with --out, or exports into <run>/onnx when there is none; predict scores match tfjs', async () => {
     const img = join(data, 'woven', 'test', 'good', '000.png');
     rmSync(join(run, 'onnx'), { recursive: true, force: true }); // `diad demo` tested on ort, which exported there
     const t = await diad(['predict', '--run', run, img, '--out', join(dir, 'p-tfjs')]);
+    const used = await diad(['predict', '--run', run, img, '--engine', 'ort', '--out', join(dir, 'p-ort-used')]);
+    expect([t.code, used.code]).toEqual([0, 0]);
+    expect(used.stderr).toContain(`engine ort: using the run's export in ${onnx}`);
+    expect(existsSync(join(run, 'onnx'))).toBe(false);
+    rmSync(join(run, 'exports.json'));
     const o = await diad(['predict', '--run', run, img, '--engine', 'ort', '--out', join(dir, 'p-ort')]);
-    expect([t.code, o.code]).toEqual([0, 0]);
-    expect(o.stderr).toContain('exporting the run to');
+    expect(o.code).toBe(0);
+    expect(o.stderr).toContain(`engine ort: no up-to-date export of the run; exporting it to ${join(run, 'onnx')}`);
     expect(JSON.parse(readFileSync(join(run, 'onnx', 'manifest.json'), 'utf8')).configHash).toBe(manifest.configHash);
-    const [st, so] = [JSON.parse(t.stdout)[0].score, JSON.parse(o.stdout)[0].score];
-    expect(Math.abs(st - so)).toBeLessThanOrEqual(1e-3 * Math.max(1, Math.abs(st)));
+    for (const r of [used, o]) {
+      const [st, so] = [JSON.parse(t.stdout)[0].score, JSON.parse(r.stdout)[0].score];
+      expect(Math.abs(st - so)).toBeLessThanOrEqual(1e-3 * Math.max(1, Math.abs(st)));
+    }
   }, 240_000);
 
   it('diad bench prints one JSON line whose FLOPs match the export of the same sizes', async () => {
@@ -127,13 +134,13 @@ describe('diad export and --engine ort (ci preset)', () => {
     const bad = await diad(['test', '--run', run, '--engine', 'torch']);
     expect(bad.code).toBe(1);
     expect(bad.stderr).toMatch(/unknown engine; use one of tfjs, ort/);
-    const empty = await diad(['test', '--run', run, '--engine', 'ort', '--onnx-dir', data]);
+    const empty = await diad(['test', '--run', run, '--engine', 'ort', '--onnx-dir', data, '--out', join(dir, 't-empty')]);
     expect(empty.code).toBe(1);
     expect(empty.stderr).toMatch(/holds no ONNX export.*diad export --run/);
     const stale = join(dir, 'stale');
     mkdirSync(stale);
     writeFileSync(join(stale, 'manifest.json'), JSON.stringify({ ...manifest, checkpoints: { ...manifest.checkpoints, sg: 'checkpoints/sg-000001.safetensors' } }));
-    const old = await diad(['test', '--run', run, '--engine', 'ort', '--onnx-dir', stale]);
+    const old = await diad(['test', '--run', run, '--engine', 'ort', '--onnx-dir', stale, '--out', join(dir, 't-stale')]);
     expect(old.code).toBe(1);
     expect(old.stderr).toMatch(/exported from another config or other checkpoints.*re-export with `diad export/);
   });

@@ -79,6 +79,17 @@ describe('packed tarballs', () => {
       expect(readFileSync(join(app, 'node_modules', '@diad', 'core', 'dist', f), 'utf8'), f).not.toMatch(/from ['"](@tensorflow|onnxruntime)/);
     }
 
+    // Source maps ship with the sources they point at.
+    for (const pkg of ['core', 'datasets']) {
+      const root = join(app, 'node_modules', '@diad', pkg);
+      const maps = (readdirSync(join(root, 'dist'), { recursive: true }) as string[]).filter((f) => f.endsWith('.js.map'));
+      expect(maps.length, pkg).toBeGreaterThan(0);
+      for (const m of maps) {
+        const map = JSON.parse(readFileSync(join(root, 'dist', m), 'utf8')) as { sources: string[] };
+        for (const src of map.sources) expect(existsSync(join(root, 'dist', dirname(m), src)), `${pkg}/dist/${m} -> ${src}`).toBe(true);
+      }
+    }
+
     writeFileSync(join(app, 'use.mjs'), SCRIPT);
     const out = JSON.parse(execFileSync(process.execPath, ['use.mjs'], { cwd: app, encoding: 'utf8' }));
     expect(out).toEqual({

@@ -41,9 +41,15 @@ describe('colormap', () => {
   });
 });
 
+/** What a test records of how it was made (contents do not matter to the writers). */
+const provenance: ReportInput['provenance'] = {
+  run: 'runs/x', configHash: 'abc', checkpoints: { sg: 'checkpoints/sg-000010.safetensors' }, dataRoots: ['/data'], classes: ['bottle'],
+  unseenClasses: [], engine: 'tfjs cpu', featureExtractor: 'mobilenet_v2', ddim: {}, anomalyMap: {}, versions: { '@diad/demo': '0.1.0' }, date: '2026-01-01T00:00:00Z',
+};
+
 describe('metric tables', () => {
   const r = {
-    title: 't', config: {}, configHash: 'abc', images: [], timings: [], skipped: [], facts: {},
+    title: 't', config: {}, configHash: 'abc', images: [], timings: [], skipped: [], facts: {}, provenance,
     classes: [
       { className: 'bottle', good: 2, defective: 3, metrics: { standard: row(0.9), diad: row(0.8) }, curves: { imageRoc: { x: [], y: [] }, pixelRoc: { x: [], y: [] }, pro: { x: [], y: [] } } },
     ],
@@ -128,7 +134,7 @@ describe('report.html in headless Chromium', () => {
     }
     const ramp = { x: [0, 0.1, 0.5, 1], y: [0, 0.6, 0.9, 1] };
     input = {
-      title: 'report test', config: { preset: 'test' }, configHash: 'deadbeef0000', images,
+      title: 'report test', config: { preset: 'test' }, configHash: 'deadbeef0000', images, provenance,
       classes: [{ className: 'cls', good: 2, defective: 2, metrics: { standard: row(0.9), diad: row(0.85) }, curves: { imageRoc: ramp, pixelRoc: ramp, pro: { x: [0, 0.3], y: [0, 0.7] } } }],
       mean: { standard: row(0.9), diad: row(0.85) },
       timings: [{ name: 'stage 1', seconds: 12.5 }, { name: 'test', seconds: 3 }],

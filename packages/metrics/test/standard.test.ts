@@ -245,3 +245,13 @@ describe('properties', () => {
     expect(() => auPro([new Float32Array(4)], [new Uint8Array(4)], { height: 2, width: 2 })).toThrow(/no defective pixel/);
   });
 });
+
+describe('README standalone example', () => {
+  it('gives the values the README states, from plain arrays', () => {
+    expect(rocAuc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])).toBe(0.75);
+    const map = Float32Array.from([0.9, 0.8, 0.1, 0.2, 0.25, 0.1, 0.3, 0.2, 0.1]);
+    const mask = Uint8Array.from([1, 1, 0, 0, 1, 0, 0, 0, 0]);
+    // PRO 2/3 for FPR in [0, 1/6], then 1 up to 0.3: (2/3 * 1/6 + 1 * (0.3 - 1/6)) / 0.3 = 22/27.
+    expect(auPro([map], [mask], { height: 3, width: 3 })).toBeCloseTo(22 / 27, 12);
+  });
+});

@@ -34,7 +34,7 @@ export function register(program: Command): void {
     const run = await RunDir.open(out, cfg);
     if (!(await fitOrInterrupt(run, f.quiet, engine))) return;
     // The demo tests on onnxruntime (the run is exported to <run>/onnx first), as it trains.
-    const { out: testOut, report } = await testRun(run, { quiet: f.quiet, engine: 'ort' });
+    const { out: testOut, report } = await testRun(run, { quiet: f.quiet, engine: 'ort', overwrite: true });
     process.stdout.write(metricsMarkdown(report) + '\n');
     process.stderr.write(`demo done in ${((Date.now() - t0) / 1000).toFixed(0)} s; report: ${join(testOut, 'report.html')}\n`);
   });

@@ -2,9 +2,8 @@ import type { Command } from 'commander';
 import { availableParallelism, cpus, platform, arch, totalmem } from 'node:os';
 import type { describeEngines, EngineInfo, TfjsEngine } from '@diad/core/tfjs';
 import type { describeOrt, ProviderProbe } from '@diad/core/ort';
-import { packageVersion } from '../versions.js';
+import { DIAD_PACKAGES, packageVersion } from '../versions.js';
 
-const DIAD_PACKAGES = ['@diad/core', '@diad/datasets', '@diad/metrics', '@diad/feature-extractor', '@diad/autoencoder', '@diad/sg-diffusion'];
 const OTHER_PACKAGES = ['sharp', 'commander', 'cli-progress', 'zod'];
 
 interface EnvFlags {

@@ -13,7 +13,7 @@ export function register(program: Command): void {
     .command('predict')
     .description('score images with a fitted run: JSON with score, decision and anomaly-map PNG per image')
     .requiredOption('--run <dir>', 'run folder made by diad fit')
-    .argument('<images...>', 'image files')
+    .argument('<images...>', 'image files, or folders (their images are scored)')
     .option('--out <dir>', 'folder for the anomaly-map PNGs (default <run>/predict)')
     .option('--engine <name>', 'inference engine: tfjs | ort (onnxruntime-node; providers from DIAD_ORT_PROVIDERS)', 'tfjs')
     .option('--onnx-dir <dir>', 'engine ort: a diad export folder (default <run>/onnx, exported there when missing)')

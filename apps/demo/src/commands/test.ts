@@ -18,14 +18,15 @@ export function register(program: Command): void {
     .requiredOption('--run <dir>', 'run folder made by diad fit')
     .option('--data <dir>', 'dataset root to test on (repeatable; default: the run\'s roots)', collect, [])
     .option('--classes <list>', 'only these classes, comma-separated')
-    .option('--out <dir>', 'output folder (default <run>/test)')
+    .option('--out <dir>', 'output folder (default <run>/test); one test per folder')
+    .option('--overwrite', 'replace a test result already in the output folder')
     .option('--quiet', 'no progress output')
     .option('--engine <name>', 'inference engine: tfjs | ort (onnxruntime-node; providers from DIAD_ORT_PROVIDERS)', 'tfjs')
     .option('--onnx-dir <dir>', 'engine ort: a diad export folder (default <run>/onnx, exported there when missing)')
-    .action(async (f: { run: string; data: string[]; classes?: string; out?: string; quiet?: boolean; engine?: string; onnxDir?: string }) => {
+    .action(async (f: { run: string; data: string[]; classes?: string; out?: string; overwrite?: boolean; quiet?: boolean; engine?: string; onnxDir?: string }) => {
       const run = await RunDir.load(f.run);
       const classes = f.classes?.split(',').map((c) => c.trim()).filter(Boolean) ?? null;
-      const { out, report } = await testRun(run, { roots: f.data, classes, out: f.out, quiet: f.quiet, engine: parseEngine(f.engine), onnxDir: f.onnxDir });
+      const { out, report } = await testRun(run, { roots: f.data, classes, out: f.out, overwrite: f.overwrite, quiet: f.quiet, engine: parseEngine(f.engine), onnxDir: f.onnxDir });
       process.stdout.write(metricsMarkdown(report) + '\n');
       process.stderr.write(`report: ${join(out, 'report.html')} (skipped images: ${report.skipped.length})\n`);
     });

@@ -4,7 +4,7 @@
  * on the test split: the heatmap colour range comes from the validation images.
  */
 import { join, resolve } from 'node:path';
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import { sliceBatch } from '@diad/core';
 import { openDataset } from '@diad/datasets';
 import { MetricsAccumulator, type MetricValues, type StoredImage } from '@diad/metrics';
@@ -15,12 +15,16 @@ import { featureExtractorName } from './models.js';
 import { openInference, type EngineOptions } from './ort-models.js';
 import { Progress } from './progress.js';
 import type { ValidationInfo } from './fit.js';
+import { runCheckpoints } from './export.js';
+import { diadVersions } from '../versions.js';
 import { writeStrip } from '../report/strip.js';
 import { writeReport } from '../report/index.js';
 import { classCurves, storedImage } from '../report/curves.js';
 import { METRIC_MODES, type ClassReport, type ImageRecord, type MetricRow, type ReportInput } from '../report/types.js';
 
 export interface TestOptions extends EngineOptions {
+  /** Replace a test result already in the output folder (default: refuse). */
+  overwrite?: boolean;
   /** Dataset roots to test on (default: the run's roots). */
   roots?: string[];
   classes?: string[] | null;
@@ -50,6 +54,13 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
   const validation = await run.readJson<ValidationInfo>('validation.json');
   if (!validation) throw new Error(`${run.dir} is not fitted yet (no validation.json); run \`diad fit --resume ${run.dir}\` first`);
   const out = resolve(opts.out ?? run.path('test'));
+  // One test per folder: a second one would mix its strips with the first's and replace its metrics.
+  if (existsSync(join(out, 'metrics.json'))) {
+    if (!opts.overwrite) {
+      throw new Error(`${out} already holds a test result (metrics.json); write this test elsewhere with --out DIR, or replace it with --overwrite`);
+    }
+    await fs.rm(join(out, 'strips'), { recursive: true, force: true });
+  }
   await fs.mkdir(join(out, 'strips'), { recursive: true });
   const t0 = Date.now();
 
@@ -58,6 +69,9 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
   const ds = await openDataset(roots, classes ? { classes } : {});
   const samples = capPerClass(ds.samples.filter((s) => s.split === 'test'), cfg.data.maxTestPerClass, cfg.seed + 1);
   log(`test: ${samples.length} images of ${ds.classes.join(', ')}`);
+  // A multi-class model is trained on a class list: testing other classes is an unseen-class experiment.
+  const unseen = validation.trainedClasses ? ds.classes.filter((c) => !validation.trainedClasses.includes(c)) : [];
+  if (unseen.length) log(`warning: the model was not trained on ${unseen.join(', ')} (trained on ${validation.trainedClasses.join(', ')}); the report marks this as an unseen-class test`);
 
   const stages = await openInference(run, opts, log);
   log(`engine: ${stages.engine}`);
@@ -125,6 +139,21 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
   if (fitTimes) timings.push({ name: 'fit: data loading', seconds: fitTimes.dataSeconds }, { name: 'fit: validation scoring', seconds: fitTimes.validationSeconds });
   timings.push({ name: `test (${images.length} images)`, seconds: testSeconds });
   const fitSkipped = (await run.readJson<Skipped[]>('skipped-fit.json')) ?? [];
+  const date = new Date().toISOString();
+  const provenance: ReportInput['provenance'] = {
+    run: run.dir,
+    configHash: run.hash,
+    checkpoints: await runCheckpoints(run),
+    dataRoots: roots,
+    classes: [...ds.classes],
+    unseenClasses: unseen,
+    engine: stages.engine,
+    featureExtractor: featureExtractorName(cfg),
+    ddim: cfg.ddim,
+    anomalyMap: cfg.anomalyMap,
+    versions: diadVersions(),
+    date,
+  };
   const report: ReportInput = {
     title: `DiAD report: ${run.dir}`,
     config: cfg,
@@ -135,13 +164,19 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
     timings,
     skipped: [...fitSkipped, ...skipped],
     facts: {
+      ...(unseen.length ? { 'unseen classes (not trained on)': unseen.join(', ') } : {}),
       engine: stages.engine,
       'feature extractor': featureExtractorName(cfg),
       'test data': roots.join(', '),
+      'test classes': ds.classes.join(', '),
+      DDIM: `from t=${cfg.ddim.tStart}, ${cfg.ddim.steps} steps, eta ${cfg.ddim.eta}, ${cfg.ddim.schedule} schedule`,
+      checkpoints: Object.values(provenance.checkpoints).filter(Boolean).join(', ') || 'none',
+      versions: Object.entries(provenance.versions).map(([k, v]) => `${k} ${v ?? 'not installed'}`).join(', '),
       'decision threshold (validation, target FPR)': `${validation.threshold.toPrecision(5)} (${validation.targetFpr})`,
       ...(validation.autoencoderL1 !== undefined ? { 'autoencoder L1 on validation images': validation.autoencoderL1.toPrecision(4) } : {}),
-      date: new Date().toISOString(),
+      date,
     },
+    provenance,
   };
   await writeReport(out, report);
   return { out, report };

@@ -29,6 +29,9 @@ export async function runCheckpoints(run: RunDir): Promise<Record<StageName, str
   return out;
 }
 
+/** The run's list of export folders (absolute paths), newest last. */
+export const EXPORTS = 'exports.json';
+
 /** `manifest.json` of an export. Shapes use `N` for the dynamic batch axis. */
 export interface OnnxManifest {
   format: 'diad-onnx';
@@ -101,6 +104,9 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
   };
   if (ae.encode !== join(out, manifest.files.autoencoderEncode) || den.step !== join(out, manifest.files.step)) throw new Error('export: unexpected file names from the stage exports');
   await writeFileAtomic(join(out, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
+  // The run remembers where it was exported, so `--engine ort` finds an export made with --out.
+  const known = (await run.readJson<string[]>(EXPORTS)) ?? [];
+  if (!known.includes(out)) await run.writeJson(EXPORTS, [...known, out]);
   log(`export: ${out} (${(manifest.flopsPerImage.reconstruction / 1e9).toFixed(2)} GFLOP per image for ${cfg.ddim.steps} DDIM steps)`);
   return manifest;
 }

@@ -37,6 +37,8 @@ export interface ValidationInfo {
    * convention, ImageNet-normalised units): how well stage 1 reconstructs unseen normal images.
    */
   autoencoderL1: number;
+  /** The classes the model was trained on (a test of other classes is an unseen-class experiment). */
+  trainedClasses: string[];
   skipped: Skipped[];
 }
 
@@ -106,6 +108,7 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
           mapRange: [Math.min(medianSample(scored.maps.data), threshold), threshold],
           targetFpr: cfg.threshold.targetFpr,
           autoencoderL1,
+          trainedClasses: [...splits.classes],
           skipped: val.skipped,
         };
         await run.writeJson('validation.json', info);

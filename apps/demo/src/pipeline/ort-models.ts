@@ -13,7 +13,7 @@ import { OrtDdimReconstructor } from '@diad/sg-diffusion';
 import type { RunDir } from './run-dir.js';
 import type { Stages } from './score.js';
 import { createModels, featureExtractor } from './models.js';
-import { exportRun, runCheckpoints, MANIFEST, type OnnxManifest } from './export.js';
+import { exportRun, runCheckpoints, EXPORTS, MANIFEST, type OnnxManifest } from './export.js';
 
 export type EngineName = 'tfjs' | 'ort';
 export const ENGINES: readonly EngineName[] = ['tfjs', 'ort'];
@@ -40,31 +40,49 @@ export function parseEngine(v: string | undefined): EngineName {
   return e as EngineName;
 }
 
+/** The manifest in `dir`, or null when absent or unreadable (`strict`: an unreadable one is an error). */
+function readManifest(dir: string, strict: boolean, run: RunDir): OnnxManifest | null {
+  const path = join(dir, MANIFEST);
+  if (!existsSync(path)) return null;
+  try {
+    return JSON.parse(readFileSync(path, 'utf8')) as OnnxManifest;
+  } catch (e) {
+    if (strict) throw new Error(`${path} is not valid JSON (${(e as Error).message}); re-export with \`diad export --run ${run.dir} --out ${dir}\``);
+    return null;
+  }
+}
+
 /**
- * The run's ONNX export: reads `dir/manifest.json`; when absent or made for another config hash or
- * other stage checkpoints (a run trained further),
- * exports the run into `dir` first (only for the default folder; an explicit `--onnx-dir` must match).
- * @throws Error when an explicit folder holds no export of this run.
+ * The run's ONNX export, and which one: `dir` when given (it must hold an export of the run's
+ * config and current checkpoints), else the newest up-to-date export the run made (`<run>/onnx`
+ * or a `diad export --out` folder recorded in `exports.json`), else a new export into `<run>/onnx`.
+ * @throws Error when an explicit folder holds no up-to-date export of this run.
  */
 export async function ensureExport(run: RunDir, dir: string | undefined, log: (l: string) => void): Promise<{ dir: string; manifest: OnnxManifest }> {
-  const target = resolve(dir ?? run.path('onnx'));
-  const path = join(target, MANIFEST);
-  let existing: OnnxManifest | null = null;
-  try {
-    if (existsSync(path)) existing = JSON.parse(readFileSync(path, 'utf8')) as OnnxManifest;
-  } catch (e) {
-    if (dir) throw new Error(`${path} is not valid JSON (${(e as Error).message}); re-export with \`diad export --run ${run.dir} --out ${dir}\``);
-  }
   const current = JSON.stringify(await runCheckpoints(run));
-  const fresh = existing && existing.configHash === run.hash && JSON.stringify(existing.checkpoints) === current;
-  if (existing && fresh) return { dir: target, manifest: existing };
+  const fresh = (m: OnnxManifest | null) => m !== null && m.configHash === run.hash && JSON.stringify(m.checkpoints) === current;
   if (dir) {
+    const target = resolve(dir);
+    const existing = readManifest(target, true, run);
+    if (existing && fresh(existing)) {
+      log(`engine ort: using the export in ${target} (--onnx-dir)`);
+      return { dir: target, manifest: existing };
+    }
     throw new Error(existing
-      ? `${path} was exported from another config or other checkpoints (hash ${existing.configHash}, checkpoints ${JSON.stringify(existing.checkpoints)}; the run has ${run.hash}, ${current}); re-export with \`diad export --run ${run.dir} --out ${dir}\``
+      ? `${join(target, MANIFEST)} was exported from another config or other checkpoints (hash ${existing.configHash}, checkpoints ${JSON.stringify(existing.checkpoints)}; the run has ${run.hash}, ${current}); re-export with \`diad export --run ${run.dir} --out ${dir}\``
       : `${dir} holds no ONNX export (no ${MANIFEST}); make one with \`diad export --run ${run.dir} --out ${dir}\` or drop --onnx-dir`);
   }
-  log(`engine ort: exporting the run to ${target}`);
-  return { dir: target, manifest: await exportRun(run, target, log) };
+  const own = resolve(run.path('onnx'));
+  const candidates = [...new Set([...((await run.readJson<string[]>(EXPORTS)) ?? []).reverse(), own])];
+  for (const c of candidates) {
+    const m = readManifest(c, false, run);
+    if (fresh(m)) {
+      log(`engine ort: using the run's export in ${c}`);
+      return { dir: c, manifest: m! };
+    }
+  }
+  log(`engine ort: no up-to-date export of the run; exporting it to ${own}`);
+  return { dir: own, manifest: await exportRun(run, own, log) };
 }
 
 /**

@@ -4,7 +4,8 @@
  * anomaly map as a heatmap PNG.
  */
 import { basename, join, resolve } from 'node:path';
-import { loadRgb, rgbToTensor } from '@diad/datasets';
+import { loadImageFolder, loadRgb, rgbToTensor } from '@diad/datasets';
+import { promises as fs } from 'node:fs';
 import { sliceBatch } from '@diad/core';
 import type { RunDir } from './run-dir.js';
 import type { ValidationInfo } from './fit.js';
@@ -25,7 +26,27 @@ export interface Prediction {
 }
 
 /**
- * Scores images with a fitted run; heatmaps go to `outDir`.
+ * The image paths to score: files as given, folders replaced by the images directly in them
+ * (sorted; as `loadImageFolder` reads them). A folder without images is reported through `fail`.
+ */
+async function expandFolders(paths: readonly string[], fail: (path: string, error: string) => void): Promise<string[]> {
+  const out: string[] = [];
+  for (const p of paths.map((x) => resolve(x))) {
+    if (!(await fs.stat(p).catch(() => null))?.isDirectory()) {
+      out.push(p);
+      continue;
+    }
+    try {
+      out.push(...(await loadImageFolder(p)).samples.map((s) => s.imagePath));
+    } catch (e) {
+      fail(p, (e as Error).message.split('\n')[0]);
+    }
+  }
+  return out;
+}
+
+/**
+ * Scores images (or the images of folders) with a fitted run; heatmaps go to `outDir`.
  * @throws Error when the run is not fitted.
  */
 export async function predict(run: RunDir, paths: string[], outDir: string, log: (l: string) => void = () => {}, engine: EngineOptions = {}): Promise<Prediction[]> {
@@ -35,7 +56,7 @@ export async function predict(run: RunDir, paths: string[], outDir: string, log:
   const size = cfg.data.imageSize;
   const out: Prediction[] = [];
   const ok: { path: string; rgb: Awaited<ReturnType<typeof loadRgb>> }[] = [];
-  for (const p of paths.map((x) => resolve(x))) {
+  for (const p of await expandFolders(paths, (path, error) => out.push({ image: path, score: null, threshold: v.threshold, anomalous: null, anomalyMap: null, error }))) {
     try {
       ok.push({ path: p, rgb: await loadRgb(p, size) });
     } catch (e) {

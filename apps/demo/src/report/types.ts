@@ -73,4 +73,22 @@ export interface ReportInput {
   skipped: Skipped[];
   /** Free facts shown under the title: engine, feature extractor, date. */
   facts: Record<string, string>;
+  /** What produced the result, as written into metrics.json. */
+  provenance: {
+    run: string;
+    configHash: string;
+    /** Stage checkpoints (run-relative paths), null for a stage without one. */
+    checkpoints: Record<string, string | null>;
+    dataRoots: string[];
+    classes: string[];
+    /** Tested classes the model was not trained on. */
+    unseenClasses: string[];
+    /** Inference engine and execution providers. */
+    engine: string;
+    featureExtractor: string;
+    ddim: unknown;
+    anomalyMap: unknown;
+    versions: Record<string, string | null>;
+    date: string;
+  };
 }
