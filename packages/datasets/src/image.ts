@@ -1,3 +1,4 @@
+import { promises as fs } from 'node:fs';
 import { writeFileAtomic } from '@diad/core';
 import sharp from 'sharp';
 import { DatasetError } from './errors.js';
@@ -32,7 +33,10 @@ export async function readRgb(path: string): Promise<RgbImage> {
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, channels: 3 };
   } catch (e) {
-    throw DatasetError.of(path, `unreadable image: ${(e as Error).message}`, UNREADABLE_FIX);
+    // A missing or empty file (an interrupted copy or download) says so instead of sharp's wording.
+    const st = await fs.stat(path).catch(() => null);
+    if (!st) throw DatasetError.of(path, 'no such file', 'check the path (and that a linked file still exists)');
+    throw DatasetError.of(path, `unreadable image: ${st.size === 0 ? 'empty file (0 bytes)' : (e as Error).message}`, UNREADABLE_FIX);
   }
 }
 

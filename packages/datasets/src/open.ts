@@ -1,6 +1,6 @@
 import { basename, join, resolve } from 'node:path';
 import { DatasetError } from './errors.js';
-import { brokenLinkProblem, brokenLinks, isDir, listDirs } from './files.js';
+import { brokenLinkProblem, brokenLinks, isDir, isFile, listDirs } from './files.js';
 import { isMvtecClassDir, scanMvtecClass } from './mvtec.js';
 import type { ClassScan } from './scan.js';
 import type { Dataset, Sample } from './types.js';
@@ -41,7 +41,8 @@ export async function scanRoots(roots: string | readonly string[], options: Open
   const available: string[] = [];
   for (const root of list) {
     if (!(await isDir(root))) {
-      throw DatasetError.of(root, 'dataset root does not exist', 'pass a folder holding class folders (<class>/train/good, <class>/test/<defect>) or a VisA root');
+      const what = (await isFile(root)) ? 'dataset root is a file, not a folder' : 'dataset root does not exist';
+      throw DatasetError.of(root, what, 'pass a folder holding class folders (<class>/train/good, <class>/test/<defect>) or a VisA root');
     }
     const prefix = options.prefixClasses ? `${basename(root)}/` : '';
     if (await isVisaRoot(root)) {

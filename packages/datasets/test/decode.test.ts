@@ -26,6 +26,12 @@ describe('readRgb', () => {
     expect([...img.data]).toEqual([255, 0, 10, 1, 2, 3]);
   });
 
+  it('names an empty file as such', async () => {
+    writeFileSync(at('empty.png'), '');
+    await expect(readRgb(at('empty.png'))).rejects.toThrow(/empty\.png: unreadable image: empty file \(0 bytes\)/);
+    await expect(readRgb(at('missing.png'))).rejects.toThrow(/missing\.png: no such file \(fix: check the path/);
+  });
+
   it('replicates grayscale to RGB', async () => {
     await png(at('gray.png'), 2, 1, 1, [7, 200]);
     expect([...(await readRgb(at('gray.png'))).data]).toEqual([7, 7, 7, 200, 200, 200]);

@@ -57,6 +57,8 @@ describe('MVTec AD layout', () => {
   it('names a missing root, a missing class and a root without classes', async () => {
     const a = await rejects(openDataset(join(tmp.dir, 'nope')));
     expect(a.message).toContain(`${join(tmp.dir, 'nope')}: dataset root does not exist`);
+    writeFileSync(join(tmp.dir, 'a-file'), 'x');
+    expect((await rejects(openDataset(join(tmp.dir, 'a-file')))).message).toContain(`${join(tmp.dir, 'a-file')}: dataset root is a file, not a folder`);
     const b = await rejects(openDataset(root, { classes: ['gamma'] }));
     expect(b.message).toMatch(/class gamma not found.*choose among: alpha, beta/);
     mkdirSync(join(tmp.dir, 'empty'), { recursive: true });
