@@ -90,7 +90,8 @@ export async function decodeSamples(samples: readonly Sample[], size: number, wh
       else skipped.push({ path: group[k].imagePath, reason: firstLine(again.e!.message), split: what });
     }
   }
-  for (const s of skipped) process.stderr.write(`warning: skipping unreadable ${what} image ${s.path}: ${s.reason}\n`);
+  // The reason starts with the file (DatasetError), so the path is not repeated.
+  for (const s of skipped) process.stderr.write(`warning: skipping a ${what} image: ${s.reason.startsWith(s.path) ? s.reason : `${s.path}: ${s.reason}`}\n`);
   if (ok.length === 0) throw new Error(`no ${what} image could be decoded (${skipped.length} skipped); check the data folders`);
   return {
     samples: ok.map((l) => l.sample),
