@@ -26,11 +26,7 @@ program.hook('preAction', async () => {
   const providers = program.opts<{ providers?: string }>().providers;
   if (providers === undefined) return;
   const { resolveOrtProviders } = await import('@diad/core/ort');
-  try {
-    resolveOrtProviders(providers.split(','));
-  } catch (e) {
-    throw new Error(`--providers ${providers}: ${(e as Error).message.replace(/^option providers: /, '')}`);
-  }
+  resolveOrtProviders(providers.split(','), `--providers ${providers}`);
   process.env.DIAD_ORT_PROVIDERS = providers;
 });
 

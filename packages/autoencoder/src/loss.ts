@@ -36,8 +36,6 @@ export interface AutoencoderLossTerms<T> {
   kl: T;
   /** The decoded reconstruction `[N, C, H, W]` (for engine-side extra terms). */
   reconstruction: T;
-  /** `sum|x - x_rec|` over the batch. */
-  absSum: T;
 }
 
 /**
@@ -62,6 +60,5 @@ export function autoencoderLoss<T>(ops: Ops<T>, cfg: AutoencoderConfig, images: 
     l1: ops.scale(absSum, 1 / (n * c * h * w)),
     kl,
     reconstruction,
-    absSum,
   };
 }

@@ -11,7 +11,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, sizeOf, tensor, type AdamWOptions, type HostTensor, type StepResult } from '@diad/core';
-import { toEnginePerm, Trainer, type ParamFilter, type ParamStore, TfjsOps } from '@diad/core/tfjs';
+import { engineTensor, Trainer, type ParamFilter, type ParamStore, TfjsOps } from '@diad/core/tfjs';
 import type { AutoencoderConfig } from './config.js';
 import { autoencoderLoss, type AutoencoderLossOptions } from './loss.js';
 import { DEFAULT_PREFIX } from './params.js';
@@ -167,11 +167,7 @@ export class AutoencoderTrainer {
     const params = Object.fromEntries(this.store.names().map((n) => [n, this.store.get(n)]));
     await this.trainer.resume(path, {
       params,
-      importParam: (_name, h) => tf.tidy(() => {
-        const t = tf.tensor(h.data, [...h.shape]);
-        const perm = toEnginePerm(h.shape.length);
-        return perm ? tf.transpose(t, perm) : t;
-      }),
+      importParam: (_name, h) => engineTensor(h.data, h.shape),
     });
   }
 

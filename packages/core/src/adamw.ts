@@ -69,9 +69,9 @@ export function adamWLr(o: Required<AdamWOptions>, t: number): number {
  * `p *= 1 - lr*wd; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;`
  * `p -= (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`, in float64 arithmetic rounded
  * to float32 on store (torch rounds every operation to float32: the results agree to float32
- * rounding, and this loop runs twice as fast as one rounding each operation). State (`exp_avg`, `exp_avg_sq`) is created on a parameter's first
- * gradient; a parameter without a gradient in an update is left alone (no weight decay either), as
- * PyTorch skips `grad is None`.
+ * rounding, and this loop runs twice as fast as one rounding each operation). State (`exp_avg`,
+ * `exp_avg_sq`) is created on a parameter's first gradient; a parameter without a gradient in an
+ * update is left alone (no weight decay either), as PyTorch skips `grad is None`.
  */
 export class HostAdamW {
   readonly options: Required<AdamWOptions>;

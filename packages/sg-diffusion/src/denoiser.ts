@@ -9,7 +9,8 @@ import { ParamStore, TfjsOps } from '@diad/core/tfjs';
 import { sgnConfigOf, type DiadConfig, type SGNConfig } from './config.js';
 import { contextFor, contextParamSpec, LEARNED_CONTEXT, readConstantContext } from './context.js';
 import { timestepEmbedding } from './layers.js';
-import { controlledUnet, hintBlock, semanticGuidedNetwork } from './model.js';
+import { hintBlock } from './model.js';
+import { guidedEps } from './loss.js';
 import { SGN_PREFIX, sgnParamSpec, UNET_PREFIX, unetParamSpec } from './spec.js';
 
 /** Which parameters train: the official groups, or everything (for models trained from scratch). */
@@ -110,10 +111,7 @@ export class DiadDenoiser {
    * @param context `[N, L, D]` ({@link context}).
    */
   epsTensor(x: tf.Tensor, guided: tf.Tensor, t: readonly number[], context: tf.Tensor): tf.Tensor {
-    const ops = this.ops;
-    const tEmb = ops.input(timestepEmbedding(t, this.config.unet.model_channels));
-    const control = semanticGuidedNetwork(ops, this.sgn, x, guided, tEmb, context);
-    return controlledUnet(ops, this.config.unet, x, tEmb, context, control, this.config.only_mid_control);
+    return guidedEps(this.ops, this.config, x, guided, this.ops.input(timestepEmbedding(t, this.config.unet.model_channels)), context);
   }
 
   /**

@@ -18,7 +18,15 @@ import { controlledUnet, hintBlock, semanticGuidedNetwork } from './model.js';
  * @returns eps `[N, out_channels, h, w]`.
  */
 export function denoiserEps<T>(ops: Ops<T>, config: DiadConfig, x: T, hint: T | null, tEmb: T, context: T): T {
-  const control = hint === null ? null : semanticGuidedNetwork(ops, sgnConfigOf(config), x, hintBlock(ops, hint), tEmb, context);
+  return guidedEps(ops, config, x, hint === null ? null : hintBlock(ops, hint), tEmb, context);
+}
+
+/**
+ * {@link denoiserEps} from the hint block's output `[N, model_channels, h, w]` (`hintBlock`),
+ * computed once per image for all DDIM steps; null: the plain UNet.
+ */
+export function guidedEps<T>(ops: Ops<T>, config: DiadConfig, x: T, guided: T | null, tEmb: T, context: T): T {
+  const control = guided === null ? null : semanticGuidedNetwork(ops, sgnConfigOf(config), x, guided, tEmb, context);
   return controlledUnet(ops, config.unet, x, tEmb, context, control, config.only_mid_control);
 }
 

@@ -7,7 +7,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, tensor, type AdamWOptions, type HostTensor, type StepResult } from '@diad/core';
-import { toEnginePerm, toOfficialPerm, Trainer } from '@diad/core/tfjs';
+import { engineTensor, officialHost, Trainer } from '@diad/core/tfjs';
 import type { DiadDenoiser, TrainableGroups } from './denoiser.js';
 import { DiffusionSchedule } from './schedule.js';
 import { timestepEmbedding } from './layers.js';
@@ -105,15 +105,7 @@ export class DiadTrainer {
     const store = this.denoiser.store;
     return this.trainer.save(path, {
       params: Object.fromEntries(store.names().map((n) => [n, store.get(n)])),
-      exportParam: async (_n, t) => {
-        const perm = toOfficialPerm(t.rank);
-        const o = perm ? tf.transpose(t, perm) : t;
-        try {
-          return tensor((await o.data()) as Float32Array, o.shape);
-        } finally {
-          if (o !== t) o.dispose();
-        }
-      },
+      exportParam: (_n, t) => officialHost(t),
     });
   }
 
@@ -122,13 +114,7 @@ export class DiadTrainer {
     const store = this.denoiser.store;
     return this.trainer.resume(path, {
       params: Object.fromEntries(store.names().map((n) => [n, store.get(n)])),
-      importParam: (_n, h) => {
-        const perm = toEnginePerm(h.shape.length);
-        return tf.tidy(() => {
-          const x = tf.tensor(h.data, [...h.shape]);
-          return perm ? tf.transpose(x, perm) : x;
-        });
-      },
+      importParam: (_n, h) => engineTensor(h.data, h.shape),
     });
   }
 

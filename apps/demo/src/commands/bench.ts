@@ -7,11 +7,11 @@ import { initTfjs, formatEngineInfo, ParamStore } from '@diad/core/tfjs';
 import { exportAutoencoderOnnx, OrtAutoencoder, parseAutoencoderConfig, paramSpec as autoencoderParamSpec, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
 import {
   DdimReconstructor, DiadDenoiser, DiadTrainer, DiffusionSchedule, exportDenoiserOnnx, hostContext, OrtDdimReconstructor, parseDiadConfig, recordDenoiserTraining,
-  timestepEmbedding, trainableFilter, OFFICIAL_HINT_WIDTHS,
+  trainableFilter, OFFICIAL_HINT_WIDTHS,
 } from '@diad/sg-diffusion';
 import { OrtTrainer } from '@diad/core/ort';
 import { resolveConfig } from '../pipeline/config.js';
-import { featureExtractor } from '../pipeline/models.js';
+import { featureExtractor, noisedBatch, type StageBatch } from '../pipeline/models.js';
 import { scoreImages } from '../pipeline/score.js';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -157,10 +157,7 @@ async function trainingBench(
   const [batch, , hw] = latents.shape;
   const trainable = trainableFilter('official');
   const graph = recordDenoiserTraining(dCfg, params, { batch, latentHeight: hw, latentWidth: hw, guided: true, trainable, contextTokens: context.shape[1] });
-  const rng = new Rng(2);
-  const t = Array.from({ length: batch }, () => rng.int(0, 999));
-  const noise = tensor(rng.normals(latents.data.length), latents.shape, 'NCHW');
-  const feeds: Record<string, HostTensor> = { x_noisy: new DiffusionSchedule().qSample(latents, t, noise), noise, t_emb: timestepEmbedding(t, dCfg.unet.model_channels), hint: images };
+  const feeds: StageBatch = { ...noisedBatch(new Rng(2), latents, new DiffusionSchedule(), dCfg.unet.model_channels), hint: images };
   if (dCfg.context.kind === 'file') feeds.context = hostContext(dCfg, params, context, batch);
   const trainer = await OrtTrainer.open(graph, params, { optimizer: { lr: 1e-5 } });
   try {

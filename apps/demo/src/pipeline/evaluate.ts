@@ -70,8 +70,9 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
   const samples = capPerClass(ds.samples.filter((s) => s.split === 'test'), cfg.data.maxTestPerClass, cfg.seed + 1);
   log(`test: ${samples.length} images of ${ds.classes.join(', ')}`);
   // A multi-class model is trained on a class list: testing other classes is an unseen-class experiment.
-  const unseen = validation.trainedClasses ? ds.classes.filter((c) => !validation.trainedClasses.includes(c)) : [];
-  if (unseen.length) log(`warning: the model was not trained on ${unseen.join(', ')} (trained on ${validation.trainedClasses.join(', ')}); the report marks this as an unseen-class test`);
+  const trained = validation.trainedClasses;
+  const unseen = trained ? ds.classes.filter((c) => !trained.includes(c)) : [];
+  if (unseen.length) log(`warning: the model was not trained on ${unseen.join(', ')} (trained on ${trained!.join(', ')}); the report marks this as an unseen-class test`);
 
   const stages = await openInference(run, opts, log);
   log(`engine: ${stages.engine}`);

@@ -10,7 +10,7 @@
  */
 import { sliceBatch, type Autoencoder, type HostTensor } from '@diad/core';
 import type { RunConfig } from './config.js';
-import { RunDir } from './run-dir.js';
+import { RunDir, STAGES, type StageName } from './run-dir.js';
 import { openSplits, decodeSamples, type Skipped } from './data.js';
 import { installInterruptHandlers, runStage } from './train-loop.js';
 import { thresholdAtFpr } from './threshold.js';
@@ -35,10 +35,11 @@ export interface ValidationInfo {
   /**
    * Mean |x - decode(encode(x))| of the autoencoder on the validation images (posterior mode; image
    * convention, ImageNet-normalised units): how well stage 1 reconstructs unseen normal images.
+   * Absent (like `trainedClasses`) in runs fitted before it was recorded.
    */
-  autoencoderL1: number;
+  autoencoderL1?: number;
   /** The classes the model was trained on (a test of other classes is an unseen-class experiment). */
-  trainedClasses: string[];
+  trainedClasses?: string[];
   skipped: Skipped[];
 }
 
@@ -52,9 +53,12 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
   installInterruptHandlers();
   const release = run.lock();
   try {
+    // Stages still to train (a stage with 0 steps or a finished one has nothing left).
+    const pending = Object.fromEntries(
+      await Promise.all(STAGES.map(async (st) => [st, cfg.stages[st].steps > 0 && !(await run.readStage(st))?.done] as const)),
+    ) as Record<StageName, boolean>;
     const finished = await run.readJson<{ finishedAt: string }>('fit-timings.json');
-    const stagesDone = await Promise.all((['autoencoder', 'diffusion', 'sg'] as const).map(async (st) => cfg.stages[st].steps === 0 || (await run.readStage(st))?.done === true));
-    if (finished && stagesDone.every(Boolean) && (await run.readJson('validation.json'))) {
+    if (finished && !Object.values(pending).some(Boolean) && (await run.readJson('validation.json'))) {
       log(`${run.dir} is already fitted (finished ${finished.finishedAt}); nothing to do`);
       return;
     }
@@ -69,8 +73,7 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
     const models = await createModels(cfg, run, log, { trainEngine: opts.engine });
     log(`engine: ${models.engine}`);
     try {
-      const pending = async (stage: 'autoencoder' | 'diffusion' | 'sg') => cfg.stages[stage].steps > 0 && !(await run.readStage(stage))?.done;
-      if (await pending('autoencoder')) {
+      if (pending.autoencoder) {
         const t = await models.autoencoderTrainer(train.images);
         try {
           await runStage(run, 'autoencoder', cfg.stages.autoencoder, t, opts);
@@ -78,9 +81,9 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
           t.dispose();
         }
       }
-      const needLatents = (await pending('diffusion')) || (await pending('sg'));
+      const needLatents = pending.diffusion || pending.sg;
       const latents = needLatents ? await models.encodeTrain(train.images) : null;
-      if (await pending('diffusion')) {
+      if (pending.diffusion) {
         const t = await models.diffusionTrainer(latents!);
         try {
           await runStage(run, 'diffusion', cfg.stages.diffusion, t, opts);
@@ -88,7 +91,7 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
           t.dispose();
         }
       }
-      if (await pending('sg')) {
+      if (pending.sg) {
         const t = await models.sgTrainer(latents!, train.images);
         try {
           await runStage(run, 'sg', cfg.stages.sg, t, opts);

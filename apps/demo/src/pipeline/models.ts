@@ -12,10 +12,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng, tensor, type HostTensor, type SafetensorsFile, type WritableTensor, sliceBatch, concatBatch, readSafetensors } from '@diad/core';
-import { initTfjs, formatEngineInfo, ParamStore, TfjsOps, Trainer, toEnginePerm, toOfficialPerm } from '@diad/core/tfjs';
+import { engineTensor, initTfjs, formatEngineInfo, officialHost, ParamStore, TfjsOps, Trainer } from '@diad/core/tfjs';
 import type { TrainingGraph } from '@diad/core/onnx';
 import {
-  parseAutoencoderConfig, paramSpec as autoencoderParamSpec, autoencoderLoss, recordAutoencoderTraining, tfjsAutoencoder,
+  parseAutoencoderConfig, paramSpec as autoencoderParamSpec, autoencoderLoss, downsampleFactor, recordAutoencoderTraining, tfjsAutoencoder,
   DEFAULT_PREFIX as AE_PREFIX, type AutoencoderConfig,
 } from '@diad/autoencoder';
 import {
@@ -36,11 +36,6 @@ export interface ModelOptions {
   trainEngine?: TrainEngine;
   /** onnxruntime execution providers of the ort trainers (default `DIAD_ORT_PROVIDERS`, else cpu). */
   providers?: readonly string[];
-}
-
-/** Latent side of the run's images (image size / the autoencoder's downsampling factor). */
-export function latentSize(cfg: RunConfig, aeCfg: AutoencoderConfig): number {
-  return cfg.data.imageSize / 2 ** (aeCfg.ddconfig.ch_mult.length - 1);
 }
 
 /** A stage trainer that owns engine memory. */
@@ -82,7 +77,7 @@ export type TrainEngine = 'ort' | 'tfjs';
 export const TRAIN_ENGINES: readonly TrainEngine[] = ['ort', 'tfjs'];
 
 /** A stage's batch of one step: named host tensors (the input names of its training graph). */
-type StageBatch = Record<string, HostTensor>;
+export type StageBatch = Record<string, HostTensor>;
 
 /** One stage's training problem, engine-free. */
 interface StageProblem {
@@ -124,12 +119,7 @@ function tfjsStageTrainer(p: StageProblem): DisposableTrainer {
     async state(): Promise<Record<string, WritableTensor>> {
       // Optimizer slots in the official layout, like the parameters: the ort trainer reads them too.
       const state: Record<string, HostTensor<'float32'>> = {};
-      for (const [n, t] of Object.entries(trainer.optimizer.stateTensors())) {
-        const perm = toOfficialPerm(t.rank);
-        const o = perm ? tf.transpose(t, perm) : t;
-        state[n] = tensor((await o.data()) as Float32Array, o.shape);
-        if (o !== t) o.dispose();
-      }
+      for (const [n, t] of Object.entries(trainer.optimizer.stateTensors())) state[n] = await officialHost(t);
       return checkpointOf(await store.toHost(), state, trainer.optimizer.step);
     },
     async load(file: SafetensorsFile): Promise<void> {
@@ -138,13 +128,9 @@ function tfjsStageTrainer(p: StageProblem): DisposableTrainer {
       const { step, state } = optimizerStateOf(file);
       const engine: Record<string, HostTensor<'float32'>> = {};
       for (const [n, h] of Object.entries(state)) {
-        const perm = toEnginePerm(h.shape.length);
-        if (!perm) engine[n] = h;
-        else {
-          const t = tf.tidy(() => tf.transpose(tf.tensor(h.data, [...h.shape]), perm));
-          engine[n] = tensor((await t.data()) as Float32Array, t.shape);
-          t.dispose();
-        }
+        const t = engineTensor(h.data, h.shape);
+        engine[n] = tensor((await t.data()) as Float32Array, t.shape);
+        t.dispose();
       }
       trainer.optimizer.loadState(step, engine, variables);
     },
@@ -230,9 +216,10 @@ export function randomCrop(t: HostTensor, size: number, rng: Rng): HostTensor {
 
 /**
  * The eps-prediction batch of one step: timesteps uniform in [0, T-1], Gaussian noise, the noised
- * latents `x_noisy = qSample(z, t, noise)` and the timestep embedding `t_emb`.
+ * latents `x_noisy = qSample(z, t, noise)` and the timestep embedding `t_emb` (the input names of
+ * the denoiser's training graph).
  */
-function noisedBatch(rng: Rng, z: HostTensor, schedule: DiffusionSchedule, modelChannels: number): StageBatch {
+export function noisedBatch(rng: Rng, z: HostTensor, schedule: DiffusionSchedule, modelChannels: number): StageBatch {
   const n = z.shape[0];
   const t = Array.from({ length: n }, () => rng.int(0, schedule.numTimesteps - 1));
   const noise = tensor(rng.normals(z.data.length), z.shape, 'NCHW');
@@ -296,7 +283,7 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
   const denoiserProblem = (stage: 'diffusion' | 'sg', d: DiadDenoiser, trainable: (n: string) => boolean, batchOf: (step: number) => StageBatch): StageProblem => {
     const sc = cfg.stages[stage];
     const guided = stage === 'sg';
-    const hw = latentSize(cfg, aeCfg);
+    const hw = cfg.data.imageSize / downsampleFactor(aeCfg);
     // A file context is an input of the batch; a learned one is a parameter.
     const context = constantContext ? hostContext(dCfg, {}, constantContext, sc.batchSize) : null;
     return {
@@ -315,11 +302,11 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
 
     async autoencoderTrainer(images) {
       const sc = cfg.stages.autoencoder;
-      const size = sc.crop ?? images.shape[2];
-      const f = 2 ** (aeCfg.ddconfig.ch_mult.length - 1);
+      const [height, width] = sc.crop ? [sc.crop, sc.crop] : [images.shape[2], images.shape[3]];
+      const f = downsampleFactor(aeCfg);
       // LDM's loss divided by the pixels per image, so the logged loss reads as a mean absolute
       // error (Adam is scale-invariant).
-      const lossScale = 1 / (images.shape[1] * size * (sc.crop ?? images.shape[3]));
+      const lossScale = 1 / (images.shape[1] * height * width);
       return trainerFor({
         stage: 'autoencoder',
         cfg: sc,
@@ -334,7 +321,7 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
         },
         tfjsLoss: (ops, b) => ops.scale(autoencoderLoss(ops, aeCfg, b.images, b.noise, { klWeight: cfg.models.klWeight, prefix: AE_PREFIX }).loss, lossScale),
         graph: (params) =>
-          recordAutoencoderTraining(aeCfg, params, { batch: sc.batchSize, height: size, width: sc.crop ?? images.shape[3], klWeight: cfg.models.klWeight, prefix: AE_PREFIX, lossScale }),
+          recordAutoencoderTraining(aeCfg, params, { batch: sc.batchSize, height, width, klWeight: cfg.models.klWeight, prefix: AE_PREFIX, lossScale }),
       });
     },
 

@@ -92,6 +92,8 @@ export interface OrtSessionOptions {
 
 /** An open onnxruntime-node session over host tensors. */
 export class OrtSession {
+  private inputSet: Set<string> | null = null;
+
   /**
    * @param session the ORT session.
    * @param path the model file.
@@ -134,8 +136,10 @@ export class OrtSession {
    * @throws Error as {@link run}.
    */
   async runTensors(inputs: Record<string, HostTensor<DType>>): Promise<ort.InferenceSession.ReturnType> {
+    // A training graph has a thousand inputs, checked every step: a set, not a list scan.
+    this.inputSet ??= new Set(this.inputNames);
     const missing = this.inputNames.filter((n) => !(n in inputs));
-    const extra = Object.keys(inputs).filter((n) => !this.inputNames.includes(n));
+    const extra = Object.keys(inputs).filter((n) => !this.inputSet!.has(n));
     if (missing.length || extra.length) {
       throw new Error(`${this.path}: inputs do not match the graph (missing: [${missing.join(', ')}], unexpected: [${extra.join(', ')}]; the graph takes [${this.inputNames.join(', ')}])`);
     }
@@ -154,15 +158,19 @@ export class OrtSession {
   }
 }
 
-/** The execution providers requested by option or `DIAD_ORT_PROVIDERS`, validated; `['cpu']` by default. */
-export function resolveOrtProviders(providers?: readonly string[]): string[] {
+/**
+ * The execution providers requested by option or `DIAD_ORT_PROVIDERS`, validated; `['cpu']` by default.
+ * @param source names the option in the error (default `option providers`).
+ * @throws Error naming the source and the unknown providers.
+ */
+export function resolveOrtProviders(providers?: readonly string[], source = 'option providers'): string[] {
   const env = process.env[ORT_PROVIDERS_ENV];
-  const source = providers ? 'option providers' : `environment variable ${ORT_PROVIDERS_ENV}`;
+  const from = providers ? source : `environment variable ${ORT_PROVIDERS_ENV}`;
   const list = (providers ?? (env ? env.split(',') : ['cpu'])).map((p) => p.trim().toLowerCase()).filter(Boolean);
   const known = ort.listSupportedBackends().map((b) => b.name);
   const unknown = list.filter((p) => !known.includes(p));
   if (unknown.length || list.length === 0) {
-    throw new Error(`${source}: unknown execution provider(s) [${unknown.join(', ')}]; onnxruntime-node ${ort.env.versions.node} knows ${known.join(', ')}`);
+    throw new Error(`${from}: unknown execution provider(s) [${unknown.join(', ')}]; onnxruntime-node ${ort.env.versions.node} knows ${known.join(', ')}`);
   }
   return list;
 }
@@ -184,7 +192,12 @@ export async function createOrtSession(source: string | Uint8Array, options: Ort
   for (let i = 0; i < providers.length; i++) {
     const eps = providers.slice(i);
     try {
-      const so: ort.InferenceSession.SessionOptions = { executionProviders: eps, ...(options.graphOptimizationLevel ? { graphOptimizationLevel: options.graphOptimizationLevel } : {}), ...(options.threads ? { intraOpNumThreads: options.threads } : {}) };
+      const so: ort.InferenceSession.SessionOptions = {
+        executionProviders: eps,
+        ...(options.graphOptimizationLevel ? { graphOptimizationLevel: options.graphOptimizationLevel } : {}),
+        ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
+      };
+      // Two overloads (path, bytes): a union argument matches neither.
       const session = typeof source === 'string' ? await ort.InferenceSession.create(source, so) : await ort.InferenceSession.create(source, so);
       return new OrtSession(session, path, eps, skipped);
     } catch (e) {

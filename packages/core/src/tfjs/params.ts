@@ -59,14 +59,28 @@ function matcher(filter: ParamFilter | undefined): (name: string) => boolean {
 const same = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((d, i) => d === b[i]);
 const fmt = (s: readonly number[]): string => `[${s.join(', ')}]`;
 
-/** Official-layout host data to an engine-layout tfjs tensor (one tf.transpose, no JS loops). */
-function engineTensor(data: Float32Array, shape: readonly number[]): tf.Tensor {
+/**
+ * Official-layout host data (a parameter, gradient or optimizer slot) to an engine-layout tfjs
+ * tensor (one tf.transpose, no JS loops); the caller disposes it.
+ */
+export function engineTensor(data: Float32Array, shape: readonly number[]): tf.Tensor {
   const perm = toEnginePerm(shape.length);
   const x = tf.tensor(data, [...shape], 'float32');
   if (!perm) return x;
   const y = tf.transpose(x, perm);
   x.dispose();
   return y;
+}
+
+/** An engine-layout tfjs tensor (a parameter, gradient or optimizer slot) as an official-layout host tensor. */
+export async function officialHost(t: tf.Tensor): Promise<HostTensor<'float32'>> {
+  const perm = toOfficialPerm(t.rank);
+  const o = perm ? tf.transpose(t, perm) : t;
+  try {
+    return tensor((await o.data()) as Float32Array, o.shape);
+  } finally {
+    if (o !== t) o.dispose();
+  }
 }
 
 /** Official-layout initial values of one spec, drawn from `rng` (PyTorch default inits). */
@@ -265,12 +279,7 @@ export class ParamStore {
     const { value, grads } = tf.variableGrads(loss, names.map((n) => this.entries.get(n)!.variable));
     const out: Record<string, Float32Array> = {};
     try {
-      for (const [id, g] of Object.entries(grads)) {
-        const perm = toOfficialPerm(g.rank);
-        const o = perm ? tf.transpose(g, perm) : g;
-        out[byId.get(id)!] = (await o.data()) as Float32Array;
-        if (o !== g) o.dispose();
-      }
+      for (const [id, g] of Object.entries(grads)) out[byId.get(id)!] = (await officialHost(g)).data;
       return { loss: (await value.data())[0], grads: out };
     } finally {
       tf.dispose([value, ...Object.values(grads)]);
@@ -288,16 +297,7 @@ export class ParamStore {
    */
   async toHost(filter?: ParamFilter): Promise<Record<string, HostTensor<'float32'>>> {
     const out: Record<string, HostTensor<'float32'>> = {};
-    for (const n of this.names(filter)) {
-      const { variable, shape } = this.entries.get(n)!;
-      const perm = toOfficialPerm(shape.length);
-      const t = perm ? tf.transpose(variable, perm) : variable;
-      try {
-        out[n] = tensor((await t.data()) as Float32Array, shape);
-      } finally {
-        if (t !== variable) t.dispose();
-      }
-    }
+    for (const n of this.names(filter)) out[n] = await officialHost(this.entries.get(n)!.variable);
     return out;
   }
 
