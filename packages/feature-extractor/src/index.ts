@@ -7,3 +7,4 @@ export * from './perceptual.js';
 export * from './patch-bank.js';
 export * from './load.js';
 export * from './baseline.js';
+export * from './resnet-imagenet.js';

