@@ -19,3 +19,4 @@ export * from './load.js';
 export * from './batches.js';
 export * from './inspect.js';
 export * from './synthetic/generate.js';
+export * from './defects.js';
