@@ -101,6 +101,13 @@ export const runConfigSchema = z
     }),
     /** Batch size of test-time reconstruction and feature extraction. */
     testBatchSize: z.number().int().min(1),
+    /**
+     * Validation during `fit` (normal validation images + a synthesised defect on a copy of each):
+     * scored every `every` steps of the SG stage (a multiple of its `checkpointEvery`; 0 = only at
+     * the end), keeping the best checkpoint by the selection rule (pipeline/validate.ts). Absent in
+     * runs made before it existed: validated at the end only.
+     */
+    validation: z.object({ every: z.number().int().min(0) }).optional(),
   })
   .strict();
 
@@ -177,6 +184,7 @@ export const PRESETS: Record<string, Preset> = {
     },
     ddim: { tStart: 300, steps: 5, eta: 0, schedule: 'partial' },
     testBatchSize: 4,
+    validation: { every: 4 },
   },
 };
 

@@ -14,7 +14,7 @@ import { scoreImages } from './score.js';
 import { featureExtractorName } from './models.js';
 import { openInference, type EngineOptions } from './ort-models.js';
 import { Progress } from './progress.js';
-import type { ValidationInfo } from './fit.js';
+import type { ValidationCurve, ValidationInfo } from './fit.js';
 import { runCheckpoints } from './export.js';
 import { diadVersions } from '../versions.js';
 import { writeStrip } from '../report/strip.js';
@@ -140,6 +140,7 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
   if (fitTimes) timings.push({ name: 'fit: data loading', seconds: fitTimes.dataSeconds }, { name: 'fit: validation scoring', seconds: fitTimes.validationSeconds });
   timings.push({ name: `test (${images.length} images)`, seconds: testSeconds });
   const fitSkipped = (await run.readJson<Skipped[]>('skipped-fit.json')) ?? [];
+  const curve = await run.readJson<ValidationCurve>('validation-curve.json');
   const date = new Date().toISOString();
   const provenance: ReportInput['provenance'] = {
     run: run.dir,
@@ -164,6 +165,7 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
     images,
     timings,
     skipped: [...fitSkipped, ...skipped],
+    ...(curve && validation.selected ? { validation: validationSummary(curve, validation.selected) } : {}),
     facts: {
       ...(unseen.length ? { 'unseen classes (not trained on)': unseen.join(', ') } : {}),
       engine: stages.engine,
@@ -175,10 +177,23 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
       versions: Object.entries(provenance.versions).map(([k, v]) => `${k} ${v ?? 'not installed'}`).join(', '),
       'decision threshold (validation, target FPR)': `${validation.threshold.toPrecision(5)} (${validation.targetFpr})`,
       ...(validation.autoencoderL1 !== undefined ? { 'autoencoder L1 on validation images': validation.autoencoderL1.toPrecision(4) } : {}),
+      ...(validation.selected ? { 'model (chosen on validation)': `${validation.selected.stage} step ${validation.selected.step}` } : {}),
       date,
     },
     provenance,
   };
   await writeReport(out, report);
   return { out, report };
+}
+
+/** The report's view of the fit's validation curve and its chosen point. */
+function validationSummary(curve: ValidationCurve, selected: NonNullable<ValidationInfo['selected']>): NonNullable<ReportInput['validation']> {
+  const n = (x: number | null) => (x === null ? NaN : x);
+  return {
+    rule: curve.rule,
+    points: curve.points.map((p) => ({ stage: p.stage, step: p.step, imageAUROC: n(p.mean.aurocImage), pixelAUROC: n(p.mean.aurocPixel), auPRO: n(p.mean.auPro), value: p.value })),
+    selected: { stage: selected.stage, step: selected.step },
+    reconstruction: selected.reconstruction,
+    classes: Object.fromEntries(Object.entries(selected.classes).map(([c, m]) => [c, { imageAUROC: n(m.aurocImage), pixelAUROC: n(m.aurocPixel), auPRO: n(m.auPro) }])),
+  };
 }

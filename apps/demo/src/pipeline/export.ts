@@ -25,7 +25,7 @@ export const MANIFEST = 'manifest.json';
 /** The checkpoint each stage state names now (an export of other checkpoints is stale). */
 export async function runCheckpoints(run: RunDir): Promise<Record<StageName, string | null>> {
   const out = {} as Record<StageName, string | null>;
-  for (const st of STAGES) out[st] = (await run.readStage(st))?.checkpoint ?? null;
+  for (const st of STAGES) out[st] = await run.inferenceCheckpoint(st);
   return out;
 }
 

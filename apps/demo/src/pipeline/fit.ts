@@ -5,21 +5,24 @@
  *    Diffusion pretraining, which cannot be downloaded here;
  * 3. the SG network + SFF + UNet decoder, UNet encoder frozen, initialised as ControlNet does
  *    (SG network encoder copied from the stage-2 UNet).
- * With `--init`, a converted official checkpoint replaces stages 1-2. After training, the
- * validation images (carved from train) are scored to fix `predict`'s threshold.
+ * With `--init`, a converted official checkpoint replaces stages 1-2. The validation images (carved
+ * from train) plus a synthesised defect on a copy of each are scored at the SG stage's checkpoints
+ * (`validation.every`) and at the end: the best checkpoint by the selection rule becomes the run's
+ * model, and its normal images' scores fix `predict`'s threshold.
  */
-import { sliceBatch, type Autoencoder, type HostTensor } from '@diad/core';
+import { existsSync, promises as fs } from 'node:fs';
 import type { RunConfig } from './config.js';
-import { RunDir, STAGES, type StageName } from './run-dir.js';
+import { RunDir, STAGES, type Selection, type StageName } from './run-dir.js';
 import { openSplits, decodeSamples, type Skipped } from './data.js';
 import { installInterruptHandlers, runStage } from './train-loop.js';
 import { thresholdAtFpr } from './threshold.js';
-import { scoreImages } from './score.js';
 import { createModels, type TrainEngine } from './models.js';
+import { openInference } from './ort-models.js';
+import { SELECTION_RULE, evaluateValidation, formatValidation, validationSet, type ValidationPoint } from './validate.js';
 
 export interface FitOptions {
   quiet?: boolean;
-  /** Engine of the training stages (default `ort`; validation scoring stays on tfjs). */
+  /** Engine of the training stages (default `ort`; validation scores on onnxruntime, the feature extractor on its own engine). */
   engine?: TrainEngine;
   /** Log lines go here (default stderr). */
   log?: (line: string) => void;
@@ -27,6 +30,7 @@ export interface FitOptions {
 
 /** What `fit` leaves in `validation.json`. */
 export interface ValidationInfo {
+  /** Image scores of the normal validation images (by the selected checkpoint). */
   scores: { path: string; className: string; score: number }[];
   threshold: number;
   targetFpr: number;
@@ -35,12 +39,21 @@ export interface ValidationInfo {
   /**
    * Mean |x - decode(encode(x))| of the autoencoder on the validation images (posterior mode; image
    * convention, ImageNet-normalised units): how well stage 1 reconstructs unseen normal images.
-   * Absent (like `trainedClasses`) in runs fitted before it was recorded.
+   * Absent (like the fields below) in runs fitted before it was recorded.
    */
   autoencoderL1?: number;
   /** The classes the model was trained on (a test of other classes is an unseen-class experiment). */
   trainedClasses?: string[];
+  /** The selected checkpoint's validation: metrics on normal + synthesised defects, reconstruction errors. */
+  selected?: ValidationPoint;
   skipped: Skipped[];
+}
+
+/** `validation-curve.json`: every validation of the fit, and the one the rule chose. */
+export interface ValidationCurve {
+  rule: string;
+  points: ValidationPoint[];
+  best: { stage: StageName; step: number; value: number } | null;
 }
 
 /**
@@ -70,6 +83,38 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
     await run.writeJson('skipped-fit.json', [...train.skipped, ...val.skipped]);
     const dataSeconds = (Date.now() - t0) / 1000;
 
+    // Validation set: each normal validation image plus a synthesised defect on a copy of it.
+    const vset = validationSet(val, cfg.seed);
+    const curve: ValidationCurve = (await run.readJson<ValidationCurve>('validation-curve.json')) ?? { rule: SELECTION_RULE, points: [], best: null };
+    let validationSeconds = 0;
+    /** Scores the validation set with the stage's current checkpoint (once per step); `keep`: a candidate for the best. */
+    const validate = async (stage: StageName, step: number, keep: boolean): Promise<ValidationPoint> => {
+      const known = curve.points.find((p) => p.stage === stage && p.step === step);
+      if (known) return known;
+      const tv = Date.now();
+      // On onnxruntime through the run's export of the current checkpoints (the tfjs path is several times slower).
+      const stages = await openInference(run, { engine: 'ort' }, () => {});
+      let point: ValidationPoint;
+      try {
+        point = await evaluateValidation(stages, vset, cfg, cfg.seed, { stage, step });
+      } finally {
+        await stages.dispose();
+      }
+      curve.points.push(point);
+      const better = keep && (!curve.best || point.value >= curve.best.value);
+      if (better) {
+        await run.keepBest(stage);
+        curve.best = { stage, step, value: point.value };
+      }
+      await run.writeJson('validation-curve.json', curve);
+      validationSeconds += (Date.now() - tv) / 1000;
+      const m = point.mean;
+      log(`validation at ${stage} step ${step}: image AUROC ${pct(m.aurocImage)}, pixel AUROC ${pct(m.aurocPixel)}, AU-PRO ${pct(m.auPro)}; ` +
+        `DiAD L1 ${meanOf(Object.values(point.reconstruction).map((r) => r.diadL1)).toFixed(4)}${better ? ' (best so far)' : ''} [${point.seconds.toFixed(0)} s]`);
+      return point;
+    };
+    const every = cfg.validation?.every ?? 0;
+
     const models = await createModels(cfg, run, log, { trainEngine: opts.engine });
     log(`engine: ${models.engine}`);
     try {
@@ -94,32 +139,50 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
       if (pending.sg) {
         const t = await models.sgTrainer(latents!, train.images);
         try {
-          await runStage(run, 'sg', cfg.stages.sg, t, opts);
+          await runStage(run, 'sg', cfg.stages.sg, t, {
+            ...opts,
+            afterCheckpoint: async (st) => {
+              if (every > 0 && st.step % every === 0) await validate('sg', st.step, true);
+            },
+          });
         } finally {
           t.dispose();
         }
       }
-      const tv = Date.now();
-      const stages = await models.inferenceStages();
-      try {
-        const scored = await scoreImages(stages, val.images, cfg, cfg.seed);
-        const autoencoderL1 = await reconstructionL1(stages.autoencoder, val.images, cfg.testBatchSize);
-        const threshold = thresholdAtFpr(scored.scores, cfg.threshold.targetFpr);
-        const info: ValidationInfo = {
-          scores: val.samples.map((s, i) => ({ path: s.imagePath, className: s.className, score: scored.scores[i] })),
-          threshold,
-          mapRange: [Math.min(medianSample(scored.maps.data), threshold), threshold],
-          targetFpr: cfg.threshold.targetFpr,
-          autoencoderL1,
-          trainedClasses: [...splits.classes],
-          skipped: val.skipped,
-        };
-        await run.writeJson('validation.json', info);
-        log(`validation: ${val.samples.length} normal images, threshold ${info.threshold.toPrecision(5)} at target FPR ${cfg.threshold.targetFpr}; autoencoder L1 ${autoencoderL1.toPrecision(4)}`);
-      } finally {
-        stages.dispose();
+      // The run's model: the SG stage's best checkpoint by the rule (its last one when nothing beat
+      // it); without an SG stage (`--sg-steps 0`), the latent-diffusion model as it is.
+      const last: StageName = cfg.stages.sg.steps > 0 ? 'sg' : 'diffusion';
+      const lastStep = (await run.readStage(last))?.step ?? 0;
+      const lastPoint = await validate(last, lastStep, last === 'sg');
+      let chosen = lastPoint;
+      if (last === 'sg' && curve.best && curve.best.step !== lastStep) {
+        chosen = curve.points.find((p) => p.stage === 'sg' && p.step === curve.best!.step)!;
+        const checkpoint = `checkpoints/best-sg-${String(curve.best.step).padStart(6, '0')}.safetensors`;
+        if (!existsSync(run.path(checkpoint))) {
+          throw new Error(`${run.path(checkpoint)} (the best SG checkpoint) is missing; delete ${run.path('validation-curve.json')} and run \`diad fit --resume ${run.dir}\` to validate again`);
+        }
+        const selection: Selection = { stage: 'sg', step: curve.best.step, checkpoint, rule: SELECTION_RULE, value: curve.best.value };
+        await run.writeJson('selection.json', selection);
+        log(`selected: SG step ${curve.best.step} of ${lastStep} by the rule: ${SELECTION_RULE}`);
+      } else {
+        await fs.rm(run.path('selection.json'), { force: true });
       }
-      await run.writeJson('fit-timings.json', { dataSeconds, validationSeconds: (Date.now() - tv) / 1000, finishedAt: new Date().toISOString() });
+      const threshold = thresholdAtFpr(chosen.normalScores, cfg.threshold.targetFpr);
+      const info: ValidationInfo = {
+        scores: vset.paths.map((path, i) => ({ path, className: vset.classes[i], score: chosen.normalScores[i] })),
+        threshold,
+        mapRange: [Math.min(chosen.mapMedian, threshold), threshold],
+        targetFpr: cfg.threshold.targetFpr,
+        autoencoderL1: meanOf(vset.classes.map((c) => chosen.reconstruction[c].autoencoderL1)),
+        trainedClasses: [...splits.classes],
+        selected: chosen,
+        skipped: val.skipped,
+      };
+      await run.writeJson('validation.json', info);
+      log(`validation: ${vset.classes.length} normal + ${vset.classes.length} synthesised-defect images (${[...new Set(vset.kinds)].join(', ')}); ` +
+        `threshold ${threshold.toPrecision(5)} at target FPR ${cfg.threshold.targetFpr}`);
+      for (const line of formatValidation(chosen)) log(`  ${line}`);
+      await run.writeJson('fit-timings.json', { dataSeconds, validationSeconds, finishedAt: new Date().toISOString() });
     } finally {
       models.dispose();
     }
@@ -128,22 +191,10 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
   }
 }
 
-/** Mean absolute error of the autoencoder's round trip (posterior mode) over images `[N, 3, H, W]`. */
-async function reconstructionL1(ae: Autoencoder, images: HostTensor, batch: number): Promise<number> {
-  let sum = 0;
-  for (let i = 0; i < images.shape[0]; i += batch) {
-    const x = sliceBatch(images, i, Math.min(images.shape[0], i + batch));
-    const y = await ae.decode(await ae.encode(x));
-    for (let k = 0; k < x.data.length; k++) sum += Math.abs(x.data[k] - y.data[k]);
-  }
-  return sum / Math.max(1, images.data.length);
+function pct(v: number | null): string {
+  return v === null ? '-' : (100 * v).toFixed(1);
 }
 
-/** Median of up to 100k evenly spaced values (the typical normal pixel score). */
-function medianSample(v: Float32Array): number {
-  const stride = Math.max(1, Math.floor(v.length / 100_000));
-  const xs: number[] = [];
-  for (let i = 0; i < v.length; i += stride) xs.push(v[i]);
-  xs.sort((a, b) => a - b);
-  return xs[Math.floor(xs.length / 2)];
+function meanOf(v: number[]): number {
+  return v.reduce((a, b) => a + b, 0) / Math.max(1, v.length);
 }

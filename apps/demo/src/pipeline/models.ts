@@ -261,8 +261,8 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
 
   /** The denoiser after `stage` (its checkpoint), else `--init`, else fresh. */
   const denoiserAfter = async (stage: 'diffusion' | 'sg'): Promise<DiadDenoiser> => {
-    const st = await run.readStage(stage);
-    if (st?.checkpoint) return DiadDenoiser.load(dCfg, run.path(st.checkpoint));
+    const checkpoint = await run.inferenceCheckpoint(stage);
+    if (checkpoint) return DiadDenoiser.load(dCfg, run.path(checkpoint));
     if (cfg.models.init) return DiadDenoiser.load(dCfg, cfg.models.init);
     if (cfg.stages[stage].steps > 0) throw new Error(`${run.dir}: stage ${stage} has no checkpoint; run \`diad fit --resume ${run.dir}\` first`);
     return DiadDenoiser.create(dCfg, cfg.seed);

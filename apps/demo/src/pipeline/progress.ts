@@ -7,6 +7,7 @@ import cliProgress from 'cli-progress';
 export class Progress {
   private readonly bar: cliProgress.SingleBar | null;
   private lastLine = -1;
+  private value: number;
   private readonly t0 = Date.now();
 
   /**
@@ -28,13 +29,24 @@ export class Progress {
           cliProgress.Presets.shades_classic,
         )
       : null;
+    this.value = start;
     this.bar?.start(total, start, { loss: '-', ips: '-' });
+  }
+
+  /** Takes the bar off the terminal so other lines can be printed; {@link resume} puts it back. */
+  pause(): void {
+    this.bar?.stop();
+  }
+
+  resume(): void {
+    this.bar?.start(this.total, this.value, { loss: '-', ips: '-' });
   }
 
   /** Reports `value` steps done; `loss` and `ips` (images/s) are shown when given. */
   update(value: number, info: { loss?: number; ips?: number } = {}): void {
     const loss = info.loss === undefined ? '-' : info.loss.toPrecision(4);
     const ips = info.ips === undefined ? '-' : info.ips.toFixed(2);
+    this.value = value;
     if (this.bar) {
       this.bar.update(value, { loss, ips });
       return;

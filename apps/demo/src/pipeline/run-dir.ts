@@ -31,6 +31,19 @@ export interface StageState {
   losses: { step: number; loss: number }[];
 }
 
+/**
+ * `selection.json`: the checkpoint that validation chose for a stage when it is not the stage's
+ * last one; inference (`test`, `predict`, `export`) uses it instead of the last.
+ */
+export interface Selection {
+  stage: StageName;
+  step: number;
+  /** Path relative to the run folder (`checkpoints/best-<stage>.safetensors`). */
+  checkpoint: string;
+  rule: string;
+  value: number;
+}
+
 /** Raised when a run folder exists with another config. */
 export class ConfigMismatchError extends Error {}
 
@@ -141,6 +154,32 @@ export class RunDir {
     const st = await this.readStage(stage);
     if (!st?.checkpoint) throw new Error(`${this.dir}: stage ${stage} has no checkpoint yet; run \`diad fit --resume ${this.dir}\``);
     return readSafetensors(this.path(st.checkpoint));
+  }
+
+  /**
+   * Copies the checkpoint the stage's state names to `checkpoints/best-<stage>-<step>.safetensors`
+   * (atomically: a temporary copy, renamed) and removes the stage's older best copies.
+   * @returns the copy's path relative to the run folder.
+   */
+  async keepBest(stage: StageName): Promise<string> {
+    const st = await this.readStage(stage);
+    if (!st?.checkpoint) throw new Error(`${this.dir}: stage ${stage} has no checkpoint to keep`);
+    const name = `best-${stage}-${String(st.step).padStart(6, '0')}.safetensors`;
+    const dest = this.path('checkpoints', name);
+    const tmp = `${dest}.tmp-${process.pid}`;
+    await fs.copyFile(this.path(st.checkpoint), tmp);
+    await fs.rename(tmp, dest);
+    for (const f of await fs.readdir(this.path('checkpoints'))) {
+      if (f.startsWith(`best-${stage}-`) && f !== name && f.endsWith('.safetensors')) await fs.rm(this.path('checkpoints', f), { force: true });
+    }
+    return this.rel(dest);
+  }
+
+  /** The checkpoint inference uses for a stage: the validation's choice (`selection.json`), else the stage's last. */
+  async inferenceCheckpoint(stage: StageName): Promise<string | null> {
+    const sel = await this.readJson<Selection>('selection.json');
+    if (sel?.stage === stage) return sel.checkpoint;
+    return (await this.readStage(stage))?.checkpoint ?? null;
   }
 
   /** Reads a JSON file of the run folder, or null when absent. */

@@ -58,12 +58,21 @@ export function installInterruptHandlers(): void {
   process.on('SIGTERM', () => onSignal('SIGTERM'));
 }
 
+export interface StageOptions {
+  quiet?: boolean;
+  /**
+   * Runs after each checkpoint is saved (e.g. validation); its time is not counted as training time.
+   * A resumed stage calls it again for the checkpoint it resumes from, so an evaluation an interrupt cut short is made up.
+   */
+  afterCheckpoint?: (state: StageState) => Promise<void>;
+}
+
 /**
  * Runs (or resumes) a stage to its configured step count.
  * @returns the final stage state (done).
  * @throws NanLossError on a non-finite loss; InterruptedError after a signal (checkpoint saved).
  */
-export async function runStage(run: RunDir, stage: StageName, cfg: StageConfig, trainer: StageTrainer, opts: { quiet?: boolean } = {}): Promise<StageState> {
+export async function runStage(run: RunDir, stage: StageName, cfg: StageConfig, trainer: StageTrainer, opts: StageOptions = {}): Promise<StageState> {
   let state: StageState = (await run.readStage(stage)) ?? {
     stage,
     step: 0,
@@ -76,8 +85,9 @@ export async function runStage(run: RunDir, stage: StageName, cfg: StageConfig, 
   };
   if (state.done) return state;
   if (state.checkpoint) await trainer.load(await run.loadCheckpoint(stage));
+  if (state.checkpoint) await opts.afterCheckpoint?.(state);
   const progress = new Progress(`stage ${STAGE_LABEL[stage]}`, cfg.steps, state.step, opts.quiet);
-  const t0 = Date.now();
+  let t0 = Date.now();
   const earlierSeconds = state.seconds;
   let sessionSteps = 0;
   let sumLoss = 0;
@@ -100,6 +110,13 @@ export async function runStage(run: RunDir, stage: StageName, cfg: StageConfig, 
         sumLoss = nLoss = 0;
         const seconds = earlierSeconds + (Date.now() - t0) / 1000;
         state = await run.saveCheckpoint({ ...state, done: last, seconds }, await trainer.state());
+        if (opts.afterCheckpoint && !interrupted) {
+          const th = Date.now();
+          progress.pause();
+          await opts.afterCheckpoint(state);
+          progress.resume();
+          t0 += Date.now() - th;
+        }
         if (interrupted && !last) throw new InterruptedError(`interrupted during stage ${stage} at step ${state.step}; checkpoint saved, run the same command again to resume`);
       }
     }

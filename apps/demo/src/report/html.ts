@@ -36,6 +36,31 @@ async function figure(dir: string, img: ImageRecord, why: string): Promise<strin
   return `<figure><img src="${src}" alt="${esc(img.id)}"><figcaption>${esc(why)}: <b>${esc(img.className)}</b> / ${esc(img.defectType)} — score ${img.score.toFixed(4)}<br><small>${esc(img.path)}</small></figcaption></figure>`;
 }
 
+/** The validation curve (chart + table) and the chosen model's per-class validation and reconstruction errors. */
+function validationHtml(v: NonNullable<ReportInput['validation']>): string {
+  const pts = v.points.filter((p) => p.stage === v.selected.stage).sort((a, b) => a.step - b.step);
+  const xMax = Math.max(1, ...pts.map((p) => p.step));
+  const series = (key: 'imageAUROC' | 'pixelAUROC' | 'auPRO', label: string, color: string) => ({ label, color, curve: { x: pts.map((p) => p.step), y: pts.map((p) => p[key]) } });
+  const chart = pts.length > 1
+    ? lineChart(`validation (${v.selected.stage} stage)`, `${v.selected.stage} step`, 'class mean', [
+        series('imageAUROC', 'image AUROC', '#1f77b4'), series('pixelAUROC', 'pixel AUROC', '#d62728'), series('auPRO', 'AU-PRO', '#2ca02c'),
+      ], xMax)
+    : '';
+  const rows = v.points
+    .map((p) => `<tr${p.stage === v.selected.stage && p.step === v.selected.step ? ' class="mean"' : ''}><th>${esc(p.stage)} ${p.step}</th><td>${pct(p.imageAUROC)}</td><td>${pct(p.pixelAUROC)}</td><td>${pct(p.auPRO)}</td><td>${pct(p.value)}</td></tr>`)
+    .join('');
+  const recon = Object.entries(v.reconstruction)
+    .map(([c, e]) => {
+      const m = v.classes[c];
+      return `<tr><th>${esc(c)}</th><td>${pct(m.imageAUROC)}</td><td>${pct(m.pixelAUROC)}</td><td>${pct(m.auPRO)}</td><td>${e.autoencoderL1.toFixed(4)}</td><td>${e.diadL1.toFixed(4)}</td><td>${e.featureDistance.toFixed(4)}</td></tr>`;
+    })
+    .join('');
+  return `<p class="strip-legend">Normal validation images (carved from train) plus a synthesised defect (cut-paste, scratch, spot, texture blend, missing part; exact masks) on a copy of each; never the test split. Selection rule: ${esc(v.rule)}. Highlighted: the chosen model.</p>
+<div class="charts">${chart}<table><thead><tr><th>weights</th><th>image AUROC</th><th>pixel AUROC</th><th>AU-PRO</th><th>rule value</th></tr></thead><tbody>${rows}</tbody></table></div>
+<h3>Chosen model per class (validation; reconstruction errors on the normal images, ImageNet-normalised units)</h3>
+<table><thead><tr><th>class</th><th>image AUROC</th><th>pixel AUROC</th><th>AU-PRO</th><th>autoencoder L1</th><th>DiAD L1</th><th>feature distance</th></tr></thead><tbody>${recon}</tbody></table>`;
+}
+
 /** The report as an HTML string; `dir` is the report folder (strips are read from it). */
 export async function reportHtml(dir: string, r: ReportInput): Promise<string> {
   const tables = METRIC_MODES.map((mode) => {
@@ -55,6 +80,7 @@ export async function reportHtml(dir: string, r: ReportInput): Promise<string> {
       return `<div class="charts">${roc}${pro}</div>`;
     })
     .join('');
+  const validation = r.validation ? validationHtml(r.validation) : '<p>not recorded for this run</p>';
   const { best, worst } = bestAndWorst(r.images);
   const bestFigs = (await Promise.all(best.map((i) => figure(dir, i, 'highest-scored defective')))).join('');
   const worstFigs = (await Promise.all(worst.map((i) => figure(dir, i, i.label ? 'lowest-scored defective' : 'highest-scored normal')))).join('');
@@ -82,6 +108,7 @@ figure img{max-width:100%;border:1px solid #999}figcaption{font-size:12px}pre{ba
 <table>${facts}<tr><th>config hash</th><td>${esc(r.configHash)}</td></tr><tr><th>skipped images</th><td id="skipped-count">${r.skipped.length}</td></tr><tr><th>skipped per split</th><td id="skipped-per-split">${Object.entries(skippedPerSplit(r.skipped)).map(([k, v]) => `${k} ${v}`).join(', ')}</td></tr></table>
 <h2>Metrics (%)</h2><p class="strip-legend"><b>standard</b>: scikit-learn AUROC/AP, MVTec AU-PRO (FPR up to 0.3), image score = max of the map. <b>diad</b>: the official DiAD evaluation: image score = max after eight 8x8 average poolings, AUROC below 0.5 flipped, AU-PRO over 200 thresholds renormalised by the largest kept FPR (see @diad/metrics).</p>${tables}
 <h2>ROC and PRO curves (standard mode)</h2>${curves}
+<h2>Validation during fit</h2>${validation}
 <h2>Best and worst images</h2><p class="strip-legend">Each strip: input | reconstruction | anomaly heatmap over the input | ground truth. Ranked by score within each class (not decisions at the threshold).</p>
 <h3>Best ranked</h3>${bestFigs || '<p>no defective test images</p>'}
 <h3>Worst ranked</h3>${worstFigs || '<p>none</p>'}

@@ -46,6 +46,7 @@ export function metricsJson(r: ReportInput): unknown {
     ),
     counts: Object.fromEntries(r.classes.map((c) => [c.className, { good: c.good, defective: c.defective }])),
     skippedImages: skippedPerSplit(r.skipped),
+    ...(r.validation ? { validation: r.validation } : {}),
     provenance: r.provenance,
   };
 }

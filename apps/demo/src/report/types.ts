@@ -59,6 +59,19 @@ export interface ImageRecord {
   strip: string;
 }
 
+/** The fit's validation (normal validation images + synthesised defects), as the report shows it. */
+export interface ValidationSummary {
+  rule: string;
+  /** One point per validation: stage step and the class-mean metrics (fractions). */
+  points: { stage: string; step: number; imageAUROC: number; pixelAUROC: number; auPRO: number; value: number }[];
+  /** The chosen point (the run's model). */
+  selected: { stage: string; step: number };
+  /** Per class, on the normal validation images, by the chosen model. */
+  reconstruction: Record<string, { autoencoderL1: number; diadL1: number; featureDistance: number }>;
+  /** Per class metrics of the chosen model on the validation set. */
+  classes: Record<string, { imageAUROC: number; pixelAUROC: number; auPRO: number }>;
+}
+
 export interface ReportInput {
   title: string;
   /** Resolved config (shown verbatim) and its hash. */
@@ -71,6 +84,8 @@ export interface ReportInput {
   timings: { name: string; seconds: number }[];
   /** Images that could not be read (train and test), with why. */
   skipped: Skipped[];
+  /** The fit's validation, when the run recorded it. */
+  validation?: ValidationSummary;
   /** Free facts shown under the title: engine, feature extractor, date. */
   facts: Record<string, string>;
   /** What produced the result, as written into metrics.json. */

@@ -1,0 +1,174 @@
+/**
+ * Validation that can choose: the normal validation images (carved from train) plus a defective
+ * copy of each made by `@diad/datasets`' defect synthesiser (exact masks), scored like the test
+ * split, so the seven metrics rank checkpoints and settings without ever touching the test split.
+ * Also measures, per class on the normal images, how well the model reconstructs: the
+ * autoencoder's round trip and the full DiAD reconstruction (pixel L1 and feature distance).
+ */
+import { sliceBatch, type Autoencoder, type HostTensor } from '@diad/core';
+import { synthesizeDefects, type DefectKind } from '@diad/datasets';
+import { MetricsAccumulator, type MetricValues } from '@diad/metrics';
+import type { RunConfig } from './config.js';
+import type { Decoded } from './data.js';
+import { scoreImages, type Stages } from './score.js';
+
+/** The validation images: normal ones and a synthesised defective copy of each. */
+export interface ValidationSet {
+  /** Class of each normal image (the defective copy `i` has the class of normal image `i`). */
+  classes: string[];
+  paths: string[];
+  /** `[N, 3, S, S]` normal images (ImageNet-normalised). */
+  normal: HostTensor;
+  /** `[N, 3, S, S]` their defective copies. */
+  defective: HostTensor;
+  /** `[N, 1, S, S]` exact defect masks. */
+  masks: HostTensor<'uint8'>;
+  kinds: DefectKind[];
+}
+
+/**
+ * Builds the validation set: each normal image gets one synthetic defect (kinds cycled, donors for
+ * cut-paste and texture blends are the other validation images), seeded by the run's seed.
+ */
+export function validationSet(val: Decoded, seed: number): ValidationSet {
+  const syn = synthesizeDefects(val.images, { seed, ...(val.images.shape[0] < 2 ? { kinds: ['scratch', 'spot', 'missing'] } : {}) });
+  return {
+    classes: val.samples.map((s) => s.className),
+    paths: val.samples.map((s) => s.imagePath),
+    normal: val.images,
+    defective: syn.images,
+    masks: syn.masks,
+    kinds: syn.kinds,
+  };
+}
+
+/** The seven metrics, fractions in [0, 1] (null where undefined). */
+export type Metrics = MetricValues;
+
+/** Reconstruction error of one class's normal validation images. */
+export interface ReconstructionError {
+  /** Mean |x - decode(encode(x))| of the autoencoder (posterior mode), ImageNet-normalised units. */
+  autoencoderL1: number;
+  /** Mean |x - DiAD reconstruction| (encode, noise to tStart, DDIM, decode), same units. */
+  diadL1: number;
+  /** Mean anomaly-map value (feature distance of input and DiAD reconstruction, blurred). */
+  featureDistance: number;
+}
+
+/** One evaluation of the validation set. */
+export interface ValidationPoint {
+  /** Stage and step of the weights evaluated. */
+  stage: string;
+  step: number;
+  /** Standard-mode metrics per class and mean over classes. */
+  classes: Record<string, Metrics>;
+  mean: Metrics;
+  reconstruction: Record<string, ReconstructionError>;
+  /** The selection value (see {@link selectionValue}). */
+  value: number;
+  /** Image scores of the normal images (the decision threshold comes from these). */
+  normalScores: number[];
+  /** Median anomaly-map value of the normal images (the heatmap colour floor). */
+  mapMedian: number;
+  seconds: number;
+}
+
+/**
+ * The rule that picks a checkpoint: the mean of the class-mean image AUROC and pixel AUROC on the
+ * validation set (standard mode); a later checkpoint wins ties.
+ */
+export const SELECTION_RULE = 'mean of image AUROC and pixel AUROC (class means, standard mode) on normal + synthesised-defect validation images; ties go to the later checkpoint';
+
+/** The value {@link SELECTION_RULE} maximises. */
+export function selectionValue(mean: Metrics): number {
+  return ((mean.aurocImage ?? 0) + (mean.aurocPixel ?? 0)) / 2;
+}
+
+/**
+ * Scores the validation set with `stages` and computes the seven metrics per class and mean, and
+ * the reconstruction errors of the normal images.
+ * @param seed seed of the DDIM noise (each image draws its own).
+ */
+export async function evaluateValidation(stages: Stages, set: ValidationSet, cfg: RunConfig, seed: number, where: { stage: string; step: number }): Promise<ValidationPoint> {
+  const t0 = Date.now();
+  const normal = await scoreImages(stages, set.normal, cfg, seed);
+  const defective = await scoreImages(stages, set.defective, cfg, seed);
+  const size = cfg.data.imageSize;
+  const hw = size * size;
+  const acc = new MetricsAccumulator();
+  const n = set.classes.length;
+  for (let i = 0; i < n; i++) {
+    acc.add(set.classes[i], normal.maps.data.subarray(i * hw, (i + 1) * hw), null, { height: size, width: size, label: 0, defectType: 'good', copy: false });
+    acc.add(set.classes[i], defective.maps.data.subarray(i * hw, (i + 1) * hw), set.masks.data.subarray(i * hw, (i + 1) * hw), {
+      height: size, width: size, label: 1, defectType: set.kinds[i], copy: false,
+    });
+  }
+  const report = acc.compute({ mode: 'standard' });
+  const classes = Object.fromEntries(Object.entries(report.classes).map(([c, r]) => [c, r.values]));
+  const aeL1 = await autoencoderL1PerImage(stages.autoencoder, set.normal, cfg.testBatchSize);
+  const reconstruction: Record<string, ReconstructionError> = {};
+  for (const c of [...new Set(set.classes)]) {
+    const idx = set.classes.flatMap((k, i) => (k === c ? [i] : []));
+    reconstruction[c] = {
+      autoencoderL1: meanOf(idx.map((i) => aeL1[i])),
+      diadL1: meanOf(idx.map((i) => meanAbsDiff(set.normal, normal.reconstructions, i))),
+      featureDistance: meanOf(idx.map((i) => meanOf(normal.maps.data.subarray(i * hw, (i + 1) * hw)))),
+    };
+  }
+  return {
+    ...where,
+    classes,
+    mean: report.mean.values,
+    reconstruction,
+    value: selectionValue(report.mean.values),
+    normalScores: normal.scores,
+    mapMedian: medianSample(normal.maps.data),
+    seconds: (Date.now() - t0) / 1000,
+  };
+}
+
+/** Per-image mean |x - decode(encode(x))| of the autoencoder (posterior mode) over images `[N, 3, H, W]`. */
+export async function autoencoderL1PerImage(ae: Autoencoder, images: HostTensor, batch: number): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < images.shape[0]; i += batch) {
+    const x = sliceBatch(images, i, Math.min(images.shape[0], i + batch));
+    const y = await ae.decode(await ae.encode(x));
+    for (let k = 0; k < x.shape[0]; k++) out.push(meanAbsDiff(x, y, k));
+  }
+  return out;
+}
+
+/** Mean |a - b| over image `i` of two `[N, ...]` tensors of one shape. */
+function meanAbsDiff(a: HostTensor, b: HostTensor, i: number): number {
+  const per = a.data.length / a.shape[0];
+  let s = 0;
+  for (let k = i * per; k < (i + 1) * per; k++) s += Math.abs(a.data[k] - b.data[k]);
+  return s / per;
+}
+
+function meanOf(v: ArrayLike<number>): number {
+  let s = 0;
+  for (let i = 0; i < v.length; i++) s += v[i];
+  return v.length ? s / v.length : NaN;
+}
+
+/** Median of up to 100k evenly spaced values (the typical normal pixel score). */
+export function medianSample(v: Float32Array): number {
+  const stride = Math.max(1, Math.floor(v.length / 100_000));
+  const xs: number[] = [];
+  for (let i = 0; i < v.length; i += stride) xs.push(v[i]);
+  xs.sort((a, b) => a - b);
+  return xs[Math.floor(xs.length / 2)];
+}
+
+/** One line per class and the mean: metrics (%) and reconstruction errors, for logs and notes. */
+export function formatValidation(p: ValidationPoint): string[] {
+  const pct = (v: number | null) => (v === null ? '  -  ' : (100 * v).toFixed(1).padStart(5));
+  const lines = [`${'class'.padEnd(16)} imgAUROC pixAUROC AU-PRO | AE L1  DiAD L1 feat.dist`];
+  for (const [c, m] of Object.entries(p.classes)) {
+    const r = p.reconstruction[c];
+    lines.push(`${c.padEnd(16)} ${pct(m.aurocImage)}    ${pct(m.aurocPixel)}    ${pct(m.auPro)} | ${r.autoencoderL1.toFixed(4)} ${r.diadL1.toFixed(4)} ${r.featureDistance.toFixed(4)}`);
+  }
+  lines.push(`${'mean'.padEnd(16)} ${pct(p.mean.aurocImage)}    ${pct(p.mean.aurocPixel)}    ${pct(p.mean.auPro)}`);
+  return lines;
+}
