@@ -1,10 +1,13 @@
 /**
  * The training-free baseline on a dataset: per class a {@link PatchMemoryBank} of train patch
  * features, anomaly maps of the test images, and the seven metrics of `@diad/metrics`
- * (image score = max of the map).
+ * (image score = max of the map). With `evaluateOn: 'validation'` it never reads the test split:
+ * the bank comes from train minus a validation fraction, scored on those normal images plus a
+ * synthesised defect on a copy of each (`@diad/datasets` `synthesizeDefects`), which is how a
+ * backbone or a setting is chosen without looking at the test split.
  */
-import { Rng } from '@diad/core';
-import { batches, openDataset, type Sample } from '@diad/datasets';
+import { Rng, concatBatch, mask as maskTensor, sliceBatch, type HostTensor } from '@diad/core';
+import { batches, openDataset, splitValidation, synthesizeDefects, type Sample } from '@diad/datasets';
 import { MetricsAccumulator, type MetricsReport } from '@diad/metrics';
 import { loadBackbone } from './load.js';
 import { PatchMemoryBank, type PatchBankOptions } from './patch-bank.js';
@@ -26,6 +29,13 @@ export interface BaselineOptions extends PatchBankOptions {
   maxTest?: number;
   /** Images per forward pass. Default 8. */
   batchSize?: number;
+  /**
+   * What is scored: `test` (default) the test split; `validation` a seeded `validationFraction` of
+   * each class's train images (left out of the bank) plus a synthesised defect on a copy of each.
+   */
+  evaluateOn?: 'test' | 'validation';
+  /** Fraction of train images held out when `evaluateOn` is `validation`. Default 0.1. */
+  validationFraction?: number;
   /** Options of a tfjs backbone (taps, input size). */
   tfjs?: TfjsExtractorOptions;
   /** Called after each batch: class, phase, images done, images in the phase. */
@@ -35,6 +45,7 @@ export interface BaselineOptions extends PatchBankOptions {
 /** Per-class bookkeeping of a baseline run. */
 export interface BaselineClassStats {
   train: number;
+  /** Images scored (test images, or validation images plus their defective copies) and how many of them are normal. */
   test: number;
   testGood: number;
   bank: number;
@@ -72,16 +83,23 @@ function subset(samples: readonly Sample[], k: number, rng: Rng): Sample[] {
 export async function baseline(options: BaselineOptions): Promise<BaselineResult> {
   const { imageSize = 256, batchSize = 8, seed = 0 } = options;
   const roots = typeof options.data === 'string' ? [options.data] : [...options.data];
-  const dataset = await openDataset(roots, { classes: options.classes });
+  const onValidation = options.evaluateOn === 'validation';
+  const dataset = await openDataset(roots, { classes: options.classes, ...(onValidation ? { splits: ['train' as const] } : {}) });
   const backbone = await loadBackbone(options.backbone, { tfjs: { batchSize, ...options.tfjs }, onnx: { batchSize } });
   const acc = new MetricsAccumulator();
   const classes: Record<string, BaselineClassStats> = {};
   try {
     for (const className of dataset.classes) {
       const rng = new Rng(seed);
-      const all = dataset.samples.filter((s) => s.className === className);
+      let all = dataset.samples.filter((s) => s.className === className);
+      let held: Sample[] = [];
+      if (onValidation) {
+        const split = splitValidation(all, { fraction: options.validationFraction ?? 0.1, seed });
+        all = split.train;
+        held = split.val;
+      }
       const train = subset(all.filter((s) => s.split === 'train'), options.maxTrain ?? Infinity, rng);
-      const testAll = all.filter((s) => s.split === 'test');
+      const testAll = onValidation ? held : all.filter((s) => s.split === 'test');
       let test = testAll;
       if (options.maxTest !== undefined && testAll.length > options.maxTest) {
         const good = testAll.filter((s) => s.label === 0);
@@ -89,7 +107,9 @@ export async function baseline(options: BaselineOptions): Promise<BaselineResult
         const nGood = Math.min(good.length, Math.floor(options.maxTest / 2));
         test = [...subset(good, nGood, rng), ...subset(bad, options.maxTest - nGood, rng)];
       }
-      if (train.length === 0 || test.length === 0) throw new Error(`class ${className}: ${train.length} train and ${test.length} test images; the baseline needs both`);
+      if (train.length === 0 || test.length === 0) {
+        throw new Error(`class ${className}: ${train.length} train and ${test.length} ${onValidation ? 'validation' : 'test'} images; the baseline needs both`);
+      }
 
       const t0 = performance.now();
       let done = 0;
@@ -105,9 +125,10 @@ export async function baseline(options: BaselineOptions): Promise<BaselineResult
 
       let scoring = 0;
       let cpu = 0;
+      let scoredGood = 0;
       done = 0;
       try {
-        for await (const b of batches(test, { batchSize, size: imageSize })) {
+        for await (const b of onValidation ? validationBatches(test, imageSize, batchSize, seed) : batches(test, { batchSize, size: imageSize })) {
           const s0 = performance.now();
           const c0 = process.cpuUsage();
           const maps = await bank.score(b.images);
@@ -121,20 +142,21 @@ export async function baseline(options: BaselineOptions): Promise<BaselineResult
             });
           });
           done += b.samples.length;
-          options.onProgress?.(className, 'test', done, test.length);
+          scoredGood += b.samples.filter((s) => s.label === 0).length;
+          options.onProgress?.(className, 'test', done, onValidation ? 2 * test.length : test.length);
         }
       } finally {
         bank.dispose();
       }
       classes[className] = {
         train: train.length,
-        test: test.length,
-        testGood: test.filter((s) => s.label === 0).length,
+        test: done,
+        testGood: scoredGood,
         bank: bank.size,
         vectorLength: bank.vectorLength,
         fitSeconds,
-        secondsPerTestImage: scoring / 1000 / test.length,
-        cpuSecondsPerTestImage: cpu / test.length,
+        secondsPerTestImage: scoring / 1000 / done,
+        cpuSecondsPerTestImage: cpu / done,
       };
     }
   } finally {
@@ -143,4 +165,25 @@ export async function baseline(options: BaselineOptions): Promise<BaselineResult
   const reports = acc.computeAll(['standard', 'diad']);
   const { onProgress: _p, data: _d, ...rest } = options;
   return { backbone: options.backbone, provenance: backbone.provenance, options: { ...rest, data: roots }, classes, standard: reports.standard!, diad: reports.diad! };
+}
+
+/**
+ * The validation images of one class in batches: the normal ones, then a synthesised defect on a
+ * copy of each (donors: the class's other validation images), with exact masks.
+ */
+async function* validationBatches(samples: readonly Sample[], size: number, batchSize: number, seed: number): AsyncGenerator<{ samples: Sample[]; images: HostTensor; masks: HostTensor<'uint8'> }> {
+  const parts: HostTensor[] = [];
+  for await (const b of batches(samples, { batchSize, size })) parts.push(b.images);
+  const normal = concatBatch(parts);
+  const n = normal.shape[0];
+  const syn = synthesizeDefects(normal, { seed, ...(n < 2 ? { kinds: ['scratch', 'spot', 'missing'] as const } : {}) });
+  const hw = size * size;
+  const all = concatBatch([normal, syn.images]);
+  const labelled: Sample[] = [...samples.map((s) => ({ ...s, label: 0 as const })), ...samples.map((s, i) => ({ ...s, label: 1 as const, defect: syn.kinds[i] }))];
+  for (let i = 0; i < 2 * n; i += batchSize) {
+    const end = Math.min(2 * n, i + batchSize);
+    const masks = new Uint8Array((end - i) * hw);
+    for (let k = i; k < end; k++) if (k >= n) masks.set(syn.masks.data.subarray((k - n) * hw, (k - n + 1) * hw), (k - i) * hw);
+    yield { samples: labelled.slice(i, end), images: sliceBatch(all, i, end), masks: maskTensor(masks, [end - i, 1, size, size]) };
+  }
 }

@@ -48,10 +48,15 @@ export const sgnConfigSchema = z.object({
   /** Channels of the hint image (3 for RGB). */
   hint_channels: z.number().int().positive().default(3),
   /**
-   * Widths of the hint block's first seven convs; stride 2 at convs 3, 5 and 7, so the hint is
-   * 8x the latent size. The last conv maps to model_channels and is zero-initialised.
+   * Widths of the hint block's first seven convs (strides: `hint_downsample`). The last conv maps to
+   * model_channels and is zero-initialised.
    */
   hint_widths: z.array(z.number().int().positive()).length(7).default([...OFFICIAL_HINT_WIDTHS]),
+  /**
+   * How much smaller the latent is than the hint image: 8 (official, a kl-f8 autoencoder; stride 2 at
+   * convs 3, 5 and 7), 4 (convs 3 and 5; a kl-f4 autoencoder) or 2 (conv 3). Same parameters in all cases.
+   */
+  hint_downsample: z.union([z.literal(2), z.literal(4), z.literal(8)]).default(8),
   /** Whether the SFF block (DiAD) is present; false gives a plain ControlNet. */
   sff: z.boolean().default(true),
 });
@@ -73,6 +78,7 @@ export const diadConfigSchema = z.object({
   unet: unetConfigSchema,
   hint_channels: z.number().int().positive().default(3),
   hint_widths: z.array(z.number().int().positive()).length(7).default([...OFFICIAL_HINT_WIDTHS]),
+  hint_downsample: z.union([z.literal(2), z.literal(4), z.literal(8)]).default(8),
   sff: z.boolean().default(true),
   /** Official test and train scripts set this true. */
   only_mid_control: z.boolean().default(true),
@@ -106,7 +112,7 @@ export function parseUNetConfig(json: unknown, source = 'unet_config'): UNetConf
 
 /** The SG-network view of a DiAD config. */
 export function sgnConfigOf(c: DiadConfig): SGNConfig {
-  return { unet: c.unet, hint_channels: c.hint_channels, hint_widths: c.hint_widths, sff: c.sff };
+  return { unet: c.unet, hint_channels: c.hint_channels, hint_widths: c.hint_widths, hint_downsample: c.hint_downsample, sff: c.sff };
 }
 
 /**

@@ -92,10 +92,10 @@ export class DiadDenoiser {
     return this.store.save(path, { ...metadata, diad_config: JSON.stringify(this.config) });
   }
 
-  /** The guided hint of images `[N, hint_channels, 8h, 8w]` (engine tensor, caller disposes). */
+  /** The guided hint of images `[N, hint_channels, f*h, f*w]` (f = `hint_downsample`) (engine tensor, caller disposes). */
   guidedHint(hint: HostTensor): tf.Tensor {
     checkMap(hint, 'hint', this.sgn.hint_channels);
-    return tf.tidy(() => hintBlock(this.ops, this.ops.input(hint)));
+    return tf.tidy(() => hintBlock(this.ops, this.ops.input(hint), this.sgn.hint_downsample));
   }
 
   /** The cross-attention context for a batch of `n` (engine tensor, caller disposes). */
@@ -117,7 +117,7 @@ export class DiadDenoiser {
   /**
    * eps-prediction on host tensors.
    * @param x noisy latents `[N, in_channels, h, w]`.
-   * @param hint images `[N, hint_channels, 8h, 8w]`.
+   * @param hint images `[N, hint_channels, f*h, f*w]` (f = `hint_downsample`).
    * @param t one timestep per item.
    * @returns eps `[N, out_channels, h, w]`.
    * @throws Error on mismatched shapes.
@@ -138,7 +138,7 @@ export class DiadDenoiser {
     const [n, , h, w] = x.shape;
     const g = this.ops.shape(guided);
     if (g[0] !== n || g[2] !== h || g[3] !== w) {
-      throw new Error(`hint must be 8x the latent size with the same batch: latents [${x.shape.join(', ')}], guided hint [${g.join(', ')}]`);
+      throw new Error(`hint must be hint_downsample (${this.sgn.hint_downsample})x the latent size with the same batch: latents [${x.shape.join(', ')}], guided hint [${g.join(', ')}]`);
     }
     if (t.length !== n) throw new Error(`${t.length} timesteps for a batch of ${n}`);
     const eps = tf.tidy(() => this.epsTensor(this.ops.input(x), guided, t, ctx));

@@ -10,7 +10,7 @@ import { controlledUnet, hintBlock, semanticGuidedNetwork } from './model.js';
 /**
  * eps-prediction of noisy latents.
  * @param x noisy latents `[N, in_channels, h, w]`.
- * @param hint the guiding images `[N, hint_channels, 8h, 8w]` (image convention): the SG network
+ * @param hint the guiding images `[N, hint_channels, f*h, f*w]` (f = `hint_downsample`) (image convention): the SG network
  *   (hint block, SFF) steers the UNet as DiAD does; null: the plain UNet, no control (our stage 2,
  *   standing in for Stable Diffusion pretraining).
  * @param tEmb sinusoidal timestep embedding `[N, model_channels]` (`timestepEmbedding`).
@@ -18,7 +18,7 @@ import { controlledUnet, hintBlock, semanticGuidedNetwork } from './model.js';
  * @returns eps `[N, out_channels, h, w]`.
  */
 export function denoiserEps<T>(ops: Ops<T>, config: DiadConfig, x: T, hint: T | null, tEmb: T, context: T): T {
-  return guidedEps(ops, config, x, hint === null ? null : hintBlock(ops, hint), tEmb, context);
+  return guidedEps(ops, config, x, hint === null ? null : hintBlock(ops, hint, config.hint_downsample), tEmb, context);
 }
 
 /**

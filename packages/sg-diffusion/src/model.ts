@@ -70,16 +70,19 @@ export function controlledUnet<T>(ops: Ops<T>, c: UNetConfig, x: T, tEmb: T, con
 
 /**
  * The hint block (`input_hint_block`): eight 3x3 convs with SiLU between, strides 2 at the 3rd,
- * 5th and 7th, the last one zero-initialised. It depends on the hint only (not on x or t), so a
- * reconstruction computes it once for all its DDIM steps.
- * @param hint the guiding image `[N, hint_channels, 8h, 8w]` (image convention of the official
- *   data loader: ImageNet-normalised RGB).
+ * 5th and 7th (official, `downsample` 8; the 3rd and 5th for 4; the 3rd for 2), the last one
+ * zero-initialised. It depends on the hint only (not on x or t), so a reconstruction computes it
+ * once for all its DDIM steps.
+ * @param hint the guiding image `[N, hint_channels, downsample*h, downsample*w]` (image convention
+ *   of the official data loader: ImageNet-normalised RGB).
+ * @param downsample `hint_downsample` of the config (8 for the official kl-f8 latents).
  * @returns the guided hint `[N, model_channels, h, w]`.
  */
-export function hintBlock<T>(ops: Ops<T>, hint: T): T {
+export function hintBlock<T>(ops: Ops<T>, hint: T, downsample: 2 | 4 | 8 = 8): T {
+  const strided = [2, 4, 6].slice(0, Math.log2(downsample));
   let g = hint;
   for (let i = 0; i < 8; i++) {
-    g = conv3(ops, g, `${SGN_PREFIX}input_hint_block.${2 * i}`, i === 2 || i === 4 || i === 6 ? 2 : 1);
+    g = conv3(ops, g, `${SGN_PREFIX}input_hint_block.${2 * i}`, strided.includes(i) ? 2 : 1);
     if (i < 7) g = ops.silu(g);
   }
   return g;

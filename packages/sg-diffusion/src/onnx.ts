@@ -4,7 +4,7 @@
  * networks), weights as initializers keyed by official names.
  *
  * Two graphs, so the test-time DDIM loop runs the hint block once per image, not once per step:
- * - `hint.onnx`: input `hint` `[N, hint_channels, 8h, 8w]` (the image), output `guided_hint`
+ * - `hint.onnx`: input `hint` `[N, hint_channels, f*h, f*w]` (f = `hint_downsample`) (the image), output `guided_hint`
  *   `[N, model_channels, h, w]` (ControlNet `input_hint_block`).
  * - `step.onnx`: one eps-prediction (SG network + controlled UNet, `only_mid_control` from the
  *   config): inputs `latent` `[N, in_channels, h, w]`, `guided_hint`, `timestep` `[N]` (int32 in [0, T);
@@ -67,8 +67,9 @@ interface Recording {
 
 function hintRecording(sgn: SGNConfig, params: Params, o: DenoiserOnnxOptions): Recording {
   const rec = new OnnxRecorderOps(params, { graphName: 'diad_hint', metadata: { ...o.metadata, diad_part: 'hint', sgn_config: JSON.stringify(sgn) } });
-  const hint = rec.graphInput('hint', [1, sgn.hint_channels, 8 * o.latentHeight, 8 * o.latentWidth]);
-  return { rec, outputs: { guided_hint: hintBlock(rec, hint) } };
+  const f = sgn.hint_downsample;
+  const hint = rec.graphInput('hint', [1, sgn.hint_channels, f * o.latentHeight, f * o.latentWidth]);
+  return { rec, outputs: { guided_hint: hintBlock(rec, hint, f) } };
 }
 
 function stepRecording(unet: UNetConfig, sgn: SGNConfig, onlyMidControl: boolean, params: Params, o: DenoiserOnnxOptions): Recording {
@@ -78,7 +79,8 @@ function stepRecording(unet: UNetConfig, sgn: SGNConfig, onlyMidControl: boolean
   });
   const [h, w] = [o.latentHeight, o.latentWidth];
   const latent = rec.graphInput('latent', [1, unet.in_channels, h, w]);
-  const guided = o.fuseHint ? hintBlock(rec, rec.graphInput('hint', [1, sgn.hint_channels, 8 * h, 8 * w])) : rec.graphInput('guided_hint', [1, unet.model_channels, h, w]);
+  const f = sgn.hint_downsample;
+  const guided = o.fuseHint ? hintBlock(rec, rec.graphInput('hint', [1, sgn.hint_channels, f * h, f * w]), f) : rec.graphInput('guided_hint', [1, unet.model_channels, h, w]);
   const tEmb = timestepEmbeddingGraph(rec, rec.graphInput('timestep', [1], true, 'int32'), unet.model_channels, o.numTimesteps ?? 1000);
   const context = rec.graphInput('context', [1, o.contextTokens, unet.context_dim]);
   const control = semanticGuidedNetwork(rec, sgn, latent, guided, tEmb, context);
@@ -214,7 +216,7 @@ export class OrtDdimReconstructor implements Reconstructor {
 
   /**
    * @param latents scaled latents `[N, C, h, w]` (the exported latent size).
-   * @param hint the input images `[N, 3, 8h, 8w]` (image convention).
+   * @param hint the input images `[N, 3, f*h, f*w]` (f = `hint_downsample`) (image convention).
    * @returns reconstructed latents `[N, C, h, w]`.
    * @throws Error on shapes the exported graphs do not take (onnxruntime's message, with the file).
    */

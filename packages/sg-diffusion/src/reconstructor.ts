@@ -25,7 +25,7 @@ export class DdimReconstructor implements Reconstructor {
 
   /**
    * @param latents scaled latents `[N, C, h, w]`.
-   * @param hint the input images `[N, 3, 8h, 8w]` (image convention).
+   * @param hint the input images `[N, 3, f*h, f*w]` (f = `hint_downsample`) (image convention).
    * @param options t_start, steps, eta, schedule (`official` / `partial`, see
    *   {@link DiffusionSchedule.visitOrder}) and the noise seed.
    * @returns reconstructed latents `[N, C, h, w]`.

@@ -5,7 +5,7 @@
  *
  * Inputs: every parameter (official names and layouts), `x_noisy` `[B, C, h, w]` (`qSample` of the
  * latents, computed on the host as for tfjs), `noise` (the same shape), `t_emb` `[B, model_channels]`
- * (`timestepEmbedding` of the timesteps), `hint` `[B, hint_channels, 8h, 8w]` when guided, and
+ * (`timestepEmbedding` of the timesteps), `hint` `[B, hint_channels, f*h, f*w]` (f = `hint_downsample`) when guided, and
  * `context` `[B, L, context_dim]` for a file context (a learned context is a parameter).
  */
 import { type HostTensor } from '@diad/core';
@@ -40,7 +40,7 @@ export function recordDenoiserTraining(config: DiadConfig, params: Readonly<Reco
   const x = rec.graphInput('x_noisy', [b, u.in_channels, h, w], false);
   const noise = rec.graphInput('noise', [b, u.out_channels, h, w], false);
   const tEmb = rec.graphInput('t_emb', [b, u.model_channels], false);
-  const hint = o.guided ? rec.graphInput('hint', [b, config.hint_channels, 8 * h, 8 * w], false) : null;
+  const hint = o.guided ? rec.graphInput('hint', [b, config.hint_channels, config.hint_downsample * h, config.hint_downsample * w], false) : null;
   let context;
   if (config.context.kind === 'file') {
     if (!o.contextTokens) throw new Error('recordDenoiserTraining: a file context needs contextTokens (L of the [1, L, D] context)');

@@ -25,7 +25,7 @@ export interface DiadTrainerOptions {
   schedule?: DiffusionSchedule;
 }
 
-/** One micro-batch: latents `[N, C, h, w]` and their guiding images `[N, 3, 8h, 8w]` (image convention). */
+/** One micro-batch: latents `[N, C, h, w]` and their guiding images `[N, 3, f*h, f*w]` (f = `hint_downsample`) (image convention). */
 export interface TrainBatch {
   latents: HostTensor;
   hint: HostTensor;

@@ -104,10 +104,12 @@ export const runConfigSchema = z
     /**
      * Validation during `fit` (normal validation images + a synthesised defect on a copy of each):
      * scored every `every` steps of the SG stage (a multiple of its `checkpointEvery`; 0 = only at
-     * the end), keeping the best checkpoint by the selection rule (pipeline/validate.ts). Absent in
-     * runs made before it existed: validated at the end only.
+     * the end), keeping the best checkpoint by the selection rule (pipeline/validate.ts). Then the
+     * chosen checkpoint is scored with each DDIM start in `tStarts`, and the best becomes the run's
+     * inference `tStart` (recorded in `validation.json`). Absent in runs made before it existed:
+     * validated at the end only.
      */
-    validation: z.object({ every: z.number().int().min(0) }).optional(),
+    validation: z.object({ every: z.number().int().min(0), tStarts: z.array(z.number().int().min(1).max(999)).optional() }).optional(),
   })
   .strict();
 
@@ -144,6 +146,16 @@ const common = {
 };
 
 /**
+ * `cpu`: the best model that trains in at most 60 minutes of `diad fit` on 2 cores for six classes:
+ * 128 px with a kl-f4 autoencoder (latents 32x32x4: f=8 at 128 px cannot carry fine textures such as
+ * woven fabric), the tiny UNet widths at that latent size, ResNet-50 layer1-3 features (the paper's).
+ */
+const cpuAutoencoder = {
+  embed_dim: 4,
+  ddconfig: { ...tinyAutoencoder.ddconfig, ch_mult: [1, 2, 4] },
+};
+
+/**
  * Presets. `tiny`: 128 px, sizes that train on a 2-core CPU (the demo's preset); `ci`: the same
  * architecture family at 64 px with a handful of steps and images, so CI exercises the whole path
  * in a few minutes (its metrics mean nothing).
@@ -168,6 +180,25 @@ export const PRESETS: Record<string, Preset> = {
     ddim: { tStart: 500, steps: 10, eta: 0, schedule: 'partial' },
     testBatchSize: 8,
   },
+  cpu: {
+    ...common,
+    preset: 'cpu',
+    featureExtractor: { kind: 'bundled', name: 'resnet50' },
+    data: { imageSize: 128, validationFraction: 0.1, maxTrainPerClass: null, maxTestPerClass: null },
+    models: {
+      autoencoder: cpuAutoencoder,
+      klWeight: 1e-6,
+      diad: { ...tinyDiad, unet: { ...tinyDiad.unet, image_size: 32, attention_resolutions: [4, 2] }, hint_downsample: 4 },
+    },
+    stages: {
+      autoencoder: { steps: 4000, batchSize: 8, lr: 8e-4, betas: [0.5, 0.9], weightDecay: 0, checkpointEvery: 200, crop: 32 },
+      diffusion: { steps: 2000, batchSize: 8, lr: 4e-4, checkpointEvery: 200 },
+      sg: { steps: 1600, batchSize: 8, lr: 2e-4, checkpointEvery: 200 },
+    },
+    ddim: { tStart: 300, steps: 10, eta: 0, schedule: 'partial' },
+    testBatchSize: 8,
+    validation: { every: 400, tStarts: [150, 500] },
+  },
   ci: {
     ...common,
     preset: 'ci',
@@ -184,7 +215,7 @@ export const PRESETS: Record<string, Preset> = {
     },
     ddim: { tStart: 300, steps: 5, eta: 0, schedule: 'partial' },
     testBatchSize: 4,
-    validation: { every: 4 },
+    validation: { every: 4, tStarts: [200] },
   },
 };
 

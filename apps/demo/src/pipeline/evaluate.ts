@@ -11,6 +11,7 @@ import { MetricsAccumulator, type MetricValues, type StoredImage } from '@diad/m
 import { STAGES, type RunDir } from './run-dir.js';
 import { capPerClass, decodeSamples, sampleId, type Skipped } from './data.js';
 import { scoreImages } from './score.js';
+import { inferenceConfig } from './validate.js';
 import { featureExtractorName } from './models.js';
 import { openInference, type EngineOptions } from './ort-models.js';
 import { Progress } from './progress.js';
@@ -50,9 +51,10 @@ function toRow(v: MetricValues): MetricRow {
  */
 export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ out: string; report: ReportInput }> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
-  const cfg = run.config;
   const validation = await run.readJson<ValidationInfo>('validation.json');
   if (!validation) throw new Error(`${run.dir} is not fitted yet (no validation.json); run \`diad fit --resume ${run.dir}\` first`);
+  // The run's config with the DDIM start chosen on validation (when the fit chose one).
+  const cfg = inferenceConfig(run.config, validation);
   const out = resolve(opts.out ?? run.path('test'));
   // One test per folder: a second one would mix its strips with the first's and replace its metrics.
   if (existsSync(join(out, 'metrics.json'))) {
@@ -191,8 +193,8 @@ function validationSummary(curve: ValidationCurve, selected: NonNullable<Validat
   const n = (x: number | null) => (x === null ? NaN : x);
   return {
     rule: curve.rule,
-    points: curve.points.map((p) => ({ stage: p.stage, step: p.step, imageAUROC: n(p.mean.aurocImage), pixelAUROC: n(p.mean.aurocPixel), auPRO: n(p.mean.auPro), value: p.value })),
-    selected: { stage: selected.stage, step: selected.step },
+    points: curve.points.map((p) => ({ stage: p.stage, step: p.step, tStart: p.tStart, imageAUROC: n(p.mean.aurocImage), pixelAUROC: n(p.mean.aurocPixel), auPRO: n(p.mean.auPro), value: p.value })),
+    selected: { stage: selected.stage, step: selected.step, tStart: selected.tStart },
     reconstruction: selected.reconstruction,
     classes: Object.fromEntries(Object.entries(selected.classes).map(([c, m]) => [c, { imageAUROC: n(m.aurocImage), pixelAUROC: n(m.aurocPixel), auPRO: n(m.auPro) }])),
   };

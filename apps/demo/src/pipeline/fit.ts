@@ -18,7 +18,7 @@ import { installInterruptHandlers, runStage } from './train-loop.js';
 import { thresholdAtFpr } from './threshold.js';
 import { createModels, type TrainEngine } from './models.js';
 import { openInference } from './ort-models.js';
-import { SELECTION_RULE, evaluateValidation, formatValidation, validationSet, type ValidationPoint } from './validate.js';
+import { SELECTION_RULE, evaluateValidation, formatValidation, inferenceConfig, validationSet, type ValidationPoint } from './validate.js';
 
 export interface FitOptions {
   quiet?: boolean;
@@ -46,6 +46,8 @@ export interface ValidationInfo {
   trainedClasses?: string[];
   /** The selected checkpoint's validation: metrics on normal + synthesised defects, reconstruction errors. */
   selected?: ValidationPoint;
+  /** The DDIM start chosen on validation among `validation.tStarts` (inference uses it instead of the config's). */
+  tStart?: number;
   skipped: Skipped[];
 }
 
@@ -88,15 +90,15 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
     const curve: ValidationCurve = (await run.readJson<ValidationCurve>('validation-curve.json')) ?? { rule: SELECTION_RULE, points: [], best: null };
     let validationSeconds = 0;
     /** Scores the validation set with the stage's current checkpoint (once per step); `keep`: a candidate for the best. */
-    const validate = async (stage: StageName, step: number, keep: boolean): Promise<ValidationPoint> => {
-      const known = curve.points.find((p) => p.stage === stage && p.step === step);
+    const validate = async (stage: StageName, step: number, keep: boolean, tStart = cfg.ddim.tStart): Promise<ValidationPoint> => {
+      const known = curve.points.find((p) => p.stage === stage && p.step === step && (p.tStart ?? cfg.ddim.tStart) === tStart);
       if (known) return known;
       const tv = Date.now();
       // On onnxruntime through the run's export of the current checkpoints (the tfjs path is several times slower).
       const stages = await openInference(run, { engine: 'ort' }, () => {});
       let point: ValidationPoint;
       try {
-        point = await evaluateValidation(stages, vset, cfg, cfg.seed, { stage, step });
+        point = await evaluateValidation(stages, vset, inferenceConfig(cfg, { tStart }), cfg.seed, { stage, step });
       } finally {
         await stages.dispose();
       }
@@ -109,7 +111,7 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
       await run.writeJson('validation-curve.json', curve);
       validationSeconds += (Date.now() - tv) / 1000;
       const m = point.mean;
-      log(`validation at ${stage} step ${step}: image AUROC ${pct(m.aurocImage)}, pixel AUROC ${pct(m.aurocPixel)}, AU-PRO ${pct(m.auPro)}; ` +
+      log(`validation at ${stage} step ${step}${tStart !== cfg.ddim.tStart ? ` with DDIM from t=${tStart}` : ''}: image AUROC ${pct(m.aurocImage)}, pixel AUROC ${pct(m.aurocPixel)}, AU-PRO ${pct(m.auPro)}; ` +
         `DiAD L1 ${meanOf(Object.values(point.reconstruction).map((r) => r.diadL1)).toFixed(4)}${better ? ' (best so far)' : ''} [${point.seconds.toFixed(0)} s]`);
       return point;
     };
@@ -167,6 +169,12 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
       } else {
         await fs.rm(run.path('selection.json'), { force: true });
       }
+      // The DDIM start: each candidate scored on the chosen weights, the best by the same rule (ties: the config's).
+      for (const t of cfg.validation?.tStarts ?? []) {
+        const p = await validate(chosen.stage as StageName, chosen.step, false, t);
+        if (p.value > chosen.value) chosen = p;
+      }
+      if (chosen.tStart !== cfg.ddim.tStart) log(`selected: DDIM from t=${chosen.tStart} (the config says ${cfg.ddim.tStart}) by the same rule`);
       const threshold = thresholdAtFpr(chosen.normalScores, cfg.threshold.targetFpr);
       const info: ValidationInfo = {
         scores: vset.paths.map((path, i) => ({ path, className: vset.classes[i], score: chosen.normalScores[i] })),
@@ -176,6 +184,7 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
         autoencoderL1: meanOf(vset.classes.map((c) => chosen.reconstruction[c].autoencoderL1)),
         trainedClasses: [...splits.classes],
         selected: chosen,
+        ...(chosen.tStart !== cfg.ddim.tStart ? { tStart: chosen.tStart } : {}),
         skipped: val.skipped,
       };
       await run.writeJson('validation.json', info);

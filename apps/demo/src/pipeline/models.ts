@@ -237,6 +237,9 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
   const engine = trainEngine === 'ort' ? `onnxruntime-node (training); ${tfjsName} (initialisation, encoding, validation)` : tfjsName;
   const aeCfg: AutoencoderConfig = parseAutoencoderConfig(cfg.models.autoencoder, `${run.path('config.json')} models.autoencoder`);
   const dCfg: DiadConfig = parseDiadConfig(cfg.models.diad, `${run.path('config.json')} models.diad`);
+  if (dCfg.hint_downsample !== downsampleFactor(aeCfg)) {
+    throw new Error(`${run.path('config.json')}: models.diad.hint_downsample is ${dCfg.hint_downsample} but the autoencoder downsamples by ${downsampleFactor(aeCfg)} (ch_mult ${JSON.stringify(aeCfg.ddconfig.ch_mult)}); set hint_downsample to ${downsampleFactor(aeCfg)} so the hint block meets the latents`);
+  }
   const schedule = new DiffusionSchedule();
   const constantContext = dCfg.context.kind === 'file' ? await readConstantContext(dCfg.context.path, dCfg.context.tensor, dCfg.unet.context_dim) : null;
 

@@ -9,6 +9,7 @@ import { promises as fs } from 'node:fs';
 import { sliceBatch } from '@diad/core';
 import type { RunDir } from './run-dir.js';
 import type { ValidationInfo } from './fit.js';
+import { inferenceConfig } from './validate.js';
 import { openInference, type EngineOptions } from './ort-models.js';
 import { scoreImages } from './score.js';
 import { writeHeatmapPng } from '../report/strip.js';
@@ -50,9 +51,9 @@ async function expandFolders(paths: readonly string[], fail: (path: string, erro
  * @throws Error when the run is not fitted.
  */
 export async function predict(run: RunDir, paths: string[], outDir: string, log: (l: string) => void = () => {}, engine: EngineOptions = {}): Promise<Prediction[]> {
-  const cfg = run.config;
   const v = await run.readJson<ValidationInfo>('validation.json');
   if (!v) throw new Error(`${run.dir} is not fitted yet (no validation.json); run \`diad fit --resume ${run.dir}\` first`);
+  const cfg = inferenceConfig(run.config, v);
   const size = cfg.data.imageSize;
   const out: Prediction[] = [];
   const ok: { path: string; rgb: Awaited<ReturnType<typeof loadRgb>> }[] = [];

@@ -57,9 +57,10 @@ export interface ReconstructionError {
 
 /** One evaluation of the validation set. */
 export interface ValidationPoint {
-  /** Stage and step of the weights evaluated. */
+  /** Stage and step of the weights evaluated, and the DDIM start used. */
   stage: string;
   step: number;
+  tStart: number;
   /** Standard-mode metrics per class and mean over classes. */
   classes: Record<string, Metrics>;
   mean: Metrics;
@@ -90,6 +91,7 @@ export function selectionValue(mean: Metrics): number {
  * @param seed seed of the DDIM noise (each image draws its own).
  */
 export async function evaluateValidation(stages: Stages, set: ValidationSet, cfg: RunConfig, seed: number, where: { stage: string; step: number }): Promise<ValidationPoint> {
+  const tStart = cfg.ddim.tStart;
   const t0 = Date.now();
   const normal = await scoreImages(stages, set.normal, cfg, seed);
   const defective = await scoreImages(stages, set.defective, cfg, seed);
@@ -117,6 +119,7 @@ export async function evaluateValidation(stages: Stages, set: ValidationSet, cfg
   }
   return {
     ...where,
+    tStart,
     classes,
     mean: report.mean.values,
     reconstruction,
@@ -125,6 +128,14 @@ export async function evaluateValidation(stages: Stages, set: ValidationSet, cfg
     mapMedian: medianSample(normal.maps.data),
     seconds: (Date.now() - t0) / 1000,
   };
+}
+
+/**
+ * The config inference runs with: the run's, with the DDIM start that validation chose (when the
+ * fit swept `validation.tStarts`).
+ */
+export function inferenceConfig(cfg: RunConfig, validation: { tStart?: number }): RunConfig {
+  return validation.tStart === undefined ? cfg : { ...cfg, ddim: { ...cfg.ddim, tStart: validation.tStart } };
 }
 
 /** Per-image mean |x - decode(encode(x))| of the autoencoder (posterior mode) over images `[N, 3, H, W]`. */

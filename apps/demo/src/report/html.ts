@@ -38,7 +38,8 @@ async function figure(dir: string, img: ImageRecord, why: string): Promise<strin
 
 /** The validation curve (chart + table) and the chosen model's per-class validation and reconstruction errors. */
 function validationHtml(v: NonNullable<ReportInput['validation']>): string {
-  const pts = v.points.filter((p) => p.stage === v.selected.stage).sort((a, b) => a.step - b.step);
+  // The curve over training steps at the config's DDIM start (the first point's); a DDIM-start sweep shows in the table.
+  const pts = v.points.filter((p) => p.stage === v.selected.stage && p.tStart === v.points[0].tStart).sort((a, b) => a.step - b.step);
   const xMax = Math.max(1, ...pts.map((p) => p.step));
   const series = (key: 'imageAUROC' | 'pixelAUROC' | 'auPRO', label: string, color: string) => ({ label, color, curve: { x: pts.map((p) => p.step), y: pts.map((p) => p[key]) } });
   const chart = pts.length > 1
@@ -47,7 +48,7 @@ function validationHtml(v: NonNullable<ReportInput['validation']>): string {
       ], xMax)
     : '';
   const rows = v.points
-    .map((p) => `<tr${p.stage === v.selected.stage && p.step === v.selected.step ? ' class="mean"' : ''}><th>${esc(p.stage)} ${p.step}</th><td>${pct(p.imageAUROC)}</td><td>${pct(p.pixelAUROC)}</td><td>${pct(p.auPRO)}</td><td>${pct(p.value)}</td></tr>`)
+    .map((p) => `<tr${p.stage === v.selected.stage && p.step === v.selected.step && p.tStart === v.selected.tStart ? ' class="mean"' : ''}><th>${esc(p.stage)} ${p.step}</th><td>${p.tStart ?? ''}</td><td>${pct(p.imageAUROC)}</td><td>${pct(p.pixelAUROC)}</td><td>${pct(p.auPRO)}</td><td>${pct(p.value)}</td></tr>`)
     .join('');
   const recon = Object.entries(v.reconstruction)
     .map(([c, e]) => {
@@ -56,7 +57,7 @@ function validationHtml(v: NonNullable<ReportInput['validation']>): string {
     })
     .join('');
   return `<p class="strip-legend">Normal validation images (carved from train) plus a synthesised defect (cut-paste, scratch, spot, texture blend, missing part; exact masks) on a copy of each; never the test split. Selection rule: ${esc(v.rule)}. Highlighted: the chosen model.</p>
-<div class="charts">${chart}<table><thead><tr><th>weights</th><th>image AUROC</th><th>pixel AUROC</th><th>AU-PRO</th><th>rule value</th></tr></thead><tbody>${rows}</tbody></table></div>
+<div class="charts">${chart}<table><thead><tr><th>weights</th><th>DDIM from t</th><th>image AUROC</th><th>pixel AUROC</th><th>AU-PRO</th><th>rule value</th></tr></thead><tbody>${rows}</tbody></table></div>
 <h3>Chosen model per class (validation; reconstruction errors on the normal images, ImageNet-normalised units)</h3>
 <table><thead><tr><th>class</th><th>image AUROC</th><th>pixel AUROC</th><th>AU-PRO</th><th>autoencoder L1</th><th>DiAD L1</th><th>feature distance</th></tr></thead><tbody>${recon}</tbody></table>`;
 }

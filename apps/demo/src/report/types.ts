@@ -63,9 +63,9 @@ export interface ImageRecord {
 export interface ValidationSummary {
   rule: string;
   /** One point per validation: stage step and the class-mean metrics (fractions). */
-  points: { stage: string; step: number; imageAUROC: number; pixelAUROC: number; auPRO: number; value: number }[];
+  points: { stage: string; step: number; tStart?: number; imageAUROC: number; pixelAUROC: number; auPRO: number; value: number }[];
   /** The chosen point (the run's model). */
-  selected: { stage: string; step: number };
+  selected: { stage: string; step: number; tStart?: number };
   /** Per class, on the normal validation images, by the chosen model. */
   reconstruction: Record<string, { autoencoderL1: number; diadL1: number; featureDistance: number }>;
   /** Per class metrics of the chosen model on the validation set. */
