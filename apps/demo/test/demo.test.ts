@@ -70,6 +70,43 @@ describe('diad demo --preset ci (end to end)', () => {
     expect(skipped[0].split).toBe('train');
   });
 
+  it('validates at the SG checkpoints on normal + synthesised defects and keeps the best by the rule', () => {
+    const cfg = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).config;
+    const curve = JSON.parse(readFileSync(join(out, 'validation-curve.json'), 'utf8'));
+    const v = JSON.parse(readFileSync(join(out, 'validation.json'), 'utf8'));
+    // Every `validation.every` SG steps at the config's DDIM start, then the DDIM-start sweep on the chosen weights.
+    const main = curve.points.filter((p: { tStart: number }) => p.tStart === cfg.ddim.tStart);
+    expect(main.map((p: { step: number }) => p.step)).toEqual([4, 8]);
+    for (const p of curve.points) {
+      expect(Object.keys(p.classes).sort()).toEqual(['disc', 'grain', 'woven']);
+      expect(Object.keys(p.mean)).toHaveLength(7);
+      expect(p.value).toBeCloseTo(((p.mean.aurocImage ?? 0) + (p.mean.aurocPixel ?? 0)) / 2, 12);
+      for (const r of Object.values(p.reconstruction) as Record<string, number>[]) {
+        expect(Object.keys(r).sort()).toEqual(['autoencoderL1', 'diadL1', 'featureDistance']);
+        for (const x of Object.values(r)) expect(x).toBeGreaterThan(0);
+      }
+    }
+    // The rule: the highest value, a later checkpoint winning ties.
+    const best = main.reduce((a: { value: number }, p: { value: number }) => (p.value >= a.value ? p : a));
+    expect(curve.best).toMatchObject({ stage: 'sg', step: best.step });
+    const selectionFile = join(out, 'selection.json');
+    if (best.step !== cfg.stages.sg.steps) {
+      const sel = JSON.parse(readFileSync(selectionFile, 'utf8'));
+      expect(sel).toMatchObject({ stage: 'sg', step: best.step, checkpoint: `checkpoints/best-sg-00000${best.step}.safetensors` });
+      expect(existsSync(join(out, sel.checkpoint))).toBe(true);
+    } else {
+      expect(existsSync(selectionFile)).toBe(false);
+    }
+    // The chosen point (weights, then DDIM start) fixes the threshold's scores.
+    const sweep = curve.points.filter((p: { step: number }) => p.step === best.step);
+    const chosen = sweep.reduce((a: { value: number; tStart: number }, p: { value: number; tStart: number }) => (p.value > a.value ? p : a), best);
+    expect(v.selected).toMatchObject({ step: chosen.step, tStart: chosen.tStart });
+    expect(v.scores.map((s: { score: number }) => s.score)).toEqual(chosen.normalScores);
+    const html = readFileSync(join(out, 'test', 'report.html'), 'utf8');
+    expect(html).toContain('Validation during fit');
+    expect(html).toContain('ties go to the later checkpoint');
+  });
+
   it('writes one strip per test image', () => {
     const m = JSON.parse(readFileSync(join(out, 'test', 'metrics.json'), 'utf8'));
     const n = Object.values(m.counts as Record<string, { good: number; defective: number }>).reduce((a, c) => a + c.good + c.defective, 0);
@@ -111,8 +148,10 @@ describe('diad demo --preset ci (end to end)', () => {
     expect(m.provenance).toMatchObject({ run: out, classes: ['disc', 'grain', 'woven'], dataRoots: [data], unseenClasses: [] });
     expect(m.provenance.engine).toMatch(/onnxruntime-node cpu/);
     expect(m.provenance.featureExtractor).toMatch(/mobilenet_v2/);
-    expect(m.provenance.ddim).toEqual(JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).config.ddim);
-    expect(m.provenance.checkpoints.sg).toMatch(/^checkpoints\/sg-\d+\.safetensors$/);
+    // The DDIM settings and SG checkpoint inference used: the config's, with what validation chose.
+    const v = JSON.parse(readFileSync(join(out, 'validation.json'), 'utf8'));
+    expect(m.provenance.ddim).toEqual({ ...JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).config.ddim, tStart: v.selected.tStart });
+    expect(m.provenance.checkpoints.sg).toMatch(/^checkpoints\/(best-)?sg-\d+\.safetensors$/);
     expect(m.provenance.versions['@diad/core']).toMatch(/^\d+\.\d+\.\d+/);
     const again = await diad(['test', '--run', out, '--quiet']);
     expect(again.code).toBe(1);

@@ -176,24 +176,39 @@ const DEFECTS: Record<DefectKind, (c: DefectContext) => void> = {
       for (let c = 0; c < 3; c++) target[c * hw + p] = ext[c] * tint[c] + mean(orig, c, hw) * (1 - tint[c]);
     }
   },
-  /** Another image's texture blended in where multi-octave noise exceeds a threshold (DRAEM). */
-  texture({ rng, h, w, donor, alpha, target }) {
+  /**
+   * Another image's texture, turned 90 degrees (both axes flipped when not square) and half the time
+   * contrast-inverted and brightness-shifted, so it differs even from a same-class donor, blended in
+   * where multi-octave noise exceeds a threshold inside a window (DRAEM).
+   */
+  texture({ rng, h, w, donor, alpha, target, orig }) {
     const hw = h * w;
     const noise = fractalNoise(rng, h, w);
     // Keep the region inside one window, so it reads as a local defect and not a global change.
     const window = blob(rng, h, w, 0.1, 0.22);
     const opacity = 0.5 + 0.4 * rng.uniform();
-    const roll = rng.int(0, hw - 1);
+    const invert = rng.uniform() < 0.5;
+    const means = [0, 1, 2].map((c) => mean(donor, c, hw));
+    const spread = channelSpread(orig, hw);
+    const shift = (rng.uniform() < 0.5 ? -1 : 1) * (0.15 + 0.2 * rng.uniform());
+    const source = (p: number, c: number) => {
+      const y = Math.floor(p / w);
+      const x = p % w;
+      const q = h === w ? x * w + y : (h - 1 - y) * w + (w - 1 - x);
+      const v = donor[c * hw + q];
+      return (invert ? 2 * means[c] - v : v) + shift * spread[c];
+    };
+    let any = false;
     for (let p = 0; p < hw; p++) {
       if (!window[p] || noise[p] < 0.45) continue;
+      any = true;
       alpha[p] = opacity;
-      const q = (p + roll) % hw;
-      for (let c = 0; c < 3; c++) target[c * hw + p] = donor[c * hw + q];
+      for (let c = 0; c < 3; c++) target[c * hw + p] = source(p, c);
     }
-    // A window that missed the noise: fall back to the whole window, so every defect is visible.
-    if (!alpha.some((a) => a > 0)) for (let p = 0; p < hw; p++) if (window[p]) {
+    // A window that missed the noise: the whole window, so every defect is visible.
+    if (!any) for (let p = 0; p < hw; p++) if (window[p]) {
       alpha[p] = opacity;
-      for (let c = 0; c < 3; c++) target[c * hw + p] = donor[c * hw + ((p + roll) % hw)];
+      for (let c = 0; c < 3; c++) target[c * hw + p] = source(p, c);
     }
   },
   /** A piece gone: the blob shows a flat background colour (the median of the image border). */

@@ -52,7 +52,7 @@ async function fixtureSessions(fuseHint = false) {
   const meta = json('sgn_unet');
   const file = await readSafetensors(`${refDir}/sgn_unet.safetensors`);
   const unet = parseUNetConfig(meta.unet_config, 'sgn_unet.json unet_config');
-  const sgn: SGNConfig = { unet, hint_channels: meta.hint_channels, hint_widths: [...OFFICIAL_HINT_WIDTHS], sff: true };
+  const sgn: SGNConfig = { unet, hint_channels: meta.hint_channels, hint_widths: [...OFFICIAL_HINT_WIDTHS], hint_downsample: 8, sff: true };
   const params: Record<string, HostTensor> = {};
   for (const n of file.names()) if (!n.startsWith('input.') && !n.startsWith('output.')) params[n] = file.float32(n);
   const [, , h, w] = file.entry('input.x').shape;
@@ -148,6 +148,29 @@ describe('ONNX vs TfjsOps on random weights', () => {
       console.log(`[denoiser onnx vs tfjs-wasm] relative errors ${JSON.stringify(errors)}`);
       await hint.release();
       await step.release();
+    } finally {
+      store.dispose();
+    }
+  });
+});
+
+describe('hint_downsample', () => {
+  it('4: the hint block strides twice (convs 3 and 5), same parameters; ONNX equals tfjs', async () => {
+    await useBackend();
+    const config = { ...preset('tiny'), hint_downsample: 4 as const };
+    const store = ParamStore.create(diadParamSpec(config).map((p) => (p.init === 'zeros' ? { ...p, init: 'normal' as const, std: 0.05 } : p)), 5);
+    try {
+      expect(store.names().length).toBe(ParamStore.create(diadParamSpec(preset('tiny')), 5).names().length);
+      const ops = new TfjsOps(store);
+      const img = tensor(new Rng(3).normals(2 * 3 * 64 * 48), [2, 3, 64, 48], 'NCHW');
+      const want = await ops.read(tf.tidy(() => hintBlock(ops, ops.input(img), 4)));
+      expect(want.shape).toEqual([2, config.unet.model_channels, 16, 12]);
+      const files = await exportDenoiserOnnx(join(tmp, 'hint4'), config, await store.toHost(), { latentHeight: 16, latentWidth: 12, contextTokens: 4 });
+      const hint = await createOrtSession(files.hint);
+      const got = (await hint.run({ hint: img })).guided_hint as HostTensor;
+      expect(got.shape).toEqual(want.shape);
+      expect(maxAbsDiff(got, want) / maxAbs(want)).toBeLessThan(1e-5);
+      await hint.release();
     } finally {
       store.dispose();
     }

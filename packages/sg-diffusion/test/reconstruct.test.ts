@@ -97,7 +97,7 @@ describe('configs', () => {
     );
     const c = microConfig();
     expect(() => parseDiadConfig({ ...c, unet: { ...c.unet, model_channels: 40 } })).toThrow(/not a multiple of 32/);
-    expect(() => sgnParamSpec({ unet: { ...c.unet, channel_mult: [1, 1, 1] }, hint_channels: 3, hint_widths: c.hint_widths, sff: true })).toThrow(
+    expect(() => sgnParamSpec({ unet: { ...c.unet, channel_mult: [1, 1, 1] }, hint_channels: 3, hint_widths: c.hint_widths, hint_downsample: 8, sff: true })).toThrow(
       /SFF block needs channel_mult of length 4/,
     );
   });

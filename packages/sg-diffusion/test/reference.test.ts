@@ -34,7 +34,7 @@ function relTolerance(text: string, label: string): number {
 /** Loads the fixture's SGN + UNet into a store; the SG config comes from the JSON. */
 async function loadModel(file: SafetensorsFile, meta: { unet_config: unknown; hint_channels: number }) {
   const unet = parseUNetConfig(meta.unet_config, 'sgn_unet.json unet_config');
-  const sgn: SGNConfig = { unet, hint_channels: meta.hint_channels, hint_widths: [...OFFICIAL_HINT_WIDTHS], sff: true };
+  const sgn: SGNConfig = { unet, hint_channels: meta.hint_channels, hint_widths: [...OFFICIAL_HINT_WIDTHS], hint_downsample: 8, sff: true };
   const store = ParamStore.create([...unetParamSpec(unet), ...sgnParamSpec(sgn)], 0);
   const report = store.load(file, { strict: false });
   expect(report.missing).toEqual([]);
@@ -49,7 +49,7 @@ describe.runIf(present)('sgn_unet parity', () => {
     const meta = json('sgn_unet');
     const file = await readSafetensors(`${dir}/sgn_unet.safetensors`);
     const unet = parseUNetConfig(meta.unet_config);
-    const specs = [...unetParamSpec(unet), ...sgnParamSpec({ unet, hint_channels: meta.hint_channels, hint_widths: [...OFFICIAL_HINT_WIDTHS], sff: true })];
+    const specs = [...unetParamSpec(unet), ...sgnParamSpec({ unet, hint_channels: meta.hint_channels, hint_widths: [...OFFICIAL_HINT_WIDTHS], hint_downsample: 8, sff: true })];
     const ours = new Map(specs.map((p) => [p.name, p.shape.join(',')]));
     const theirs = new Map(file.names().filter((n) => !n.startsWith('input.') && !n.startsWith('output.')).map((n) => [n, file.entry(n).shape.join(',')]));
     expect([...ours.keys()].filter((k) => !theirs.has(k))).toEqual([]);
