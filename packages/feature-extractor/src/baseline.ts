@@ -36,6 +36,8 @@ export interface BaselineOptions extends PatchBankOptions {
   evaluateOn?: 'test' | 'validation';
   /** Fraction of train images held out when `evaluateOn` is `validation`. Default 0.1. */
   validationFraction?: number;
+  /** Engine of a shipped backbone: `tfjs` (default) or `ort` (recorded as ONNX for `imageSize`); see `loadBackbone`. */
+  engine?: 'tfjs' | 'ort';
   /** Options of a tfjs backbone (taps, input size). */
   tfjs?: TfjsExtractorOptions;
   /** Called after each batch: class, phase, images done, images in the phase. */
@@ -85,7 +87,7 @@ export async function baseline(options: BaselineOptions): Promise<BaselineResult
   const roots = typeof options.data === 'string' ? [options.data] : [...options.data];
   const onValidation = options.evaluateOn === 'validation';
   const dataset = await openDataset(roots, { classes: options.classes, ...(onValidation ? { splits: ['train' as const] } : {}) });
-  const backbone = await loadBackbone(options.backbone, { tfjs: { batchSize, ...options.tfjs }, onnx: { batchSize } });
+  const backbone = await loadBackbone(options.backbone, { engine: options.engine, imageSize, tfjs: options.engine === 'ort' ? undefined : { batchSize, ...options.tfjs }, onnx: { batchSize } });
   const acc = new MetricsAccumulator();
   const classes: Record<string, BaselineClassStats> = {};
   try {

@@ -8,3 +8,4 @@ export * from './patch-bank.js';
 export * from './load.js';
 export * from './baseline.js';
 export * from './resnet-imagenet.js';
+export * from './keras-onnx.js';

@@ -1,6 +1,8 @@
 /**
  * A small inference-only interpreter of Keras functional-model topologies (the JSON of a tfjs
- * layers model) on tfjs-core ops, for the conv backbones nsfwjs ships (MobileNetV2, InceptionV3).
+ * layers model), for the conv backbones we ship (ResNet-50, MobileNetV2, InceptionV3): `parseKeras`
+ * turns the layers into engine-free ops with host weights (BatchNormalization folded into convs);
+ * `KerasGraph` runs them on tfjs-core, `kerasOnnxModel` (keras-onnx.ts) records them as ONNX.
  *
  * Why not `@tensorflow/tfjs-layers`: its Conv2D runs tfjs's fused conv, whose gradient computes
  * the filter gradient eagerly, and the wasm backend has no `Conv2DBackpropFilter` kernel, so a
@@ -18,17 +20,32 @@ export interface KerasLayerConfig {
   inbound_nodes: [string, number, number, unknown][][];
 }
 
-type Pad = 'same' | 'valid';
+export type Pad = 'same' | 'valid';
 
-type Op =
+/** A host array with its shape (Keras layouts: conv kernels `[kh, kw, in, out]`, depthwise `[kh, kw, in, multiplier]`). */
+export interface HostArray {
+  data: Float32Array;
+  shape: number[];
+}
+
+/**
+ * One step of a parsed Keras graph, engine-free (host weights). `conv` has any following
+ * BatchNormalization folded in; `affine` is a BatchNormalization that could not be folded.
+ */
+export type KerasOp =
   | { kind: 'input'; name: string }
-  | { kind: 'conv'; name: string; src: string; depthwise: boolean; w: tf.Tensor4D; b: tf.Tensor1D | null; strides: [number, number]; pad: Pad; dilations: [number, number] }
-  | { kind: 'affine'; name: string; src: string; scale: tf.Tensor1D; shift: tf.Tensor1D }
+  | { kind: 'conv'; name: string; src: string; depthwise: boolean; w: HostArray; b: Float32Array | null; strides: [number, number]; pad: Pad; dilations: [number, number] }
+  | { kind: 'affine'; name: string; src: string; scale: Float32Array; shift: Float32Array }
   | { kind: 'act'; name: string; src: string; fn: 'relu' | 'relu6' | 'linear' | 'sigmoid' | 'tanh' }
   | { kind: 'zeropad'; name: string; src: string; pad: [[number, number], [number, number]] }
   | { kind: 'pool'; name: string; src: string; max: boolean; size: [number, number]; strides: [number, number]; pad: Pad }
   | { kind: 'add'; name: string; srcs: string[] }
   | { kind: 'concat'; name: string; srcs: string[] };
+
+type TfOp =
+  | Exclude<KerasOp, { kind: 'conv' } | { kind: 'affine' }>
+  | (Omit<Extract<KerasOp, { kind: 'conv' }>, 'w' | 'b'> & { w: tf.Tensor4D; b: tf.Tensor1D | null })
+  | (Omit<Extract<KerasOp, { kind: 'affine' }>, 'scale' | 'shift'> & { scale: tf.Tensor1D; shift: tf.Tensor1D });
 
 const SUPPORTED = 'InputLayer, Conv2D, DepthwiseConv2D, BatchNormalization, ReLU, Activation, ZeroPadding2D, MaxPooling2D, AveragePooling2D, Add, Concatenate';
 
@@ -57,114 +74,122 @@ export function neededLayers(layers: readonly KerasLayerConfig[], outputs: reado
 }
 
 /**
- * A compiled Keras graph cut at `outputs`; owns its weight tensors (call {@link dispose}).
+ * Parses the layers the `outputs` depend on into engine-free ops, folding each BatchNormalization
+ * that follows a conv (and is its only reader) into the conv's kernel and bias.
+ * @param layers the model config's layers in file (topological) order.
+ * @param weights decoded weights keyed `<layer>/<kernel|bias|depthwise_kernel|gamma|beta|moving_mean|moving_variance>`.
+ * @throws Error naming the layer on an unsupported layer class, a missing weight, or a missing output layer.
+ */
+export function parseKeras(layers: readonly KerasLayerConfig[], weights: Record<string, HostArray>, outputs: readonly string[]): KerasOp[] {
+  const needed = neededLayers(layers, outputs);
+  const readers = new Map<string, number>();
+  for (const l of layers) if (needed.has(l.name)) for (const node of l.inbound_nodes) for (const [src] of node) readers.set(src, (readers.get(src) ?? 0) + 1);
+  const w = (layer: string, key: string): HostArray => {
+    const t = weights[`${layer}/${key}`];
+    if (!t) throw new Error(`Keras layer ${layer}: weight "${layer}/${key}" is missing`);
+    return t;
+  };
+  const ops: KerasOp[] = [];
+  const opByName = new Map<string, KerasOp>();
+  const push = (op: KerasOp) => { ops.push(op); opByName.set(op.name, op); };
+  for (const l of layers) {
+    if (!needed.has(l.name)) continue;
+    const c = l.config;
+    const srcs = (l.inbound_nodes[0] ?? []).map(([s]) => s);
+    const src = srcs[0];
+    switch (l.class_name) {
+      case 'InputLayer': push({ kind: 'input', name: l.name }); break;
+      case 'Conv2D':
+      case 'DepthwiseConv2D': {
+        const depthwise = l.class_name === 'DepthwiseConv2D';
+        const k = w(l.name, depthwise ? 'depthwise_kernel' : 'kernel');
+        const act = c.activation && c.activation !== 'linear' ? String(c.activation) : null;
+        if (act && !['relu', 'relu6', 'sigmoid', 'tanh'].includes(act)) throw new Error(`Keras layer ${l.name}: activation "${act}" is not supported`);
+        // With an activation, the layer's output (its name) is the activation's.
+        const convName = act ? `${l.name}/preactivation` : l.name;
+        push({
+          kind: 'conv', name: convName, src, depthwise, w: { data: Float32Array.from(k.data), shape: [...k.shape] },
+          b: c.use_bias ? Float32Array.from(w(l.name, 'bias').data) : null,
+          strides: pair(c.strides, l.name, 'strides'), pad: c.padding as Pad, dilations: pair(c.dilation_rate ?? 1, l.name, 'dilation_rate'),
+        });
+        if (act) push({ kind: 'act', name: l.name, src: convName, fn: act as 'relu' });
+        break;
+      }
+      case 'BatchNormalization': {
+        const eps = Number(c.epsilon ?? 1e-3);
+        const variance = w(l.name, 'moving_variance').data;
+        const mean = w(l.name, 'moving_mean').data;
+        const gamma = c.scale === false ? null : w(l.name, 'gamma').data;
+        const beta = c.center === false ? null : w(l.name, 'beta').data;
+        const scale = Float32Array.from(variance, (v, i) => (gamma ? gamma[i] : 1) / Math.sqrt(v + eps));
+        const shift = Float32Array.from(mean, (m, i) => (beta ? beta[i] : 0) - m * scale[i]);
+        const prev = opByName.get(src);
+        if (prev?.kind === 'conv' && readers.get(src) === 1 && !outputs.includes(src)) {
+          // Fold: conv(x, W) * s + t == conv(x, W * s) + (b * s + t); the output channel is the
+          // flattened last axis (depthwise: input channel * multiplier + j).
+          const cout = scale.length;
+          const kernel = Float32Array.from(prev.w.data, (v, i) => v * scale[i % cout]);
+          const bias = Float32Array.from(shift, (t, o) => (prev.b ? prev.b[o] * scale[o] : 0) + t);
+          const fused: KerasOp = { ...prev, name: l.name, w: { data: kernel, shape: prev.w.shape }, b: bias };
+          ops[ops.indexOf(prev)] = fused;
+          opByName.delete(src);
+          opByName.set(l.name, fused);
+        } else {
+          push({ kind: 'affine', name: l.name, src, scale, shift });
+        }
+        break;
+      }
+      case 'ReLU': {
+        const max = c.max_value == null ? null : Number(c.max_value);
+        if ((c.negative_slope && Number(c.negative_slope) !== 0) || (c.threshold && Number(c.threshold) !== 0) || (max !== null && max !== 6)) {
+          throw new Error(`Keras layer ${l.name}: ReLU with ${JSON.stringify(c)} is not supported (only plain ReLU and ReLU6)`);
+        }
+        push({ kind: 'act', name: l.name, src, fn: max === 6 ? 'relu6' : 'relu' });
+        break;
+      }
+      case 'Activation': {
+        const fn = String(c.activation);
+        if (!['relu', 'relu6', 'linear', 'sigmoid', 'tanh'].includes(fn)) throw new Error(`Keras layer ${l.name}: activation "${fn}" is not supported`);
+        push({ kind: 'act', name: l.name, src, fn: fn as 'relu' });
+        break;
+      }
+      case 'ZeroPadding2D': {
+        const p = c.padding as number | [number, number] | [[number, number], [number, number]];
+        const pp: [[number, number], [number, number]] = typeof p === 'number' ? [[p, p], [p, p]] : typeof p[0] === 'number' ? [[p[0], p[0]], [p[1] as number, p[1] as number]] : (p as [[number, number], [number, number]]);
+        push({ kind: 'zeropad', name: l.name, src, pad: pp });
+        break;
+      }
+      case 'MaxPooling2D':
+      case 'AveragePooling2D':
+        push({ kind: 'pool', name: l.name, src, max: l.class_name === 'MaxPooling2D', size: pair(c.pool_size, l.name, 'pool_size'), strides: pair(c.strides ?? c.pool_size, l.name, 'strides'), pad: c.padding as Pad });
+        break;
+      case 'Add': push({ kind: 'add', name: l.name, srcs }); break;
+      case 'Concatenate': {
+        if (c.axis !== -1 && c.axis !== 3) throw new Error(`Keras layer ${l.name}: concatenation axis ${c.axis} is not supported (only channels)`);
+        push({ kind: 'concat', name: l.name, srcs });
+        break;
+      }
+      default:
+        throw new Error(`Keras layer ${l.name}: class ${l.class_name} is not supported here (supported: ${SUPPORTED}); tap a shallower layer`);
+    }
+  }
+  return ops;
+}
+
+/**
+ * A parsed Keras graph on tfjs-core, cut at `outputs`; owns its weight tensors (call {@link dispose}).
  */
 export class KerasGraph {
-  private constructor(private readonly ops: Op[], readonly outputs: readonly string[]) {}
+  private constructor(private readonly ops: TfOp[], readonly outputs: readonly string[]) {}
 
-  /**
-   * Builds the graph of the layers the outputs depend on.
-   * @param layers the model config's layers in file (topological) order.
-   * @param weights decoded weights keyed `<layer>/<kernel|bias|depthwise_kernel|gamma|beta|moving_mean|moving_variance>`.
-   * @throws Error naming the layer on an unsupported layer class, a missing weight, or a missing output layer.
-   */
-  static build(layers: readonly KerasLayerConfig[], weights: Record<string, tf.Tensor>, outputs: readonly string[]): KerasGraph {
-    const byName = new Map(layers.map((l) => [l.name, l]));
-    const needed = neededLayers(layers, outputs);
-    const readers = new Map<string, number>();
-    for (const l of layers) if (needed.has(l.name)) for (const node of l.inbound_nodes) for (const [src] of node) readers.set(src, (readers.get(src) ?? 0) + 1);
-
-    const w = (layer: string, key: string, required = true): tf.Tensor | null => {
-      const t = weights[`${layer}/${key}`];
-      if (!t && required) throw new Error(`Keras layer ${layer}: weight "${layer}/${key}" is missing`);
-      return t ?? null;
-    };
-    const ops: Op[] = [];
-    const opByName = new Map<string, Op>();
-    const push = (op: Op) => { ops.push(op); opByName.set(op.name, op); };
-    for (const l of layers) {
-      if (!needed.has(l.name)) continue;
-      const c = l.config;
-      const srcs = (l.inbound_nodes[0] ?? []).map(([s]) => s);
-      const src = srcs[0];
-      switch (l.class_name) {
-        case 'InputLayer': push({ kind: 'input', name: l.name }); break;
-        case 'Conv2D':
-        case 'DepthwiseConv2D': {
-          const depthwise = l.class_name === 'DepthwiseConv2D';
-          const kernel = w(l.name, depthwise ? 'depthwise_kernel' : 'kernel')!.clone() as tf.Tensor4D;
-          const bias = c.use_bias ? (w(l.name, 'bias')!.clone() as tf.Tensor1D) : null;
-          const act = c.activation && c.activation !== 'linear' ? String(c.activation) : null;
-          if (act && !['relu', 'relu6', 'sigmoid', 'tanh'].includes(act)) throw new Error(`Keras layer ${l.name}: activation "${act}" is not supported`);
-          // With an activation, the layer's output (its name) is the activation's.
-          const convName = act ? `${l.name}/preactivation` : l.name;
-          push({ kind: 'conv', name: convName, src, depthwise, w: kernel, b: bias, strides: pair(c.strides, l.name, 'strides'), pad: c.padding as Pad, dilations: pair(c.dilation_rate ?? 1, l.name, 'dilation_rate') });
-          if (act) push({ kind: 'act', name: l.name, src: convName, fn: act as 'relu' });
-          break;
-        }
-        case 'BatchNormalization': {
-          const eps = Number(c.epsilon ?? 1e-3);
-          const scale = tf.tidy(() => {
-            const gamma = c.scale === false ? tf.scalar(1) : w(l.name, 'gamma')!;
-            return tf.div(gamma, tf.sqrt(tf.add(w(l.name, 'moving_variance')!, eps))) as tf.Tensor1D;
-          });
-          const shift = tf.tidy(() => {
-            const beta = c.center === false ? tf.scalar(0) : w(l.name, 'beta')!;
-            return tf.sub(beta, tf.mul(w(l.name, 'moving_mean')!, scale)) as tf.Tensor1D;
-          });
-          const prev = opByName.get(src);
-          if (prev?.kind === 'conv' && readers.get(src) === 1 && !outputs.includes(src)) {
-            // Fold: conv(x, W) * s + t == conv(x, W * s) + (b * s + t); output channel is the last axis.
-            const [, , cin, m] = prev.w.shape;
-            const s = prev.depthwise ? tf.reshape(scale, [cin, m]) : scale;
-            const folded = tf.tidy(() => tf.mul(prev.w, s) as tf.Tensor4D);
-            const bias = tf.tidy(() => (prev.b ? tf.add(tf.mul(prev.b, scale), shift) : shift.clone()) as tf.Tensor1D);
-            if (s !== scale) s.dispose();
-            prev.w.dispose(); prev.b?.dispose(); scale.dispose(); shift.dispose();
-            const fused: Op = { ...prev, name: l.name, w: folded, b: bias };
-            ops[ops.indexOf(prev)] = fused;
-            opByName.delete(src);
-            opByName.set(l.name, fused);
-          } else {
-            push({ kind: 'affine', name: l.name, src, scale, shift });
-          }
-          break;
-        }
-        case 'ReLU': {
-          const max = c.max_value == null ? null : Number(c.max_value);
-          if ((c.negative_slope && Number(c.negative_slope) !== 0) || (c.threshold && Number(c.threshold) !== 0) || (max !== null && max !== 6)) {
-            throw new Error(`Keras layer ${l.name}: ReLU with ${JSON.stringify(c)} is not supported (only plain ReLU and ReLU6)`);
-          }
-          push({ kind: 'act', name: l.name, src, fn: max === 6 ? 'relu6' : 'relu' });
-          break;
-        }
-        case 'Activation': {
-          const fn = String(c.activation);
-          if (!['relu', 'relu6', 'linear', 'sigmoid', 'tanh'].includes(fn)) throw new Error(`Keras layer ${l.name}: activation "${fn}" is not supported`);
-          push({ kind: 'act', name: l.name, src, fn: fn as 'relu' });
-          break;
-        }
-        case 'ZeroPadding2D': {
-          const p = c.padding as number | [number, number] | [[number, number], [number, number]];
-          const pp: [[number, number], [number, number]] = typeof p === 'number' ? [[p, p], [p, p]] : typeof p[0] === 'number' ? [[p[0], p[0]], [p[1] as number, p[1] as number]] : (p as [[number, number], [number, number]]);
-          push({ kind: 'zeropad', name: l.name, src, pad: pp });
-          break;
-        }
-        case 'MaxPooling2D':
-        case 'AveragePooling2D':
-          push({ kind: 'pool', name: l.name, src, max: l.class_name === 'MaxPooling2D', size: pair(c.pool_size, l.name, 'pool_size'), strides: pair(c.strides ?? c.pool_size, l.name, 'strides'), pad: c.padding as Pad });
-          break;
-        case 'Add': push({ kind: 'add', name: l.name, srcs }); break;
-        case 'Concatenate': {
-          if (c.axis !== -1 && c.axis !== 3) throw new Error(`Keras layer ${l.name}: concatenation axis ${c.axis} is not supported (only channels)`);
-          push({ kind: 'concat', name: l.name, srcs });
-          break;
-        }
-        default:
-          throw new Error(`Keras layer ${l.name}: class ${l.class_name} is not supported here (supported: ${SUPPORTED}); tap a shallower layer`);
-      }
-    }
-    return new KerasGraph(ops, outputs);
+  /** Uploads the parsed ops' weights as tfjs tensors. */
+  static build(ops: readonly KerasOp[], outputs: readonly string[]): KerasGraph {
+    const tfOps: TfOp[] = ops.map((op) => {
+      if (op.kind === 'conv') return { ...op, w: tf.tensor4d(op.w.data, op.w.shape as [number, number, number, number]), b: op.b ? tf.tensor1d(op.b) : null };
+      if (op.kind === 'affine') return { ...op, scale: tf.tensor1d(op.scale), shift: tf.tensor1d(op.shift) };
+      return op;
+    });
+    return new KerasGraph(tfOps, outputs);
   }
 
   /**

@@ -1,25 +1,38 @@
-/** One entry point for every backbone: a shipped tfjs backbone by name, or an ONNX file by path. */
+/** One entry point for every backbone: a shipped backbone by name (on tfjs or onnxruntime), or an ONNX file by path. */
 import type { FeatureExtractor } from '@diad/core';
 import { OnnxFeatureExtractor, type OnnxExtractorOptions } from './onnx.js';
-import { TFJS_BACKBONES, TfjsFeatureExtractor, type TfjsBackboneName, type TfjsExtractorOptions } from './tfjs-extractor.js';
+import { TFJS_BACKBONES, TfjsFeatureExtractor, parseBackbone, backboneProvenance, type TfjsBackboneName, type TfjsBackboneSpec, type TfjsExtractorOptions } from './tfjs-extractor.js';
+import { kerasOnnxModel } from './keras-onnx.js';
 
 /** A loaded backbone plus what to print about it. */
 export interface LoadedBackbone {
   extractor: FeatureExtractor;
-  /** Where the weights come from (package and model, or file path). */
+  /** Where the weights come from (package and model, or file path), and the engine. */
   provenance: string;
   dispose(): Promise<void> | void;
+}
+
+/** Options of {@link loadBackbone}. */
+export interface LoadBackboneOptions {
+  /**
+   * Engine of a shipped backbone: `tfjs` (default) or `ort`, which records the Keras backbone as an
+   * ONNX graph for `imageSize` and runs it on onnxruntime-node (`onnx.providers`, default
+   * `DIAD_ORT_PROVIDERS`, else cpu). ONNX files always run on onnxruntime.
+   */
+  engine?: 'tfjs' | 'ort';
+  /** Square input size the ONNX graph of a shipped backbone is recorded for (`engine: 'ort'`). */
+  imageSize?: number;
+  tfjs?: TfjsExtractorOptions;
+  onnx?: OnnxExtractorOptions;
 }
 
 /**
  * Loads `nameOrPath`: a name from {@link TFJS_BACKBONES} (installed from npm, no network), or
  * a path ending in `.onnx` (user-exported, run by onnxruntime-node).
- * @throws Error for an unknown name (listing the known ones) or an unloadable ONNX file.
+ * @throws Error for an unknown name (listing the known ones), an unloadable ONNX file, or
+ *   `engine: 'ort'` with a TF-graph backbone, custom taps, an input resize, or no `imageSize`.
  */
-export async function loadBackbone(
-  nameOrPath: string,
-  options: { tfjs?: TfjsExtractorOptions; onnx?: OnnxExtractorOptions } = {},
-): Promise<LoadedBackbone> {
+export async function loadBackbone(nameOrPath: string, options: LoadBackboneOptions = {}): Promise<LoadedBackbone> {
   if (nameOrPath.toLowerCase().endsWith('.onnx')) {
     const ext = await OnnxFeatureExtractor.create(nameOrPath, options.onnx);
     return { extractor: ext, provenance: `ONNX ${nameOrPath} outputs ${ext.outputNames.join(', ')}`, dispose: () => ext.dispose() };
@@ -27,6 +40,18 @@ export async function loadBackbone(
   if (!(nameOrPath in TFJS_BACKBONES)) {
     throw new Error(`unknown backbone "${nameOrPath}"; use one of ${Object.keys(TFJS_BACKBONES).join(', ')} or the path of an .onnx file`);
   }
-  const ext = await TfjsFeatureExtractor.load(nameOrPath as TfjsBackboneName, options.tfjs);
+  const name = nameOrPath as TfjsBackboneName;
+  if (options.engine === 'ort') {
+    const spec: TfjsBackboneSpec = TFJS_BACKBONES[name];
+    if (spec.kind !== 'layers') throw new Error(`backbone ${name} is a converted TF graph; only Keras backbones run on onnxruntime (use the tfjs engine for it)`);
+    if (options.tfjs?.taps || options.tfjs?.inputSize) throw new Error(`backbone ${name} on onnxruntime: custom taps and input resizing are tfjs-only options`);
+    const size = options.imageSize;
+    if (!size) throw new Error(`backbone ${name} on onnxruntime: give imageSize (the ONNX graph is recorded for one input size)`);
+    const provenance = `${backboneProvenance(name, spec.taps)} on onnxruntime (${size} px graph)`;
+    const bytes = kerasOnnxModel(parseBackbone(spec, spec.taps), spec.taps, { input: spec.input, height: size, width: size, metadata: { provenance } });
+    const ext = await OnnxFeatureExtractor.create(bytes, { ...options.onnx, label: `${name} (${size} px ONNX graph)` });
+    return { extractor: ext, provenance, dispose: () => ext.dispose() };
+  }
+  const ext = await TfjsFeatureExtractor.load(name, options.tfjs);
   return { extractor: ext, provenance: ext.provenance, dispose: () => ext.dispose() };
 }

@@ -40,13 +40,15 @@ export class OnnxFeatureExtractor implements FeatureExtractor {
   ) {}
 
   /**
-   * Loads an ONNX file and measures the output strides.
+   * Loads an ONNX file (or model bytes) and measures the output strides.
+   * @param source a file path, or the model's bytes (then `options.label` names it in errors).
    * @throws Error when the file is missing or unreadable, the model has not exactly one image input,
    *   a requested output does not exist, an output is not 4-D, or CUDA was requested but is unavailable.
    */
-  static async create(path: string, options: OnnxExtractorOptions = {}): Promise<OnnxFeatureExtractor> {
+  static async create(source: string | Uint8Array, options: OnnxExtractorOptions & { label?: string } = {}): Promise<OnnxFeatureExtractor> {
     const { batchSize = 8, threads, probeSize = 64 } = options;
-    const session = await createOrtSession(path, { providers: options.providers, threads });
+    const path = typeof source === 'string' ? source : (options.label ?? 'in-memory ONNX backbone');
+    const session = await createOrtSession(source, { providers: options.providers, threads, label: path });
     if (session.inputNames.length !== 1) {
       throw new Error(`ONNX backbone ${path} has inputs [${session.inputNames.join(', ')}]; expected exactly one NCHW image input`);
     }
@@ -62,7 +64,8 @@ export class OnnxFeatureExtractor implements FeatureExtractor {
     const probe = await run(session, inputName, outputs, tensor(new Float32Array(pb * pc * ph * pw), [pb, pc, ph, pw], 'NCHW'), path);
     const strides = probe.map((t, i) => {
       if (t.shape.length !== 4) throw new Error(`ONNX backbone ${path}: output "${outputs[i]}" has shape [${t.shape.join(', ')}], expected a 4-D NCHW feature map`);
-      return ph / t.shape[2];
+      // Nominal stride: valid padding (e.g. InceptionV3) makes maps a little smaller than size / stride.
+      return 2 ** Math.round(Math.log2(ph / t.shape[2]));
     });
     return new OnnxFeatureExtractor(session, inputName, outputs, strides, batchSize, path);
   }

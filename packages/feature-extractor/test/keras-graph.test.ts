@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { loadLayersModel, model as layersModel } from '@tensorflow/tfjs-layers';
 import { initTfjs } from '@diad/core/tfjs';
-import { TFJS_BACKBONES, TfjsFeatureExtractor, loadNsfwjsArtifacts, loadResnetImagenetArtifacts } from '../src/index.js';
+import { concatBatch, maxAbsDiff } from '@diad/core';
+import { TFJS_BACKBONES, TfjsFeatureExtractor, loadBackbone, loadNsfwjsArtifacts, loadResnetImagenetArtifacts } from '../src/index.js';
 import { texture } from './images.js';
 
 // The interpreter (BN folded into convs, fused ops) against tfjs-layers running the same Keras JSON.
@@ -39,4 +40,34 @@ describe('Keras interpreter vs tfjs-layers', () => {
       full.dispose();
     });
   }
+});
+
+// The same parsed Keras graphs recorded as ONNX and run on onnxruntime (the `ort` engine of the shipped backbones).
+describe('Keras backbones on onnxruntime vs tfjs', () => {
+  for (const name of ['resnet50', 'mobilenet_v2', 'inception_v3'] as const) {
+    it(`${name}: the ONNX graph gives the tfjs features`, async () => {
+      await initTfjs();
+      const size = name === 'inception_v3' ? 139 : 96;
+      const tfjsExt = await TfjsFeatureExtractor.load(name);
+      const ortExt = await loadBackbone(name, { engine: 'ort', imageSize: size });
+      try {
+        const img = concatBatch([texture(3, size), texture(4, size)]);
+        const [want, got] = [await tfjsExt.extract(img), await ortExt.extractor.extract(img)];
+        expect(ortExt.extractor.strides).toEqual([...tfjsExt.strides]);
+        want.forEach((w, i) => {
+          expect(got[i].shape).toEqual(w.shape);
+          const peak = w.data.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
+          expect(maxAbsDiff(got[i], w)).toBeLessThan(1e-4 * peak);
+        });
+        expect(ortExt.provenance).toMatch(/on onnxruntime \(\d+ px graph\)/);
+      } finally {
+        tfjsExt.dispose();
+        await ortExt.dispose();
+      }
+    });
+  }
+  it('refuses what the ONNX path cannot do, by name', async () => {
+    await expect(loadBackbone('mobilenet_v2_mid', { engine: 'ort', imageSize: 64 })).rejects.toThrow(/converted TF graph/);
+    await expect(loadBackbone('resnet50', { engine: 'ort' })).rejects.toThrow(/give imageSize/);
+  });
 });

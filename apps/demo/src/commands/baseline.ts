@@ -19,6 +19,7 @@ interface BaselineFlags {
   taps?: string;
   inputSize?: string;
   on: string;
+  engine: string;
   json?: string;
 }
 
@@ -51,14 +52,17 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed of the subsampling', '0')
     .option('--taps <list>', 'tfjs backbones: layer names to tap instead of the defaults, comma-separated')
     .option('--input-size <n|native>', "tfjs backbones: resize the input to this size before the forward pass ('native' = the model's training size)")
+    .option('--engine <name>', 'engine of a shipped backbone: tfjs, or ort (recorded as ONNX, run on onnxruntime-node)', 'tfjs')
     .option('--on <split>', 'score the test split (test) or, never reading the test split, a held-out tenth of train plus a synthesised defect on a copy of each image (validation)', 'test')
     .option('--json <file>', 'also write the full result (options, per-class stats, both metric modes) as JSON')
     .action(async (f: BaselineFlags) => {
       const list = (s?: string) => s?.split(',').map((x) => x.trim()).filter(Boolean);
       const inputSize = f.inputSize === undefined ? undefined : f.inputSize === 'native' ? 'native' : int('input-size', f.inputSize);
       if (f.on !== 'test' && f.on !== 'validation') throw new Error(`--on ${f.on}: use test or validation`);
+      if (f.engine !== 'tfjs' && f.engine !== 'ort') throw new Error(`--engine ${f.engine}: use tfjs or ort`);
       const result = await baseline({
         evaluateOn: f.on,
+        engine: f.engine,
         data: f.data,
         backbone: f.backbone,
         classes: list(f.classes),

@@ -91,19 +91,19 @@ export function register(program: Command): void {
 
         const ort = await OrtDdimReconstructor.open(den, context);
         const ortAe = await OrtAutoencoder.open(aeFiles, aeCfg);
-        const fe = await featureExtractor(cfg);
+        const fe = await featureExtractor(cfg, 'ort');
         let ortRuns: number[];
         let testRuns: number[];
         try {
           ortRuns = await timed(runs, () => ort.reconstruct(latents, images, warmOpts), () => ort.reconstruct(latents, images, ddim10));
           log(`ort 10-step DDIM, batch ${batch}: ${ortRuns.map((s) => s.toFixed(2)).join(', ')} s`);
-          const stages = { autoencoder: ortAe, reconstructor: ort, featureExtractor: fe };
+          const stages = { autoencoder: ortAe, reconstructor: ort, featureExtractor: fe.extractor };
           testRuns = await timed(runs, () => scoreImages(stages, images, cfg, 0), () => scoreImages(stages, images, cfg, 0));
           log(`ort test-time scoring (${cfg.ddim.steps} DDIM steps from t=${cfg.ddim.tStart}), batch ${batch}: ${testRuns.map((s) => s.toFixed(2)).join(', ')} s`);
         } finally {
           await ort.release();
           await ortAe.release();
-          (fe as { dispose?: () => void }).dispose?.();
+          await fe.dispose();
         }
         const train = await trainingBench(dCfg, d, params, context, latents, images, runs, log);
         let tfjs: number | null = null;

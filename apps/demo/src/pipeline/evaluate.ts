@@ -12,7 +12,6 @@ import { STAGES, type RunDir } from './run-dir.js';
 import { capPerClass, decodeSamples, sampleId, type Skipped } from './data.js';
 import { scoreImages } from './score.js';
 import { inferenceConfig } from './validate.js';
-import { featureExtractorName } from './models.js';
 import { openInference, type EngineOptions } from './ort-models.js';
 import { Progress } from './progress.js';
 import type { ValidationCurve, ValidationInfo } from './fit.js';
@@ -152,7 +151,7 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
     classes: [...ds.classes],
     unseenClasses: unseen,
     engine: stages.engine,
-    featureExtractor: featureExtractorName(cfg),
+    featureExtractor: stages.featureProvenance,
     ddim: cfg.ddim,
     anomalyMap: cfg.anomalyMap,
     versions: diadVersions(),
@@ -171,7 +170,7 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
     facts: {
       ...(unseen.length ? { 'unseen classes (not trained on)': unseen.join(', ') } : {}),
       engine: stages.engine,
-      'feature extractor': featureExtractorName(cfg),
+      'feature extractor': stages.featureProvenance,
       'test data': roots.join(', '),
       'test classes': ds.classes.join(', '),
       DDIM: `from t=${cfg.ddim.tStart}, ${cfg.ddim.steps} steps, eta ${cfg.ddim.eta}, ${cfg.ddim.schedule} schedule`,

@@ -22,8 +22,7 @@ import {
   parseDiadConfig, DiadDenoiser, DdimReconstructor, DiffusionSchedule, copyUnetEncoderToSgn, denoiserEps, epsLoss, recordDenoiserTraining, timestepEmbedding,
   trainableFilter, UNET_PREFIX, LEARNED_CONTEXT, hostContext, readConstantContext, type DiadConfig,
 } from '@diad/sg-diffusion';
-import { TfjsFeatureExtractor, OnnxFeatureExtractor, DEFAULT_BACKBONE, type TfjsBackboneName } from '@diad/feature-extractor';
-import type { FeatureExtractor } from '@diad/core';
+import { DEFAULT_BACKBONE, TFJS_BACKBONES, loadBackbone, type LoadedBackbone } from '@diad/feature-extractor';
 import type { RunConfig, StageConfig } from './config.js';
 import type { RunDir, StageName } from './run-dir.js';
 import type { StageTrainer } from './train-loop.js';
@@ -56,7 +55,7 @@ export interface Models {
   diffusionTrainer(latents: HostTensor): Promise<DisposableTrainer>;
   sgTrainer(latents: HostTensor, images: HostTensor): Promise<DisposableTrainer>;
   /** Autoencoder, DDIM reconstructor and feature extractor of the finished run. */
-  inferenceStages(): Promise<Stages & { dispose(): void }>;
+  inferenceStages(): Promise<Stages & { featureProvenance: string; dispose(): void }>;
   /** Host parameters of the finished run (official names) and its context `[1, L, D]`, for ONNX export. */
   inferenceParams(): Promise<InferenceParams>;
   dispose(): void;
@@ -377,11 +376,12 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
       return {
         autoencoder: tfjsAutoencoder(aeStore, aeCfg),
         reconstructor: new DdimReconstructor(denoiser, schedule),
-        featureExtractor: fe,
+        featureExtractor: fe.extractor,
+        featureProvenance: fe.provenance,
         dispose() {
           aeStore.dispose();
           denoiser.dispose();
-          (fe as { dispose?: () => void }).dispose?.();
+          void fe.dispose();
         },
       };
     },
@@ -408,17 +408,12 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
 
 /**
  * The configured feature extractor: a backbone shipped with @diad/feature-extractor (`default` =
- * its chosen default) or a user ONNX file.
+ * its chosen default), on tfjs or recorded as ONNX for onnxruntime (`engine`), or a user ONNX file.
  */
-export async function featureExtractor(cfg: RunConfig): Promise<FeatureExtractor & { name?: string }> {
+export async function featureExtractor(cfg: RunConfig, engine: 'tfjs' | 'ort' = 'tfjs'): Promise<LoadedBackbone> {
   const fe = cfg.featureExtractor;
-  if (fe.kind === 'onnx') return OnnxFeatureExtractor.create(fe.path);
-  const name = (fe.name === 'default' ? DEFAULT_BACKBONE : fe.name) as TfjsBackboneName;
-  return TfjsFeatureExtractor.load(name);
-}
-
-/** A short description of the configured feature extractor for reports. */
-export function featureExtractorName(cfg: RunConfig): string {
-  const fe = cfg.featureExtractor;
-  return fe.kind === 'onnx' ? `ONNX ${fe.path}` : fe.name === 'default' ? `${DEFAULT_BACKBONE} (bundled default)` : fe.name;
+  const name = fe.kind === 'onnx' ? fe.path : fe.name === 'default' ? DEFAULT_BACKBONE : fe.name;
+  // A TF-graph backbone (mobilenet_v2_mid) has no ONNX recording: it stays on tfjs.
+  const ort = engine === 'ort' && fe.kind === 'bundled' && (TFJS_BACKBONES as Record<string, { kind: string }>)[name]?.kind === 'layers';
+  return loadBackbone(name, ort ? { engine: 'ort', imageSize: cfg.data.imageSize } : {});
 }

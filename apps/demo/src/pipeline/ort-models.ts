@@ -27,6 +27,8 @@ export interface EngineOptions {
 /** Inference stages plus the engine description; `dispose` frees native sessions and engine memory. */
 export interface InferenceStages extends Stages {
   engine: string;
+  /** Where the feature extractor's weights come from, and its engine. */
+  featureProvenance: string;
   dispose(): Promise<void>;
 }
 
@@ -112,22 +114,24 @@ export async function openInference(run: RunDir, o: EngineOptions, log: (l: stri
     await autoencoder.release();
     throw e;
   });
-  // The feature extractor stays on its configured engine (tfjs for the bundled backbones).
+  // The shipped Keras backbones run on onnxruntime too (recorded as ONNX); a TF-graph one stays on tfjs.
   const info = await initTfjs();
-  const fe = await featureExtractor(cfg).catch(async (e) => {
+  const fe = await featureExtractor(cfg, 'ort').catch(async (e) => {
     await autoencoder.release();
     await reconstructor.release();
     throw e;
   });
+  const feEngine = /on onnxruntime|^ONNX /.test(fe.provenance) ? 'onnxruntime' : `tfjs ${formatEngineInfo(info)}`;
   return {
     autoencoder,
     reconstructor,
-    featureExtractor: fe,
-    engine: `onnxruntime-node ${reconstructor.step.providers.join(',')}${reconstructor.step.skipped.map((k) => ` (skipped ${k.provider}: ${k.reason})`).join('')} (${dir}); feature extractor on tfjs ${formatEngineInfo(info)}`,
+    featureExtractor: fe.extractor,
+    engine: `onnxruntime-node ${reconstructor.step.providers.join(',')}${reconstructor.step.skipped.map((k) => ` (skipped ${k.provider}: ${k.reason})`).join('')} (${dir}); feature extractor on ${feEngine}`,
+    featureProvenance: fe.provenance,
     async dispose() {
       await autoencoder.release();
       await reconstructor.release();
-      (fe as { dispose?: () => void }).dispose?.();
+      await fe.dispose();
     },
   };
 }
