@@ -107,6 +107,23 @@ describe('diad demo --preset ci (end to end)', () => {
     expect(html).toContain('ties go to the later checkpoint');
   });
 
+  it('diad validate reproduces the chosen validation point, and scores other inference settings without refitting', async () => {
+    const v = JSON.parse(readFileSync(join(out, 'validation.json'), 'utf8'));
+    const same = await diad(['validate', '--run', out, '--json', join(dir, 'val-same.json')], 240_000);
+    expect(same.code, same.stderr).toBe(0);
+    const p = JSON.parse(readFileSync(join(dir, 'val-same.json'), 'utf8'));
+    expect(p.settings.ddim.tStart).toBe(v.selected.tStart);
+    for (const [k, x] of Object.entries(v.selected.mean)) if (x !== null) expect(p.mean[k]).toBeCloseTo(x as number, 6);
+    expect(p.normalScores).toEqual(v.selected.normalScores.map((x: number) => expect.closeTo(x, 5)));
+    const other = await diad(['validate', '--run', out, '--sigma', '1', '--json', join(dir, 'val-sigma.json')], 240_000);
+    expect(other.code, other.stderr).toBe(0);
+    const q = JSON.parse(readFileSync(join(dir, 'val-sigma.json'), 'utf8'));
+    expect(q.settings.anomalyMap.sigma).toBe(1);
+    expect(q.normalScores).not.toEqual(p.normalScores);
+    // The weights are the same: the reconstructions (hence their pixel errors) do not depend on the blur.
+    for (const c of Object.keys(p.reconstruction)) expect(q.reconstruction[c].diadL1).toBeCloseTo(p.reconstruction[c].diadL1, 6);
+  }, 480_000);
+
   it('writes one strip per test image', () => {
     const m = JSON.parse(readFileSync(join(out, 'test', 'metrics.json'), 'utf8'));
     const n = Object.values(m.counts as Record<string, { good: number; defective: number }>).reduce((a, c) => a + c.good + c.defective, 0);

@@ -89,10 +89,10 @@ export async function ensureExport(run: RunDir, dir: string | undefined, log: (l
 
 /**
  * Opens the inference stages of a fitted run on the chosen engine.
+ * @param cfg the config whose feature extractor is loaded (default the run's; `diad validate` swaps it).
  * @throws Error from the checkpoints, the export, or onnxruntime (naming the file).
  */
-export async function openInference(run: RunDir, o: EngineOptions, log: (l: string) => void): Promise<InferenceStages> {
-  const cfg = run.config;
+export async function openInference(run: RunDir, o: EngineOptions, log: (l: string) => void, cfg = run.config): Promise<InferenceStages> {
   if ((o.engine ?? 'tfjs') === 'tfjs') {
     const models = await createModels(cfg, run, log);
     const stages = await models.inferenceStages();
