@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { resolveConfig, PRESETS, type ConfigOverrides } from '../pipeline/config.js';
+import { parseAutoencoderConfig, downsampleFactor, countParams, paramSpec as autoencoderParamSpec } from '@diad/autoencoder';
+import { parseDiadConfig, diadParamSpec } from '@diad/sg-diffusion';
+import { resolveConfig, PRESETS, PRESET_COST, type ConfigOverrides } from '../pipeline/config.js';
 import { RunDir } from '../pipeline/run-dir.js';
 import { fit } from '../pipeline/fit.js';
 import { InterruptedError } from '../pipeline/train-loop.js';
@@ -108,12 +110,14 @@ export function addModelOptions(cmd: Command): Command {
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
-/** One line per preset for `--help`: sizes, steps and time on the 2-core development machine. */
+/** One line per preset for `--help`: image and latent size, parameters, steps, and time on the 2-core development machine. */
 const PRESET_HELP: Record<string, string> = Object.fromEntries(
   Object.entries(PRESETS).map(([name, p]) => {
     const s = p.stages;
-    const time = name === 'tiny' ? ', about 12 min on 2 cores' : name === 'ci' ? ', seconds: for tests, its metrics mean nothing' : '';
-    return [name, `${p.data.imageSize} px, ${s.autoencoder.steps}/${s.diffusion.steps}/${s.sg.steps} steps${time}`];
+    const ae = parseAutoencoderConfig(p.models.autoencoder, `preset ${name}`);
+    const latent = p.data.imageSize / downsampleFactor(ae);
+    const params = countParams(autoencoderParamSpec(ae)) + countParams(diadParamSpec(parseDiadConfig(p.models.diad, `preset ${name}`)));
+    return [name, `${p.data.imageSize} px, latents ${latent}x${latent}x${ae.embed_dim}, ${(params / 1e6).toFixed(1)}M parameters, ${s.autoencoder.steps}/${s.diffusion.steps}/${s.sg.steps} steps; ${PRESET_COST[name] ?? 'time not measured'}`];
   }),
 );
 

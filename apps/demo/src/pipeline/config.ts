@@ -219,6 +219,13 @@ export const PRESETS: Record<string, Preset> = {
   },
 };
 
+/** What each preset costs, measured on the 2-core development machine (shown by `diad fit --help`). */
+export const PRESET_COST: Record<string, string> = {
+  tiny: 'the demo: fit about 12 min, test 1 min (synthetic data, 2 cores)',
+  cpu: 'fit at most 60 min for six classes (914 train images) on 2 cores',
+  ci: 'seconds: for tests, its metrics mean nothing',
+};
+
 /** Command-line choices that override a preset. */
 export interface ConfigOverrides {
   roots: string[];
