@@ -3,6 +3,7 @@ import type { FeatureExtractor } from '@diad/core';
 import { OnnxFeatureExtractor, type OnnxExtractorOptions } from './onnx.js';
 import { TFJS_BACKBONES, TfjsFeatureExtractor, parseBackbone, backboneProvenance, type TfjsBackboneName, type TfjsBackboneSpec, type TfjsExtractorOptions } from './tfjs-extractor.js';
 import { kerasOnnxModel } from './keras-onnx.js';
+import { initTfjs } from '@diad/core/tfjs';
 
 /** A loaded backbone plus what to print about it. */
 export interface LoadedBackbone {
@@ -47,6 +48,8 @@ export async function loadBackbone(nameOrPath: string, options: LoadBackboneOpti
     if (options.tfjs?.taps || options.tfjs?.inputSize) throw new Error(`backbone ${name} on onnxruntime: custom taps and input resizing are tfjs-only options`);
     const size = options.imageSize;
     if (!size) throw new Error(`backbone ${name} on onnxruntime: give imageSize (the ONNX graph is recorded for one input size)`);
+    // tfjs decodes (and dequantises) the weight shards on the host side.
+    await initTfjs();
     const provenance = `${backboneProvenance(name, spec.taps)} on onnxruntime (${size} px graph)`;
     const bytes = kerasOnnxModel(parseBackbone(spec, spec.taps), spec.taps, { input: spec.input, height: size, width: size, metadata: { provenance } });
     const ext = await OnnxFeatureExtractor.create(bytes, { ...options.onnx, label: `${name} (${size} px ONNX graph)` });

