@@ -197,7 +197,7 @@ export const PRESETS: Record<string, Preset> = {
     },
     ddim: { tStart: 300, steps: 10, eta: 0, schedule: 'partial' },
     testBatchSize: 8,
-    // Measured on the six shared classes (runs/cpu6, validation every 400 and DDIM starts 150/300/500):
+    // Measured on the six shared classes (commit 6e34330, validation every 400, DDIM starts 150/300/500):
     // fit 63 min 15 s, the validation passes 438 s of it; the SG step-1600 checkpoint won (rule
     // value 89.6 vs 89.2 / 89.35 / 89.5 at 400 / 800 / 1200) and t=500 won (89.9 vs 89.6 at 300,
     // 85.6 at 150). Validating every 800 and sweeping 300/500 makes the same choices with three
