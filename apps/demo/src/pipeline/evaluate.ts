@@ -178,7 +178,7 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
       versions: Object.entries(provenance.versions).map(([k, v]) => `${k} ${v ?? 'not installed'}`).join(', '),
       'decision threshold (validation, target FPR)': `${validation.threshold.toPrecision(5)} (${validation.targetFpr})`,
       ...(validation.autoencoderL1 !== undefined ? { 'autoencoder L1 on validation images': validation.autoencoderL1.toPrecision(4) } : {}),
-      ...(validation.selected ? { 'model (chosen on validation)': `${validation.selected.stage} step ${validation.selected.step}` } : {}),
+      ...(validation.selected ? { 'model (chosen on validation)': `${validation.selected.stage} step ${validation.selected.step}, DDIM from t=${validation.selected.tStart}` } : {}),
       date,
     },
     provenance,
