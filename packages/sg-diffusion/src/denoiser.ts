@@ -138,7 +138,7 @@ export class DiadDenoiser {
     const [n, , h, w] = x.shape;
     const g = this.ops.shape(guided);
     if (g[0] !== n || g[2] !== h || g[3] !== w) {
-      throw new Error(`hint must be hint_downsample (${this.sgn.hint_downsample})x the latent size with the same batch: latents [${x.shape.join(', ')}], guided hint [${g.join(', ')}]`);
+      throw new Error(`hint must be ${this.sgn.hint_downsample}x the latent size (hint_downsample) with the same batch: latents [${x.shape.join(', ')}], guided hint [${g.join(', ')}]`);
     }
     if (t.length !== n) throw new Error(`${t.length} timesteps for a batch of ${n}`);
     const eps = tf.tidy(() => this.epsTensor(this.ops.input(x), guided, t, ctx));
