@@ -191,7 +191,10 @@ describe('help and providers', () => {
     expect(r.stdout).toMatch(/--out <dir> +run folder, e\.g\. runs\/NAME \(required unless\s+--resume\)/);
     expect(r.stdout).toMatch(/--data <dir> +dataset root \(required for a new run; repeatable\)/);
     expect(r.stdout).not.toContain('(default: [])');
-    expect(r.stdout).toMatch(/tiny \(128\s+px,\s+\d+\/\d+\/\d+\s+steps,\s+about\s+\d+\s+min\s+on\s+2\s+cores\)/);
+    // Each preset: image and latent size, parameters, steps, cost.
+    const help = r.stdout.replace(/\s+/g, ' ');
+    expect(help).toMatch(/tiny \(128 px, latents 16x16x4, 8\.7M parameters, 1600\/1000\/800 steps; the demo: fit about \d+ min/);
+    expect(help).toMatch(/cpu \(128 px, latents 32x32x4, \d+\.\dM parameters, 4000\/2000\/1600 steps; fit at most 60 min for six classes/);
     const d = diad(['demo', '--preset', 'ci', '--help']);
     expect(d.stdout).not.toContain('fit (tiny)');
   });

@@ -38,10 +38,14 @@ describe('diad export and --engine ort (ci preset)', () => {
   it('writes a manifest that matches the run and its files', () => {
     const cfg = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8'));
     expect(JSON.parse(readFileSync(join(onnx, 'manifest.json'), 'utf8'))).toEqual(manifest);
-    expect(manifest).toMatchObject({ format: 'diad-onnx', preset: 'ci', configHash: cfg.hash, scaleFactor: 0.18215, ddim: cfg.config.ddim });
+    const v = JSON.parse(readFileSync(join(run, 'validation.json'), 'utf8'));
+    expect(manifest).toMatchObject({ format: 'diad-onnx', preset: 'ci', configHash: cfg.hash, scaleFactor: 0.18215, ddim: { ...cfg.config.ddim, tStart: v.selected.tStart } });
     for (const f of Object.values(manifest.files)) expect(existsSync(join(onnx, f))).toBe(true);
+    // The checkpoints inference uses: each stage's last, or the SG checkpoint validation chose (selection.json).
+    const selection = existsSync(join(run, 'selection.json')) ? JSON.parse(readFileSync(join(run, 'selection.json'), 'utf8')) : null;
     for (const st of ['autoencoder', 'diffusion', 'sg'] as const) {
-      expect(manifest.checkpoints[st]).toBe(JSON.parse(readFileSync(join(run, 'state', `${st}.json`), 'utf8')).checkpoint);
+      const last = JSON.parse(readFileSync(join(run, 'state', `${st}.json`), 'utf8')).checkpoint;
+      expect(manifest.checkpoints[st]).toBe(selection?.stage === st ? selection.checkpoint : last);
     }
     // ci: 64 px images, factor 8 (ch_mult of length 4), 4 latent channels, 4 learned context tokens of 64.
     expect(manifest.shapes.step).toEqual({ latent: ['N', 4, 8, 8], guided_hint: ['N', 32, 8, 8], timestep: ['N'], context: ['N', 4, 64], eps: ['N', 4, 8, 8] });

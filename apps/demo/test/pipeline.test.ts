@@ -21,7 +21,7 @@ describe('run config', () => {
     expect(parseConfig(JSON.parse(JSON.stringify(c)), 'x')).toEqual(c);
   });
   it('rejects unknown presets and invalid fields by name', () => {
-    expect(() => resolveConfig('huge', { roots: ['/d'] })).toThrow(/unknown preset "huge"; known presets: tiny, ci/);
+    expect(() => resolveConfig('huge', { roots: ['/d'] })).toThrow(/unknown preset "huge"; known presets: tiny, cpu, ci/);
     expect(() => parseConfig({ ...resolveConfig('ci', { roots: ['/d'] }), seed: 1.5 }, 'cfg.json')).toThrow(/cfg.json: invalid run config: seed/);
   });
   it('hash is key-order independent and changes with any field', () => {

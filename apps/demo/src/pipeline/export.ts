@@ -18,6 +18,7 @@ import { exportAutoencoderOnnx, SCALE_FACTOR } from '@diad/autoencoder';
 import { exportDenoiserOnnx } from '@diad/sg-diffusion';
 import { STAGES, type RunDir, type StageName } from './run-dir.js';
 import { createModels } from './models.js';
+import { inferenceConfig } from './validate.js';
 import { demoVersion } from '../versions.js';
 
 export const MANIFEST = 'manifest.json';
@@ -98,7 +99,8 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
     },
     scaleFactor: SCALE_FACTOR,
     schedule: { numTimesteps: 1000, betaSchedule: 'scaled_linear', linearStart: 0.00085, linearEnd: 0.012 },
-    ddim: { ...cfg.ddim },
+    // The DDIM settings inference uses: the config's, with the start validation chose (when it chose one).
+    ddim: { ...inferenceConfig(cfg, (await run.readJson<{ tStart?: number }>('validation.json')) ?? {}).ddim },
     flopsPerImage: { hint: flops.hint, step: flops.step, reconstruction: flops.hint + cfg.ddim.steps * flops.step },
     createdAt: new Date().toISOString(),
   };
