@@ -20,6 +20,11 @@ describe('run config', () => {
     expect(c.data.imageSize).toBe(128);
     expect(parseConfig(JSON.parse(JSON.stringify(c)), 'x')).toEqual(c);
   });
+  it('refuses a validation interval that misses the SG checkpoints', () => {
+    const c = resolveConfig('ci', { roots: ['/d'] });
+    expect(() => parseConfig({ ...c, validation: { every: 3 } }, 'x.json')).toThrow(/x\.json: invalid run config: validation\.every: 3 is not a multiple of stages\.sg\.checkpointEvery \(2\)/);
+  });
+
   it('rejects unknown presets and invalid fields by name', () => {
     expect(() => resolveConfig('huge', { roots: ['/d'] })).toThrow(/unknown preset "huge"; known presets: tiny, cpu, ci/);
     expect(() => parseConfig({ ...resolveConfig('ci', { roots: ['/d'] }), seed: 1.5 }, 'cfg.json')).toThrow(/cfg.json: invalid run config: seed/);

@@ -111,7 +111,13 @@ export const runConfigSchema = z
      */
     validation: z.object({ every: z.number().int().min(0), tStarts: z.array(z.number().int().min(1).max(999)).optional() }).optional(),
   })
-  .strict();
+  .strict()
+  .superRefine((c, ctx) => {
+    const every = c.validation?.every ?? 0;
+    if (every > 0 && every % c.stages.sg.checkpointEvery !== 0) {
+      ctx.addIssue({ code: 'custom', path: ['validation', 'every'], message: `${every} is not a multiple of stages.sg.checkpointEvery (${c.stages.sg.checkpointEvery}); validation runs at checkpoints` });
+    }
+  });
 
 export type RunConfig = z.infer<typeof runConfigSchema>;
 
