@@ -20,9 +20,16 @@ describe('run config', () => {
     expect(c.data.imageSize).toBe(128);
     expect(parseConfig(JSON.parse(JSON.stringify(c)), 'x')).toEqual(c);
   });
+  it('an explicit DDIM start is used as given: no start is chosen on validation then', () => {
+    expect(resolveConfig('ci', { roots: ['/d'] }).validation).toEqual({ every: 4, tStarts: [200] });
+    const c = resolveConfig('ci', { roots: ['/d'], ddim: { tStart: 100 } });
+    expect(c.ddim.tStart).toBe(100);
+    expect(c.validation).toEqual({ every: 4 });
+  });
+
   it('refuses a validation interval that misses the SG checkpoints', () => {
     const c = resolveConfig('ci', { roots: ['/d'] });
-    expect(() => parseConfig({ ...c, validation: { every: 3 } }, 'x.json')).toThrow(/x\.json: invalid run config: validation\.every: 3 is not a multiple of stages\.sg\.checkpointEvery \(2\)/);
+    expect(() => parseConfig({ ...c, validation: { every: 3 } }, 'x.json')).toThrow(/x\.json: invalid run config: validation\.every: 3 is not a multiple of stages\.sg\.checkpointEvery \(2\); validation runs at checkpoints \(fix: a --checkpoint-every that divides 3\)/);
   });
 
   it('rejects unknown presets and invalid fields by name', () => {

@@ -86,8 +86,10 @@ export function register(program: Command): void {
 
 /** The metrics table plus per-class sizes and timings. */
 export function formatResult(r: BaselineResult): string {
-  const lines = [`backbone: ${r.backbone} (${r.provenance})`, '', formatTable(r.standard, { digits: 1 }), ''];
-  lines.push('| class | train | test (good) | bank | vector | fit s | s/test image | cpu s/test image |', '|---|---|---|---|---|---|---|---|');
+  const onValidation = r.options.evaluateOn === 'validation';
+  const scored = onValidation ? 'validation + synthesised (good)' : 'test (good)';
+  const lines = [`backbone: ${r.backbone} (${r.provenance}); scored on ${onValidation ? 'validation images + a synthesised defect on a copy of each (train minus the held-out ones in the bank)' : 'the test split'}`, '', formatTable(r.standard, { digits: 1 }), ''];
+  lines.push(`| class | train | ${scored} | bank | vector | fit s | s/scored image | cpu s/scored image |`, '|---|---|---|---|---|---|---|---|');
   for (const [c, s] of Object.entries(r.classes)) {
     lines.push(`| ${c} | ${s.train} | ${s.test} (${s.testGood}) | ${s.bank} | ${s.vectorLength} | ${s.fitSeconds.toFixed(1)} | ${s.secondsPerTestImage.toFixed(3)} | ${s.cpuSecondsPerTestImage.toFixed(3)} |`);
   }

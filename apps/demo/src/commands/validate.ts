@@ -5,11 +5,19 @@ import { parseEngine } from '../pipeline/ort-models.js';
 import { validateRun } from '../pipeline/validate-run.js';
 import { formatValidation } from '../pipeline/validate.js';
 
-const int = (name: string, v: string) => {
+/** `--t-start`: an integer timestep in 1..999 (as the run config requires). */
+function tStartFlag(v: string): number {
   const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`--${name} ${v}: not an integer`);
+  if (!Number.isInteger(n) || n < 1 || n > 999) throw new Error(`--t-start ${v}: must be an integer timestep in 1..999`);
   return n;
-};
+}
+
+/** `--sigma`: a blur sigma in pixels, >= 0. */
+function sigmaFlag(v: string): number {
+  const n = Number(v);
+  if (v.trim() === '' || !Number.isFinite(n) || n < 0) throw new Error(`--sigma ${v}: must be a number >= 0 (pixels; 0 = no blur)`);
+  return n;
+}
 
 /**
  * `diad validate --run R [--backbone NAME | --onnx FILE] [--t-start N] [--sigma S]`: the run's
@@ -29,20 +37,23 @@ export function register(program: Command): void {
     .option('--json <file>', 'also write the validation point (metrics, reconstruction errors, settings) as JSON')
     .action(async (f: { run: string; backbone?: string; onnx?: string; tStart?: string; sigma?: string; engine?: string; json?: string }) => {
       if (f.backbone && f.onnx) throw new Error('give --backbone or --onnx, not both');
+      if (f.onnx && !f.onnx.toLowerCase().endsWith('.onnx')) throw new Error(`--onnx ${f.onnx}: not an .onnx file; give an ONNX model file (or --backbone NAME for a bundled one)`);
+      const tStart = f.tStart === undefined ? undefined : tStartFlag(f.tStart);
+      const sigma = f.sigma === undefined ? undefined : sigmaFlag(f.sigma);
       const run = await RunDir.load(f.run);
       const log = (l: string) => process.stderr.write(l + '\n');
-      const { point, config } = await validateRun(
+      const { point, config, featureProvenance } = await validateRun(
         run,
         {
           featureExtractor: f.onnx ? { kind: 'onnx', path: f.onnx } : f.backbone ? { kind: 'bundled', name: f.backbone } : undefined,
-          tStart: f.tStart === undefined ? undefined : int('t-start', f.tStart),
-          sigma: f.sigma === undefined ? undefined : Number(f.sigma),
+          tStart,
+          sigma,
         },
         { engine: parseEngine(f.engine) },
         log,
       );
-      const fe = config.featureExtractor.kind === 'onnx' ? config.featureExtractor.path : config.featureExtractor.name;
-      process.stdout.write(`feature extractor ${fe}, DDIM from t=${config.ddim.tStart}, sigma ${config.anomalyMap.sigma}\n${formatValidation(point).join('\n')}\n`);
-      if (f.json) await writeFileAtomic(f.json, JSON.stringify({ settings: { featureExtractor: config.featureExtractor, ddim: config.ddim, anomalyMap: config.anomalyMap }, ...point }, null, 2) + '\n');
+      process.stdout.write(`feature extractor ${featureProvenance}, DDIM from t=${config.ddim.tStart}, sigma ${config.anomalyMap.sigma}\n${formatValidation(point).join('\n')}\n`);
+      const settings = { featureExtractor: config.featureExtractor, featureProvenance, ddim: config.ddim, anomalyMap: config.anomalyMap };
+      if (f.json) await writeFileAtomic(f.json, JSON.stringify({ settings, ...point }, null, 2) + '\n');
     });
 }

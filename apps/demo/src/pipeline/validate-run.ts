@@ -24,7 +24,12 @@ export interface ValidationOverrides {
  * @returns the validation point (metrics per class and mean, reconstruction errors) and the config used.
  * @throws Error when the run is not fitted, or from the data and the engines (naming the file).
  */
-export async function validateRun(run: RunDir, overrides: ValidationOverrides, engine: EngineOptions, log: (l: string) => void): Promise<{ point: ValidationPoint; config: RunConfig }> {
+export async function validateRun(
+  run: RunDir,
+  overrides: ValidationOverrides,
+  engine: EngineOptions,
+  log: (l: string) => void,
+): Promise<{ point: ValidationPoint; config: RunConfig; featureProvenance: string }> {
   const info = await run.readJson<ValidationInfo>('validation.json');
   if (!info) throw new Error(`${run.dir} is not fitted yet (no validation.json); run \`diad fit --resume ${run.dir}\` first`);
   const base = inferenceConfig(run.config, info);
@@ -42,7 +47,7 @@ export async function validateRun(run: RunDir, overrides: ValidationOverrides, e
   try {
     const selected = info.selected;
     const point = await evaluateValidation(stages, set, cfg, run.config.seed, { stage: selected?.stage ?? 'final', step: selected?.step ?? 0 });
-    return { point, config: cfg };
+    return { point, config: cfg, featureProvenance: stages.featureProvenance };
   } finally {
     await stages.dispose();
   }
