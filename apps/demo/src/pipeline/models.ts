@@ -232,7 +232,7 @@ export function noisedBatch(rng: Rng, z: HostTensor, schedule: DiffusionSchedule
 export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string) => void = () => {}, options: ModelOptions = {}): Promise<Models> {
   const info = await initTfjs();
   const trainEngine = options.trainEngine ?? 'ort';
-  const tfjsName = `tfjs ${formatEngineInfo(info)}`;
+  const tfjsName = formatEngineInfo(info);
   const engine = trainEngine === 'ort' ? `onnxruntime-node (training); ${tfjsName} (initialisation, encoding, validation)` : tfjsName;
   const aeCfg: AutoencoderConfig = parseAutoencoderConfig(cfg.models.autoencoder, `${run.path('config.json')} models.autoencoder`);
   const dCfg: DiadConfig = parseDiadConfig(cfg.models.diad, `${run.path('config.json')} models.diad`);
