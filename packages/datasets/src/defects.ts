@@ -10,10 +10,14 @@
  * statistics of the images themselves, so no unit is assumed.
  */
 import { Rng, mask as maskTensor, tensor, type HostTensor } from '@diad/core';
+import { valueNoise } from './synthetic/canvas.js';
 
 /** The defect kinds, in the order {@link synthesizeDefects} cycles through them. */
 export const DEFECT_KINDS = ['cutpaste', 'scratch', 'spot', 'texture', 'missing'] as const;
 export type DefectKind = (typeof DEFECT_KINDS)[number];
+
+/** The kinds that need no second image (what a single image without donors can get). */
+export const SELF_CONTAINED_KINDS: readonly DefectKind[] = ['scratch', 'spot', 'missing'];
 
 /** Options of {@link synthesizeDefects}. */
 export interface DefectOptions {
@@ -248,34 +252,14 @@ function blob(rng: Rng, h: number, w: number, minRadius: number, maxRadius: numb
   return out;
 }
 
-/** Three octaves of smooth value noise in [0, 1] (a Perlin-like field). */
+/** Three octaves of smooth value noise in [0, 1] (a Perlin-like field), `[h, w]` row-major. */
 function fractalNoise(rng: Rng, h: number, w: number): Float32Array {
   const out = new Float32Array(h * w);
-  let total = 0;
   for (const [cells, weight] of [[4, 0.5], [8, 0.3], [16, 0.2]] as const) {
-    total += weight;
-    const n = cells + 1;
-    const lattice = Float32Array.from({ length: n * n }, () => rng.uniform());
-    for (let y = 0; y < h; y++) {
-      const fy = (y / h) * cells;
-      const y0 = Math.floor(fy);
-      const ty = smoothstep(fy - y0);
-      for (let x = 0; x < w; x++) {
-        const fx = (x / w) * cells;
-        const x0 = Math.floor(fx);
-        const tx = smoothstep(fx - x0);
-        const a = lattice[y0 * n + x0] + (lattice[y0 * n + x0 + 1] - lattice[y0 * n + x0]) * tx;
-        const b = lattice[(y0 + 1) * n + x0] + (lattice[(y0 + 1) * n + x0 + 1] - lattice[(y0 + 1) * n + x0]) * tx;
-        out[y * w + x] += weight * (a + (b - a) * ty);
-      }
-    }
+    const octave = valueNoise(rng, h, cells, w);
+    for (let p = 0; p < out.length; p++) out[p] += weight * octave[p];
   }
-  for (let p = 0; p < out.length; p++) out[p] /= total;
   return out;
-}
-
-function smoothstep(t: number): number {
-  return t * t * (3 - 2 * t);
 }
 
 function clampInt(v: number, n: number): number {

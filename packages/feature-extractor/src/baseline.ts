@@ -7,7 +7,7 @@
  * backbone or a setting is chosen without looking at the test split.
  */
 import { Rng, concatBatch, mask as maskTensor, sliceBatch, type HostTensor } from '@diad/core';
-import { batches, openDataset, splitValidation, synthesizeDefects, type Sample } from '@diad/datasets';
+import { SELF_CONTAINED_KINDS, batches, openDataset, splitValidation, synthesizeDefects, type Sample } from '@diad/datasets';
 import { MetricsAccumulator, type MetricsReport } from '@diad/metrics';
 import { loadBackbone } from './load.js';
 import { PatchMemoryBank, type PatchBankOptions } from './patch-bank.js';
@@ -178,7 +178,7 @@ async function* validationBatches(samples: readonly Sample[], size: number, batc
   for await (const b of batches(samples, { batchSize, size })) parts.push(b.images);
   const normal = concatBatch(parts);
   const n = normal.shape[0];
-  const syn = synthesizeDefects(normal, { seed, ...(n < 2 ? { kinds: ['scratch', 'spot', 'missing'] as const } : {}) });
+  const syn = synthesizeDefects(normal, { seed, ...(n < 2 ? { kinds: SELF_CONTAINED_KINDS } : {}) });
   const hw = size * size;
   const all = concatBatch([normal, syn.images]);
   const labelled: Sample[] = [...samples.map((s) => ({ ...s, label: 0 as const })), ...samples.map((s, i) => ({ ...s, label: 1 as const, defect: syn.kinds[i] }))];

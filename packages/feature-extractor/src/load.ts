@@ -10,6 +10,8 @@ export interface LoadedBackbone {
   extractor: FeatureExtractor;
   /** Where the weights come from (package and model, or file path), and the engine. */
   provenance: string;
+  /** The engine the extractor runs on. */
+  engine: 'tfjs' | 'onnxruntime';
   dispose(): Promise<void> | void;
 }
 
@@ -36,7 +38,7 @@ export interface LoadBackboneOptions {
 export async function loadBackbone(nameOrPath: string, options: LoadBackboneOptions = {}): Promise<LoadedBackbone> {
   if (nameOrPath.toLowerCase().endsWith('.onnx')) {
     const ext = await OnnxFeatureExtractor.create(nameOrPath, options.onnx);
-    return { extractor: ext, provenance: `ONNX ${nameOrPath} outputs ${ext.outputNames.join(', ')}`, dispose: () => ext.dispose() };
+    return { extractor: ext, provenance: `ONNX ${nameOrPath} outputs ${ext.outputNames.join(', ')}`, engine: 'onnxruntime', dispose: () => ext.dispose() };
   }
   if (!(nameOrPath in TFJS_BACKBONES)) {
     throw new Error(`unknown backbone "${nameOrPath}"; use one of ${Object.keys(TFJS_BACKBONES).join(', ')} or the path of an .onnx file`);
@@ -53,8 +55,8 @@ export async function loadBackbone(nameOrPath: string, options: LoadBackboneOpti
     const provenance = `${backboneProvenance(name, spec.taps)} on onnxruntime (${size} px graph)`;
     const bytes = kerasOnnxModel(parseBackbone(spec, spec.taps), spec.taps, { input: spec.input, height: size, width: size, metadata: { provenance } });
     const ext = await OnnxFeatureExtractor.create(bytes, { ...options.onnx, label: `${name} (${size} px ONNX graph)` });
-    return { extractor: ext, provenance, dispose: () => ext.dispose() };
+    return { extractor: ext, provenance, engine: 'onnxruntime', dispose: () => ext.dispose() };
   }
   const ext = await TfjsFeatureExtractor.load(name, options.tfjs);
-  return { extractor: ext, provenance: ext.provenance, dispose: () => ext.dispose() };
+  return { extractor: ext, provenance: ext.provenance, engine: 'tfjs', dispose: () => ext.dispose() };
 }

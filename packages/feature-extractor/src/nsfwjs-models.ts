@@ -54,8 +54,37 @@ function bytesPerElement(spec: io.WeightsManifestEntry): number {
 }
 
 /** Bytes one weight takes in a tfjs shard (quantised or not). */
-export function weightBytes(spec: io.WeightsManifestEntry): number {
+function weightBytes(spec: io.WeightsManifestEntry): number {
   return spec.shape.reduce((a, d) => a * d, 1) * bytesPerElement(spec);
+}
+
+/**
+ * The weights of a tfjs manifest whose shard bytes are at hand, keeping those `keepWeight` accepts
+ * (in manifest order): the `weightSpecs` and `weightData` of tfjs model artifacts.
+ * @param source names the model in the error.
+ * @throws Error when a group's specs do not cover its shards' bytes exactly.
+ */
+export function selectWeights(
+  groups: readonly { weights: readonly io.WeightsManifestEntry[]; bytes: Uint8Array }[],
+  keepWeight: ((weightName: string) => boolean) | undefined,
+  source: string,
+): Pick<io.ModelArtifacts, 'weightSpecs' | 'weightData'> {
+  const specs: io.WeightsManifestEntry[] = [];
+  const chunks: Uint8Array[] = [];
+  for (const { weights, bytes } of groups) {
+    let off = 0;
+    for (const spec of weights) {
+      const n = weightBytes(spec);
+      if (!keepWeight || keepWeight(spec.name)) {
+        specs.push(spec);
+        chunks.push(bytes.subarray(off, off + n));
+      }
+      off += n;
+    }
+    if (off !== bytes.length) throw new Error(`${source}: weight specs cover ${off} bytes but the shards hold ${bytes.length}`);
+  }
+  const all = Buffer.concat(chunks);
+  return { weightSpecs: specs, weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) };
 }
 
 /**
@@ -70,34 +99,22 @@ export function loadNsfwjsArtifacts(name: NsfwjsModelName, keepWeight?: (weightN
   if (!existsSync(modelFile)) throw new Error(`nsfwjs ${nsfwjsVersion()} has no ${modelFile}; this nsfwjs version ships its models differently`);
   const json = require(modelFile) as ModelJson;
   if (!json?.modelTopology || !Array.isArray(json.weightsManifest)) throw new Error(`${modelFile} does not hold a tfjs model JSON`);
-  const specs: io.WeightsManifestEntry[] = [];
-  const chunks: Uint8Array[] = [];
-  for (const group of json.weightsManifest) {
-    const shards = group.paths.map((p) => {
-      const b64 = require(join(dir, `${p}.min.js`)) as unknown;
-      if (typeof b64 !== 'string') throw new Error(`${join(dir, p)}.min.js does not hold a base64 weight shard`);
-      return Buffer.from(b64, 'base64');
-    });
-    const bytes = Buffer.concat(shards);
-    let off = 0;
-    for (const spec of group.weights) {
-      const n = weightBytes(spec);
-      if (!keepWeight || keepWeight(spec.name)) {
-        specs.push(spec);
-        chunks.push(bytes.subarray(off, off + n));
-      }
-      off += n;
-    }
-    if (off !== bytes.length) throw new Error(`nsfwjs ${name}: weight specs cover ${off} bytes but the shards hold ${bytes.length}`);
-  }
-  const all = Buffer.concat(chunks);
+  const groups = json.weightsManifest.map((group) => ({
+    weights: group.weights,
+    bytes: Buffer.concat(
+      group.paths.map((p) => {
+        const b64 = require(join(dir, `${p}.min.js`)) as unknown;
+        if (typeof b64 !== 'string') throw new Error(`${join(dir, p)}.min.js does not hold a base64 weight shard`);
+        return Buffer.from(b64, 'base64');
+      }),
+    ),
+  }));
   return {
     modelTopology: json.modelTopology as io.ModelArtifacts['modelTopology'],
     format: json.format,
     generatedBy: json.generatedBy,
     convertedBy: json.convertedBy,
-    weightSpecs: specs,
-    weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength),
+    ...selectWeights(groups, keepWeight, `nsfwjs ${name}`),
   };
 }
 

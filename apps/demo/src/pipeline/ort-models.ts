@@ -121,7 +121,7 @@ export async function openInference(run: RunDir, o: EngineOptions, log: (l: stri
     await reconstructor.release();
     throw e;
   });
-  const feEngine = /on onnxruntime|^ONNX /.test(fe.provenance) ? 'onnxruntime' : formatEngineInfo(info);
+  const feEngine = fe.engine === 'onnxruntime' ? 'onnxruntime' : formatEngineInfo(info);
   return {
     autoencoder,
     reconstructor,

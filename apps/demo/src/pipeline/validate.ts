@@ -6,7 +6,7 @@
  * autoencoder's round trip and the full DiAD reconstruction (pixel L1 and feature distance).
  */
 import { sliceBatch, type Autoencoder, type HostTensor } from '@diad/core';
-import { synthesizeDefects, type DefectKind } from '@diad/datasets';
+import { SELF_CONTAINED_KINDS, synthesizeDefects, type DefectKind } from '@diad/datasets';
 import { MetricsAccumulator, type MetricValues } from '@diad/metrics';
 import type { RunConfig } from './config.js';
 import type { Decoded } from './data.js';
@@ -31,7 +31,7 @@ export interface ValidationSet {
  * cut-paste and texture blends are the other validation images), seeded by the run's seed.
  */
 export function validationSet(val: Decoded, seed: number): ValidationSet {
-  const syn = synthesizeDefects(val.images, { seed, ...(val.images.shape[0] < 2 ? { kinds: ['scratch', 'spot', 'missing'] } : {}) });
+  const syn = synthesizeDefects(val.images, { seed, ...(val.images.shape[0] < 2 ? { kinds: SELF_CONTAINED_KINDS } : {}) });
   return {
     classes: val.samples.map((s) => s.className),
     paths: val.samples.map((s) => s.imagePath),

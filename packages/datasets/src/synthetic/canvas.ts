@@ -13,27 +13,27 @@ export function newCanvas(size: number): Canvas {
 }
 
 /**
- * Smooth value noise in [0, 1] of `size x size`: a random lattice with `cells` cells per side,
- * interpolated with a smoothstep (one octave).
+ * Smooth value noise in [0, 1] of `size x width` (height x width, row-major): a random lattice with
+ * `cells` cells per side, interpolated with a smoothstep (one octave).
  */
-export function valueNoise(rng: Rng, size: number, cells: number): Float32Array {
+export function valueNoise(rng: Rng, size: number, cells: number, width = size): Float32Array {
   const n = cells + 1;
   const lattice = new Float32Array(n * n);
   for (let i = 0; i < lattice.length; i++) lattice[i] = rng.uniform();
-  const out = new Float32Array(size * size);
+  const out = new Float32Array(size * width);
   for (let y = 0; y < size; y++) {
     const fy = (y / size) * cells;
     const y0 = Math.floor(fy);
     const ty = smooth(fy - y0);
-    for (let x = 0; x < size; x++) {
-      const fx = (x / size) * cells;
+    for (let x = 0; x < width; x++) {
+      const fx = (x / width) * cells;
       const x0 = Math.floor(fx);
       const tx = smooth(fx - x0);
       const a = lattice[y0 * n + x0];
       const b = lattice[y0 * n + x0 + 1];
       const c = lattice[(y0 + 1) * n + x0];
       const d = lattice[(y0 + 1) * n + x0 + 1];
-      out[y * size + x] = (a + (b - a) * tx) * (1 - ty) + (c + (d - c) * tx) * ty;
+      out[y * width + x] = (a + (b - a) * tx) * (1 - ty) + (c + (d - c) * tx) * ty;
     }
   }
   return out;
