@@ -3,6 +3,7 @@
  * The `diad` command. Each command lives in `commands/<name>.ts` and exports `register(program)`;
  * adding one is one import and one `register` call below.
  */
+import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
 import { register as registerEnv } from './commands/env.js';
 import { register as registerInspect } from './commands/inspect.js';
@@ -14,11 +15,10 @@ import { register as registerDemo } from './commands/demo.js';
 import { register as registerBaseline } from './commands/baseline.js';
 import { register as registerExport } from './commands/export.js';
 import { register as registerBench } from './commands/bench.js';
-import { demoVersion } from './versions.js';
 
 const program = new Command('diad')
   .description('DiAD: diffusion-based multi-class anomaly detection (He et al., AAAI 2024), in TypeScript')
-  .version(demoVersion())
+  .version(JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version)
   .showHelpAfterError()
   .option('--providers <list>', 'onnxruntime execution providers in priority order, e.g. webgpu,cpu or cuda,cpu (a later one is the fallback you allow); default DIAD_ORT_PROVIDERS, else cpu');
 

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { ensureSynthetic } from '@diad/datasets';
 import { readSafetensors, writeSafetensors, type HostTensor } from '@diad/core';
 import { diad } from './run-cli.js';
-import { findChromium, screenshot, imageStats } from '../src/report/screenshot.js';
+import { findChromium, screenshot, imageStats } from '@diad/pipeline';
 
 
 describe('diad demo --preset ci (end to end)', () => {

@@ -12,7 +12,7 @@ import { readSafetensors, tensor } from '@diad/core';
 import { OrtAutoencoder, parseAutoencoderConfig } from '@diad/autoencoder';
 import { OrtDdimReconstructor } from '@diad/sg-diffusion';
 import { diad } from './run-cli.js';
-import type { OnnxManifest } from '../src/pipeline/export.js';
+import type { OnnxManifest } from '@diad/pipeline';
 
 
 type Metrics = { modes: Record<string, { classes: Record<string, Record<string, number>>; mean: Record<string, number> }> };

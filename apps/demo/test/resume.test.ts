@@ -10,12 +10,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureSynthetic } from '@diad/datasets';
 import { readSafetensors } from '@diad/core';
-import { resolveConfig } from '../src/pipeline/config.js';
+import { resolveConfig } from '@diad/pipeline';
 import { CLI, diad as runCli } from './run-cli.js';
 
 /** The built CLI with this file's longer default time limit. */
 const diad = (args: string[], timeoutMs = 300_000) => runCli(args, timeoutMs);
-import { RunDir } from '../src/pipeline/run-dir.js';
+import { RunDir } from '@diad/pipeline';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const readState = (run: string, stage: string) => {

@@ -10,9 +10,9 @@ import {
   trainableFilter, OFFICIAL_HINT_WIDTHS,
 } from '@diad/sg-diffusion';
 import { OrtTrainer } from '@diad/core/ort';
-import { resolveConfig } from '../pipeline/config.js';
-import { featureExtractor, noisedBatch, type StageBatch } from '../pipeline/models.js';
-import { scoreImages } from '../pipeline/score.js';
+import { resolveConfig } from '@diad/pipeline';
+import { featureExtractor, noisedBatch, type StageBatch } from '@diad/pipeline';
+import { scoreImages } from '@diad/pipeline';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 

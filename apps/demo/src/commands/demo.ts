@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
 import { join, resolve } from 'node:path';
 import { ensureSynthetic } from '@diad/datasets';
-import { RunDir } from '../pipeline/run-dir.js';
-import { preflightFit } from '../pipeline/preflight.js';
-import { testRun } from '../pipeline/evaluate.js';
-import { metricsMarkdown } from '../report/tables.js';
+import { RunDir } from '@diad/pipeline';
+import { preflightFit } from '@diad/pipeline';
+import { testRun } from '@diad/pipeline';
+import { metricsMarkdown } from '@diad/pipeline';
 import { addModelOptions, configFromFlags, fitOrInterrupt, parseTrainEngine, type FitFlags } from './fit.js';
 
 /**

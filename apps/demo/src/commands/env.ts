@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { availableParallelism, cpus, platform, arch, totalmem } from 'node:os';
 import type { describeEngines, EngineInfo, TfjsEngine } from '@diad/core/tfjs';
 import type { describeOrt, ProviderProbe } from '@diad/core/ort';
-import { DIAD_PACKAGES, packageVersion } from '../versions.js';
+import { DIAD_PACKAGES, packageVersion } from '@diad/pipeline';
 
 const OTHER_PACKAGES = ['sharp', 'commander', 'cli-progress', 'zod'];
 

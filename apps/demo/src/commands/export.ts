@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
-import { RunDir } from '../pipeline/run-dir.js';
-import { exportRun } from '../pipeline/export.js';
+import { RunDir } from '@diad/pipeline';
+import { exportRun } from '@diad/pipeline';
 
 /**
  * `diad export --run runs/NAME --out DIR`: the run's test-time models as ONNX files (autoencoder

@@ -2,13 +2,13 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { parseAutoencoderConfig, downsampleFactor, countParams, paramSpec as autoencoderParamSpec } from '@diad/autoencoder';
 import { parseDiadConfig, diadParamSpec } from '@diad/sg-diffusion';
-import { resolveConfig, PRESETS, PRESET_COST, type ConfigOverrides } from '../pipeline/config.js';
-import { RunDir } from '../pipeline/run-dir.js';
-import { fit } from '../pipeline/fit.js';
-import { InterruptedError } from '../pipeline/train-loop.js';
-import { TRAIN_ENGINES, type TrainEngine } from '../pipeline/models.js';
-import { openSplits } from '../pipeline/data.js';
-import { preflightFit } from '../pipeline/preflight.js';
+import { resolveConfig, PRESETS, PRESET_COST, type ConfigOverrides } from '@diad/pipeline';
+import { RunDir } from '@diad/pipeline';
+import { fit } from '@diad/pipeline';
+import { InterruptedError } from '@diad/pipeline';
+import { TRAIN_ENGINES, type TrainEngine } from '@diad/pipeline';
+import { openSplits } from '@diad/pipeline';
+import { preflightFit } from '@diad/pipeline';
 
 export interface FitFlags {
   data?: string[];

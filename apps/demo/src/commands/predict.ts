@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { RunDir } from '../pipeline/run-dir.js';
-import { predict } from '../pipeline/predict.js';
-import { parseEngine } from '../pipeline/ort-models.js';
+import { RunDir } from '@diad/pipeline';
+import { predict } from '@diad/pipeline';
+import { parseEngine } from '@diad/pipeline';
 
 /**
  * `diad predict --run runs/NAME IMAGE... [--out DIR] [--engine tfjs|ort] [--onnx-dir DIR]`: prints a JSON array, one entry per image:

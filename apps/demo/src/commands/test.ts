@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
-import { RunDir } from '../pipeline/run-dir.js';
-import { testRun } from '../pipeline/evaluate.js';
-import { metricsMarkdown } from '../report/tables.js';
-import { parseEngine } from '../pipeline/ort-models.js';
+import { RunDir } from '@diad/pipeline';
+import { testRun } from '@diad/pipeline';
+import { metricsMarkdown } from '@diad/pipeline';
+import { parseEngine } from '@diad/pipeline';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 

@@ -1,9 +1,9 @@
 import type { Command } from 'commander';
 import { writeFileAtomic } from '@diad/core';
-import { RunDir } from '../pipeline/run-dir.js';
-import { parseEngine } from '../pipeline/ort-models.js';
-import { validateRun } from '../pipeline/validate-run.js';
-import { formatValidation } from '../pipeline/validate.js';
+import { RunDir } from '@diad/pipeline';
+import { parseEngine } from '@diad/pipeline';
+import { validateRun } from '@diad/pipeline';
+import { formatValidation } from '@diad/pipeline';
 
 /** `--t-start`: an integer timestep in 1..999 (as the run config requires). */
 function tStartFlag(v: string): number {

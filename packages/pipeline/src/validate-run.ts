@@ -8,7 +8,7 @@ import type { FeatureExtractorConfig, RunConfig } from './config.js';
 import type { RunDir } from './run-dir.js';
 import type { ValidationInfo } from './fit.js';
 import { openSplits, decodeSamples } from './data.js';
-import { openInference, type EngineOptions } from './ort-models.js';
+import { openInference, type EngineOptions } from './inference.js';
 import { evaluateValidation, inferenceConfig, validationSet, type ValidationPoint } from './validate.js';
 
 /** Inference settings to try instead of the run's. */

@@ -12,15 +12,15 @@ import { STAGES, type RunDir } from './run-dir.js';
 import { capPerClass, decodeSamples, sampleId, type Skipped } from './data.js';
 import { scoreImages } from './score.js';
 import { inferenceConfig } from './validate.js';
-import { openInference, type EngineOptions } from './ort-models.js';
+import { openInference, type EngineOptions } from './inference.js';
 import { Progress } from './progress.js';
 import type { ValidationCurve, ValidationInfo } from './fit.js';
 import { runCheckpoints } from './export.js';
-import { diadVersions } from '../versions.js';
-import { writeStrip } from '../report/strip.js';
-import { writeReport } from '../report/index.js';
-import { classCurves, storedImage } from '../report/curves.js';
-import { METRIC_MODES, type ClassReport, type ImageRecord, type MetricRow, type ReportInput } from '../report/types.js';
+import { diadVersions } from './versions.js';
+import { writeStrip } from './report/strip.js';
+import { writeReport } from './report/index.js';
+import { classCurves, storedImage } from './report/curves.js';
+import { METRIC_MODES, type ClassReport, type ImageRecord, type MetricRow, type ReportInput } from './report/types.js';
 
 export interface TestOptions extends EngineOptions {
   /** Replace a test result already in the output folder (default: refuse). */

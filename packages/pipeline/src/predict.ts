@@ -10,9 +10,9 @@ import { sliceBatch } from '@diad/core';
 import type { RunDir } from './run-dir.js';
 import type { ValidationInfo } from './fit.js';
 import { inferenceConfig } from './validate.js';
-import { openInference, type EngineOptions } from './ort-models.js';
+import { openInference, type EngineOptions } from './inference.js';
 import { scoreImages } from './score.js';
-import { writeHeatmapPng } from '../report/strip.js';
+import { writeHeatmapPng } from './report/strip.js';
 
 export interface Prediction {
   image: string;

@@ -3,10 +3,10 @@ import { mkdtempSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tensor, Rng, readSafetensors, type SafetensorsFile } from '@diad/core';
-import { resolveConfig, configHash, diffConfigs, parseConfig, PRESETS } from '../src/pipeline/config.js';
-import { RunDir, ConfigMismatchError } from '../src/pipeline/run-dir.js';
-import { runStage, NanLossError, type StageTrainer } from '../src/pipeline/train-loop.js';
-import { thresholdAtFpr } from '../src/pipeline/threshold.js';
+import { resolveConfig, configHash, diffConfigs, parseConfig, PRESETS } from '../src/config.js';
+import { RunDir, ConfigMismatchError } from '../src/run-dir.js';
+import { runStage, NanLossError, type StageTrainer } from '../src/train-loop.js';
+import { thresholdAtFpr } from '../src/threshold.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'diad-pipeline-'));
 

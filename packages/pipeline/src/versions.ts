@@ -17,15 +17,15 @@ export function packageVersion(name: string): string | null {
   }
 }
 
-/** The version of this app, from its own package.json. */
-export function demoVersion(): string {
+/** The version of @diad/pipeline, from its own package.json. */
+export function pipelineVersion(): string {
   return (JSON.parse(readFileSync(join(HERE, '..', 'package.json'), 'utf8')) as { version: string }).version;
 }
 
 /** The diad packages whose versions results record. */
-export const DIAD_PACKAGES = ['@diad/core', '@diad/datasets', '@diad/metrics', '@diad/feature-extractor', '@diad/autoencoder', '@diad/sg-diffusion'];
+export const DIAD_PACKAGES = ['@diad/core', '@diad/datasets', '@diad/metrics', '@diad/feature-extractor', '@diad/autoencoder', '@diad/sg-diffusion', '@diad/pipeline'];
 
-/** This app's version and the diad packages' (null: not installed). */
+/** The diad packages' versions (null: not installed). */
 export function diadVersions(): Record<string, string | null> {
-  return { '@diad/demo': demoVersion(), ...Object.fromEntries(DIAD_PACKAGES.map((p) => [p, packageVersion(p)])) };
+  return { ...Object.fromEntries(DIAD_PACKAGES.map((p) => [p, packageVersion(p)])), '@diad/pipeline': pipelineVersion() };
 }

@@ -19,7 +19,7 @@ import { exportDenoiserOnnx } from '@diad/sg-diffusion';
 import { STAGES, type RunDir, type StageName } from './run-dir.js';
 import { createModels } from './models.js';
 import { inferenceConfig } from './validate.js';
-import { demoVersion } from '../versions.js';
+import { pipelineVersion } from './versions.js';
 
 export const MANIFEST = 'manifest.json';
 
@@ -71,7 +71,7 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
   const p = await models.inferenceParams();
   models.dispose();
   const size = cfg.data.imageSize;
-  const metadata = { preset: cfg.preset, config_hash: run.hash, diad_version: demoVersion() };
+  const metadata = { preset: cfg.preset, config_hash: run.hash, diad_version: pipelineVersion() };
   const ae = await exportAutoencoderOnnx(out, p.autoencoderConfig, p.autoencoder, { height: size, width: size, scaleFactor: SCALE_FACTOR, metadata });
   const f = 2 ** (p.autoencoderConfig.ddconfig.ch_mult.length - 1);
   const [h, w] = [size / f, size / f];
@@ -85,7 +85,7 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
   const manifest: OnnxManifest = {
     format: 'diad-onnx',
     version: 1,
-    packageVersion: demoVersion(),
+    packageVersion: pipelineVersion(),
     preset: cfg.preset,
     configHash: run.hash,
     checkpoints,

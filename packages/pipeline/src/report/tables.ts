@@ -5,7 +5,7 @@
 import { writeFileAtomic } from '@diad/core';
 import { join } from 'node:path';
 import { METRIC_COLUMNS, METRIC_MODES, type MetricRow, type ReportInput } from './types.js';
-import type { Skipped, SplitName } from '../pipeline/data.js';
+import type { Skipped, SplitName } from '../data.js';
 
 /** Rows of one mode: each class, then `mean`. */
 function rows(r: ReportInput, mode: (typeof METRIC_MODES)[number]): { name: string; row: MetricRow }[] {

@@ -17,7 +17,7 @@ import { openSplits, decodeSamples, type Skipped } from './data.js';
 import { installInterruptHandlers, runStage } from './train-loop.js';
 import { thresholdAtFpr } from './threshold.js';
 import { createModels, type TrainEngine } from './models.js';
-import { openInference } from './ort-models.js';
+import { openInference } from './inference.js';
 import { SELECTION_RULE, evaluateValidation, formatValidation, inferenceConfig, validationSet, type ValidationPoint } from './validate.js';
 
 export interface FitOptions {

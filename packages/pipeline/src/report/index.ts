@@ -15,3 +15,5 @@ export async function writeReport(dir: string, r: ReportInput): Promise<void> {
   await writeMetricFiles(dir, r);
   await writeReportHtml(dir, r);
 }
+export * from './curves.js';
+export * from './screenshot.js';

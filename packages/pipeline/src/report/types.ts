@@ -2,7 +2,7 @@
  * What `diad test` hands to the report writers: metrics per class and mode, curves, per-image
  * records, timings and the run's config. Metric values are fractions in [0, 1].
  */
-import type { Skipped } from '../pipeline/data.js';
+import type { Skipped } from '../data.js';
 
 /** The seven metrics of the DiAD paper's tables, image-level then pixel-level. */
 export interface MetricRow {
