@@ -15,6 +15,7 @@ import { register as registerDemo } from './commands/demo.js';
 import { register as registerBaseline } from './commands/baseline.js';
 import { register as registerExport } from './commands/export.js';
 import { register as registerBench } from './commands/bench.js';
+import { register as registerAblate } from './commands/ablate.js';
 
 const program = new Command('diad')
   .description('DiAD: diffusion-based multi-class anomaly detection (He et al., AAAI 2024), in TypeScript')
@@ -36,6 +37,7 @@ registerEnv(program);
 registerFit(program);
 registerTest(program);
 registerValidate(program);
+registerAblate(program);
 registerPredict(program);
 registerDemo(program);
 registerBaseline(program);

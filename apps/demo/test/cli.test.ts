@@ -121,10 +121,10 @@ describe('diad fit checks options and files before writing the run folder', () =
   it('refuses an unknown --backbone and a missing --onnx file at once, leaving no run folder', () => {
     const a = fit(join(tmp, 'bb'), '--backbone', 'resnet9000');
     expect(a.code).toBe(1);
-    expect(a.stderr).toMatch(/--backbone resnet9000: unknown backbone; bundled backbones are resnet50, mobilenet_v2/);
+    expect(a.stderr).toMatch(/inference\.featureExtractor\.kind: unknown feature extractor "resnet9000"; registered: resnet50, mobilenet_v2/);
     const b = fit(join(tmp, 'ox'), '--onnx', join(tmp, 'missing.onnx'));
     expect(b.code).toBe(1);
-    expect(b.stderr).toMatch(/--onnx .*missing\.onnx: no such file/);
+    expect(b.stderr).toMatch(/inference\.featureExtractor: .*missing\.onnx: no such file/);
     expect(existsSync(join(tmp, 'bb'))).toBe(false);
     expect(existsSync(join(tmp, 'ox'))).toBe(false);
   });

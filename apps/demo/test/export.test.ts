@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { ensureSynthetic } from '@diad/datasets';
 import { readSafetensors, tensor } from '@diad/core';
 import { OrtAutoencoder, parseAutoencoderConfig } from '@diad/autoencoder';
-import { OrtDdimReconstructor } from '@diad/sg-diffusion';
+import { DdimReconstructor, OrtGuidedDenoiser } from '@diad/sg-diffusion';
 import { diad } from './run-cli.js';
 import type { OnnxManifest } from '@diad/pipeline';
 
@@ -39,7 +39,9 @@ describe('diad export and --engine ort (ci preset)', () => {
     const cfg = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8'));
     expect(JSON.parse(readFileSync(join(onnx, 'manifest.json'), 'utf8'))).toEqual(manifest);
     const v = JSON.parse(readFileSync(join(run, 'validation.json'), 'utf8'));
-    expect(manifest).toMatchObject({ format: 'diad-onnx', preset: 'ci', configHash: cfg.hash, scaleFactor: 0.18215, ddim: { ...cfg.config.ddim, tStart: v.selected.tStart } });
+    expect(manifest).toMatchObject({ format: 'diad-onnx', preset: 'ci', configHash: cfg.hash, scaleFactor: 0.18215 });
+    // The inference settings it records: the run's, with the DDIM start validation chose.
+    expect(manifest.inference).toEqual({ ...cfg.config.inference, reconstructor: { ...cfg.config.inference.reconstructor, tStart: v.selected.tStart } });
     for (const f of Object.values(manifest.files)) expect(existsSync(join(onnx, f))).toBe(true);
     // The checkpoints inference uses: each stage's last, or the SG checkpoint validation chose (selection.json).
     const selection = existsSync(join(run, 'selection.json')) ? JSON.parse(readFileSync(join(run, 'selection.json'), 'utf8')) : null;
@@ -53,7 +55,7 @@ describe('diad export and --engine ort (ci preset)', () => {
     const { hint, step, reconstruction } = manifest.flopsPerImage;
     expect(hint).toBeGreaterThan(0);
     expect(step).toBeGreaterThan(hint);
-    expect(reconstruction).toBe(hint + cfg.config.ddim.steps * step);
+    expect(reconstruction).toBe(hint + cfg.config.inference.reconstructor.steps * step);
   });
 
   it('the files open on onnxruntime and run at the manifest shapes', async () => {
@@ -62,19 +64,21 @@ describe('diad export and --engine ort (ci preset)', () => {
     const ae = await OrtAutoencoder.open({ encode: f('autoencoderEncode'), decode: f('autoencoderDecode') }, parseAutoencoderConfig(cfg.models.autoencoder, 'config'));
     const context = (await readSafetensors(f('context'))).float32('context');
     expect(context.shape).toEqual(manifest.shapes.context.context);
-    const rec = await OrtDdimReconstructor.open({ hint: f('hint'), step: f('step') }, context);
+    const denoiser = await OrtGuidedDenoiser.open({ hint: f('hint'), step: f('step') }, context);
+    const { kind: _kind, ...ddim } = cfg.inference.reconstructor;
+    const rec = new DdimReconstructor(denoiser, ddim);
     try {
       const x = tensor(new Float32Array(2 * 3 * 64 * 64).map((_, i) => Math.sin(i)), [2, 3, 64, 64], 'NCHW');
       const z = await ae.encode(x);
       expect(z.shape).toEqual([2, 4, 8, 8]);
-      const zr = await rec.reconstruct(z, x, { ...cfg.ddim, seed: 1 });
+      const zr = await rec.reconstruct(z, x, { seed: 1 });
       expect(zr.shape).toEqual([2, 4, 8, 8]);
       const img = await ae.decode(zr);
       expect(img.shape).toEqual([2, 3, 64, 64]);
       expect(img.data.every(Number.isFinite)).toBe(true);
     } finally {
       await ae.release();
-      await rec.release();
+      await denoiser.release();
     }
   });
 

@@ -5,3 +5,4 @@ export * from './random.js';
 export * from './ops.js';
 export * from './stages.js';
 export * from './adamw.js';
+export * from './registry.js';

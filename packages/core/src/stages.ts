@@ -27,21 +27,16 @@ export interface Autoencoder {
   decode(latents: HostTensor): Promise<HostTensor>;
 }
 
-/** Options of a test-time reconstruction (paper Sec. 3.3). */
+/**
+ * Options of one test-time reconstruction call, whatever the sampler: only the noise seed. The
+ * sampler's own settings (DDIM's start, steps, eta) are fixed when the reconstructor is made.
+ */
 export interface ReconstructOptions {
-  /** Timestep the latent is noised to (`x_T = q_sample(z, tStart)`); official 999. */
-  tStart: number;
-  /** Number of DDIM steps (official 10). */
-  steps: number;
-  /** DDIM eta (0 = deterministic). */
-  eta: number;
-  /** `official` visits every DDIM timestep whatever tStart is; `partial` starts at the last one <= tStart. */
-  schedule: 'official' | 'partial';
   /** Seed of the noise. Each image draws its own copy of the stream, so its reconstruction does not depend on its batch. */
   seed: number;
 }
 
-/** Noises latents and DDIM-denoises them back, guided by the input image (SG network + UNet). */
+/** Noises latents and denoises them back with a sampler (DDIM in the paper), guided by the input image (SG network + UNet). */
 export interface Reconstructor {
   /**
    * @param latents scaled latents `[N, C, h, w]`.

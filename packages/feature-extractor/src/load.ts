@@ -10,8 +10,8 @@ export interface LoadedBackbone {
   extractor: FeatureExtractor;
   /** Where the weights come from (package and model, or file path), and the engine. */
   provenance: string;
-  /** The engine the extractor runs on. */
-  engine: 'tfjs' | 'onnxruntime';
+  /** The engine the extractor runs on (`tfjs`, `onnxruntime`, or what a registered extractor says). */
+  engine: string;
   dispose(): Promise<void> | void;
 }
 

@@ -1,8 +1,12 @@
 /**
- * The resolved run configuration: everything that decides what a run computes. It is written to
- * `runs/NAME/config.json`, hashed, and compared on resume, so a run folder is never continued with
- * different settings. Every stage is chosen here (autoencoder sizes, reconstructor sizes or an
- * `--init` checkpoint, feature extractor bundled or ONNX), which is what ablations need.
+ * The resolved run configuration, written to `runs/NAME/config.json`. Two parts:
+ * - the train config (data, models, stages, validation, seed): everything that decides the
+ *   weights. It is hashed and compared on resume, so a run folder is never continued with other
+ *   settings;
+ * - `inference`: the sampler (DDIM), the feature extractor, the anomaly map and the threshold. They
+ *   touch no weight, so they are the run's defaults, not part of its hash: `test`, `predict`,
+ *   `validate`, `ablate` and `export` override them (`--set key=value`, see {@link applyInferenceSets})
+ *   and record the settings they used with every result.
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
@@ -22,17 +26,48 @@ const stage = z.object({
 });
 export type StageConfig = z.infer<typeof stage>;
 
-const featureExtractor = z.discriminatedUnion('kind', [
-  /** A backbone bundled with @diad/feature-extractor, by name (`default` = its chosen default). */
-  z.object({ kind: z.literal('bundled'), name: z.string().min(1) }),
-  /** A user-supplied ONNX file with the stride 4/8/16 outputs (see @diad/feature-extractor README). */
-  z.object({ kind: z.literal('onnx'), path: z.string().min(1) }),
-]);
-export type FeatureExtractorConfig = z.infer<typeof featureExtractor>;
+/**
+ * A stage implementation in a config: its registry `kind` (see `@diad/feature-extractor`'s
+ * `featureExtractors`, `@diad/sg-diffusion`'s `reconstructors`) and its own options, which the
+ * registry entry validates when it is made.
+ */
+const kindSpec = z.object({ kind: z.string().min(1) }).passthrough();
+
+/** Inference settings: what `test` / `predict` / `validate` / `ablate` / `export` may change without a refit. */
+export const inferenceConfigSchema = z
+  .object({
+    /** The sampler: `{ kind: 'ddim', tStart, steps, eta, schedule }` (sg-diffusion's `DdimOptions`; official t 999, 10 steps). */
+    reconstructor: kindSpec,
+    /** The feature extractor: a shipped backbone by name (`{ kind: 'resnet50' }`, `default`) or `{ kind: 'onnx', path }`. */
+    featureExtractor: kindSpec,
+    anomalyMap: z
+      .object({
+        /** Gaussian blur sigma in pixels (scipy defaults otherwise; official run 5). */
+        sigma: z.number().min(0),
+        combine: z.enum(['add', 'mul']),
+      })
+      .strict(),
+    threshold: z
+      .object({
+        /**
+         * How `predict` decides: `fpr` = the score quantile of the normal validation images giving
+         * `targetFpr` false positives among them (F1-max needs defective images, which a validation
+         * split carved from normal train images does not have).
+         */
+        mode: z.literal('fpr'),
+        targetFpr: z.number().min(0).max(1),
+      })
+      .strict(),
+    /** Batch size of reconstruction and feature extraction. */
+    batchSize: z.number().int().min(1),
+  })
+  .strict();
+export type InferenceConfig = z.infer<typeof inferenceConfigSchema>;
+export type FeatureExtractorConfig = InferenceConfig['featureExtractor'];
 
 export const runConfigSchema = z
   .object({
-    version: z.literal(1),
+    version: z.literal(2),
     preset: z.string(),
     seed: z.number().int(),
     data: z.object({
@@ -77,30 +112,6 @@ export const runConfigSchema = z
       /** Stage 3: SG network + SFF + UNet decoder, UNet encoder frozen (paper Sec. 3.2). */
       sg: stage,
     }),
-    ddim: z.object({
-      /** Timestep the latent is noised to before denoising (official 999; a CPU preset uses less). */
-      tStart: z.number().int().min(1).max(999),
-      steps: z.number().int().min(1),
-      eta: z.number().min(0),
-      schedule: z.enum(['official', 'partial']),
-    }),
-    featureExtractor,
-    anomalyMap: z.object({
-      /** Gaussian blur sigma in pixels (scipy defaults otherwise; official run 5). */
-      sigma: z.number().min(0),
-      combine: z.enum(['add', 'mul']),
-    }),
-    threshold: z.object({
-      /**
-       * How `predict` decides: `fpr` = the score quantile of the normal validation images giving
-       * `targetFpr` false positives among them (F1-max needs defective images, which a validation
-       * split carved from normal train images does not have).
-       */
-      mode: z.literal('fpr'),
-      targetFpr: z.number().min(0).max(1),
-    }),
-    /** Batch size of test-time reconstruction and feature extraction. */
-    testBatchSize: z.number().int().min(1),
     /**
      * Validation during `fit` (normal validation images + a synthesised defect on a copy of each):
      * scored every `every` steps of the SG stage (a multiple of its `checkpointEvery`; 0 = only at
@@ -110,12 +121,17 @@ export const runConfigSchema = z
      * validated at the end only.
      */
     validation: z.object({ every: z.number().int().min(0), tStarts: z.array(z.number().int().min(1).max(999)).optional() }).optional(),
+    /** The run's default inference settings (not hashed). */
+    inference: inferenceConfigSchema,
   })
   .strict()
   .superRefine((c, ctx) => {
     const every = c.validation?.every ?? 0;
     if (every > 0 && every % c.stages.sg.checkpointEvery !== 0) {
       ctx.addIssue({ code: 'custom', path: ['validation', 'every'], message: `${every} is not a multiple of stages.sg.checkpointEvery (${c.stages.sg.checkpointEvery}); validation runs at checkpoints (fix: a --checkpoint-every that divides ${every})` });
+    }
+    if (c.validation?.tStarts?.length && c.inference.reconstructor.kind !== 'ddim') {
+      ctx.addIssue({ code: 'custom', path: ['validation', 'tStarts'], message: `a DDIM-start sweep needs inference.reconstructor.kind ddim, not ${c.inference.reconstructor.kind}` });
     }
   });
 
@@ -143,13 +159,16 @@ const tinyDiad = {
   context: { kind: 'learned', tokens: 4 },
 };
 
-const common = {
-  version: 1 as const,
-  seed: 0,
-  featureExtractor: { kind: 'bundled' as const, name: 'default' },
-  anomalyMap: { sigma: 4, combine: 'add' as const },
-  threshold: { mode: 'fpr' as const, targetFpr: 0.05 },
-};
+const common = { version: 2 as const, seed: 0 };
+
+/** The inference defaults every preset starts from (DDIM `partial` from a CPU-sized start; official: t 999, `official`). */
+const inferenceDefaults = (o: { tStart: number; steps: number; batchSize: number; featureExtractor?: string }): InferenceConfig => ({
+  reconstructor: { kind: 'ddim', tStart: o.tStart, steps: o.steps, eta: 0, schedule: 'partial' },
+  featureExtractor: { kind: o.featureExtractor ?? 'default' },
+  anomalyMap: { sigma: 4, combine: 'add' },
+  threshold: { mode: 'fpr', targetFpr: 0.05 },
+  batchSize: o.batchSize,
+});
 
 /**
  * `cpu`: the best model that trains in at most 60 minutes of `diad fit` on 2 cores for six classes:
@@ -183,13 +202,11 @@ export const PRESETS: Record<string, Preset> = {
       diffusion: { steps: 1000, batchSize: 8, lr: 4e-4, checkpointEvery: 100 },
       sg: { steps: 800, batchSize: 8, lr: 2e-4, checkpointEvery: 100 },
     },
-    ddim: { tStart: 500, steps: 10, eta: 0, schedule: 'partial' },
-    testBatchSize: 8,
+    inference: inferenceDefaults({ tStart: 500, steps: 10, batchSize: 8 }),
   },
   cpu: {
     ...common,
     preset: 'cpu',
-    featureExtractor: { kind: 'bundled', name: 'resnet50' },
     data: { imageSize: 128, validationFraction: 0.1, maxTrainPerClass: null, maxTestPerClass: null },
     models: {
       autoencoder: cpuAutoencoder,
@@ -201,8 +218,7 @@ export const PRESETS: Record<string, Preset> = {
       diffusion: { steps: 2000, batchSize: 8, lr: 4e-4, checkpointEvery: 200 },
       sg: { steps: 1600, batchSize: 8, lr: 2e-4, checkpointEvery: 200 },
     },
-    ddim: { tStart: 300, steps: 10, eta: 0, schedule: 'partial' },
-    testBatchSize: 8,
+    inference: inferenceDefaults({ tStart: 300, steps: 10, batchSize: 8, featureExtractor: 'resnet50' }),
     // Measured on the six shared classes (commit 6e34330, validation every 400, DDIM starts 150/300/500):
     // fit 63 min 15 s, the validation passes 438 s of it; the SG step-1600 checkpoint won (rule
     // value 89.6 vs 89.2 / 89.35 / 89.5 at 400 / 800 / 1200) and t=500 won (89.9 vs 89.6 at 300,
@@ -224,8 +240,7 @@ export const PRESETS: Record<string, Preset> = {
       diffusion: { steps: 6, batchSize: 4, lr: 2e-4, checkpointEvery: 3 },
       sg: { steps: 8, batchSize: 4, lr: 1e-4, checkpointEvery: 2 },
     },
-    ddim: { tStart: 300, steps: 5, eta: 0, schedule: 'partial' },
-    testBatchSize: 4,
+    inference: inferenceDefaults({ tStart: 300, steps: 5, batchSize: 4 }),
     validation: { every: 4, tStarts: [200] },
   },
 };
@@ -246,18 +261,17 @@ export interface ConfigOverrides {
   steps?: Partial<Record<keyof RunConfig['stages'], number>>;
   batchSize?: number;
   checkpointEvery?: number;
-  featureExtractor?: FeatureExtractorConfig;
-  ddim?: Partial<RunConfig['ddim']>;
-  sigma?: number;
-  targetFpr?: number;
   maxTrainPerClass?: number | null;
   maxTestPerClass?: number | null;
+  /** `key=value` settings of the inference defaults ({@link applyInferenceSets}). */
+  inference?: readonly string[];
 }
 
 /**
  * Builds and validates the resolved config from a preset name and overrides.
- * With `init`, stages 1-2 are replaced by the checkpoint (their step counts become 0).
- * @throws Error naming the unknown preset and listing the known ones, or zod's issues.
+ * With `init`, stages 1-2 are replaced by the checkpoint (their step counts become 0). An explicit
+ * DDIM start (`inference` sets `reconstructor.tStart`) is used as given: no start is then swept on validation.
+ * @throws Error naming the unknown preset and listing the known ones, a bad inference setting, or zod's issues.
  */
 export function resolveConfig(presetName: string, o: ConfigOverrides): RunConfig {
   const preset = PRESETS[presetName];
@@ -268,6 +282,8 @@ export function resolveConfig(presetName: string, o: ConfigOverrides): RunConfig
   if (o.batchSize !== undefined) for (const s of Object.values(stages)) s.batchSize = o.batchSize;
   if (o.checkpointEvery !== undefined) for (const s of Object.values(stages)) s.checkpointEvery = o.checkpointEvery;
   if (o.init) stages.autoencoder.steps = stages.diffusion.steps = 0;
+  const sets = o.inference ?? [];
+  const fixedStart = sets.some((s) => s.split('=')[0].trim() === 'reconstructor.tStart');
   const cfg: RunConfig = {
     ...p,
     seed: o.seed ?? p.seed,
@@ -280,27 +296,93 @@ export function resolveConfig(presetName: string, o: ConfigOverrides): RunConfig
     },
     models: { ...p.models, init: o.init ?? null },
     stages,
-    ddim: { ...p.ddim, ...o.ddim },
-    // An explicit DDIM start is used as given: no start is then chosen on validation.
-    ...(p.validation ? { validation: o.ddim?.tStart !== undefined ? { every: p.validation.every } : p.validation } : {}),
-    featureExtractor: o.featureExtractor ?? p.featureExtractor,
-    anomalyMap: { ...p.anomalyMap, ...(o.sigma !== undefined ? { sigma: o.sigma } : {}) },
-    threshold: { ...p.threshold, ...(o.targetFpr !== undefined ? { targetFpr: o.targetFpr } : {}) },
+    ...(p.validation ? { validation: fixedStart ? { every: p.validation.every } : p.validation } : {}),
+    inference: applyInferenceSets(p.inference, sets),
   };
   return parseConfig(cfg, `preset ${presetName}`);
 }
 
 /**
- * Validates a config object (e.g. read from `config.json`).
+ * Validates a config object (e.g. read from `config.json`). A version-1 config (inference settings
+ * at the top level, before they were split from the train config) is read as version 2.
  * @throws Error naming `source` and each invalid field.
  */
 export function parseConfig(value: unknown, source: string): RunConfig {
-  const r = runConfigSchema.safeParse(value);
+  const r = runConfigSchema.safeParse(migrate(value));
   if (!r.success) {
     const issues = r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ');
     throw new Error(`${source}: invalid run config: ${issues}`);
   }
   return r.data;
+}
+
+/** Version 1 -> 2: `ddim`, `featureExtractor` (`bundled` name), `anomalyMap`, `threshold`, `testBatchSize` move into `inference`. */
+function migrate(value: unknown): unknown {
+  const v = value as Record<string, unknown> | null;
+  if (!v || typeof v !== 'object' || v.version !== 1) return value;
+  const { ddim, featureExtractor, anomalyMap, threshold, testBatchSize, ...rest } = v;
+  const fe = featureExtractor as { kind?: string; name?: string; path?: string } | undefined;
+  return {
+    ...rest,
+    version: 2,
+    inference: {
+      reconstructor: { kind: 'ddim', ...(ddim as object) },
+      featureExtractor: fe?.kind === 'bundled' ? { kind: fe.name } : fe,
+      anomalyMap,
+      threshold,
+      batchSize: testBatchSize,
+    },
+  };
+}
+
+/** The train config: everything but `inference` (what the hash covers). */
+export function trainConfig(cfg: RunConfig): Omit<RunConfig, 'inference'> {
+  const { inference: _inference, ...train } = cfg;
+  return train;
+}
+
+/**
+ * Applies `key=value` settings to inference settings, in order. Keys are dotted paths inside the
+ * inference config (`reconstructor.steps=5`, `anomalyMap.sigma=2`, `featureExtractor.path=a.onnx`);
+ * values are JSON when they parse as JSON, else strings. `featureExtractor=NAME` (or
+ * `reconstructor=NAME`) and `X.kind=NAME` start `X` afresh as `{ kind: NAME }`, so the options of the
+ * previous kind do not leak into the new one.
+ * @param source what the settings came from, named in errors (e.g. `--set`).
+ * @throws Error naming the setting: no `=`, an unknown key (listing the known ones), or an invalid result.
+ */
+export function applyInferenceSets(base: InferenceConfig, sets: readonly string[], source = '--set'): InferenceConfig {
+  const out = structuredClone(base) as Record<string, unknown>;
+  for (const set of sets) {
+    const eq = set.indexOf('=');
+    if (eq <= 0) throw new Error(`${source} ${set}: expected key=value, e.g. reconstructor.steps=5, featureExtractor=resnet50, anomalyMap.sigma=2`);
+    const path = set.slice(0, eq).trim().split('.');
+    const raw = set.slice(eq + 1).trim();
+    const value = parseValue(raw);
+    const [head, ...rest] = path;
+    if (!(head in out)) throw new Error(`${source} ${set}: unknown inference setting "${head}"; known: ${Object.keys(out).join(', ')}`);
+    const isKind = (rest.length === 0 && typeof value === 'string' && typeof out[head] === 'object') || (rest.length === 1 && rest[0] === 'kind');
+    if (isKind) {
+      out[head] = { kind: String(value) };
+      continue;
+    }
+    let node = out;
+    for (const k of [head, ...rest.slice(0, -1)]) {
+      if (!node[k] || typeof node[k] !== 'object') throw new Error(`${source} ${set}: ${path.join('.')} is not an inference setting`);
+      node = node[k] as Record<string, unknown>;
+    }
+    node[rest.length ? rest[rest.length - 1] : head] = value;
+  }
+  const r = inferenceConfigSchema.safeParse(out);
+  if (!r.success) throw new Error(`${source} ${sets.join(' ')}: invalid inference settings: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  return r.data;
+}
+
+function parseValue(raw: string): unknown {
+  try {
+    return JSON.parse(raw);
+  } catch {
+    return raw;
+  }
 }
 
 /** JSON with object keys sorted, so equal configs serialise (and hash) equally. */
@@ -313,9 +395,14 @@ export function canonicalJson(v: unknown): string {
   return JSON.stringify(v);
 }
 
-/** Short SHA-256 of the canonical JSON of a config (12 hex digits). */
+/** Short SHA-256 of canonical JSON (12 hex digits): of a run's train config ({@link configHash}), of inference settings. */
+export function shortHash(value: unknown): string {
+  return createHash('sha256').update(canonicalJson(value)).digest('hex').slice(0, 12);
+}
+
+/** The run's hash: of its train config only (inference settings change no weight). */
 export function configHash(cfg: RunConfig): string {
-  return createHash('sha256').update(canonicalJson(cfg)).digest('hex').slice(0, 12);
+  return shortHash(trainConfig(cfg));
 }
 
 /** One differing field: its dotted path and both values (as JSON). */

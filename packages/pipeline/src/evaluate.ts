@@ -1,17 +1,20 @@
 /**
- * `diad test`: DDIM reconstruction of the test images, anomaly maps, the seven metrics per class
- * and mean in both modes (@diad/metrics), a PNG strip per image and the report. Nothing is tuned
- * on the test split: the heatmap colour range comes from the validation images.
+ * `diad test`: reconstruction of the test images, anomaly maps, the seven metrics per class and
+ * mean in both modes (@diad/metrics), a PNG strip per image and the report, with the run's
+ * inference settings or others (`settings`). Nothing is tuned on the test split: the heatmap colour
+ * range comes from the validation images.
  */
 import { join, resolve } from 'node:path';
 import { existsSync, promises as fs } from 'node:fs';
 import { sliceBatch } from '@diad/core';
-import { openDataset } from '@diad/datasets';
+import { openDataset, type Sample } from '@diad/datasets';
 import { MetricsAccumulator, type MetricValues, type StoredImage } from '@diad/metrics';
 import { STAGES, type RunDir } from './run-dir.js';
-import { capPerClass, decodeSamples, sampleId, type Skipped } from './data.js';
+import { capPerClass, decodeSamples, sampleId, type Decoded, type Skipped } from './data.js';
 import { scoreImages } from './score.js';
-import { inferenceConfig } from './validate.js';
+import { ddimStart } from './validate.js';
+import { calibrate, readValidation, resolveSettings, checkSettings, settingsHash } from './settings.js';
+import type { InferenceConfig, RunConfig } from './config.js';
 import { openInference, type EngineOptions } from './inference.js';
 import { Progress } from './progress.js';
 import type { ValidationCurve, ValidationInfo } from './fit.js';
@@ -23,6 +26,8 @@ import { classCurves, storedImage } from './report/curves.js';
 import { METRIC_MODES, type ClassReport, type ImageRecord, type MetricRow, type ReportInput } from './report/types.js';
 
 export interface TestOptions extends EngineOptions {
+  /** Inference settings (default: the run's, see `resolveSettings`). */
+  settings?: InferenceConfig;
   /** Replace a test result already in the output folder (default: refuse). */
   overwrite?: boolean;
   /** Dataset roots to test on (default: the run's roots). */
@@ -35,7 +40,7 @@ export interface TestOptions extends EngineOptions {
 }
 
 /** Maps @diad/metrics' values (null = undefined) to the report's row (NaN = undefined). */
-function toRow(v: MetricValues): MetricRow {
+export function toRow(v: MetricValues): MetricRow {
   const n = (x: number | null) => (x === null ? NaN : x);
   return {
     imageAUROC: n(v.aurocImage), imageAP: n(v.apImage), imageF1max: n(v.f1MaxImage),
@@ -50,10 +55,10 @@ function toRow(v: MetricValues): MetricRow {
  */
 export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ out: string; report: ReportInput }> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
-  const validation = await run.readJson<ValidationInfo>('validation.json');
-  if (!validation) throw new Error(`${run.dir} is not fitted yet (no validation.json); run \`diad fit --resume ${run.dir}\` first`);
-  // The run's config with the DDIM start chosen on validation (when the fit chose one).
-  const cfg = inferenceConfig(run.config, validation);
+  const validation = await readValidation(run);
+  const cfg = run.config;
+  const settings = opts.settings ?? resolveSettings(run, validation);
+  await checkSettings(settings);
   const out = resolve(opts.out ?? run.path('test'));
   // One test per folder: a second one would mix its strips with the first's and replace its metrics.
   if (existsSync(join(out, 'metrics.json'))) {
@@ -65,18 +70,14 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
   await fs.mkdir(join(out, 'strips'), { recursive: true });
   const t0 = Date.now();
 
-  const roots = opts.roots && opts.roots.length ? opts.roots.map((r) => resolve(r)) : cfg.data.roots;
-  const classes = opts.classes ?? cfg.data.classes;
-  const ds = await openDataset(roots, classes ? { classes } : {});
-  const samples = capPerClass(ds.samples.filter((s) => s.split === 'test'), cfg.data.maxTestPerClass, cfg.seed + 1);
-  log(`test: ${samples.length} images of ${ds.classes.join(', ')}`);
-  // A multi-class model is trained on a class list: testing other classes is an unseen-class experiment.
-  const trained = validation.trainedClasses;
-  const unseen = trained ? ds.classes.filter((c) => !trained.includes(c)) : [];
-  if (unseen.length) log(`warning: the model was not trained on ${unseen.join(', ')} (trained on ${trained!.join(', ')}); the report marks this as an unseen-class test`);
-
-  const stages = await openInference(run, opts, log);
+  const test = await openTestSet(run, validation, opts, log);
+  const { roots, samples, unseen } = test;
+  const stages = await openInference(run, settings, opts, log);
   log(`engine: ${stages.engine}`);
+  const calibration = await calibrate(run, validation, settings, stages, log).catch(async (e) => {
+    await stages.dispose();
+    throw e;
+  });
   const acc = new MetricsAccumulator();
   const perClass = new Map<string, { scores: number[]; labels: number[]; stored: StoredImage[] }>();
   const images: ImageRecord[] = [];
@@ -84,16 +85,9 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
   const size = cfg.data.imageSize;
   const hw = size * size;
   const progress = new Progress('test', samples.length, 0, opts.quiet, false);
-  const chunk = cfg.testBatchSize * 4;
   try {
-    for (let i = 0; i < samples.length; i += chunk) {
-      const dec = await decodeSamples(samples.slice(i, i + chunk), size, 'test').catch((e: Error) => {
-        skipped.push(...samples.slice(i, i + chunk).map((s) => ({ path: s.imagePath, reason: e.message, split: 'test' as const })));
-        return null;
-      });
-      if (!dec) continue;
-      skipped.push(...dec.skipped);
-      const scored = await scoreImages(stages, dec.images, cfg, cfg.seed);
+    skipped.push(...await forEachTestChunk(samples, size, settings.batchSize, async (dec, done) => {
+      const scored = await scoreImages(stages, dec.images, settings, cfg.seed);
       for (let k = 0; k < dec.samples.length; k++) {
         const s = dec.samples[k];
         const map = scored.maps.data.slice(k * hw, (k + 1) * hw);
@@ -108,13 +102,12 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
         const strip = `strips/${id}.png`;
         await writeStrip(join(out, strip), {
           input: sliceBatch(dec.images, k, k + 1).data, reconstruction: sliceBatch(scored.reconstructions, k, k + 1).data,
-          map, mask, height: size, width: size, range: validation.mapRange,
+          map, mask, height: size, width: size, range: calibration.mapRange,
         });
         images.push({ id, className: s.className, defectType: s.defect, label: s.label, path: s.imagePath, score: scored.scores[k], strip });
       }
-      const done = Math.min(samples.length, i + chunk);
       progress.update(done, { ips: done / Math.max(1e-9, (Date.now() - t0) / 1000) });
-    }
+    }));
   } finally {
     progress.stop();
     await stages.dispose();
@@ -148,18 +141,18 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
     configHash: run.hash,
     checkpoints: await runCheckpoints(run),
     dataRoots: roots,
-    classes: [...ds.classes],
+    classes: [...test.classes],
     unseenClasses: unseen,
     engine: stages.engine,
     featureExtractor: stages.featureProvenance,
-    ddim: cfg.ddim,
-    anomalyMap: cfg.anomalyMap,
+    inference: settings,
+    inferenceHash: settingsHash(settings),
     versions: diadVersions(),
     date,
   };
   const report: ReportInput = {
     title: `DiAD report: ${run.dir}`,
-    config: cfg,
+    config: { ...cfg, inference: settings },
     configHash: run.hash,
     classes: classReports,
     mean: { standard: toRow(reports.standard!.mean.values), diad: toRow(reports.diad!.mean.values) },
@@ -172,11 +165,13 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
       engine: stages.engine,
       'feature extractor': stages.featureProvenance,
       'test data': roots.join(', '),
-      'test classes': ds.classes.join(', '),
-      DDIM: `from t=${cfg.ddim.tStart}, ${cfg.ddim.steps} steps, eta ${cfg.ddim.eta}, ${cfg.ddim.schedule} schedule`,
+      'test classes': test.classes.join(', '),
+      sampler: describeSampler(settings),
+      'anomaly map': `sigma ${settings.anomalyMap.sigma}, ${settings.anomalyMap.combine}`,
+      'inference settings hash': settingsHash(settings),
       checkpoints: Object.values(provenance.checkpoints).filter(Boolean).join(', ') || 'none',
       versions: Object.entries(provenance.versions).map(([k, v]) => `${k} ${v ?? 'not installed'}`).join(', '),
-      'decision threshold (validation, target FPR)': `${validation.threshold.toPrecision(5)} (${validation.targetFpr})`,
+      'decision threshold (validation, target FPR)': `${calibration.threshold.toPrecision(5)} (${calibration.targetFpr}; ${calibration.source === 'fit' ? 'from the fit' : 'computed on the normal validation images for these settings'})`,
       ...(validation.autoencoderL1 !== undefined ? { 'autoencoder L1 on validation images': validation.autoencoderL1.toPrecision(4) } : {}),
       ...(validation.selected ? { 'model (chosen on validation)': `${validation.selected.stage} step ${validation.selected.step}, DDIM from t=${validation.selected.tStart}` } : {}),
       date,
@@ -185,6 +180,60 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
   };
   await writeReport(out, report);
   return { out, report };
+}
+
+/** The sampler of settings in words, e.g. `ddim from t=300, 5 steps, eta 0, partial schedule`. */
+export function describeSampler(settings: InferenceConfig): string {
+  const r = settings.reconstructor;
+  if (r.kind !== 'ddim') return `${r.kind} ${JSON.stringify({ ...r, kind: undefined })}`;
+  return `DDIM from t=${ddimStart(settings)}, ${r.steps} steps, eta ${r.eta}, ${r.schedule} schedule`;
+}
+
+/** The test split of a run's data (or of other roots / classes), capped per class as the run says. */
+export interface TestSet {
+  roots: string[];
+  classes: string[];
+  samples: Sample[];
+  /** Classes tested that the model was not trained on. */
+  unseen: string[];
+}
+
+/**
+ * Opens the test split: the run's roots and classes unless `o` names others.
+ * @throws DatasetError naming the folder at fault.
+ */
+export async function openTestSet(run: RunDir, validation: ValidationInfo, o: { roots?: string[]; classes?: string[] | null }, log: (l: string) => void): Promise<TestSet> {
+  const cfg: RunConfig = run.config;
+  const roots = o.roots && o.roots.length ? o.roots.map((r) => resolve(r)) : cfg.data.roots;
+  const classes = o.classes ?? cfg.data.classes;
+  const ds = await openDataset(roots, classes ? { classes } : {});
+  const samples = capPerClass(ds.samples.filter((s) => s.split === 'test'), cfg.data.maxTestPerClass, cfg.seed + 1);
+  log(`test: ${samples.length} images of ${ds.classes.join(', ')}`);
+  // A multi-class model is trained on a class list: testing other classes is an unseen-class experiment.
+  const trained = validation.trainedClasses;
+  const unseen = trained ? ds.classes.filter((c) => !trained.includes(c)) : [];
+  if (unseen.length) log(`warning: the model was not trained on ${unseen.join(', ')} (trained on ${trained!.join(', ')}); the report marks this as an unseen-class test`);
+  return { roots, classes: [...ds.classes], samples, unseen };
+}
+
+/**
+ * Decodes test samples in chunks of four batches and hands each to `fn` (with the count done so
+ * far). Test and ablate go through this one loop, so their batches, and so their numbers, agree.
+ * @returns the images that could not be read.
+ */
+export async function forEachTestChunk(samples: Sample[], size: number, batchSize: number, fn: (dec: Decoded, done: number) => Promise<void>): Promise<Skipped[]> {
+  const skipped: Skipped[] = [];
+  const chunk = batchSize * 4;
+  for (let i = 0; i < samples.length; i += chunk) {
+    const dec = await decodeSamples(samples.slice(i, i + chunk), size, 'test').catch((e: Error) => {
+      skipped.push(...samples.slice(i, i + chunk).map((s) => ({ path: s.imagePath, reason: e.message, split: 'test' as const })));
+      return null;
+    });
+    if (!dec) continue;
+    skipped.push(...dec.skipped);
+    await fn(dec, Math.min(samples.length, i + chunk));
+  }
+  return skipped;
 }
 
 /** The report's view of the fit's validation curve and its chosen point. */

@@ -9,16 +9,18 @@
  * - `manifest.json` ({@link OnnxManifest}), written last: a folder without it (or with another
  *   config hash) is an unfinished or stale export.
  * Every file is written atomically. The feature extractor is not exported: it stays the configured
- * one (bundled tfjs backbone or the user's ONNX file).
+ * one (bundled tfjs backbone or the user's ONNX file). The graphs do not depend on the inference
+ * settings; the manifest records the settings the export was made with (the run's by default).
  */
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic, writeSafetensors } from '@diad/core';
-import { exportAutoencoderOnnx, SCALE_FACTOR } from '@diad/autoencoder';
-import { exportDenoiserOnnx } from '@diad/sg-diffusion';
+import { downsampleFactor, exportAutoencoderOnnx, SCALE_FACTOR } from '@diad/autoencoder';
+import { DiffusionSchedule, exportDenoiserOnnx } from '@diad/sg-diffusion';
 import { STAGES, type RunDir, type StageName } from './run-dir.js';
 import { createModels } from './models.js';
-import { inferenceConfig } from './validate.js';
+import { runInference } from './validate.js';
+import type { InferenceConfig } from './config.js';
 import { pipelineVersion } from './versions.js';
 
 export const MANIFEST = 'manifest.json';
@@ -37,7 +39,7 @@ export const EXPORTS = 'exports.json';
 export interface OnnxManifest {
   format: 'diad-onnx';
   version: 1;
-  /** @diad/demo version that wrote it. */
+  /** @diad/pipeline version that wrote it. */
   packageVersion: string;
   preset: string;
   configHash: string;
@@ -48,11 +50,11 @@ export interface OnnxManifest {
   shapes: Record<string, Record<string, (number | 'N')[]>>;
   /** Latent scale factor baked into the autoencoder graphs. */
   scaleFactor: number;
-  /** Diffusion schedule of the step graph (official scaled-linear betas). */
+  /** Diffusion schedule of the step graph (scaled-linear betas, `DiffusionSchedule.options`). */
   schedule: { numTimesteps: number; betaSchedule: 'scaled_linear'; linearStart: number; linearEnd: number };
-  /** Test-time DDIM settings of the run (tStart, steps, eta, timestep schedule). */
-  ddim: { tStart: number; steps: number; eta: number; schedule: string };
-  /** FLOPs per image (convs, linears, attention): one hint-block run, one step, and a whole DDIM reconstruction. */
+  /** The inference settings of the export (the run's defaults unless overridden): sampler, feature extractor, anomaly map, threshold. */
+  inference: InferenceConfig;
+  /** FLOPs per image (convs, linears, attention): one hint-block run, one step, and a whole reconstruction (`steps` of the sampler). */
   flopsPerImage: { hint: number; step: number; reconstruction: number };
   createdAt: string;
 }
@@ -62,7 +64,7 @@ export interface OnnxManifest {
  * @returns the manifest written.
  * @throws Error when the run lacks a checkpoint a stage needs (the message names the fix).
  */
-export async function exportRun(run: RunDir, outDir: string, log: (l: string) => void = () => {}): Promise<OnnxManifest> {
+export async function exportRun(run: RunDir, outDir: string, log: (l: string) => void = () => {}, settings?: InferenceConfig): Promise<OnnxManifest> {
   const cfg = run.config;
   const out = resolve(outDir);
   await mkdir(out, { recursive: true });
@@ -71,9 +73,12 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
   const p = await models.inferenceParams();
   models.dispose();
   const size = cfg.data.imageSize;
+  // The settings inference uses: given, else the config's with the DDIM start validation chose (when it chose one).
+  const inference = settings ?? runInference(cfg, (await run.readJson<{ tStart?: number }>('validation.json')) ?? {});
+  const steps = typeof inference.reconstructor.steps === 'number' ? inference.reconstructor.steps : NaN;
   const metadata = { preset: cfg.preset, config_hash: run.hash, diad_version: pipelineVersion() };
   const ae = await exportAutoencoderOnnx(out, p.autoencoderConfig, p.autoencoder, { height: size, width: size, scaleFactor: SCALE_FACTOR, metadata });
-  const f = 2 ** (p.autoencoderConfig.ddconfig.ch_mult.length - 1);
+  const f = downsampleFactor(p.autoencoderConfig);
   const [h, w] = [size / f, size / f];
   const L = p.context.shape[1];
   const den = await exportDenoiserOnnx(out, p.diadConfig, p.denoiser, { latentHeight: h, latentWidth: w, contextTokens: L, metadata });
@@ -98,10 +103,9 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
       context: { context: [1, L, unet.context_dim] },
     },
     scaleFactor: SCALE_FACTOR,
-    schedule: { numTimesteps: 1000, betaSchedule: 'scaled_linear', linearStart: 0.00085, linearEnd: 0.012 },
-    // The DDIM settings inference uses: the config's, with the start validation chose (when it chose one).
-    ddim: { ...inferenceConfig(cfg, (await run.readJson<{ tStart?: number }>('validation.json')) ?? {}).ddim },
-    flopsPerImage: { hint: flops.hint, step: flops.step, reconstruction: flops.hint + cfg.ddim.steps * flops.step },
+    schedule: { betaSchedule: 'scaled_linear', ...new DiffusionSchedule().options },
+    inference,
+    flopsPerImage: { hint: flops.hint, step: flops.step, reconstruction: flops.hint + steps * flops.step },
     createdAt: new Date().toISOString(),
   };
   if (ae.encode !== join(out, manifest.files.autoencoderEncode) || den.step !== join(out, manifest.files.step)) throw new Error('export: unexpected file names from the stage exports');
@@ -109,6 +113,6 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
   // The run remembers where it was exported, so `--engine ort` finds an export made with --out.
   const known = (await run.readJson<string[]>(EXPORTS)) ?? [];
   if (!known.includes(out)) await run.writeJson(EXPORTS, [...known, out]);
-  log(`export: ${out} (${(manifest.flopsPerImage.reconstruction / 1e9).toFixed(2)} GFLOP per image for ${cfg.ddim.steps} DDIM steps)`);
+  log(`export: ${out} (${(manifest.flopsPerImage.reconstruction / 1e9).toFixed(2)} GFLOP per image for ${steps} ${inference.reconstructor.kind} steps)`);
   return manifest;
 }

@@ -18,7 +18,7 @@ import { installInterruptHandlers, runStage } from './train-loop.js';
 import { thresholdAtFpr } from './threshold.js';
 import { createModels, type TrainEngine } from './models.js';
 import { openInference } from './inference.js';
-import { SELECTION_RULE, evaluateValidation, formatValidation, inferenceConfig, validationSet, type ValidationPoint } from './validate.js';
+import { SELECTION_RULE, ddimStart, evaluateValidation, formatValidation, validationSet, withDdimStart, type ValidationPoint } from './validate.js';
 
 export interface FitOptions {
   quiet?: boolean;
@@ -90,15 +90,17 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
     const curve: ValidationCurve = (await run.readJson<ValidationCurve>('validation-curve.json')) ?? { rule: SELECTION_RULE, points: [], best: null };
     let validationSeconds = 0;
     /** Scores the validation set with the stage's current checkpoint (once per step); `keep`: a candidate for the best. */
-    const validate = async (stage: StageName, step: number, keep: boolean, tStart = cfg.ddim.tStart): Promise<ValidationPoint> => {
-      const known = curve.points.find((p) => p.stage === stage && p.step === step && (p.tStart ?? cfg.ddim.tStart) === tStart);
+    const configStart = ddimStart(cfg.inference);
+    const validate = async (stage: StageName, step: number, keep: boolean, tStart = configStart): Promise<ValidationPoint> => {
+      const known = curve.points.find((p) => p.stage === stage && p.step === step && p.tStart === tStart);
       if (known) return known;
       const tv = Date.now();
       // On onnxruntime through the run's export of the current checkpoints (the tfjs path is several times slower).
-      const stages = await openInference(run, { engine: 'ort' }, () => {});
+      const settings = tStart === undefined ? cfg.inference : withDdimStart(cfg.inference, tStart);
+      const stages = await openInference(run, settings, { engine: 'ort' }, () => {});
       let point: ValidationPoint;
       try {
-        point = await evaluateValidation(stages, vset, inferenceConfig(cfg, { tStart }), cfg.seed, { stage, step });
+        point = await evaluateValidation(stages, vset, settings, cfg.seed, { stage, step });
       } finally {
         await stages.dispose();
       }
@@ -111,7 +113,7 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
       await run.writeJson('validation-curve.json', curve);
       validationSeconds += (Date.now() - tv) / 1000;
       const m = point.mean;
-      log(`validation at ${stage} step ${step}${tStart !== cfg.ddim.tStart ? ` with DDIM from t=${tStart}` : ''}: image AUROC ${pct(m.aurocImage)}, pixel AUROC ${pct(m.aurocPixel)}, AU-PRO ${pct(m.auPro)}; ` +
+      log(`validation at ${stage} step ${step}${tStart !== configStart ? ` with DDIM from t=${tStart}` : ''}: image AUROC ${pct(m.aurocImage)}, pixel AUROC ${pct(m.aurocPixel)}, AU-PRO ${pct(m.auPro)}; ` +
         `DiAD L1 ${meanOf(Object.values(point.reconstruction).map((r) => r.diadL1)).toFixed(4)}${better ? ' (best so far)' : ''} [${point.seconds.toFixed(0)} s]`);
       return point;
     };
@@ -174,22 +176,22 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
         const p = await validate(chosen.stage as StageName, chosen.step, false, t);
         if (p.value > chosen.value) chosen = p;
       }
-      if (chosen.tStart !== cfg.ddim.tStart) log(`selected: DDIM from t=${chosen.tStart} (the config says ${cfg.ddim.tStart}) by the same rule`);
-      const threshold = thresholdAtFpr(chosen.normalScores, cfg.threshold.targetFpr);
+      if (chosen.tStart !== configStart) log(`selected: DDIM from t=${chosen.tStart} (the config says ${configStart}) by the same rule`);
+      const threshold = thresholdAtFpr(chosen.normalScores, cfg.inference.threshold.targetFpr);
       const info: ValidationInfo = {
         scores: vset.paths.map((path, i) => ({ path, className: vset.classes[i], score: chosen.normalScores[i] })),
         threshold,
         mapRange: [Math.min(chosen.mapMedian, threshold), threshold],
-        targetFpr: cfg.threshold.targetFpr,
+        targetFpr: cfg.inference.threshold.targetFpr,
         autoencoderL1: meanOf(vset.classes.map((c) => chosen.reconstruction[c].autoencoderL1)),
         trainedClasses: [...splits.classes],
         selected: chosen,
-        ...(chosen.tStart !== cfg.ddim.tStart ? { tStart: chosen.tStart } : {}),
+        ...(chosen.tStart !== configStart ? { tStart: chosen.tStart } : {}),
         skipped: val.skipped,
       };
       await run.writeJson('validation.json', info);
       log(`validation: ${vset.classes.length} normal + ${vset.classes.length} synthesised-defect images (${[...new Set(vset.kinds)].join(', ')}); ` +
-        `threshold ${threshold.toPrecision(5)} at target FPR ${cfg.threshold.targetFpr}`);
+        `threshold ${threshold.toPrecision(5)} at target FPR ${cfg.inference.threshold.targetFpr}`);
       for (const line of formatValidation(chosen)) log(`  ${line}`);
       await run.writeJson('fit-timings.json', { dataSeconds, validationSeconds, finishedAt: new Date().toISOString() });
     } finally {

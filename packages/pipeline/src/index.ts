@@ -21,3 +21,5 @@ export * from './threshold.js';
 export * from './progress.js';
 export * from './versions.js';
 export * from './report/index.js';
+export * from './settings.js';
+export * from './ablate.js';

@@ -1,18 +1,23 @@
 /**
- * The inference stages of `diad test` / `diad predict` on either engine: `tfjs` (the run's
- * checkpoints through `createModels`) or `ort` (the run's ONNX export on onnxruntime-node:
- * `OrtAutoencoder` + `OrtDdimReconstructor`, execution providers from `DIAD_ORT_PROVIDERS`, e.g.
- * `cuda,cpu`; CPU by default). The feature extractor is the configured one on both engines.
+ * The inference stages of a fitted run on either engine: `tfjs` (the run's checkpoints through
+ * `createModels`) or `ort` (the run's ONNX export on onnxruntime-node: `OrtAutoencoder` +
+ * `OrtGuidedDenoiser`, execution providers from `DIAD_ORT_PROVIDERS`, e.g. `cuda,cpu`; CPU by
+ * default). The sampler and the feature extractor come from their registries by the inference
+ * config's `kind`, so a variant is one more `createReconstructor` / `loadFeatureExtractor` over the
+ * same opened denoiser.
  */
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readSafetensors } from '@diad/core';
 import { initTfjs, formatEngineInfo } from '@diad/core/tfjs';
+import type { Autoencoder } from '@diad/core';
 import { parseAutoencoderConfig, OrtAutoencoder } from '@diad/autoencoder';
-import { OrtDdimReconstructor } from '@diad/sg-diffusion';
+import { OrtGuidedDenoiser, createReconstructor, type GuidedDenoiser } from '@diad/sg-diffusion';
+import { loadFeatureExtractor, type LoadedBackbone } from '@diad/feature-extractor';
 import type { RunDir } from './run-dir.js';
 import type { Stages } from './score.js';
-import { createModels, featureExtractor } from './models.js';
+import { createModels } from './models.js';
+import type { InferenceConfig } from './config.js';
 import { exportRun, runCheckpoints, EXPORTS, MANIFEST, type OnnxManifest } from './export.js';
 
 export type EngineName = 'tfjs' | 'ort';
@@ -24,11 +29,25 @@ export interface EngineOptions {
   onnxDir?: string;
 }
 
+/** A run's trained autoencoder and guided denoiser on one engine: what every inference variant shares. */
+export interface Denoising {
+  autoencoder: Autoencoder;
+  denoiser: GuidedDenoiser;
+  /** Engine description, e.g. `onnxruntime-node cpu (runs/x/onnx)`. */
+  engine: string;
+  /** The engine name feature extractors are asked for. */
+  engineName: EngineName;
+  imageSize: number;
+  dispose(): Promise<void>;
+}
+
 /** Inference stages plus the engine description; `dispose` frees native sessions and engine memory. */
 export interface InferenceStages extends Stages {
   engine: string;
   /** Where the feature extractor's weights come from, and its engine. */
   featureProvenance: string;
+  /** The settings the stages were made with. */
+  settings: InferenceConfig;
   dispose(): Promise<void>;
 }
 
@@ -88,19 +107,22 @@ export async function ensureExport(run: RunDir, dir: string | undefined, log: (l
 }
 
 /**
- * Opens the inference stages of a fitted run on the chosen engine.
- * @param cfg the config whose feature extractor is loaded (default the run's; `diad validate` swaps it).
+ * Opens a fitted run's autoencoder and guided denoiser on the chosen engine.
  * @throws Error from the checkpoints, the export, or onnxruntime (naming the file).
  */
-export async function openInference(run: RunDir, o: EngineOptions, log: (l: string) => void, cfg = run.config): Promise<InferenceStages> {
+export async function openDenoising(run: RunDir, o: EngineOptions, log: (l: string) => void): Promise<Denoising> {
+  const cfg = run.config;
+  const imageSize = cfg.data.imageSize;
   if ((o.engine ?? 'tfjs') === 'tfjs') {
     const models = await createModels(cfg, run, log);
-    const stages = await models.inferenceStages();
+    const d = await models.denoising();
     return {
-      ...stages,
+      ...d,
       engine: models.engine,
+      engineName: 'tfjs',
+      imageSize,
       async dispose() {
-        stages.dispose();
+        d.dispose();
         models.dispose();
       },
     };
@@ -110,28 +132,58 @@ export async function openInference(run: RunDir, o: EngineOptions, log: (l: stri
   const aeCfg = parseAutoencoderConfig(cfg.models.autoencoder, `${run.path('config.json')} models.autoencoder`);
   const context = (await readSafetensors(f('context'))).float32('context');
   const autoencoder = await OrtAutoencoder.open({ encode: f('autoencoderEncode'), decode: f('autoencoderDecode') }, aeCfg);
-  const reconstructor = await OrtDdimReconstructor.open({ hint: f('hint'), step: f('step') }, context).catch(async (e) => {
+  const denoiser = await OrtGuidedDenoiser.open({ hint: f('hint'), step: f('step') }, context).catch(async (e) => {
     await autoencoder.release();
     throw e;
   });
-  // The shipped Keras backbones run on onnxruntime too (recorded as ONNX); a TF-graph one stays on tfjs.
-  const info = await initTfjs();
-  const fe = await featureExtractor(cfg, 'ort').catch(async (e) => {
-    await autoencoder.release();
-    await reconstructor.release();
-    throw e;
-  });
-  const feEngine = fe.engine === 'onnxruntime' ? 'onnxruntime' : formatEngineInfo(info);
   return {
     autoencoder,
-    reconstructor,
-    featureExtractor: fe.extractor,
-    engine: `onnxruntime-node ${reconstructor.step.providers.join(',')}${reconstructor.step.skipped.map((k) => ` (skipped ${k.provider}: ${k.reason})`).join('')} (${dir}); feature extractor on ${feEngine}`,
-    featureProvenance: fe.provenance,
+    denoiser,
+    engine: `onnxruntime-node ${denoiser.step.providers.join(',')}${denoiser.step.skipped.map((k) => ` (skipped ${k.provider}: ${k.reason})`).join('')} (${dir})`,
+    engineName: 'ort',
+    imageSize,
     async dispose() {
       await autoencoder.release();
-      await reconstructor.release();
-      await fe.dispose();
+      await denoiser.release();
     },
   };
+}
+
+/**
+ * The feature extractor of inference settings for the denoising's engine (a Keras backbone runs on
+ * onnxruntime with the ort engine; a TF-graph one stays on tfjs), and its engine in words.
+ * @throws Error for an unknown kind (listing the registered ones) or from the extractor.
+ */
+export async function openFeatureExtractor(d: Pick<Denoising, 'engineName' | 'imageSize'>, settings: InferenceConfig): Promise<LoadedBackbone & { engineText: string }> {
+  const fe = await loadFeatureExtractor(settings.featureExtractor, { engine: d.engineName, imageSize: d.imageSize }, 'inference.featureExtractor');
+  const engineText = fe.engine === 'tfjs' ? formatEngineInfo(await initTfjs()) : fe.engine;
+  return { ...fe, engineText };
+}
+
+/**
+ * Opens the inference stages of a fitted run with the given settings on the chosen engine.
+ * @throws Error from the checkpoints, the export, onnxruntime (naming the file), or an unknown
+ *   sampler / feature extractor kind.
+ */
+export async function openInference(run: RunDir, settings: InferenceConfig, o: EngineOptions, log: (l: string) => void): Promise<InferenceStages> {
+  const d = await openDenoising(run, o, log);
+  try {
+    const reconstructor = createReconstructor(settings.reconstructor, d.denoiser, 'inference.reconstructor');
+    const fe = await openFeatureExtractor(d, settings);
+    return {
+      autoencoder: d.autoencoder,
+      reconstructor,
+      featureExtractor: fe.extractor,
+      engine: `${d.engine}; feature extractor on ${fe.engineText}`,
+      featureProvenance: fe.provenance,
+      settings,
+      async dispose() {
+        await d.dispose();
+        await fe.dispose();
+      },
+    };
+  } catch (e) {
+    await d.dispose();
+    throw e;
+  }
 }

@@ -1,6 +1,6 @@
 /**
  * The models of a run, built from the run config: the three stage trainers of `diad fit` (on
- * onnxruntime-node or tfjs) and the tfjs inference stages of `diad test` / `predict`.
+ * onnxruntime-node or tfjs) and the trained autoencoder and denoiser on tfjs for inference.
  *
  * Each stage defines its batch of step `s` once, as named host tensors drawn from
  * `Rng(seed, stream + s)` (so a resumed stage repeats exactly what an uninterrupted one would do),
@@ -11,7 +11,7 @@
  * AdamW state under `optimizer.`, the same on both engines.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, tensor, type HostTensor, type SafetensorsFile, type WritableTensor, sliceBatch, concatBatch, readSafetensors } from '@diad/core';
+import { Rng, tensor, type Autoencoder, type HostTensor, type SafetensorsFile, type WritableTensor, sliceBatch, concatBatch, readSafetensors } from '@diad/core';
 import { engineTensor, initTfjs, formatEngineInfo, officialHost, ParamStore, TfjsOps, Trainer } from '@diad/core/tfjs';
 import type { TrainingGraph } from '@diad/core/onnx';
 import {
@@ -19,14 +19,12 @@ import {
   DEFAULT_PREFIX as AE_PREFIX, type AutoencoderConfig,
 } from '@diad/autoencoder';
 import {
-  parseDiadConfig, DiadDenoiser, DdimReconstructor, DiffusionSchedule, copyUnetEncoderToSgn, denoiserEps, epsLoss, recordDenoiserTraining, timestepEmbedding,
-  trainableFilter, UNET_PREFIX, LEARNED_CONTEXT, hostContext, readConstantContext, type DiadConfig,
+  parseDiadConfig, DiadDenoiser, DiffusionSchedule, copyUnetEncoderToSgn, denoiserEps, epsLoss, recordDenoiserTraining, timestepEmbedding,
+  trainableFilter, UNET_PREFIX, LEARNED_CONTEXT, hostContext, readConstantContext, type DiadConfig, type GuidedDenoiser,
 } from '@diad/sg-diffusion';
-import { DEFAULT_BACKBONE, TFJS_BACKBONES, loadBackbone, type LoadedBackbone } from '@diad/feature-extractor';
 import type { RunConfig, StageConfig } from './config.js';
 import type { RunDir, StageName } from './run-dir.js';
 import type { StageTrainer } from './train-loop.js';
-import type { Stages } from './score.js';
 import { batchIndices, gather } from './batching.js';
 
 /** Options of {@link createModels}. */
@@ -54,8 +52,8 @@ export interface Models {
   encodeTrain(images: HostTensor): Promise<HostTensor>;
   diffusionTrainer(latents: HostTensor): Promise<DisposableTrainer>;
   sgTrainer(latents: HostTensor, images: HostTensor): Promise<DisposableTrainer>;
-  /** Autoencoder, DDIM reconstructor and feature extractor of the finished run. */
-  inferenceStages(): Promise<Stages & { featureProvenance: string; dispose(): void }>;
+  /** The finished run's autoencoder and guided denoiser (tfjs), which any sampler drives. */
+  denoising(): Promise<{ autoencoder: Autoencoder; denoiser: GuidedDenoiser; dispose(): void }>;
   /** Host parameters of the finished run (official names) and its context `[1, L, D]`, for ONNX export. */
   inferenceParams(): Promise<InferenceParams>;
   dispose(): void;
@@ -332,7 +330,8 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
       try {
         const ae = tfjsAutoencoder(store, aeCfg);
         const parts: HostTensor[] = [];
-        for (let i = 0; i < images.shape[0]; i += cfg.testBatchSize) parts.push(await ae.encode(sliceBatch(images, i, Math.min(images.shape[0], i + cfg.testBatchSize))));
+        const bs = cfg.inference.batchSize;
+        for (let i = 0; i < images.shape[0]; i += bs) parts.push(await ae.encode(sliceBatch(images, i, Math.min(images.shape[0], i + bs))));
         return concatBatch(parts);
       } finally {
         store.dispose();
@@ -362,26 +361,18 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
       }));
     },
 
-    async inferenceStages() {
+    async denoising() {
       const aeStore = await autoencoderStore(false);
       const denoiser = await denoiserAfter(cfg.stages.sg.steps > 0 ? 'sg' : 'diffusion').catch((e) => {
         aeStore.dispose();
         throw e;
       });
-      const fe = await featureExtractor(cfg).catch((e) => {
-        aeStore.dispose();
-        denoiser.dispose();
-        throw e;
-      });
       return {
         autoencoder: tfjsAutoencoder(aeStore, aeCfg),
-        reconstructor: new DdimReconstructor(denoiser, schedule),
-        featureExtractor: fe.extractor,
-        featureProvenance: fe.provenance,
+        denoiser,
         dispose() {
           aeStore.dispose();
           denoiser.dispose();
-          void fe.dispose();
         },
       };
     },
@@ -404,16 +395,4 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
 
     dispose() {},
   };
-}
-
-/**
- * The configured feature extractor: a backbone shipped with @diad/feature-extractor (`default` =
- * its chosen default), on tfjs or recorded as ONNX for onnxruntime (`engine`), or a user ONNX file.
- */
-export async function featureExtractor(cfg: RunConfig, engine: 'tfjs' | 'ort' = 'tfjs'): Promise<LoadedBackbone> {
-  const fe = cfg.featureExtractor;
-  const name = fe.kind === 'onnx' ? fe.path : fe.name === 'default' ? DEFAULT_BACKBONE : fe.name;
-  // A TF-graph backbone (mobilenet_v2_mid) has no ONNX recording: it stays on tfjs.
-  const ort = engine === 'ort' && fe.kind === 'bundled' && (TFJS_BACKBONES as Record<string, { kind: string }>)[name]?.kind === 'layers';
-  return loadBackbone(name, ort ? { engine: 'ort', imageSize: cfg.data.imageSize } : {});
 }

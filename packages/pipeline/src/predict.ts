@@ -8,8 +8,8 @@ import { loadImageFolder, loadRgb, rgbToTensor } from '@diad/datasets';
 import { promises as fs } from 'node:fs';
 import { sliceBatch } from '@diad/core';
 import type { RunDir } from './run-dir.js';
-import type { ValidationInfo } from './fit.js';
-import { inferenceConfig } from './validate.js';
+import type { InferenceConfig } from './config.js';
+import { calibrate, checkSettings, readValidation, resolveSettings } from './settings.js';
 import { openInference, type EngineOptions } from './inference.js';
 import { scoreImages } from './score.js';
 import { writeHeatmapPng } from './report/strip.js';
@@ -18,7 +18,8 @@ export interface Prediction {
   image: string;
   /** Image score (max of the anomaly map); null when the image could not be read. */
   score: number | null;
-  threshold: number;
+  /** The decision threshold of the settings (null when no image could be read, so none was computed). */
+  threshold: number | null;
   /** score > threshold. */
   anomalous: boolean | null;
   /** Heatmap PNG (jet over the image, range median validation pixel .. threshold). */
@@ -50,34 +51,47 @@ async function expandFolders(paths: readonly string[], fail: (path: string, erro
  * Scores images (or the images of folders) with a fitted run; heatmaps go to `outDir`.
  * @throws Error when the run is not fitted.
  */
-export async function predict(run: RunDir, paths: string[], outDir: string, log: (l: string) => void = () => {}, engine: EngineOptions = {}): Promise<Prediction[]> {
-  const v = await run.readJson<ValidationInfo>('validation.json');
-  if (!v) throw new Error(`${run.dir} is not fitted yet (no validation.json); run \`diad fit --resume ${run.dir}\` first`);
-  const cfg = inferenceConfig(run.config, v);
-  const size = cfg.data.imageSize;
-  const out: Prediction[] = [];
+export async function predict(
+  run: RunDir,
+  paths: string[],
+  outDir: string,
+  log: (l: string) => void = () => {},
+  engine: EngineOptions = {},
+  settings?: InferenceConfig,
+): Promise<Prediction[]> {
+  const v = await readValidation(run);
+  const inference = settings ?? resolveSettings(run, v);
+  await checkSettings(inference);
+  const size = run.config.data.imageSize;
+  const failed: { image: string; error: string }[] = [];
   const ok: { path: string; rgb: Awaited<ReturnType<typeof loadRgb>> }[] = [];
-  for (const p of await expandFolders(paths, (path, error) => out.push({ image: path, score: null, threshold: v.threshold, anomalous: null, anomalyMap: null, error }))) {
+  for (const p of await expandFolders(paths, (image, error) => failed.push({ image, error }))) {
     try {
       ok.push({ path: p, rgb: await loadRgb(p, size) });
     } catch (e) {
-      out.push({ image: p, score: null, threshold: v.threshold, anomalous: null, anomalyMap: null, error: (e as Error).message.split('\n')[0] });
+      failed.push({ image: p, error: (e as Error).message.split('\n')[0] });
     }
   }
-  if (ok.length === 0) return out;
-  const stages = await openInference(run, engine, log);
-  log(`engine: ${stages.engine}`);
-  try {
-    const images = rgbToTensor(ok.map((o) => o.rgb));
-    const scored = await scoreImages(stages, images, cfg, cfg.seed);
-    const hw = size * size;
-    for (let k = 0; k < ok.length; k++) {
-      const png = join(resolve(outDir), `${String(k).padStart(3, '0')}-${basename(ok[k].path).replace(/\.[^.]+$/, '')}.png`);
-      await writeHeatmapPng(png, sliceBatch(images, k, k + 1).data, scored.maps.data.slice(k * hw, (k + 1) * hw), size, size, v.mapRange);
-      out.push({ image: ok[k].path, score: scored.scores[k], threshold: v.threshold, anomalous: scored.scores[k] > v.threshold, anomalyMap: png });
+  const out: Prediction[] = [];
+  let threshold: number | null = null;
+  if (ok.length) {
+    const stages = await openInference(run, inference, engine, log);
+    log(`engine: ${stages.engine}`);
+    try {
+      const cal = await calibrate(run, v, inference, stages, log);
+      threshold = cal.threshold;
+      const images = rgbToTensor(ok.map((o) => o.rgb));
+      const scored = await scoreImages(stages, images, inference, run.config.seed);
+      const hw = size * size;
+      for (let k = 0; k < ok.length; k++) {
+        const png = join(resolve(outDir), `${String(k).padStart(3, '0')}-${basename(ok[k].path).replace(/\.[^.]+$/, '')}.png`);
+        await writeHeatmapPng(png, sliceBatch(images, k, k + 1).data, scored.maps.data.slice(k * hw, (k + 1) * hw), size, size, cal.mapRange);
+        out.push({ image: ok[k].path, score: scored.scores[k], threshold, anomalous: scored.scores[k] > threshold, anomalyMap: png });
+      }
+    } finally {
+      await stages.dispose();
     }
-  } finally {
-    await stages.dispose();
   }
-  return out;
+  // Unreadable images first, as before; their threshold is the one the others were decided with (null when none could be read).
+  return [...failed.map((f) => ({ ...f, score: null, threshold, anomalous: null, anomalyMap: null })), ...out];
 }

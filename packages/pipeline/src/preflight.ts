@@ -1,15 +1,15 @@
 /**
  * What `diad fit` (and `demo`) check before anything is written or trained, so a run never stops
  * after hours on an option it could have refused at once, and a refused run leaves no folder
- * behind: the run folder path, the feature extractor (a bundled name, or an ONNX file that
- * exists), the `--init` checkpoint (a safetensors file whose tensors match the configured models)
+ * behind: the run folder path, the inference settings (registered sampler and feature extractor
+ * kinds, an ONNX file that exists), the `--init` checkpoint (a safetensors file whose tensors match the configured models)
  * and, for the ort engine, that an execution provider starts.
  */
 import { promises as fs } from 'node:fs';
 import { readSafetensors, type ParamSpec, type SafetensorsFile } from '@diad/core';
 import { paramSpec as autoencoderParamSpec, parseAutoencoderConfig, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
 import { diadParamSpec, parseDiadConfig } from '@diad/sg-diffusion';
-import { TFJS_BACKBONES } from '@diad/feature-extractor';
+import { checkSettings } from './settings.js';
 import type { RunConfig } from './config.js';
 import type { TrainEngine } from './models.js';
 
@@ -20,20 +20,13 @@ const SHOWN = 5;
  * @param out the run folder `fit` will write.
  * @param engine the training engine: for `ort`, at least one requested execution provider must start.
  * @throws Error naming the option, the file and the fix: `out` is an existing file; an unknown
- *   bundled backbone; a missing ONNX file; an `--init` file that is not safetensors or whose
+ *   sampler or feature extractor kind; a missing ONNX file; an `--init` file that is not safetensors or whose
  *   tensors are missing or mis-shaped for the configured models.
  */
 export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEngine = 'ort'): Promise<void> {
   const st = await fs.stat(out).catch(() => null);
   if (st && !st.isDirectory()) throw new Error(`--out ${out} is an existing file, not a folder; give a new folder path for the run (e.g. runs/NAME)`);
-  const fe = cfg.featureExtractor;
-  if (fe.kind === 'bundled' && fe.name !== 'default' && !(fe.name in TFJS_BACKBONES)) {
-    throw new Error(`--backbone ${fe.name}: unknown backbone; bundled backbones are ${Object.keys(TFJS_BACKBONES).join(', ')} (or give an ONNX file with --onnx)`);
-  }
-  if (fe.kind === 'onnx') {
-    const f = await fs.stat(fe.path).catch(() => null);
-    if (!f || !f.isFile()) throw new Error(`--onnx ${fe.path}: no such file; give the path of an exported ONNX feature extractor (see @diad/feature-extractor's README)`);
-  }
+  await checkSettings(cfg.inference);
   if (cfg.models.init) await checkInit(cfg, cfg.models.init);
   if (engine === 'ort') {
     const { probeOrtProviders } = await import('@diad/core/ort');

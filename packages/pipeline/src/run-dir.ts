@@ -53,7 +53,8 @@ export class RunDir {
 
   /**
    * Opens `dir` for `config`: a new folder gets `config.json`; an existing one must hold the same
-   * config (same hash), else it refuses, listing each differing field.
+   * config, else it refuses, listing each differing field. The inference defaults count too (the
+   * fit validates with them), though the hash covers the train config only.
    * @throws ConfigMismatchError naming the fields that differ and the way out.
    */
   static async open(dir: string, config: RunConfig): Promise<RunDir> {
@@ -62,13 +63,14 @@ export class RunDir {
     const path = join(abs, 'config.json');
     if (existsSync(path)) {
       const stored = await RunDir.load(abs);
-      if (stored.hash !== hash) {
-        const diffs = diffConfigs(stored.config, config)
-          .map((d) => `  ${d.path}: run has ${d.stored}, now ${d.requested}`)
-          .join('\n');
+      const differences = diffConfigs(stored.config, config);
+      if (differences.length) {
+        const diffs = differences.map((d) => `  ${d.path}: run has ${d.stored}, now ${d.requested}`).join('\n');
+        const onlyInference = differences.every((d) => d.path.startsWith('inference.'));
         throw new ConfigMismatchError(
           `${dir} was made with another config (hash ${stored.hash}, now ${hash}); it will not be resumed with different settings.\n` +
             `Differing fields:\n${diffs}\n` +
+            (onlyInference ? `Only inference settings differ: resume with the run's own (\`diad fit --resume ${dir}\`) and change them per command afterwards (\`diad test --run ${dir} --set key=value\`).\n` : '') +
             `Use the same options to resume (\`diad fit --resume ${dir}\` continues with its own config), or start a new run in another folder (--out), or delete ${dir} to start over there.`,
         );
       }

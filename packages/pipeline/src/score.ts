@@ -1,12 +1,13 @@
 /**
- * Test-time scoring (paper Sec. 3.3-3.4): encode to latents, noise and DDIM-denoise them guided by
- * the input (SG network), decode, compare input and reconstruction in feature space; the anomaly
- * map's maximum is the image score. Written against core's stage interfaces, so each stage can
- * come from any engine.
+ * Test-time scoring (paper Sec. 3.3-3.4): encode to latents, noise and denoise them guided by the
+ * input (SG network, the configured sampler), decode, compare input and reconstruction in feature
+ * space; the anomaly map's maximum is the image score. Written against core's stage interfaces,
+ * so each stage can come from any engine. Reconstruction and scoring are separate steps, so
+ * variants that differ only in how they score (`diad ablate`) share one reconstruction.
  */
-import { sliceBatch, concatBatch, type Autoencoder, type Reconstructor, type FeatureExtractor, type HostTensor, type ReconstructOptions } from '@diad/core';
+import { sliceBatch, concatBatch, type Autoencoder, type Reconstructor, type FeatureExtractor, type HostTensor } from '@diad/core';
 import { anomalyMap } from '@diad/feature-extractor';
-import type { RunConfig } from './config.js';
+import type { InferenceConfig } from './config.js';
 
 /** The three stages a scorer needs. */
 export interface Stages {
@@ -24,29 +25,41 @@ export interface Scored {
   scores: number[];
 }
 
-/** The DDIM options of a config, with the noise seed of a batch. */
-export function reconstructOptions(cfg: RunConfig, seed: number): ReconstructOptions {
-  return { ...cfg.ddim, seed };
+/**
+ * Reconstructs images `[N, 3, H, W]` (ImageNet-normalised) in batches of `batchSize`: encode,
+ * sample, decode.
+ * @param seed seed of the sampler's noise; every image draws its own copy, so its reconstruction does not depend on its batch.
+ * @returns the decoded reconstructions `[N, 3, H, W]`.
+ */
+export async function reconstructImages(stages: Omit<Stages, 'featureExtractor'>, images: HostTensor, batchSize: number, seed: number): Promise<HostTensor> {
+  const n = images.shape[0];
+  const recs: HostTensor[] = [];
+  for (let b = 0; b < n; b += batchSize) {
+    const x = sliceBatch(images, b, Math.min(n, b + batchSize));
+    const z = await stages.autoencoder.encode(x);
+    recs.push(await stages.autoencoder.decode(await stages.reconstructor.reconstruct(z, x, { seed })));
+  }
+  return concatBatch(recs);
 }
 
 /**
- * Scores images `[N, 3, H, W]` (ImageNet-normalised) in batches of `cfg.testBatchSize`.
- * @param seed seed of the DDIM noise; every image draws its own copy, so its score does not depend on its batch.
+ * Anomaly maps and image scores of images and their reconstructions (both `[N, 3, H, W]`), in
+ * batches of `batchSize`: 1 - cosine of the features at each stride, upsampled, combined, blurred.
  */
-export async function scoreImages(stages: Stages, images: HostTensor, cfg: RunConfig, seed: number): Promise<Scored> {
+export async function scoreReconstructions(
+  featureExtractor: FeatureExtractor,
+  images: HostTensor,
+  reconstructions: HostTensor,
+  settings: Pick<InferenceConfig, 'anomalyMap' | 'batchSize'>,
+): Promise<Omit<Scored, 'reconstructions'>> {
   const n = images.shape[0];
   const [h, w] = [images.shape[2], images.shape[3]];
-  const recs: HostTensor[] = [];
   const maps: HostTensor[] = [];
-  const bs = cfg.testBatchSize;
+  const bs = settings.batchSize;
   for (let b = 0; b < n; b += bs) {
-    const x = sliceBatch(images, b, Math.min(n, b + bs));
-    const z = await stages.autoencoder.encode(x);
-    const zRec = await stages.reconstructor.reconstruct(z, x, reconstructOptions(cfg, seed));
-    const rec = await stages.autoencoder.decode(zRec);
-    const [fIn, fRec] = [await stages.featureExtractor.extract(x), await stages.featureExtractor.extract(rec)];
-    maps.push(anomalyMap(fIn, fRec, { size: [h, w], sigma: cfg.anomalyMap.sigma, mode: cfg.anomalyMap.combine }));
-    recs.push(rec);
+    const e = Math.min(n, b + bs);
+    const [fIn, fRec] = [await featureExtractor.extract(sliceBatch(images, b, e)), await featureExtractor.extract(sliceBatch(reconstructions, b, e))];
+    maps.push(anomalyMap(fIn, fRec, { size: [h, w], sigma: settings.anomalyMap.sigma, mode: settings.anomalyMap.combine }));
   }
   const m = concatBatch(maps);
   const hw = h * w;
@@ -55,5 +68,14 @@ export async function scoreImages(stages: Stages, images: HostTensor, cfg: RunCo
     for (let k = i * hw; k < (i + 1) * hw; k++) if (m.data[k] > mx) mx = m.data[k];
     return mx;
   });
-  return { reconstructions: concatBatch(recs), maps: m, scores };
+  return { maps: m, scores };
+}
+
+/**
+ * Scores images `[N, 3, H, W]` (ImageNet-normalised): {@link reconstructImages} then {@link scoreReconstructions}.
+ * @param seed seed of the sampler's noise (each image draws its own).
+ */
+export async function scoreImages(stages: Stages, images: HostTensor, settings: InferenceConfig, seed: number): Promise<Scored> {
+  const reconstructions = await reconstructImages(stages, images, settings.batchSize, seed);
+  return { reconstructions, ...(await scoreReconstructions(stages.featureExtractor, images, reconstructions, settings)) };
 }

@@ -8,7 +8,7 @@
 import { sliceBatch, type Autoencoder, type HostTensor } from '@diad/core';
 import { SELF_CONTAINED_KINDS, synthesizeDefects, type DefectKind } from '@diad/datasets';
 import { MetricsAccumulator, type MetricValues } from '@diad/metrics';
-import type { RunConfig } from './config.js';
+import type { InferenceConfig, RunConfig } from './config.js';
 import type { Decoded } from './data.js';
 import { scoreImages, type Stages } from './score.js';
 
@@ -57,10 +57,10 @@ export interface ReconstructionError {
 
 /** One evaluation of the validation set. */
 export interface ValidationPoint {
-  /** Stage and step of the weights evaluated, and the DDIM start used. */
+  /** Stage and step of the weights evaluated, and the DDIM start used (absent for another sampler). */
   stage: string;
   step: number;
-  tStart: number;
+  tStart?: number;
   /** Standard-mode metrics per class and mean over classes. */
   classes: Record<string, Metrics>;
   mean: Metrics;
@@ -90,12 +90,12 @@ export function selectionValue(mean: Metrics): number {
  * the reconstruction errors of the normal images.
  * @param seed seed of the DDIM noise (each image draws its own).
  */
-export async function evaluateValidation(stages: Stages, set: ValidationSet, cfg: RunConfig, seed: number, where: { stage: string; step: number }): Promise<ValidationPoint> {
-  const tStart = cfg.ddim.tStart;
+export async function evaluateValidation(stages: Stages, set: ValidationSet, settings: InferenceConfig, seed: number, where: { stage: string; step: number }): Promise<ValidationPoint> {
+  const tStart = ddimStart(settings);
   const t0 = Date.now();
-  const normal = await scoreImages(stages, set.normal, cfg, seed);
-  const defective = await scoreImages(stages, set.defective, cfg, seed);
-  const size = cfg.data.imageSize;
+  const normal = await scoreImages(stages, set.normal, settings, seed);
+  const defective = await scoreImages(stages, set.defective, settings, seed);
+  const size = set.normal.shape[2];
   const hw = size * size;
   const acc = new MetricsAccumulator();
   const n = set.classes.length;
@@ -107,7 +107,7 @@ export async function evaluateValidation(stages: Stages, set: ValidationSet, cfg
   }
   const report = acc.compute({ mode: 'standard' });
   const classes = Object.fromEntries(Object.entries(report.classes).map(([c, r]) => [c, r.values]));
-  const aeL1 = await autoencoderL1PerImage(stages.autoencoder, set.normal, cfg.testBatchSize);
+  const aeL1 = await autoencoderL1PerImage(stages.autoencoder, set.normal, settings.batchSize);
   const reconstruction: Record<string, ReconstructionError> = {};
   for (const c of [...new Set(set.classes)]) {
     const idx = set.classes.flatMap((k, i) => (k === c ? [i] : []));
@@ -119,7 +119,7 @@ export async function evaluateValidation(stages: Stages, set: ValidationSet, cfg
   }
   return {
     ...where,
-    tStart,
+    ...(tStart !== undefined ? { tStart } : {}),
     classes,
     mean: report.mean.values,
     reconstruction,
@@ -130,12 +130,23 @@ export async function evaluateValidation(stages: Stages, set: ValidationSet, cfg
   };
 }
 
+/** The DDIM start of inference settings, or undefined for another sampler. */
+export function ddimStart(settings: InferenceConfig): number | undefined {
+  const r = settings.reconstructor;
+  return r.kind === 'ddim' && typeof r.tStart === 'number' ? r.tStart : undefined;
+}
+
+/** The settings with another DDIM start. */
+export function withDdimStart(settings: InferenceConfig, tStart: number): InferenceConfig {
+  return { ...settings, reconstructor: { ...settings.reconstructor, tStart } };
+}
+
 /**
- * The config inference runs with: the run's, with the DDIM start that validation chose (when the
- * fit swept `validation.tStarts`).
+ * The inference settings a fitted run uses by default: its config's, with the DDIM start that
+ * validation chose (when the fit swept `validation.tStarts`).
  */
-export function inferenceConfig(cfg: RunConfig, validation: { tStart?: number }): RunConfig {
-  return validation.tStart === undefined ? cfg : { ...cfg, ddim: { ...cfg.ddim, tStart: validation.tStart } };
+export function runInference(cfg: RunConfig, validation: { tStart?: number }): InferenceConfig {
+  return validation.tStart === undefined ? cfg.inference : withDdimStart(cfg.inference, validation.tStart);
 }
 
 /** Per-image mean |x - decode(encode(x))| of the autoencoder (posterior mode) over images `[N, 3, H, W]`. */

@@ -3,7 +3,7 @@ import { mkdtempSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tensor, Rng, readSafetensors, type SafetensorsFile } from '@diad/core';
-import { resolveConfig, configHash, diffConfigs, parseConfig, PRESETS } from '../src/config.js';
+import { applyInferenceSets, resolveConfig, configHash, diffConfigs, parseConfig, PRESETS } from '../src/config.js';
 import { RunDir, ConfigMismatchError } from '../src/run-dir.js';
 import { runStage, NanLossError, type StageTrainer } from '../src/train-loop.js';
 import { thresholdAtFpr } from '../src/threshold.js';
@@ -22,9 +22,40 @@ describe('run config', () => {
   });
   it('an explicit DDIM start is used as given: no start is chosen on validation then', () => {
     expect(resolveConfig('ci', { roots: ['/d'] }).validation).toEqual({ every: 4, tStarts: [200] });
-    const c = resolveConfig('ci', { roots: ['/d'], ddim: { tStart: 100 } });
-    expect(c.ddim.tStart).toBe(100);
+    const c = resolveConfig('ci', { roots: ['/d'], inference: ['reconstructor.tStart=100'] });
+    expect(c.inference.reconstructor.tStart).toBe(100);
     expect(c.validation).toEqual({ every: 4 });
+  });
+
+  it('inference settings from key=value: numbers, strings, a new kind starts afresh, bad keys and values are named', () => {
+    const base = resolveConfig('ci', { roots: ['/d'] }).inference;
+    const s = applyInferenceSets(base, ['reconstructor.steps=3', 'anomalyMap.sigma=2.5', 'featureExtractor.kind=onnx', 'featureExtractor.path=/m/wrn.onnx', 'reconstructor.schedule=official']);
+    expect(s.reconstructor).toEqual({ ...base.reconstructor, steps: 3, schedule: 'official' });
+    expect(s.anomalyMap).toEqual({ sigma: 2.5, combine: 'add' });
+    expect(s.featureExtractor).toEqual({ kind: 'onnx', path: '/m/wrn.onnx' });
+    // A name for an object-valued key is its kind; the old kind's options do not leak into it.
+    expect(applyInferenceSets(s, ['featureExtractor=mobilenet_v2']).featureExtractor).toEqual({ kind: 'mobilenet_v2' });
+    expect(base.reconstructor.steps).toBe(PRESETS.ci.inference.reconstructor.steps); // the base is not modified
+    expect(() => applyInferenceSets(base, ['ddim.steps=3'])).toThrow(/--set ddim\.steps=3: unknown inference setting "ddim"; known: reconstructor, featureExtractor, anomalyMap, threshold, batchSize/);
+    expect(() => applyInferenceSets(base, ['anomalyMap.sigma=-1'])).toThrow(/invalid inference settings: anomalyMap\.sigma/);
+    expect(() => applyInferenceSets(base, ['sigma'])).toThrow(/--set sigma: expected key=value/);
+    expect(() => applyInferenceSets(base, ['anomalyMap.sigma.x=1'])).toThrow(/anomalyMap\.sigma\.x is not an inference setting/);
+  });
+
+  it('the hash covers the train config only; a version-1 config (inference at the top level) reads as version 2 with the same hash', () => {
+    const a = resolveConfig('ci', { roots: ['/d'] });
+    expect(configHash({ ...a, inference: applyInferenceSets(a.inference, ['reconstructor.steps=2', 'anomalyMap.sigma=1']) })).toBe(configHash(a));
+    expect(configHash({ ...a, seed: 5 })).not.toBe(configHash(a));
+    const { inference, ...train } = a;
+    const v1 = {
+      ...train, version: 1,
+      ddim: { tStart: 300, steps: 5, eta: 0, schedule: 'partial' }, featureExtractor: { kind: 'bundled', name: 'resnet50' },
+      anomalyMap: inference.anomalyMap, threshold: inference.threshold, testBatchSize: 4,
+    };
+    const read = parseConfig(v1, 'old/config.json');
+    expect(read.version).toBe(2);
+    expect(read.inference).toEqual({ ...inference, reconstructor: { kind: 'ddim', tStart: 300, steps: 5, eta: 0, schedule: 'partial' }, featureExtractor: { kind: 'resnet50' } });
+    expect(configHash(read)).toBe(configHash(a));
   });
 
   it('refuses a validation interval that misses the SG checkpoints', () => {

@@ -44,7 +44,7 @@ describe('colormap', () => {
 /** What a test records of how it was made (contents do not matter to the writers). */
 const provenance: ReportInput['provenance'] = {
   run: 'runs/x', configHash: 'abc', checkpoints: { sg: 'checkpoints/sg-000010.safetensors' }, dataRoots: ['/data'], classes: ['bottle'],
-  unseenClasses: [], engine: 'tfjs cpu', featureExtractor: 'mobilenet_v2', ddim: {}, anomalyMap: {}, versions: { '@diad/demo': '0.1.0' }, date: '2026-01-01T00:00:00Z',
+  unseenClasses: [], engine: 'tfjs cpu', featureExtractor: 'mobilenet_v2', inference: {}, inferenceHash: 'abc', versions: { '@diad/pipeline': '0.1.0' }, date: '2026-01-01T00:00:00Z',
 };
 
 describe('metric tables', () => {

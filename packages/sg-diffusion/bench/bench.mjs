@@ -29,9 +29,10 @@ for (let i = 0; i < trainSteps; i++) await trainer.trainStep([{ latents, hint }]
 const train = (performance.now() - t0) / 1000 / trainSteps;
 console.log(`training: ${(train).toFixed(3)} s per step of ${batch} (CPU ${(cpuSeconds(c0) / trainSteps).toFixed(3)} s) -> ${(batch / train).toFixed(2)} images/s`);
 
-const rec = new DdimReconstructor(d);
-const opts = { tStart: 999, steps: 10, eta: 0, schedule: 'official', seed: 0 };
-await rec.reconstruct(latents, hint, { ...opts, steps: 1 });
+const ddim = { tStart: 999, steps: 10, eta: 0, schedule: 'official' };
+const rec = new DdimReconstructor(d, ddim);
+const opts = { seed: 0 };
+await new DdimReconstructor(d, { ...ddim, steps: 1 }).reconstruct(latents, hint, opts);
 c0 = process.cpuUsage();
 t0 = performance.now();
 await rec.reconstruct(latents, hint, opts);

@@ -48,9 +48,9 @@ const evalLoss = async () => {
   f.dispose();
   return v;
 };
-const rec = new DdimReconstructor(d);
+const rec = new DdimReconstructor(d, { tStart: 999, steps: 10, eta: 0, schedule: 'official' });
 const recMse = async () => {
-  const out = await rec.reconstruct(latents, hints, { tStart: 999, steps: 10, eta: 0, schedule: 'official', seed: 3 });
+  const out = await rec.reconstruct(latents, hints, { seed: 3 });
   return out.data.reduce((s, v, i) => s + (v - latents.data[i]) ** 2, 0) / out.data.length;
 };
 console.log(`tiny preset from scratch, ${n} latents [4, ${hw}, ${hw}], AdamW lr 1e-3 (warm-up 5), wd 0.01, ${updates} updates of batch ${n}`);

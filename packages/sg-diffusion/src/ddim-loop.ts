@@ -1,6 +1,7 @@
-import { tensor, type HostTensor, type ReconstructOptions } from '@diad/core';
+import { tensor, type HostTensor } from '@diad/core';
 import { ItemNoise } from './noise.js';
 import type { DiffusionSchedule } from './schedule.js';
+import type { DdimOptions } from './reconstructor.js';
 
 /**
  * The test-time DDIM loop shared by every engine (paper Sec. 3.3; official `ddim.py` sampling):
@@ -13,7 +14,7 @@ import type { DiffusionSchedule } from './schedule.js';
 export async function ddimLoop(
   schedule: DiffusionSchedule,
   latents: HostTensor,
-  options: ReconstructOptions,
+  options: DdimOptions & { seed: number },
   eps: (x: HostTensor, timestep: number) => Promise<HostTensor>,
 ): Promise<HostTensor> {
   const d = schedule.ddim(options.steps, options.eta);

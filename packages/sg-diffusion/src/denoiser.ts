@@ -12,6 +12,7 @@ import { timestepEmbedding } from './layers.js';
 import { hintBlock } from './model.js';
 import { guidedEps } from './loss.js';
 import { SGN_PREFIX, sgnParamSpec, UNET_PREFIX, unetParamSpec } from './spec.js';
+import type { GuidedDenoiser, GuidedEps } from './reconstructor.js';
 
 /** Which parameters train: the official groups, or everything (for models trained from scratch). */
 export type TrainableGroups = 'official' | 'all';
@@ -38,7 +39,7 @@ function checkMap(t: HostTensor, what: string, channels: number): void {
   }
 }
 
-export class DiadDenoiser {
+export class DiadDenoiser implements GuidedDenoiser {
   readonly ops: TfjsOps;
   readonly sgn: SGNConfig;
 
@@ -131,6 +132,22 @@ export class DiadDenoiser {
     } finally {
       tf.dispose([guided, ctx]);
     }
+  }
+
+  /**
+   * A batch's guidance for a sampler ({@link GuidedDenoiser}): the guided hint and the context,
+   * computed once and reused at every timestep.
+   * @param hint images `[N, hint_channels, f*h, f*w]` (f = `hint_downsample`).
+   * @throws Error on a hint of the wrong channel count.
+   */
+  async guide(hint: HostTensor): Promise<GuidedEps> {
+    const n = hint.shape[0];
+    const guided = this.guidedHint(hint);
+    const ctx = this.context(n);
+    return {
+      eps: (x, t) => this.readEps(x, guided, new Array<number>(n).fill(t), ctx),
+      dispose: () => tf.dispose([guided, ctx]),
+    };
   }
 
   /** eps of host latents with an already computed guided hint and context. */

@@ -10,22 +10,19 @@
  *   config): inputs `latent` `[N, in_channels, h, w]`, `guided_hint`, `timestep` `[N]` (int32 in [0, T);
  *   the sinusoidal embedding, `timestep_embedding` of `ldm/modules/diffusionmodules/util.py`, is
  *   looked up in the graph), `context` `[N, L, D]`;
- *   output `eps` `[N, out_channels, h, w]`. With `fuseHint` the step takes `hint` instead of
- *   `guided_hint` and contains the hint block.
+ *   output `eps` `[N, out_channels, h, w]`.
  * The batch axis is dynamic (`N`); the latent size is fixed at export.
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { int32, tensor, type HostTensor, type ReconstructOptions, type Reconstructor } from '@diad/core';
+import { int32, tensor, type HostTensor } from '@diad/core';
 import type { OrtSession } from '@diad/core/ort';
 import { OnnxRecorderOps, type Sym } from '@diad/core/onnx';
 import { sgnConfigOf, type DiadConfig, type SGNConfig, type UNetConfig } from './config.js';
 import { LEARNED_CONTEXT } from './context.js';
 import { timestepEmbedding } from './layers.js';
 import { controlledUnet, hintBlock, semanticGuidedNetwork } from './model.js';
-import { OFFICIAL_RECONSTRUCT } from './reconstructor.js';
-import { DiffusionSchedule } from './schedule.js';
-import { ddimLoop } from './ddim-loop.js';
+import type { GuidedDenoiser, GuidedEps } from './reconstructor.js';
 
 /** Options of the denoiser exports. */
 export interface DenoiserOnnxOptions {
@@ -36,8 +33,6 @@ export interface DenoiserOnnxOptions {
   contextTokens: number;
   /** Diffusion timesteps T: the `timestep` input takes integers in [0, T). Default 1000. */
   numTimesteps?: number;
-  /** The step graph takes the image `hint` and runs the hint block itself. Default false. */
-  fuseHint?: boolean;
   /** Extra `metadata_props` (preset, version, ...). */
   metadata?: Record<string, string>;
 }
@@ -79,32 +74,11 @@ function stepRecording(unet: UNetConfig, sgn: SGNConfig, onlyMidControl: boolean
   });
   const [h, w] = [o.latentHeight, o.latentWidth];
   const latent = rec.graphInput('latent', [1, unet.in_channels, h, w]);
-  const f = sgn.hint_downsample;
-  const guided = o.fuseHint ? hintBlock(rec, rec.graphInput('hint', [1, sgn.hint_channels, f * h, f * w]), f) : rec.graphInput('guided_hint', [1, unet.model_channels, h, w]);
+  const guided = rec.graphInput('guided_hint', [1, unet.model_channels, h, w]);
   const tEmb = timestepEmbeddingGraph(rec, rec.graphInput('timestep', [1], true, 'int32'), unet.model_channels, o.numTimesteps ?? 1000);
   const context = rec.graphInput('context', [1, o.contextTokens, unet.context_dim]);
   const control = semanticGuidedNetwork(rec, sgn, latent, guided, tEmb, context);
   return { rec, outputs: { eps: controlledUnet(rec, unet, latent, tEmb, context, control, onlyMidControl) } };
-}
-
-const serialise = ({ rec, outputs }: Recording): RecordedModel => ({ bytes: rec.toModel(outputs), flopsPerItem: rec.flops });
-
-/**
- * Records the hint block (`control_model.input_hint_block`) as an ONNX model.
- * @throws Error naming a missing parameter.
- */
-export function recordHintBlock(sgn: SGNConfig, params: Params, o: DenoiserOnnxOptions): RecordedModel {
-  return serialise(hintRecording(sgn, params, o));
-}
-
-/**
- * Records one eps-prediction (SG network + controlled UNet) as an ONNX model (under 2 GB; use
- * {@link exportDenoiserOnnx} for the `sd15` sizes).
- * @param onlyMidControl the official `only_mid_control` (true in DiAD's test and train configs).
- * @throws Error naming a missing parameter.
- */
-export function recordStep(unet: UNetConfig, sgn: SGNConfig, onlyMidControl: boolean, params: Params, o: DenoiserOnnxOptions): RecordedModel {
-  return serialise(stepRecording(unet, sgn, onlyMidControl, params, o));
 }
 
 /**
@@ -153,28 +127,25 @@ export async function exportDenoiserOnnx(dir: string, config: DiadConfig, params
   const metadata = { ...o.metadata, diad_config: JSON.stringify(config) };
   const hint = hintRecording(sgn, params, { ...o, metadata });
   await hint.rec.writeModel(files.hint, hint.outputs);
-  const step = stepRecording(config.unet, sgn, config.only_mid_control, params, { ...o, metadata, fuseHint: false });
+  const step = stepRecording(config.unet, sgn, config.only_mid_control, params, { ...o, metadata });
   await step.rec.writeModel(files.step, step.outputs);
   return { ...files, flopsPerImage: { hint: hint.rec.flops, step: step.rec.flops } };
 }
 
-/** Options of {@link OrtDdimReconstructor.open}. */
-export interface OrtReconstructorOptions {
+/** Options of {@link OrtGuidedDenoiser.open}. */
+export interface OrtDenoiserOptions {
   /** Execution providers in priority order (default `DIAD_ORT_PROVIDERS`, else cpu). */
   providers?: readonly string[];
   /** Intra-op threads (default: onnxruntime's choice, one per physical core). */
   threads?: number;
-  /** The diffusion schedule (default: the official scaled-linear 1000 steps). */
-  schedule?: DiffusionSchedule;
 }
 
 /**
- * Test-time DDIM reconstruction (paper Sec. 3.3) on onnxruntime sessions of an exported denoiser
- * ({@link exportDenoiserOnnx}): the same algorithm, noise and schedule as `DdimReconstructor`, with
- * the hint block run once per batch and the step graph once per DDIM step (sessions built once;
- * the guided hint and the context are reused across steps).
+ * The exported denoiser ({@link exportDenoiserOnnx}) on onnxruntime sessions, as a
+ * {@link GuidedDenoiser} any sampler drives: the hint block runs once per batch, the step graph
+ * once per timestep (sessions built once; the guided hint and the context reused across steps).
  */
-export class OrtDdimReconstructor implements Reconstructor {
+export class OrtGuidedDenoiser implements GuidedDenoiser {
   private readonly contexts = new Map<number, HostTensor>();
 
   private constructor(
@@ -182,7 +153,6 @@ export class OrtDdimReconstructor implements Reconstructor {
     readonly step: OrtSession,
     /** The context of one item, `[1, L, D]`. */
     readonly context: HostTensor,
-    readonly schedule: DiffusionSchedule,
   ) {}
 
   /**
@@ -190,8 +160,8 @@ export class OrtDdimReconstructor implements Reconstructor {
    * @param context `[1, L, D]` (e.g. `hostContext(config, params, constant, 1)`).
    * @throws Error naming a missing/corrupt model file or a provider that cannot load.
    */
-  static async open(files: DenoiserOnnxFiles, context: HostTensor, options: OrtReconstructorOptions = {}): Promise<OrtDdimReconstructor> {
-    if (context.shape.length !== 3 || context.shape[0] !== 1) throw new Error(`OrtDdimReconstructor: context must be [1, L, D], got [${context.shape.join(', ')}]`);
+  static async open(files: DenoiserOnnxFiles, context: HostTensor, options: OrtDenoiserOptions = {}): Promise<OrtGuidedDenoiser> {
+    if (context.shape.length !== 3 || context.shape[0] !== 1) throw new Error(`OrtGuidedDenoiser: context must be [1, L, D], got [${context.shape.join(', ')}]`);
     const { createOrtSession } = await import('@diad/core/ort');
     const so = { providers: options.providers, threads: options.threads };
     const hint = await createOrtSession(files.hint, so);
@@ -199,7 +169,7 @@ export class OrtDdimReconstructor implements Reconstructor {
       await hint.release();
       throw e;
     });
-    return new OrtDdimReconstructor(hint, step, context, options.schedule ?? new DiffusionSchedule());
+    return new OrtGuidedDenoiser(hint, step, context);
   }
 
   private contextFor(n: number): HostTensor {
@@ -215,19 +185,17 @@ export class OrtDdimReconstructor implements Reconstructor {
   }
 
   /**
-   * @param latents scaled latents `[N, C, h, w]` (the exported latent size).
    * @param hint the input images `[N, 3, f*h, f*w]` (f = `hint_downsample`) (image convention).
-   * @returns reconstructed latents `[N, C, h, w]`.
    * @throws Error on shapes the exported graphs do not take (onnxruntime's message, with the file).
    */
-  async reconstruct(latents: HostTensor, hint: HostTensor, options: ReconstructOptions = OFFICIAL_RECONSTRUCT): Promise<HostTensor> {
-    const n = latents.shape[0];
+  async guide(hint: HostTensor): Promise<GuidedEps> {
+    const n = hint.shape[0];
     const guided = (await this.hint.run({ hint })).guided_hint;
     const context = this.contextFor(n);
-    return ddimLoop(this.schedule, latents, options, async (x, t) => {
-      const timestep = int32(new Int32Array(n).fill(t), [n]);
-      return (await this.step.run({ latent: x, guided_hint: guided, timestep, context })).eps as HostTensor;
-    });
+    return {
+      eps: async (x, t) => (await this.step.run({ latent: x, guided_hint: guided, timestep: int32(new Int32Array(n).fill(t), [n]), context })).eps as HostTensor,
+      dispose: () => {},
+    };
   }
 
   /** Frees the native sessions. */

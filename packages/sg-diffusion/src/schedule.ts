@@ -16,6 +16,9 @@ export interface ScheduleOptions {
   linearEnd?: number;
 }
 
+/** The official schedule (LDM / Stable Diffusion `linear_start` 0.00085, `linear_end` 0.012, T 1000). */
+export const OFFICIAL_SCHEDULE: Required<ScheduleOptions> = { numTimesteps: 1000, linearStart: 0.00085, linearEnd: 0.012 };
+
 /** The DDIM sub-schedule for a number of steps: timesteps ascending, with their alphas and sigmas. */
 export interface DdimSchedule {
   /** DDIM timesteps, ascending (`make_ddim_timesteps`, uniform: `range(0, T, T // S) + 1`). */
@@ -39,6 +42,8 @@ const f32 = Math.fround;
  */
 export class DiffusionSchedule {
   readonly numTimesteps: number;
+  /** The options it was made with, defaults filled in. */
+  readonly options: Required<ScheduleOptions>;
   /** betas, float32 values, length T. */
   readonly betas: Float64Array;
   /** Cumulative products of (1 - beta), float32 values, length T. */
@@ -48,12 +53,11 @@ export class DiffusionSchedule {
 
   /** @throws Error on a non-positive timestep count or betas outside (0, 1). */
   constructor(options: ScheduleOptions = {}) {
-    const T = options.numTimesteps ?? 1000;
-    const lo = options.linearStart ?? 0.00085;
-    const hi = options.linearEnd ?? 0.012;
+    const { numTimesteps: T, linearStart: lo, linearEnd: hi } = { ...OFFICIAL_SCHEDULE, ...options };
     if (!Number.isInteger(T) || T < 2) throw new Error(`numTimesteps must be an integer >= 2, got ${T}`);
     if (!(lo > 0 && hi < 1 && lo <= hi)) throw new Error(`need 0 < linearStart <= linearEnd < 1, got ${lo}, ${hi}`);
     this.numTimesteps = T;
+    this.options = { numTimesteps: T, linearStart: lo, linearEnd: hi };
     const a = Math.sqrt(lo);
     const b = Math.sqrt(hi);
     const betas64 = new Float64Array(T);

@@ -9,15 +9,15 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
-import { int32, maxAbsDiff, readSafetensors, Rng, tensor, writeFileAtomic, type HostTensor, type ParamSpec } from '@diad/core';
+import { int32, maxAbsDiff, readSafetensors, Rng, tensor, type HostTensor, type ParamSpec } from '@diad/core';
 import { ParamStore, TfjsOps } from '@diad/core/tfjs';
-import { createOrtSession, type OrtSession } from '@diad/core/ort';
-import { OFFICIAL_HINT_WIDTHS, parseUNetConfig, preset, sgnConfigOf, type SGNConfig } from '../src/config.js';
+import { createOrtSession } from '@diad/core/ort';
+import { OFFICIAL_HINT_WIDTHS, parseUNetConfig, preset, sgnConfigOf, type DiadConfig } from '../src/config.js';
 import { contextFor } from '../src/context.js';
 import { diadParamSpec } from '../src/denoiser.js';
 import { timestepEmbedding } from '../src/layers.js';
 import { controlledUnet, hintBlock, semanticGuidedNetwork } from '../src/model.js';
-import { exportDenoiserOnnx, hostContext, OrtDdimReconstructor, recordHintBlock, recordStep } from '../src/onnx.js';
+import { exportDenoiserOnnx, hostContext, OrtGuidedDenoiser } from '../src/onnx.js';
 import { DiadDenoiser } from '../src/denoiser.js';
 import { DdimReconstructor } from '../src/reconstructor.js';
 import { DiffusionSchedule } from '../src/schedule.js';
@@ -39,48 +39,37 @@ function absTolerance(text: string, label = ''): (want: HostTensor) => number {
   return (want) => Number(m[1]) * Math.max(1, maxAbs(want));
 }
 
-async function session(name: string, bytes: Uint8Array): Promise<OrtSession> {
-  const path = join(tmp, name);
-  await writeFileAtomic(path, bytes);
-  return createOrtSession(path);
-}
-
 const i32 = (ts: ArrayLike<number>) => int32(Int32Array.from(ts), [ts.length]);
 
-/** The fixture's SGN + UNet as hint and step sessions (only_mid_control true, as the DDIM fixture). */
-async function fixtureSessions(fuseHint = false) {
+/** The fixture's SGN + UNet exported as hint and step sessions (only_mid_control true, as the DDIM fixture). */
+async function fixtureSessions() {
   const meta = json('sgn_unet');
   const file = await readSafetensors(`${refDir}/sgn_unet.safetensors`);
   const unet = parseUNetConfig(meta.unet_config, 'sgn_unet.json unet_config');
-  const sgn: SGNConfig = { unet, hint_channels: meta.hint_channels, hint_widths: [...OFFICIAL_HINT_WIDTHS], hint_downsample: 8, sff: true };
-  const params: Record<string, HostTensor> = {};
+  const L = file.entry('input.context').shape[1];
+  const config: DiadConfig = {
+    unet, hint_channels: meta.hint_channels, hint_widths: [...OFFICIAL_HINT_WIDTHS], hint_downsample: 8, sff: true, only_mid_control: true, context: { kind: 'learned', tokens: L },
+  } as DiadConfig;
+  const params: Record<string, HostTensor<'float32'>> = {};
   for (const n of file.names()) if (!n.startsWith('input.') && !n.startsWith('output.')) params[n] = file.float32(n);
   const [, , h, w] = file.entry('input.x').shape;
-  const o = { latentHeight: h, latentWidth: w, contextTokens: file.entry('input.context').shape[1], fuseHint };
-  return {
-    meta,
-    file,
-    hint: await session('fx_hint.onnx', recordHintBlock(sgn, params, o).bytes),
-    step: await session(`fx_step${fuseHint ? '_fused' : ''}.onnx`, recordStep(unet, sgn, true, params, o).bytes),
-  };
+  const files = await exportDenoiserOnnx(join(tmp, 'fixture'), config, params, { latentHeight: h, latentWidth: w, contextTokens: L });
+  return { meta, file, hint: await createOrtSession(files.hint), step: await createOrtSession(files.step) };
 }
 
 describe.runIf(present)('ONNX parity with the official fixtures', () => {
-  it('sgn_unet: eps_only_mid_control from the hint + step graphs and from the fused step graph', async () => {
+  it('sgn_unet: eps_only_mid_control from the exported hint + step graphs', async () => {
     const { meta, file, hint, step } = await fixtureSessions();
     const ts = i32(file.int32('input.timesteps').data);
     const guided = (await hint.run({ hint: file.float32('input.hint') })).guided_hint as HostTensor;
     const eps = (await step.run({ latent: file.float32('input.x'), guided_hint: guided, timestep: ts, context: file.float32('input.context') })).eps as HostTensor;
-    const fused = await fixtureSessions(true);
-    const eps2 = (await fused.step.run({ latent: file.float32('input.x'), hint: file.float32('input.hint'), timestep: ts, context: file.float32('input.context') })).eps as HostTensor;
     const want = file.float32('output.eps_only_mid_control');
     const tol = absTolerance(meta.tolerance)(want);
-    const errs = { eps: maxAbsDiff(eps, want), eps_fused: maxAbsDiff(eps2, want) };
-    console.log(`[sgn_unet onnx] max abs errors ${JSON.stringify(errs)} (tolerance ${tol})`);
+    const err = maxAbsDiff(eps, want);
+    console.log(`[sgn_unet onnx] max abs error ${err} (tolerance ${tol})`);
     expect(eps.shape).toEqual(want.shape);
-    expect(errs.eps).toBeLessThanOrEqual(tol);
-    expect(errs.eps_fused).toBeLessThanOrEqual(tol);
-    for (const s of [hint, step, fused.hint, fused.step]) await s.release();
+    expect(err).toBeLessThanOrEqual(tol);
+    for (const s of [hint, step]) await s.release();
   });
 
   it('ddim: the full DDIM run over onnxruntime sessions gives the samples', async () => {
@@ -177,8 +166,8 @@ describe('hint_downsample', () => {
   });
 });
 
-describe('OrtDdimReconstructor', () => {
-  it('reconstructs as DdimReconstructor on tfjs (same noise, schedule and steps), and rejects a bad context', async () => {
+describe('OrtGuidedDenoiser', () => {
+  it('DDIM over the exported sessions reconstructs as over the tfjs DiadDenoiser (same noise, schedule and steps), and a bad context is refused', async () => {
     await useBackend();
     const config = preset('tiny');
     const hw = config.unet.image_size ?? 16;
@@ -195,19 +184,19 @@ describe('OrtDdimReconstructor', () => {
       const params = await d.store.toHost();
       const L = config.context.kind === 'learned' ? config.context.tokens : 0;
       const files = await exportDenoiserOnnx(join(tmp, 'recon'), config, params, { latentHeight: hw, latentWidth: hw, contextTokens: L });
-      const ort = await OrtDdimReconstructor.open(files, hostContext(config, params, null, 1));
+      const ort = await OrtGuidedDenoiser.open(files, hostContext(config, params, null, 1));
       const r = new Rng(4);
       const latents = tensor(r.normals(2 * 4 * hw * hw), [2, 4, hw, hw], 'NCHW');
       const hint = tensor(r.normals(2 * 3 * 64 * hw * hw), [2, 3, 8 * hw, 8 * hw], 'NCHW');
-      const options = { tStart: 999, steps: 4, eta: 0, schedule: 'official' as const, seed: 9 };
-      const want = await new DdimReconstructor(d).reconstruct(latents, hint, options);
-      const got = await ort.reconstruct(latents, hint, options);
+      const ddim = { tStart: 999, steps: 4, eta: 0, schedule: 'official' as const };
+      const want = await new DdimReconstructor(d, ddim).reconstruct(latents, hint, { seed: 9 });
+      const got = await new DdimReconstructor(ort, ddim).reconstruct(latents, hint, { seed: 9 });
       const rel = maxAbsDiff(got, want) / maxAbs(want);
-      console.log(`[OrtDdimReconstructor vs tfjs-wasm] 4 DDIM steps, relative error ${rel}`);
+      console.log(`[DDIM on OrtGuidedDenoiser vs tfjs-wasm] 4 DDIM steps, relative error ${rel}`);
       expect(got.shape).toEqual(latents.shape);
       expect(rel).toBeLessThanOrEqual(1e-4);
       await ort.release();
-      await expect(OrtDdimReconstructor.open(files, tensor(new Float32Array(8), [2, 1, 4]))).rejects.toThrow(/context must be \[1, L, D\]/);
+      await expect(OrtGuidedDenoiser.open(files, tensor(new Float32Array(8), [2, 1, 4]))).rejects.toThrow(/context must be \[1, L, D\]/);
     } finally {
       d.dispose();
     }

@@ -6,8 +6,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Rng, tensor, writeSafetensors } from '@diad/core';
 import { parseDiadConfig, preset } from '../src/config.js';
 import { DiadDenoiser } from '../src/denoiser.js';
-import { DdimReconstructor } from '../src/reconstructor.js';
+import { createReconstructor, DdimReconstructor, reconstructors } from '../src/reconstructor.js';
 import { sgnParamSpec } from '../src/spec.js';
+import { DiffusionSchedule } from '../src/schedule.js';
 import { useBackend } from './backend.js';
 import { microBatch, microConfig } from './micro.js';
 
@@ -18,9 +19,9 @@ beforeAll(() => useBackend());
 describe('DdimReconstructor', () => {
   it('with a fresh model (zero-initialised out conv, eps = 0) DDIM scales x_T by sqrt(ac[0] / ac[first step])', async () => {
     const d = await DiadDenoiser.create(microConfig(), 1);
-    const rec = new DdimReconstructor(d);
+    const rec = new DdimReconstructor(d, { tStart: 999, steps: 10, eta: 0, schedule: 'official' });
     const b = microBatch(2, 4);
-    const out = await rec.reconstruct(b.latents, b.hint, { tStart: 999, steps: 10, eta: 0, schedule: 'official', seed: 9 });
+    const out = await rec.reconstruct(b.latents, b.hint, { seed: 9 });
     const s = rec.schedule;
     // Each item's noise is its own Rng(9) stream.
     const per = b.latents.data.length / 2;
@@ -36,9 +37,9 @@ describe('DdimReconstructor', () => {
   it("an image's reconstruction does not depend on its batch or its place in it (eta > 0 too)", async () => {
     const d = await DiadDenoiser.create(microConfig(), 4);
     for (const v of d.store.variables()) v.assign(tf.tidy(() => tf.add(v, tf.randomNormal(v.shape, 0, 0.05, 'float32', 5))));
-    const rec = new DdimReconstructor(d);
+    const rec = new DdimReconstructor(d, { tStart: 999, steps: 4, eta: 0.5, schedule: 'official' });
     const b = microBatch(2, 6);
-    const o = { tStart: 999, steps: 4, eta: 0.5, schedule: 'official' as const, seed: 3 };
+    const o = { seed: 3 };
     const per = b.latents.data.length / 2;
     const perHint = b.hint.data.length / 2;
     const item = (t: typeof b.latents, i: number, k: number) => tensor(t.data.slice(i * k, (i + 1) * k), [1, ...t.shape.slice(1)], t.layout);
@@ -59,17 +60,43 @@ describe('DdimReconstructor', () => {
   it('is deterministic per seed; partial and official schedules differ below the top timestep', async () => {
     const d = await DiadDenoiser.create(microConfig(), 2);
     for (const v of d.store.variables()) v.assign(tf.tidy(() => tf.add(v, tf.randomNormal(v.shape, 0, 0.05, 'float32', 3))));
-    const rec = new DdimReconstructor(d);
+    const ddim = { tStart: 500, steps: 5, eta: 0, schedule: 'official' as const };
+    const rec = createReconstructor({ kind: 'ddim', ...ddim }, d);
     const b = microBatch(1, 5);
-    const o = { tStart: 500, steps: 5, eta: 0, schedule: 'official' as const, seed: 1 };
+    const o = { seed: 1 };
     const a1 = await rec.reconstruct(b.latents, b.hint, o);
     const a2 = await rec.reconstruct(b.latents, b.hint, o);
-    const p = await rec.reconstruct(b.latents, b.hint, { ...o, schedule: 'partial' });
+    const p = await new DdimReconstructor(d, { ...ddim, schedule: 'partial' }).reconstruct(b.latents, b.hint, o);
     expect([...a1.data]).toEqual([...a2.data]);
     expect([...p.data]).not.toEqual([...a1.data]);
     await expect(rec.reconstruct(b.latents, microBatch(1, 5).latents, o)).rejects.toThrow(/hint must be \[N, 3, H, W\]/);
     const big = tensor(new Float32Array(3 * 128 * 128), [1, 3, 128, 128], 'NCHW');
     await expect(rec.reconstruct(b.latents, big, o)).rejects.toThrow(/8x the latent size/);
+    d.dispose();
+  });
+
+  it('samplers come from the registry by kind: DDIM options are checked, an unknown kind lists the registered ones, a new one is one register call', async () => {
+    const d = await DiadDenoiser.create(microConfig(), 6);
+    const b = microBatch(1, 7);
+    expect(() => createReconstructor({ kind: 'ddim', tStart: 0, steps: 5, eta: 0, schedule: 'official' }, d, 'inference.reconstructor')).toThrow(
+      /inference\.reconstructor: invalid DDIM options: tStart/,
+    );
+    expect(() => createReconstructor({ kind: 'dpm', steps: 5 }, d, 'inference.reconstructor')).toThrow(/inference\.reconstructor\.kind: unknown reconstructor "dpm"; registered: ddim/);
+    // A one-step "sampler": x0 from a single eps-prediction at tStart without noise (x0 = (x - sqrt(1-ac) eps) / sqrt(ac)).
+    reconstructors.register('one-step-test', (denoiser, spec, _source, schedule) => ({
+      async reconstruct(latents, hint) {
+        const t = Number(spec.t);
+        const g = await denoiser.guide(hint);
+        const eps = await g.eps(latents, t);
+        g.dispose();
+        const ac = schedule.alphasCumprod[t];
+        return tensor(latents.data.map((x, i) => (x - Math.sqrt(1 - ac) * eps.data[i]) / Math.sqrt(ac)), latents.shape, latents.layout);
+      },
+    }));
+    const out = await createReconstructor({ kind: 'one-step-test', t: 10 }, d).reconstruct(b.latents, b.hint, { seed: 0 });
+    // A fresh model predicts eps = 0 (zero out conv): x0 = x / sqrt(ac[10]).
+    const k = 1 / Math.sqrt(new DiffusionSchedule().alphasCumprod[10]);
+    for (let i = 0; i < out.data.length; i += 13) expect(out.data[i]).toBeCloseTo(b.latents.data[i] * k, 5);
     d.dispose();
   });
 

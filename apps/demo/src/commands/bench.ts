@@ -4,15 +4,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Rng, tensor, type HostTensor } from '@diad/core';
 import { initTfjs, formatEngineInfo, ParamStore } from '@diad/core/tfjs';
-import { exportAutoencoderOnnx, OrtAutoencoder, parseAutoencoderConfig, paramSpec as autoencoderParamSpec, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
+import { downsampleFactor, exportAutoencoderOnnx, OrtAutoencoder, parseAutoencoderConfig, paramSpec as autoencoderParamSpec, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
 import {
-  DdimReconstructor, DiadDenoiser, DiadTrainer, DiffusionSchedule, exportDenoiserOnnx, hostContext, OrtDdimReconstructor, parseDiadConfig, recordDenoiserTraining,
-  trainableFilter, OFFICIAL_HINT_WIDTHS,
+  DdimReconstructor, DiadDenoiser, DiadTrainer, DiffusionSchedule, exportDenoiserOnnx, hostContext, OrtGuidedDenoiser, parseDiadConfig, recordDenoiserTraining,
+  trainableFilter, OFFICIAL_HINT_WIDTHS, createReconstructor,
 } from '@diad/sg-diffusion';
 import { OrtTrainer } from '@diad/core/ort';
 import { resolveConfig } from '@diad/pipeline';
-import { featureExtractor, noisedBatch, type StageBatch } from '@diad/pipeline';
-import { scoreImages } from '@diad/pipeline';
+import { describeSampler, noisedBatch, openFeatureExtractor, scoreImages, type StageBatch } from '@diad/pipeline';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -38,7 +37,7 @@ async function timed(runs: number, warm: () => Promise<unknown>, f: () => Promis
  * `diad bench --preset tiny --batch 8 [--runs 3] [--json]`: speed of test-time reconstruction with
  * random weights of a preset's sizes (the logic of `packages/sg-diffusion/bench/ort-bench.mjs`):
  * 10-step DDIM (tStart 999) images/s on tfjs (DdimReconstructor) and onnxruntime-node
- * (OrtDdimReconstructor on the exported graphs), and the whole test-time scoring per image on ort
+ * (DdimReconstructor over OrtGuidedDenoiser on the exported graphs), and the whole test-time scoring per image on ort
  * (encode, the preset's DDIM, decode, feature extractor, anomaly map). Each figure is the median of
  * `--runs` runs after a warm-up. GFLOP per image counts the hint block and 10 steps. By default
  * the SG network uses the official hint widths, as the PyTorch yardstick of the issue.
@@ -66,7 +65,7 @@ export function register(program: Command): void {
       const peak = f.peakGflops === undefined ? DEV_PEAK_GFLOPS : Number(f.peakGflops);
       if (!(peak > 0)) throw new Error(`--peak-gflops ${f.peakGflops}: give the CPU's float32 peak in GFLOP/s, a positive number`);
       const cfg = resolveConfig(f.preset, { roots: ['(bench: random weights, no data)'] });
-      cfg.testBatchSize = batch;
+      const settings = { ...cfg.inference, batchSize: batch };
       if (f.hintWidths === 'official') cfg.models.diad.hint_widths = [...OFFICIAL_HINT_WIDTHS];
       const aeCfg = parseAutoencoderConfig(cfg.models.autoencoder, `preset ${f.preset}`);
       const dCfg = parseDiadConfig(cfg.models.diad, `preset ${f.preset}`);
@@ -76,7 +75,7 @@ export function register(program: Command): void {
       const dir = mkdtempSync(join(tmpdir(), 'diad-bench-'));
       try {
         const size = cfg.data.imageSize;
-        const hw = size / 2 ** (aeCfg.ddconfig.ch_mult.length - 1);
+        const hw = size / downsampleFactor(aeCfg);
         const params = await d.store.toHost();
         const context = hostContext(dCfg, params, null, 1);
         const den = await exportDenoiserOnnx(dir, dCfg, params, { latentHeight: hw, latentWidth: hw, contextTokens: context.shape[1] });
@@ -86,22 +85,24 @@ export function register(program: Command): void {
         const rng = new Rng(1);
         const latents = tensor(rng.normals(batch * 4 * hw * hw), [batch, 4, hw, hw], 'NCHW');
         const images: HostTensor = tensor(rng.normals(batch * 3 * size * size), [batch, 3, size, size], 'NCHW');
-        const ddim10 = { tStart: 999, steps: 10, eta: 0, schedule: 'official' as const, seed: 0 };
-        const warmOpts = { ...ddim10, steps: 2 };
+        const ddim10 = { tStart: 999, steps: 10, eta: 0, schedule: 'official' as const };
+        const seed = { seed: 0 };
 
-        const ort = await OrtDdimReconstructor.open(den, context);
+        const ortDenoiser = await OrtGuidedDenoiser.open(den, context);
+        const ort = new DdimReconstructor(ortDenoiser, ddim10);
+        const ortWarm = new DdimReconstructor(ortDenoiser, { ...ddim10, steps: 2 });
         const ortAe = await OrtAutoencoder.open(aeFiles, aeCfg);
-        const fe = await featureExtractor(cfg, 'ort');
+        const fe = await openFeatureExtractor({ engineName: 'ort', imageSize: size }, settings);
         let ortRuns: number[];
         let testRuns: number[];
         try {
-          ortRuns = await timed(runs, () => ort.reconstruct(latents, images, warmOpts), () => ort.reconstruct(latents, images, ddim10));
+          ortRuns = await timed(runs, () => ortWarm.reconstruct(latents, images, seed), () => ort.reconstruct(latents, images, seed));
           log(`ort 10-step DDIM, batch ${batch}: ${ortRuns.map((s) => s.toFixed(2)).join(', ')} s`);
-          const stages = { autoencoder: ortAe, reconstructor: ort, featureExtractor: fe.extractor };
-          testRuns = await timed(runs, () => scoreImages(stages, images, cfg, 0), () => scoreImages(stages, images, cfg, 0));
-          log(`ort test-time scoring (${cfg.ddim.steps} DDIM steps from t=${cfg.ddim.tStart}), batch ${batch}: ${testRuns.map((s) => s.toFixed(2)).join(', ')} s`);
+          const stages = { autoencoder: ortAe, reconstructor: createReconstructor(settings.reconstructor, ortDenoiser), featureExtractor: fe.extractor };
+          testRuns = await timed(runs, () => scoreImages(stages, images, settings, 0), () => scoreImages(stages, images, settings, 0));
+          log(`ort test-time scoring (${describeSampler(settings)}), batch ${batch}: ${testRuns.map((s) => s.toFixed(2)).join(', ')} s`);
         } finally {
-          await ort.release();
+          await ortDenoiser.release();
           await ortAe.release();
           await fe.dispose();
         }
@@ -109,8 +110,9 @@ export function register(program: Command): void {
         let tfjs: number | null = null;
         let tfjsTrain: number | null = null;
         if (!f.skipTfjs) {
-          const rec = new DdimReconstructor(d);
-          const t = await timed(runs, () => rec.reconstruct(latents, images, warmOpts), () => rec.reconstruct(latents, images, ddim10));
+          const rec = new DdimReconstructor(d, ddim10);
+          const warm = new DdimReconstructor(d, { ...ddim10, steps: 2 });
+          const t = await timed(runs, () => warm.reconstruct(latents, images, seed), () => rec.reconstruct(latents, images, seed));
           log(`tfjs (${formatEngineInfo(info)}) 10-step DDIM, batch ${batch}: ${t.map((s) => s.toFixed(2)).join(', ')} s`);
           tfjs = batch / median(t);
           const trainer = new DiadTrainer(d, { optimizer: { lr: 1e-5 } });

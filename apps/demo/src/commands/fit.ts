@@ -9,8 +9,9 @@ import { InterruptedError } from '@diad/pipeline';
 import { TRAIN_ENGINES, type TrainEngine } from '@diad/pipeline';
 import { openSplits } from '@diad/pipeline';
 import { preflightFit } from '@diad/pipeline';
+import { addSettingsOptions, settingsFromFlags, type SettingsFlags } from './settings-flags.js';
 
-export interface FitFlags {
+export interface FitFlags extends SettingsFlags {
   data?: string[];
   classes?: string;
   preset: string;
@@ -23,15 +24,8 @@ export interface FitFlags {
   sgSteps?: string;
   batchSize?: string;
   checkpointEvery?: string;
-  backbone?: string;
-  onnx?: string;
   maxTrainPerClass?: string;
   maxTestPerClass?: string;
-  tStart?: string;
-  ddimSteps?: string;
-  schedule?: string;
-  sigma?: string;
-  targetFpr?: string;
   quiet?: boolean;
   engine?: string;
 }
@@ -52,16 +46,9 @@ const int = (v: string | undefined, name: string): number | undefined => {
   if (!Number.isInteger(n)) throw new Error(`${name} must be an integer, got "${v}"`);
   return n;
 };
-const num = (v: string | undefined, name: string): number | undefined => {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new Error(`${name} must be a number, got "${v}"`);
-  return n;
-};
 
 /** The run config from fit/demo flags (data roots made absolute so the hash does not depend on the cwd). */
 export function configFromFlags(f: FitFlags) {
-  if (f.backbone && f.onnx) throw new Error('--backbone and --onnx exclude each other: pick a bundled backbone or an ONNX file');
   const o: ConfigOverrides = {
     roots: (f.data ?? []).map((d) => resolve(d)),
     classes: f.classes?.split(',').map((c) => c.trim()).filter(Boolean) ?? null,
@@ -70,14 +57,7 @@ export function configFromFlags(f: FitFlags) {
     steps: { autoencoder: int(f.aeSteps, '--ae-steps'), diffusion: int(f.diffusionSteps, '--diffusion-steps'), sg: int(f.sgSteps, '--sg-steps') },
     batchSize: int(f.batchSize, '--batch-size'),
     checkpointEvery: int(f.checkpointEvery, '--checkpoint-every'),
-    featureExtractor: f.onnx ? { kind: 'onnx', path: resolve(f.onnx) } : f.backbone ? { kind: 'bundled', name: f.backbone } : undefined,
-    ddim: {
-      ...(f.tStart !== undefined ? { tStart: int(f.tStart, '--t-start') } : {}),
-      ...(f.ddimSteps !== undefined ? { steps: int(f.ddimSteps, '--ddim-steps') } : {}),
-      ...(f.schedule !== undefined ? { schedule: f.schedule as 'official' | 'partial' } : {}),
-    },
-    sigma: num(f.sigma, '--sigma'),
-    targetFpr: num(f.targetFpr, '--target-fpr'),
+    inference: settingsFromFlags(f),
     ...(f.maxTrainPerClass !== undefined ? { maxTrainPerClass: int(f.maxTrainPerClass, '--max-train-per-class') } : {}),
     ...(f.maxTestPerClass !== undefined ? { maxTestPerClass: int(f.maxTestPerClass, '--max-test-per-class') } : {}),
   };
@@ -86,7 +66,7 @@ export function configFromFlags(f: FitFlags) {
 
 /** The options shared by `fit` and `demo`. */
 export function addModelOptions(cmd: Command): Command {
-  return cmd
+  return addSettingsOptions(cmd, "the preset's (the run's defaults; test/predict/ablate can change them later without a refit)")
     .option('--preset <name>', `size preset: ${Object.entries(PRESET_HELP).map(([k, v]) => `${k} (${v})`).join('; ')}`, 'tiny')
     .option('--init <ckpt>', 'converted official checkpoint (safetensors) replacing stages 1-2')
     .option('--seed <n>', 'seed of initialisation, data order, noise and splits')
@@ -95,15 +75,8 @@ export function addModelOptions(cmd: Command): Command {
     .option('--sg-steps <n>', 'stage 3 (SG network + SFF) steps')
     .option('--batch-size <n>', 'batch size of every stage')
     .option('--checkpoint-every <n>', 'checkpoint interval (steps) of every stage')
-    .option('--backbone <name>', 'bundled feature extractor (see @diad/feature-extractor; default: its default)')
-    .option('--onnx <file>', 'ONNX feature extractor file instead of a bundled one')
     .option('--max-train-per-class <n>', 'use at most this many train images per class')
     .option('--max-test-per-class <n>', 'test at most this many images per class')
-    .option('--t-start <n>', 'DDIM: timestep the latent is noised to')
-    .option('--ddim-steps <n>', 'DDIM steps')
-    .option('--schedule <s>', 'DDIM schedule: official | partial')
-    .option('--sigma <s>', 'anomaly map Gaussian blur sigma (pixels)')
-    .option('--target-fpr <f>', 'predict threshold: allowed false-positive rate on normal validation images')
     .option('--engine <name>', `training engine: ${TRAIN_ENGINES.join(' | ')} (ort: onnxruntime-node, 7-9x tfjs on 2 CPU cores; providers from diad --providers or DIAD_ORT_PROVIDERS)`, 'ort')
     .option('--quiet', 'no progress output');
 }

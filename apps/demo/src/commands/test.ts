@@ -1,18 +1,20 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import { RunDir } from '@diad/pipeline';
-import { testRun } from '@diad/pipeline';
+import { readValidation, resolveSettings, testRun } from '@diad/pipeline';
+import { addSettingsOptions, settingsFromFlags, type SettingsFlags } from './settings-flags.js';
 import { metricsMarkdown } from '@diad/pipeline';
 import { parseEngine } from '@diad/pipeline';
 
 const collect = (v: string, prev: string[]) => [...prev, v];
 
 /**
- * `diad test --run runs/NAME [--data DIR ...] [--classes a,b] [--out DIR] [--engine tfjs|ort] [--onnx-dir DIR]`: DDIM reconstruction,
- * anomaly maps, the seven metrics per class and mean in both modes, strips and `report.html`.
+ * `diad test --run runs/NAME [--data DIR ...] [--classes a,b] [--out DIR] [--engine tfjs|ort] [--onnx-dir DIR] [--set key=value ...]`:
+ * reconstruction, anomaly maps, the seven metrics per class and mean in both modes, strips and
+ * `report.html`, with the run's inference settings or others (no refit).
  */
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('test')
     .description('evaluate a fitted run on the test split: metrics (standard and diad modes), strips, report.html')
     .requiredOption('--run <dir>', 'run folder made by diad fit')
@@ -22,12 +24,17 @@ export function register(program: Command): void {
     .option('--overwrite', 'replace a test result already in the output folder')
     .option('--quiet', 'no progress output')
     .option('--engine <name>', 'inference engine: tfjs | ort (onnxruntime-node; providers from DIAD_ORT_PROVIDERS)', 'tfjs')
-    .option('--onnx-dir <dir>', 'engine ort: a diad export folder (default <run>/onnx, exported there when missing)')
-    .action(async (f: { run: string; data: string[]; classes?: string; out?: string; overwrite?: boolean; quiet?: boolean; engine?: string; onnxDir?: string }) => {
+    .option('--onnx-dir <dir>', 'engine ort: a diad export folder (default <run>/onnx, exported there when missing)');
+  addSettingsOptions(cmd).action(
+    async (f: SettingsFlags & { run: string; data: string[]; classes?: string; out?: string; overwrite?: boolean; quiet?: boolean; engine?: string; onnxDir?: string }) => {
+      const engine = parseEngine(f.engine);
+      const sets = settingsFromFlags(f);
       const run = await RunDir.load(f.run);
+      const settings = resolveSettings(run, await readValidation(run), sets);
       const classes = f.classes?.split(',').map((c) => c.trim()).filter(Boolean) ?? null;
-      const { out, report } = await testRun(run, { roots: f.data, classes, out: f.out, overwrite: f.overwrite, quiet: f.quiet, engine: parseEngine(f.engine), onnxDir: f.onnxDir });
+      const { out, report } = await testRun(run, { roots: f.data, classes, out: f.out, overwrite: f.overwrite, quiet: f.quiet, engine, onnxDir: f.onnxDir, settings });
       process.stdout.write(metricsMarkdown(report) + '\n');
       process.stderr.write(`report: ${join(out, 'report.html')} (skipped images: ${report.skipped.length})\n`);
-    });
+    },
+  );
 }

@@ -100,9 +100,11 @@ export interface ReportInput {
     unseenClasses: string[];
     /** Inference engine and execution providers. */
     engine: string;
+    /** Where the feature extractor's weights come from, and its engine. */
     featureExtractor: string;
-    ddim: unknown;
-    anomalyMap: unknown;
+    /** The inference settings used (sampler, feature extractor, anomaly map, threshold, batch size) and their hash. */
+    inference: unknown;
+    inferenceHash: string;
     versions: Record<string, string | null>;
     date: string;
   };

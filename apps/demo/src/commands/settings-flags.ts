@@ -1,0 +1,52 @@
+/**
+ * The inference-settings flags every command that runs a fitted run shares (test, predict,
+ * validate, export, ablate, and fit for the run's defaults): `--set key=value` (repeatable; keys
+ * of the inference config, see @diad/pipeline `applyInferenceSets`) and shortcuts for the common
+ * ones. They become `key=value` settings, so there is one vocabulary.
+ */
+import type { Command } from 'commander';
+import { resolve } from 'node:path';
+
+export interface SettingsFlags {
+  set?: string[];
+  backbone?: string;
+  onnx?: string;
+  tStart?: string;
+  ddimSteps?: string;
+  schedule?: string;
+  sigma?: string;
+  targetFpr?: string;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** Adds `--set` and the shortcut flags to `cmd`. */
+export function addSettingsOptions(cmd: Command, whose = "the run's"): Command {
+  return cmd
+    .option('--set <key=value>', `inference setting instead of ${whose} (repeatable): reconstructor.steps=5, reconstructor.tStart=500, featureExtractor=resnet50, anomalyMap.sigma=2, threshold.targetFpr=0.01, batchSize=4`, collect, [])
+    .option('--backbone <name>', 'feature extractor by registered kind (resnet50, mobilenet_v2, ...): --set featureExtractor=NAME')
+    .option('--onnx <file>', 'ONNX feature extractor file (outputs at strides 4/8/16)')
+    .option('--t-start <n>', 'DDIM: timestep the latent is noised to (1..999)')
+    .option('--ddim-steps <n>', 'DDIM steps')
+    .option('--schedule <s>', 'DDIM schedule: official | partial')
+    .option('--sigma <s>', 'anomaly-map Gaussian blur sigma (pixels, >= 0)')
+    .option('--target-fpr <f>', 'decision threshold: allowed false-positive rate on normal validation images');
+}
+
+/**
+ * The `key=value` settings of the flags, shortcuts first, then `--set` in order.
+ * @throws Error for `--backbone` with `--onnx`, or an `--onnx` that is not an .onnx file.
+ */
+export function settingsFromFlags(f: SettingsFlags): string[] {
+  if (f.backbone && f.onnx) throw new Error('--backbone and --onnx exclude each other: pick a registered feature extractor or an ONNX file');
+  if (f.onnx && !f.onnx.toLowerCase().endsWith('.onnx')) throw new Error(`--onnx ${f.onnx}: not an .onnx file; give an ONNX model file (or --backbone NAME for a registered one)`);
+  const sets: string[] = [];
+  if (f.backbone) sets.push(`featureExtractor=${f.backbone}`);
+  if (f.onnx) sets.push('featureExtractor.kind=onnx', `featureExtractor.path=${JSON.stringify(resolve(f.onnx))}`);
+  if (f.tStart !== undefined) sets.push(`reconstructor.tStart=${f.tStart}`);
+  if (f.ddimSteps !== undefined) sets.push(`reconstructor.steps=${f.ddimSteps}`);
+  if (f.schedule !== undefined) sets.push(`reconstructor.schedule=${JSON.stringify(f.schedule)}`);
+  if (f.sigma !== undefined) sets.push(`anomalyMap.sigma=${f.sigma}`);
+  if (f.targetFpr !== undefined) sets.push(`threshold.targetFpr=${f.targetFpr}`);
+  return [...sets, ...(f.set ?? [])];
+}

@@ -1,0 +1,96 @@
+/**
+ * The inference settings a command runs a fitted run with, and what they need from validation.
+ * A run's defaults are its config's `inference` with the DDIM start its fit chose on validation;
+ * `--set key=value` changes them per command (no refit: none of them touches a weight). The
+ * decision threshold and the heatmap colour range belong to the settings: for the fit's own they
+ * are in `validation.json`; for others they are computed on the normal validation images (never
+ * the test split) and cached in `calibration/<hash>.json`.
+ */
+import { createReconstructor, type GuidedDenoiser } from '@diad/sg-diffusion';
+import { checkFeatureExtractor } from '@diad/feature-extractor';
+import { applyInferenceSets, shortHash, type InferenceConfig } from './config.js';
+import type { RunDir } from './run-dir.js';
+import type { ValidationInfo } from './fit.js';
+import { decodeSamples, openSplits } from './data.js';
+import { scoreImages } from './score.js';
+import { thresholdAtFpr } from './threshold.js';
+import { medianSample, runInference } from './validate.js';
+import type { Stages } from './score.js';
+
+/**
+ * The fit's validation record of a run.
+ * @throws Error when the run is not fitted yet, naming the command that finishes it.
+ */
+export async function readValidation(run: RunDir): Promise<ValidationInfo> {
+  const v = await run.readJson<ValidationInfo>('validation.json');
+  if (!v) throw new Error(`${run.dir} is not fitted yet (no validation.json); run \`diad fit --resume ${run.dir}\` first`);
+  return v;
+}
+
+/**
+ * The run's default inference settings with `sets` applied (`key=value`, see `applyInferenceSets`).
+ * @throws Error naming a bad setting.
+ */
+export function resolveSettings(run: RunDir, validation: ValidationInfo, sets: readonly string[] = []): InferenceConfig {
+  return applyInferenceSets(runInference(run.config, validation), sets);
+}
+
+/**
+ * Checks settings before long work: the sampler and feature extractor kinds are registered, the
+ * sampler's options are valid, and the feature extractor's own check passes (e.g. its ONNX file exists).
+ * @throws Error naming the setting and listing the registered kinds.
+ */
+export async function checkSettings(settings: InferenceConfig): Promise<void> {
+  // Making a sampler only validates its options; it runs nothing until reconstruct().
+  createReconstructor(settings.reconstructor, UNOPENED, 'inference.reconstructor');
+  await checkFeatureExtractor(settings.featureExtractor, 'inference.featureExtractor');
+}
+
+const UNOPENED: GuidedDenoiser = {
+  guide: () => Promise.reject(new Error('checkSettings: this denoiser only checks sampler options')),
+};
+
+/** What decides scores: the settings but the threshold and the batch size. */
+const scoringKey = (s: InferenceConfig): string => shortHash({ ...s, threshold: null, batchSize: null });
+
+/** Hash of inference settings (12 hex digits), recorded with results. */
+export const settingsHash = (s: InferenceConfig): string => shortHash(s);
+
+/** A decision threshold and a heatmap colour range for some settings. */
+export interface Calibration {
+  threshold: number;
+  targetFpr: number;
+  /** Heatmap colour range: median normal validation pixel .. threshold. */
+  mapRange: [number, number];
+  /** `fit`: the fit's own (validation.json); `validation`: computed now on the normal validation images; `cache`: computed before. */
+  source: 'fit' | 'validation' | 'cache';
+}
+
+/**
+ * The threshold and heatmap range of `settings`: the fit's when the settings score as the fit's
+ * do, else from the normal validation images scored with `stages` (opened with these settings).
+ * @throws Error when the run's validation images cannot be read.
+ */
+export async function calibrate(run: RunDir, validation: ValidationInfo, settings: InferenceConfig, stages: Stages, log: (l: string) => void): Promise<Calibration> {
+  const targetFpr = settings.threshold.targetFpr;
+  const fitSettings = runInference(run.config, validation);
+  if (scoringKey(settings) === scoringKey(fitSettings)) {
+    const scores = validation.scores.map((s) => s.score);
+    const threshold = targetFpr === validation.targetFpr ? validation.threshold : thresholdAtFpr(scores, targetFpr);
+    return { threshold, targetFpr, mapRange: [Math.min(validation.mapRange[0], threshold), threshold], source: 'fit' };
+  }
+  const file = `calibration/${scoringKey(settings)}.json`;
+  let cached = await run.readJson<{ scores: number[]; mapMedian: number }>(file);
+  let source: Calibration['source'] = 'cache';
+  if (!cached) {
+    const splits = await openSplits(run.config);
+    const val = await decodeSamples(splits.val, run.config.data.imageSize, 'validation');
+    log(`calibration: scoring ${val.samples.length} normal validation images with these settings (threshold and heatmap range)`);
+    const scored = await scoreImages(stages, val.images, settings, run.config.seed);
+    cached = { scores: scored.scores, mapMedian: medianSample(scored.maps.data as Float32Array) };
+    await run.writeJson(file, { settings, ...cached });
+    source = 'validation';
+  }
+  const threshold = thresholdAtFpr(cached.scores, targetFpr);
+  return { threshold, targetFpr, mapRange: [Math.min(cached.mapMedian, threshold), threshold], source };
+}
