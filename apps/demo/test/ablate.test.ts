@@ -1,0 +1,87 @@
+/**
+ * `diad ablate` on one `ci` run (synthetic data, through the built CLI): three variants (DDIM
+ * steps, backbone, blur sigma) next to the run's own settings, one table and one page, no refit;
+ * each variant's numbers equal a separate `diad test` with the same settings.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ensureSynthetic } from '@diad/datasets';
+import { diad } from './run-cli.js';
+
+type Row = Record<string, number | null>;
+type Metrics = { modes: Record<string, { classes: Record<string, Row>; mean: Row }> };
+
+describe('diad ablate (ci preset)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'diad-ablate-'));
+  const data = join(dir, 'data');
+  const run = join(dir, 'run');
+  const checkpoints = () => readdirSync(join(run, 'checkpoints')).map((f) => `${f}:${statSync(join(run, 'checkpoints', f)).mtimeMs}`).sort();
+  let before: string[];
+
+  beforeAll(async () => {
+    await ensureSynthetic(data, { size: 64, train: 4 });
+    const fit = await diad(['demo', '--preset', 'ci', '--out', run, '--synthetic', data, '--train-per-class', '4', '--quiet']);
+    if (fit.code !== 0) throw new Error(`demo failed: ${fit.stderr}`);
+    before = checkpoints();
+  }, 400_000);
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('three variants in one table and page; each equals a separate diad test with its settings; no refit', async () => {
+    const out = join(dir, 'ablation');
+    const a = await diad(
+      ['ablate', '--run', run, '--vary', 'reconstructor.steps=2', '--vary', 'featureExtractor=mobilenet_v2', '--vary', 'anomalyMap.sigma=1', '--engine', 'ort', '--out', out, '--quiet'],
+      400_000,
+    );
+    expect(a.code, a.stderr).toBe(0);
+    const result = JSON.parse(readFileSync(join(out, 'ablation.json'), 'utf8'));
+    expect(result.variants.map((v: { name: string }) => v.name)).toEqual(['base', 'reconstructor.steps=2', 'featureExtractor=mobilenet_v2', 'anomalyMap.sigma=1']);
+    expect(result.variants[1].settings.reconstructor.steps).toBe(2);
+    expect(result.variants[2].featureProvenance).toMatch(/MobileNetV2|mobilenet_v2/i);
+    expect(result.variants[3].settings.anomalyMap.sigma).toBe(1);
+    for (const v of result.variants) expect(v.secondsPerImage).toBeGreaterThan(0);
+    // One table: per mode, a row per variant and class plus its mean.
+    const md = readFileSync(join(out, 'ablation.md'), 'utf8');
+    expect(a.stdout).toBe(`${md}\n`);
+    const classes = result.classes.length;
+    expect(md.split('\n').filter((l) => /^\| (base|reconstructor|featureExtractor|anomalyMap)/.test(l))).toHaveLength(2 * 4 * (classes + 1));
+    // One page, with every variant's heatmap of each example image.
+    const html = readFileSync(join(out, 'index.html'), 'utf8');
+    for (const v of result.variants) expect(html).toContain(`<th>${v.name}</th>`);
+    expect(result.examples.length).toBeGreaterThan(0);
+    for (const e of result.examples) for (const h of [e.input, ...e.heatmaps]) expect(existsSync(join(out, h)), h).toBe(true);
+    // No refit: the checkpoints are the ones the fit left.
+    expect(checkpoints()).toEqual(before);
+
+    // Each variant equals a separate `diad test` with the same settings (shortcut flags or --set).
+    const flags: string[][] = [[], ['--ddim-steps', '2'], ['--backbone', 'mobilenet_v2'], ['--set', 'anomalyMap.sigma=1']];
+    for (let i = 0; i < flags.length; i++) {
+      const t = await diad(['test', '--run', run, '--engine', 'ort', '--out', join(dir, `test-${i}`), '--quiet', ...flags[i]], 300_000);
+      expect(t.code, t.stderr).toBe(0);
+      const m: Metrics = JSON.parse(readFileSync(join(dir, `test-${i}`, 'metrics.json'), 'utf8'));
+      expect((m as unknown as { provenance: { inferenceHash: string } }).provenance.inferenceHash).toBe(result.variants[i].settingsHash);
+      for (const mode of ['standard', 'diad']) {
+        expect(Object.keys(result.variants[i].metrics[mode].classes)).toEqual(Object.keys(m.modes[mode].classes));
+        const rows: [string, Row, Row][] = [
+          ...Object.entries(m.modes[mode].classes).map(([c, r]) => [c, r, result.variants[i].metrics[mode].classes[c]] as [string, Row, Row]),
+          ['mean', m.modes[mode].mean, result.variants[i].metrics[mode].mean],
+        ];
+        for (const [c, want, got] of rows) for (const k of Object.keys(want)) expect(got[k], `${result.variants[i].name} ${mode} ${c} ${k}`).toBe(want[k]);
+      }
+    }
+  }, 900_000);
+
+  it('refuses a malformed --vary and an unknown kind before scoring, and an existing ablation without --overwrite', async () => {
+    const bad = await diad(['ablate', '--run', run, '--vary', 'reconstructor.steps']);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toMatch(/--vary reconstructor\.steps: expected key=v1,v2/);
+    const kind = await diad(['ablate', '--run', run, '--vary', 'featureExtractor=resnet9000', '--out', join(dir, 'ab-kind')]);
+    expect(kind.code).toBe(1);
+    expect(kind.stderr).toMatch(/unknown feature extractor "resnet9000"; registered: resnet50/);
+    expect(existsSync(join(dir, 'ab-kind'))).toBe(false);
+    const again = await diad(['ablate', '--run', run, '--vary', 'anomalyMap.sigma=1', '--out', join(dir, 'ablation')]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/already holds an ablation \(ablation\.json\); write this one elsewhere with --out DIR, or replace it with --overwrite/);
+  }, 120_000);
+});
