@@ -5,6 +5,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command } from 'commander';
+import { env } from '@diad/core';
 import { register as registerEnv } from './commands/env.js';
 import { register as registerInspect } from './commands/inspect.js';
 import { register as registerFit } from './commands/fit.js';
@@ -23,13 +24,12 @@ const program = new Command('diad')
   .showHelpAfterError()
   .option('--providers <list>', 'onnxruntime execution providers in priority order, e.g. webgpu,cpu or cuda,cpu (a later one is the fallback you allow); default DIAD_ORT_PROVIDERS, else cpu');
 
-// One setting for every command that runs onnxruntime: the flag sets the variable core reads.
+// One setting for every command that runs onnxruntime: the flag sets core's env, which every session reads.
 program.hook('preAction', async () => {
   const providers = program.opts<{ providers?: string }>().providers;
   if (providers === undefined) return;
   const { resolveOrtProviders } = await import('@diad/core/ort');
-  resolveOrtProviders(providers.split(','), `--providers ${providers}`);
-  process.env.DIAD_ORT_PROVIDERS = providers;
+  env.ortProviders = resolveOrtProviders(providers.split(','), `--providers ${providers}`);
 });
 
 registerInspect(program);
@@ -48,6 +48,6 @@ try {
   await program.parseAsync(process.argv);
 } catch (e) {
   // Errors carry the file and the fix in their message; the stack only helps when debugging.
-  process.stderr.write(`diad: ${process.env.DIAD_DEBUG ? (e as Error).stack : (e as Error).message}\n`);
+  process.stderr.write(`diad: ${env.debug ? (e as Error).stack : (e as Error).message}\n`);
   process.exitCode = 1;
 }

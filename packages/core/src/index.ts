@@ -6,3 +6,4 @@ export * from './ops.js';
 export * from './stages.js';
 export * from './adamw.js';
 export * from './registry.js';
+export * from './env.js';

@@ -1,9 +1,10 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
-import { describeEngines, formatEngineInfo, initTfjs, TFJS_ENGINE_ENV } from '../src/tfjs/engine.js';
+import { describeEngines, formatEngineInfo, initTfjs } from '../src/tfjs/engine.js';
+import { env } from '../src/env.js';
 
 afterEach(() => {
-  delete process.env[TFJS_ENGINE_ENV];
+  env.tfjsEngine = 'auto';
 });
 
 describe('initTfjs', () => {
@@ -35,7 +36,7 @@ describe('initTfjs', () => {
   });
 
   it('follows DIAD_TFJS_ENGINE, and the option over the env var', async () => {
-    process.env[TFJS_ENGINE_ENV] = 'cpu';
+    env.tfjsEngine = 'cpu';
     const cpu = await initTfjs();
     expect(cpu.engine).toBe('cpu');
     expect(cpu.requested).toEqual({ engine: 'cpu', source: 'env' });
@@ -47,15 +48,15 @@ describe('initTfjs', () => {
   });
 
   it('refuses an unknown engine name and a requested engine that is not installed', async () => {
-    process.env[TFJS_ENGINE_ENV] = 'webgpu';
-    await expect(initTfjs()).rejects.toThrow('environment variable DIAD_TFJS_ENGINE: unknown tfjs engine "webgpu"; use one of auto, tfjs-node-gpu, tfjs-node, wasm, cpu');
+    env.tfjsEngine = 'webgpu';
+    await expect(initTfjs()).rejects.toThrow('env.tfjsEngine (DIAD_TFJS_ENGINE): unknown tfjs engine "webgpu"; use one of auto, tfjs-node-gpu, tfjs-node, wasm, cpu');
     await expect(initTfjs({ engine: 'tfjs-node' })).rejects.toThrow(/requested tfjs engine "tfjs-node" could not be initialised:\n {2}tfjs-node \(@tensorflow\/tfjs-node\): @tensorflow\/tfjs-node is not installed\nInstall @tensorflow\/tfjs-node/);
   });
 });
 
 describe('describeEngines', () => {
   it('lists what is installed without loading it', () => {
-    process.env[TFJS_ENGINE_ENV] = 'cpu';
+    env.tfjsEngine = 'cpu';
     const d = describeEngines();
     expect(d.envOverride).toBe('cpu');
     expect(d.engines.map((e) => [e.engine, e.installed, e.version])).toEqual([

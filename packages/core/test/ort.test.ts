@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
 import { readSafetensors } from '../src/safetensors.js';
 import { int32, mask, tensor } from '../src/tensor.js';
-import { createOrtSession, describeOrt, fromOrt, ORT_PROVIDERS_ENV, resolveOrtProviders, toOrt } from '../src/ort/index.js';
+import { createOrtSession, describeOrt, fromOrt, resolveOrtProviders, toOrt } from '../src/ort/index.js';
+import { env, readEnv } from '../src/env.js';
 
 const ONNX_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../../shared/fixtures/onnx');
 const MODEL = join(ONNX_DIR, 'resnet18_trunk.onnx');
@@ -14,7 +15,7 @@ const HAVE_MODEL = existsSync(MODEL);
 if (!HAVE_MODEL) console.warn(`[ort.test] ${MODEL} not found: the session tests are skipped`);
 
 afterEach(() => {
-  delete process.env[ORT_PROVIDERS_ENV];
+  env.ortProviders = ['cpu'];
 });
 
 describe('toOrt / fromOrt', () => {
@@ -77,8 +78,9 @@ describe('createOrtSession', () => {
     await expect(createOrtSession(ok)).resolves.toBeDefined();
   });
 
-  it.skipIf(!HAVE_MODEL)('takes providers from DIAD_ORT_PROVIDERS, falling back along the list', async () => {
-    process.env[ORT_PROVIDERS_ENV] = 'cuda, cpu';
+  it.skipIf(!HAVE_MODEL)('takes providers from env.ortProviders (DIAD_ORT_PROVIDERS), falling back along the list', async () => {
+    env.ortProviders = readEnv({ DIAD_ORT_PROVIDERS: 'cuda, CPU' }).ortProviders;
+    expect(env.ortProviders).toEqual(['cuda', 'cpu']);
     expect(resolveOrtProviders()).toEqual(['cuda', 'cpu']);
     expect(resolveOrtProviders(['CPU'])).toEqual(['cpu']);
     const s = await createOrtSession(MODEL);
@@ -96,7 +98,7 @@ describe('createOrtSession', () => {
   });
 
   it('refuses unknown providers', () => {
-    process.env[ORT_PROVIDERS_ENV] = 'cpu,tpu';
-    expect(() => resolveOrtProviders()).toThrow(/environment variable DIAD_ORT_PROVIDERS: unknown execution provider\(s\) \[tpu\]; onnxruntime-node 1\.30\.0 knows cpu, /);
+    env.ortProviders = ['cpu', 'tpu'];
+    expect(() => resolveOrtProviders()).toThrow(/env\.ortProviders \(DIAD_ORT_PROVIDERS\): unknown execution provider\(s\) \[tpu\]; onnxruntime-node 1\.30\.0 knows cpu, /);
   });
 });

@@ -12,7 +12,7 @@ export interface OnnxExtractorOptions {
   outputs?: readonly string[];
   /**
    * Execution providers in priority order, e.g. `['cuda', 'cpu']` (CUDA needs onnxruntime-node's
-   * CUDA files and a GPU; a provider that fails to load is skipped). Default: `DIAD_ORT_PROVIDERS`, else `cpu`.
+   * CUDA files and a GPU; a provider that fails to load is skipped). Default: `env.ortProviders` (`DIAD_ORT_PROVIDERS`, else `cpu`).
    */
   providers?: readonly string[];
   /** Images per `session.run`; bounds memory. Default 8. */

@@ -5,7 +5,7 @@
  * `featureExtractors.register(kind, entry)` call, from this package or from user code.
  */
 import { stat } from 'node:fs/promises';
-import { Registry } from '@diad/core';
+import { Registry, modelPath } from '@diad/core';
 import { loadBackbone, type LoadedBackbone } from './load.js';
 import { DEFAULT_BACKBONE, TFJS_BACKBONES, type TfjsBackboneName } from './tfjs-extractor.js';
 
@@ -49,7 +49,8 @@ featureExtractors.register('default', shipped(DEFAULT_BACKBONE));
 
 const onnxPath = (spec: FeatureExtractorSpec, source: string): string => {
   if (typeof spec.path !== 'string' || !spec.path) throw new Error(`${source}: kind onnx needs a path (the ONNX file with the stride 4/8/16 outputs), e.g. { "kind": "onnx", "path": "wrn50.onnx" }`);
-  return spec.path;
+  // A relative path resolves against env.modelsDir (DIAD_MODELS_DIR) when one is set.
+  return modelPath(spec.path);
 };
 
 featureExtractors.register('onnx', {

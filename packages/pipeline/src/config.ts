@@ -10,6 +10,8 @@
  */
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
+import { PRESETS as AUTOENCODER_PRESETS } from '@diad/autoencoder';
+import { PRESETS as DIAD_PRESETS } from '@diad/sg-diffusion';
 
 const stage = z.object({
   /** Optimiser steps of the stage (0 skips it, e.g. when `--init` provides its weights). */
@@ -143,21 +145,9 @@ export type Preset = Omit<RunConfig, 'data' | 'models'> & {
   models: Omit<RunConfig['models'], 'init'>;
 };
 
-const tinyAutoencoder = {
-  embed_dim: 4,
-  ddconfig: { double_z: true, z_channels: 4, resolution: 128, in_channels: 3, out_ch: 3, ch: 32, ch_mult: [1, 2, 4, 4], num_res_blocks: 1, attn_resolutions: [], dropout: 0 },
-};
-const tinyDiad = {
-  unet: {
-    image_size: 16, in_channels: 4, out_channels: 4, model_channels: 32, attention_resolutions: [4, 2], num_res_blocks: 2,
-    channel_mult: [1, 2, 2, 2], num_heads: 4, use_spatial_transformer: true, transformer_depth: 1, context_dim: 64, legacy: false,
-  },
-  hint_channels: 3,
-  hint_widths: [8, 8, 16, 16, 32, 32, 64],
-  sff: true,
-  only_mid_control: true,
-  context: { kind: 'learned', tokens: 4 },
-};
+// The packages' own presets: one definition of each size.
+const tinyAutoencoder = { embed_dim: AUTOENCODER_PRESETS.tiny.embed_dim, ddconfig: { ...AUTOENCODER_PRESETS.tiny.ddconfig } };
+const tinyDiad = DIAD_PRESETS.tiny;
 
 const common = { version: 2 as const, seed: 0 };
 

@@ -15,7 +15,7 @@ import type { RunConfig } from './config.js';
 import { RunDir, STAGES, type Selection, type StageName } from './run-dir.js';
 import { openSplits, decodeSamples, type Skipped } from './data.js';
 import { installInterruptHandlers, runStage } from './train-loop.js';
-import { thresholdAtFpr } from './threshold.js';
+import { decisionThreshold } from './settings.js';
 import { createModels, type TrainEngine } from './models.js';
 import { openInference } from './inference.js';
 import { SELECTION_RULE, ddimStart, evaluateValidation, formatValidation, validationSet, withDdimStart, type ValidationPoint } from './validate.js';
@@ -177,7 +177,7 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
         if (p.value > chosen.value) chosen = p;
       }
       if (chosen.tStart !== configStart) log(`selected: DDIM from t=${chosen.tStart} (the config says ${configStart}) by the same rule`);
-      const threshold = thresholdAtFpr(chosen.normalScores, cfg.inference.threshold.targetFpr);
+      const threshold = decisionThreshold(chosen.normalScores, cfg.inference.threshold.targetFpr);
       const info: ValidationInfo = {
         scores: vset.paths.map((path, i) => ({ path, className: vset.classes[i], score: chosen.normalScores[i] })),
         threshold,

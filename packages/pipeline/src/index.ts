@@ -17,7 +17,6 @@ export * from './evaluate.js';
 export * from './validate.js';
 export * from './validate-run.js';
 export * from './predict.js';
-export * from './threshold.js';
 export * from './progress.js';
 export * from './versions.js';
 export * from './report/index.js';

@@ -31,7 +31,7 @@ import { batchIndices, gather } from './batching.js';
 export interface ModelOptions {
   /** Engine of the stage trainers (default `ort`). */
   trainEngine?: TrainEngine;
-  /** onnxruntime execution providers of the ort trainers (default `DIAD_ORT_PROVIDERS`, else cpu). */
+  /** onnxruntime execution providers of the ort trainers (default `env.ortProviders`: `DIAD_ORT_PROVIDERS`, else cpu). */
   providers?: readonly string[];
 }
 

@@ -1,6 +1,6 @@
 /**
  * `diad predict`: per image the score, the decision at the threshold fixed on the validation
- * split (a target false-positive rate on normal validation images, see `threshold.ts`), and the
+ * split (a target false-positive rate on normal validation images, see `settings.ts`), and the
  * anomaly map as a heatmap PNG.
  */
 import { basename, join, resolve } from 'node:path';
@@ -20,7 +20,7 @@ export interface Prediction {
   score: number | null;
   /** The decision threshold of the settings (null when no image could be read, so none was computed). */
   threshold: number | null;
-  /** score > threshold. */
+  /** score >= threshold. */
   anomalous: boolean | null;
   /** Heatmap PNG (jet over the image, range median validation pixel .. threshold). */
   anomalyMap: string | null;
@@ -86,7 +86,7 @@ export async function predict(
       for (let k = 0; k < ok.length; k++) {
         const png = join(resolve(outDir), `${String(k).padStart(3, '0')}-${basename(ok[k].path).replace(/\.[^.]+$/, '')}.png`);
         await writeHeatmapPng(png, sliceBatch(images, k, k + 1).data, scored.maps.data.slice(k * hw, (k + 1) * hw), size, size, cal.mapRange);
-        out.push({ image: ok[k].path, score: scored.scores[k], threshold, anomalous: scored.scores[k] > threshold, anomalyMap: png });
+        out.push({ image: ok[k].path, score: scored.scores[k], threshold, anomalous: scored.scores[k] >= threshold, anomalyMap: png });
       }
     } finally {
       await stages.dispose();

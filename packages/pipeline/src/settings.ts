@@ -13,7 +13,7 @@ import type { RunDir } from './run-dir.js';
 import type { ValidationInfo } from './fit.js';
 import { decodeSamples, openSplits } from './data.js';
 import { scoreImages } from './score.js';
-import { thresholdAtFpr } from './threshold.js';
+import { thresholdAtFpr } from '@diad/metrics';
 import { medianSample, runInference } from './validate.js';
 import type { Stages } from './score.js';
 
@@ -50,6 +50,17 @@ const UNOPENED: GuidedDenoiser = {
   guide: () => Promise.reject(new Error('checkSettings: this denoiser only checks sampler options')),
 };
 
+/**
+ * The decision threshold on normal validation scores: the lowest one that flags at most `targetFpr`
+ * of them (an image is anomalous when its score is >= the threshold; @diad/metrics' `thresholdAtFpr`).
+ * A split carved from normal train images has no defects, so F1-max cannot be chosen on it.
+ * @throws Error when there are no scores (the validation split is empty), naming the fix.
+ */
+export function decisionThreshold(scores: readonly number[], targetFpr: number): number {
+  if (scores.length === 0) throw new Error('no validation scores to choose a threshold from; the validation split is empty (raise data.validationFraction or add train images)');
+  return thresholdAtFpr(scores, targetFpr).threshold;
+}
+
 /** What decides scores: the settings but the threshold and the batch size. */
 const scoringKey = (s: InferenceConfig): string => shortHash({ ...s, threshold: null, batchSize: null });
 
@@ -76,7 +87,7 @@ export async function calibrate(run: RunDir, validation: ValidationInfo, setting
   const fitSettings = runInference(run.config, validation);
   if (scoringKey(settings) === scoringKey(fitSettings)) {
     const scores = validation.scores.map((s) => s.score);
-    const threshold = targetFpr === validation.targetFpr ? validation.threshold : thresholdAtFpr(scores, targetFpr);
+    const threshold = targetFpr === validation.targetFpr ? validation.threshold : decisionThreshold(scores, targetFpr);
     return { threshold, targetFpr, mapRange: [Math.min(validation.mapRange[0], threshold), threshold], source: 'fit' };
   }
   const file = `calibration/${scoringKey(settings)}.json`;
@@ -91,6 +102,6 @@ export async function calibrate(run: RunDir, validation: ValidationInfo, setting
     await run.writeJson(file, { settings, ...cached });
     source = 'validation';
   }
-  const threshold = thresholdAtFpr(cached.scores, targetFpr);
+  const threshold = decisionThreshold(cached.scores, targetFpr);
   return { threshold, targetFpr, mapRange: [Math.min(cached.mapMedian, threshold), threshold], source };
 }

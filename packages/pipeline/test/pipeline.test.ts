@@ -6,7 +6,7 @@ import { tensor, Rng, readSafetensors, type SafetensorsFile } from '@diad/core';
 import { applyInferenceSets, resolveConfig, configHash, diffConfigs, parseConfig, PRESETS } from '../src/config.js';
 import { RunDir, ConfigMismatchError } from '../src/run-dir.js';
 import { runStage, NanLossError, type StageTrainer } from '../src/train-loop.js';
-import { thresholdAtFpr } from '../src/threshold.js';
+import { decisionThreshold } from '../src/settings.js';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'diad-pipeline-'));
 
@@ -191,13 +191,14 @@ describe('resumable training loop', () => {
 
 describe('threshold at a target false-positive rate', () => {
   const s = [5, 1, 9, 3, 7, 2, 8, 4, 10, 6];
-  it('keeps at most targetFpr of normal validation scores above it', () => {
-    expect(thresholdAtFpr(s, 0.05)).toBe(10);
-    expect(thresholdAtFpr(s, 0.2)).toBe(8);
-    expect(thresholdAtFpr(s, 1)).toBe(1);
-    expect(thresholdAtFpr([1, 1, 1], 0.4)).toBe(1);
+  it('flags (score >= threshold) at most targetFpr of the normal validation scores', () => {
+    expect(decisionThreshold(s, 0.05)).toBeGreaterThan(10); // none may be flagged: just above the highest
+    expect(decisionThreshold(s, 0.05)).toBeLessThan(10 + 1e-12);
+    expect(decisionThreshold(s, 0.2)).toBe(9); // 9 and 10
+    expect(decisionThreshold(s, 1)).toBe(1);
+    expect(decisionThreshold([1, 1, 1], 0.4)).toBeGreaterThan(1); // a tie cannot be split: none flagged
   });
-  it('refuses an empty validation split', () => {
-    expect(() => thresholdAtFpr([], 0.05)).toThrow(/validation split is empty/);
+  it('refuses an empty validation split, naming the fix', () => {
+    expect(() => decisionThreshold([], 0.05)).toThrow(/validation split is empty \(raise data\.validationFraction/);
   });
 });

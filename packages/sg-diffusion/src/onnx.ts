@@ -134,7 +134,7 @@ export async function exportDenoiserOnnx(dir: string, config: DiadConfig, params
 
 /** Options of {@link OrtGuidedDenoiser.open}. */
 export interface OrtDenoiserOptions {
-  /** Execution providers in priority order (default `DIAD_ORT_PROVIDERS`, else cpu). */
+  /** Execution providers in priority order (default `env.ortProviders`: `DIAD_ORT_PROVIDERS`, else cpu). */
   providers?: readonly string[];
   /** Intra-op threads (default: onnxruntime's choice, one per physical core). */
   threads?: number;

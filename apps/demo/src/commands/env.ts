@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { env, type DiadEnv } from '@diad/core';
 import { availableParallelism, cpus, platform, arch, totalmem } from 'node:os';
 import type { describeEngines, EngineInfo, TfjsEngine } from '@diad/core/tfjs';
 import type { describeOrt, ProviderProbe } from '@diad/core/ort';
@@ -16,6 +17,8 @@ interface EnvFlags {
 export interface EnvReport {
   node: string;
   platform: string;
+  /** @diad/core's env: engines, providers, threads, model paths (from DIAD_* variables and --providers). */
+  env: DiadEnv;
   cpus: { logical: number; model: string };
   memoryGiB: number;
   packages: Record<string, string | null>;
@@ -54,6 +57,7 @@ async function collectEnv(flags: EnvFlags): Promise<EnvReport> {
   return {
     node: process.version,
     platform: `${platform()} ${arch()}`,
+    env: { ...env },
     cpus: { logical: availableParallelism(), model: cpus()[0]?.model ?? 'unknown' },
     memoryGiB: Math.round((totalmem() / 2 ** 30) * 10) / 10,
     packages,
@@ -79,7 +83,7 @@ async function ortInfo(): Promise<EnvReport['onnxruntime']> {
   try {
     const { describeOrt, probeOrtProviders } = await import('@diad/core/ort');
     const requested = await probeOrtProviders().catch((e: Error) => ({ error: e.message }));
-    return { ...describeOrt(), requested, threads: `onnxruntime default: one intra-op thread per physical core (${availableParallelism()} logical CPUs here)` };
+    return { ...describeOrt(), requested, threads: env.ortThreads ? `${env.ortThreads} intra-op threads (env.ortThreads)` : `onnxruntime default: one intra-op thread per physical core (${availableParallelism()} logical CPUs here)` };
   } catch (e) {
     return { error: (e as Error).message };
   }
@@ -88,6 +92,8 @@ async function ortInfo(): Promise<EnvReport['onnxruntime']> {
 function formatEnv(r: EnvReport): string {
   const out = [
     `node        ${r.node} (${r.platform}, ${r.cpus.logical} CPUs ${r.cpus.model}, ${r.memoryGiB} GiB)`,
+    `env         tfjsEngine ${r.env.tfjsEngine} (DIAD_TFJS_ENGINE), ortProviders ${r.env.ortProviders.join(',')} (DIAD_ORT_PROVIDERS or --providers), ` +
+      `ortThreads ${r.env.ortThreads ?? "onnxruntime's choice"} (DIAD_ORT_THREADS), modelsDir ${r.env.modelsDir ?? 'working directory'} (DIAD_MODELS_DIR), debug ${r.env.debug} (DIAD_DEBUG)`,
     'packages',
     ...Object.entries(r.packages).map(([k, v]) => `  ${k.padEnd(26)}${v ?? 'not installed'}`),
   ];
@@ -108,7 +114,7 @@ function formatEnv(r: EnvReport): string {
   else {
     out.push(
       `onnxruntime ${r.onnxruntime.version}; providers ${r.onnxruntime.providers.map((p) => `${p.name}${p.bundled ? '' : ' (needs extra libraries)'}`).join(', ')}`,
-      `            requested (--providers or DIAD_ORT_PROVIDERS=${r.onnxruntime.envProviders ?? 'unset: cpu'}), in order:`,
+      `            requested (env.ortProviders: ${r.onnxruntime.envProviders}), in order:`,
       ...('error' in r.onnxruntime.requested
         ? [`              ${r.onnxruntime.requested.error}`]
         : r.onnxruntime.requested.map((p) => `              ${p.provider}: ${p.ok ? 'starts' : `cannot start: ${p.reason}`}`)),

@@ -13,6 +13,7 @@ import { promises as fs } from 'node:fs';
 import * as ort from 'onnxruntime-node';
 import { OnnxRecorderOps } from '../onnx/recorder.js';
 import { int32, mask, tensor, toLayout, type DType, type HostTensor } from '../tensor.js';
+import { env as diadEnv } from '../env.js';
 
 /** Environment variable listing execution providers in priority order, comma-separated. */
 export const ORT_PROVIDERS_ENV = 'DIAD_ORT_PROVIDERS';
@@ -26,7 +27,7 @@ const PROVIDER_NEEDS: Record<string, string> = {
 
 // onnxruntime logs a provider that fails to load as a multi-line native error before it throws; the
 // error reaches the caller anyway (with the reason and what the provider needs), so only fatal logs print.
-if (!process.env.DIAD_DEBUG) ort.env.logLevel = 'fatal';
+if (!diadEnv.debug) ort.env.logLevel = 'fatal';
 
 function providerFailure(provider: string, e: unknown): string {
   const first = ((e as Error).message ?? String(e)).trim().split('\n')[0];
@@ -82,7 +83,7 @@ export function fromOrt(t: ort.Tensor, name = 'tensor'): HostTensor<DType> {
 
 /** Options of {@link createOrtSession}. */
 export interface OrtSessionOptions {
-  /** Execution providers in priority order (`cuda`, `cpu`, ...); default `DIAD_ORT_PROVIDERS`, else `cpu`. */
+  /** Execution providers in priority order (`cuda`, `cpu`, ...); default `env.ortProviders` (`DIAD_ORT_PROVIDERS`, else `cpu`). */
   providers?: readonly string[];
   /** Intra-op threads; default onnxruntime's choice (one per physical core). */
   threads?: number;
@@ -159,14 +160,13 @@ export class OrtSession {
 }
 
 /**
- * The execution providers requested by option or `DIAD_ORT_PROVIDERS`, validated; `['cpu']` by default.
+ * The execution providers requested by option or `env.ortProviders` (`DIAD_ORT_PROVIDERS`), validated; `["cpu"]` by default.
  * @param source names the option in the error (default `option providers`).
  * @throws Error naming the source and the unknown providers.
  */
 export function resolveOrtProviders(providers?: readonly string[], source = 'option providers'): string[] {
-  const env = process.env[ORT_PROVIDERS_ENV];
-  const from = providers ? source : `environment variable ${ORT_PROVIDERS_ENV}`;
-  const list = (providers ?? (env ? env.split(',') : ['cpu'])).map((p) => p.trim().toLowerCase()).filter(Boolean);
+  const from = providers ? source : `env.ortProviders (${ORT_PROVIDERS_ENV})`;
+  const list = (providers ?? diadEnv.ortProviders).map((p) => p.trim().toLowerCase()).filter(Boolean);
   const known = ort.listSupportedBackends().map((b) => b.name);
   const unknown = list.filter((p) => !known.includes(p));
   if (unknown.length || list.length === 0) {
@@ -195,7 +195,7 @@ export async function createOrtSession(source: string | Uint8Array, options: Ort
       const so: ort.InferenceSession.SessionOptions = {
         executionProviders: eps,
         ...(options.graphOptimizationLevel ? { graphOptimizationLevel: options.graphOptimizationLevel } : {}),
-        ...(options.threads ? { intraOpNumThreads: options.threads } : {}),
+        ...((options.threads ?? diadEnv.ortThreads) ? { intraOpNumThreads: options.threads ?? diadEnv.ortThreads! } : {}),
       };
       // Two overloads (path, bytes): a union argument matches neither.
       const session = typeof source === 'string' ? await ort.InferenceSession.create(source, so) : await ort.InferenceSession.create(source, so);
@@ -246,6 +246,6 @@ export function describeOrt(): { version: string; providers: { name: string; bun
   return {
     version: ort.env.versions.node ?? ort.env.versions.common,
     providers: ort.listSupportedBackends().map((b) => ({ name: b.name, bundled: b.bundled })),
-    envProviders: process.env[ORT_PROVIDERS_ENV] ?? null,
+    envProviders: diadEnv.ortProviders.join(','),
   };
 }

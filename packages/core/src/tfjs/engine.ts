@@ -21,6 +21,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { installConv2DGradOverride } from './conv-grad.js';
+import { env } from '../env.js';
 
 /** A tfjs engine: the package that provides the backend. */
 export type TfjsEngine = 'tfjs-node-gpu' | 'tfjs-node' | 'wasm' | 'cpu';
@@ -96,12 +97,12 @@ function parseEngine(value: string, source: string): TfjsEngine | 'auto' {
  *   the reason, or when the env/option value is not an engine name.
  */
 export async function initTfjs(options: InitTfjsOptions = {}): Promise<EngineInfo> {
-  const env = process.env[TFJS_ENGINE_ENV];
+  const fromEnv = env.tfjsEngine === 'auto' ? null : env.tfjsEngine;
   const requested =
     options.engine !== undefined
       ? { engine: parseEngine(options.engine, 'initTfjs option engine'), source: 'option' as const }
-      : env
-        ? { engine: parseEngine(env, `environment variable ${TFJS_ENGINE_ENV}`), source: 'env' as const }
+      : fromEnv
+        ? { engine: parseEngine(fromEnv, `env.tfjsEngine (${TFJS_ENGINE_ENV})`), source: 'env' as const }
         : { engine: 'auto' as const, source: 'default' as const };
   const key = requested.engine;
   if (current && current.key === key) {
@@ -242,7 +243,7 @@ export function describeEngines(): { engines: EngineAvailability[]; envOverride:
     const r = resolvePackage(p);
     return r.installed ? `${p}@${r.version}` : `${p}: ${r.detail}`;
   });
-  return { engines, envOverride: process.env[TFJS_ENGINE_ENV] ?? null, gradientPackages };
+  return { engines, envOverride: env.tfjsEngine === 'auto' ? null : env.tfjsEngine, gradientPackages };
 }
 
 function resolvePackage(pkg: string): Pick<EngineAvailability, 'installed' | 'version' | 'detail'> {
