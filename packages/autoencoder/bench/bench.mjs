@@ -4,8 +4,8 @@
 // Training needs batch >= 2 until core's TfjsOps.attention handles N*heads = 1 in backward.
 import { parseArgs } from 'node:util';
 import { Rng, tensor } from '@diad/core';
-import { formatEngineInfo, initTfjs } from '@diad/core/tfjs';
-import { AutoencoderTrainer, createAutoencoderParams, PRESETS, tfjsAutoencoder } from '../dist/index.js';
+import { formatEngineInfo, initTfjs, TfjsOps, Trainer } from '@diad/core/tfjs';
+import { autoencoderLoss, createAutoencoderParams, downsampleFactor, PRESETS, tfjsAutoencoder } from '../dist/index.js';
 
 const { values } = parseArgs({ options: { batch: { type: 'string', default: '2' }, reps: { type: 'string', default: '2' }, engine: { type: 'string' } } });
 const batch = Number(values.batch), reps = Number(values.reps);
@@ -30,7 +30,12 @@ console.log(`AutoencoderKL tiny: ${size} px, ch ${cfg.ddconfig.ch}, ch_mult [${c
 const z = await stage.encode(images);
 await time('encode (mode)', () => stage.encode(images));
 await time('decode', () => stage.decode(z));
-const trainer = new AutoencoderTrainer(store, cfg, { optimizer: { lr: 1e-4 } });
-await time('train step (enc+dec)', () => trainer.step(images), 1);
+// One AdamW step of the autoencoder loss (L1 + KL, `loss.ts`) with the official optimizer settings.
+store.setTrainable(() => true, true);
+const trainer = new Trainer(Object.fromEntries(store.names().map((n) => [n, store.get(n)])), { optimizer: { lr: 1e-4, betas: [0.5, 0.9], weightDecay: 0 } });
+const ops = new TfjsOps(store);
+const hw = size / downsampleFactor(cfg);
+const noise = tensor(new Rng(2).normals(batch * cfg.embed_dim * hw * hw), [batch, cfg.embed_dim, hw, hw], 'NCHW');
+await time('train step (enc+dec)', () => trainer.trainStep([() => autoencoderLoss(ops, cfg, ops.input(images), ops.input(noise), { klWeight: 1e-6 }).loss]), 1);
 trainer.dispose();
 store.dispose();

@@ -1,6 +1,6 @@
 /**
  * @diad/autoencoder: the LDM AutoencoderKL (DiAD's first stage), written against core's `Ops`,
- * with the official state-dict names, a pipeline stage and tfjs training.
+ * with the official state-dict names, a pipeline stage, its loss and its ONNX training graph.
  */
 export * from './config.js';
 export * from './layout.js';
@@ -9,7 +9,6 @@ export * from './model.js';
 export * from './distribution.js';
 export * from './stage.js';
 export * from './tfjs.js';
-export * from './train.js';
 export * from './onnx.js';
 export * from './loss.js';
 export * from './train-graph.js';

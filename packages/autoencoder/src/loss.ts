@@ -7,8 +7,8 @@
  *   loss = sum|x - x_rec| / N + kl_weight * KL,   KL = 0.5 * sum(mean^2 + var - 1 - logvar) / N
  *
  * with x_rec decoded from a posterior sample (`AutoencoderKL.forward(sample_posterior=True)`).
- * The adversarial term is omitted (zero before `disc_start`); a perceptual term is an engine-side
- * addition (`AutoencoderTrainer`'s `perceptual` on tfjs).
+ * The adversarial term is omitted (zero before `disc_start`), and so is the perceptual (LPIPS) term:
+ * it would need the feature extractor inside the training graph.
  */
 import type { Ops } from '@diad/core';
 import type { AutoencoderConfig } from './config.js';

@@ -7,3 +7,4 @@ export * from './stages.js';
 export * from './adamw.js';
 export * from './registry.js';
 export * from './env.js';
+export * from './checkpoint.js';

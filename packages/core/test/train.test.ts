@@ -1,12 +1,13 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
-import { copyFileSync, mkdtempSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initTfjs } from '../src/tfjs/engine.js';
-import { AdamW, configHash, optimizerPath, Trainer } from '../src/tfjs/train.js';
-import { readSafetensors } from '../src/safetensors.js';
+import { AdamW, Trainer } from '../src/tfjs/train.js';
+import { readSafetensors, writeSafetensors } from '../src/safetensors.js';
+import { readOptimizerState, trainingCheckpoint } from '../src/checkpoint.js';
 import { tensor } from '../src/tensor.js';
 
 beforeAll(async () => {
@@ -50,7 +51,7 @@ const quadGrad = (p: number[]) => p.map((x, i) => C[i] + x);
 describe('AdamW', () => {
   it('matches the PyTorch formula for 3 steps', async () => {
     const w = tf.variable(tf.tensor1d(P0));
-    const tr = new Trainer({ w }, { optimizer: { lr: 0.1 }, config: {} });
+    const tr = new Trainer({ w }, { optimizer: { lr: 0.1 } });
     for (let i = 0; i < 3; i++) await tr.trainStep([quadLoss(w)]);
     const ref = torchAdamW(P0, quadGrad, [0.1, 0.1, 0.1]);
     close(w.dataSync(), ref.p);
@@ -62,7 +63,7 @@ describe('AdamW', () => {
 
   it('warms the learning rate up linearly', async () => {
     const w = tf.variable(tf.tensor1d(P0));
-    const tr = new Trainer({ w }, { optimizer: { lr: 0.1, warmupSteps: 2, weightDecay: 0.05 }, config: {} });
+    const tr = new Trainer({ w }, { optimizer: { lr: 0.1, warmupSteps: 2, weightDecay: 0.05 } });
     const lrs: number[] = [];
     for (let i = 0; i < 3; i++) lrs.push((await tr.trainStep([quadLoss(w)])).lr);
     expect(lrs).toEqual([0.05, 0.1, 0.1]);
@@ -81,7 +82,7 @@ describe('Trainer', () => {
     const frozen = tf.variable(tf.tensor1d([1.1, -2.3, 0.7]));
     const before = new Uint32Array(new Float32Array(frozen.dataSync()).buffer).slice();
     const wBefore = Array.from(w.dataSync());
-    const tr = new Trainer({ w }, { optimizer: { lr: 0.01 }, config: {} });
+    const tr = new Trainer({ w }, { optimizer: { lr: 0.01 } });
     const loss = () => tf.sum(tf.square(tf.mul(w, frozen))) as tf.Scalar;
     await tr.trainStep([loss]);
     const n = tf.memory().numTensors;
@@ -96,8 +97,8 @@ describe('Trainer', () => {
     const mean = (rows: number[][], w: tf.Variable) => () => tf.mean(tf.matMul(tf.tensor2d(rows), tf.reshape(w, [3, 1]))) as tf.Scalar;
     const a = tf.variable(tf.tensor1d(P0));
     const b = tf.variable(tf.tensor1d(P0));
-    const ta = new Trainer({ w: a }, { optimizer: { lr: 0.1 }, config: {} });
-    const tb = new Trainer({ w: b }, { optimizer: { lr: 0.1 }, config: {} });
+    const ta = new Trainer({ w: a }, { optimizer: { lr: 0.1 } });
+    const tb = new Trainer({ w: b }, { optimizer: { lr: 0.1 } });
     for (let i = 0; i < 2; i++) {
       const ra = await ta.trainStep([mean([X[0]], a), mean([X[1]], a)]);
       const rb = await tb.trainStep([mean(X, b)]);
@@ -114,7 +115,7 @@ describe('Trainer', () => {
     const c1 = [3, 4];
     const c2 = [0.3, -0.4];
     const w = tf.variable(tf.tensor1d([1, 1]));
-    const tr = new Trainer({ w }, { optimizer: { lr: 0.1 }, clipGradNorm: 1, config: {} });
+    const tr = new Trainer({ w }, { optimizer: { lr: 0.1 }, clipGradNorm: 1 });
     const lin = (c: number[]) => () => tf.sum(tf.mul(tf.tensor1d(c), w)) as tf.Scalar;
     const r1 = await tr.trainStep([lin(c1)]);
     const r2 = await tr.trainStep([lin(c2)]);
@@ -129,7 +130,7 @@ describe('Trainer', () => {
 
   it('stops on a NaN loss or an infinite gradient, naming the step, and changes nothing', async () => {
     const w = tf.variable(tf.tensor1d([0, 1]));
-    const tr = new Trainer({ w }, { optimizer: { lr: 0.1 }, config: {} });
+    const tr = new Trainer({ w }, { optimizer: { lr: 0.1 } });
     await tr.trainStep([() => tf.sum(w) as tf.Scalar]);
     const after1 = Array.from(w.dataSync());
     const nan = () => tf.mul(tf.sum(w), NaN) as tf.Scalar;
@@ -137,7 +138,7 @@ describe('Trainer', () => {
       /^non-finite loss NaN at step 2 \(micro-batch 2 of 2\); parameters not updated/,
     );
     const z = tf.variable(tf.tensor1d([0, 1]));
-    const tz = new Trainer({ z }, { optimizer: { lr: 0.1 }, config: {} });
+    const tz = new Trainer({ z }, { optimizer: { lr: 0.1 } });
     await expect(tz.trainStep([() => tf.sum(tf.sqrt(z)) as tf.Scalar])).rejects.toThrow(/^non-finite gradient norm Infinity at step 1 \(loss 1\)/);
     expect(Array.from(w.dataSync())).toEqual(after1);
     expect(tr.step).toBe(1);
@@ -145,71 +146,45 @@ describe('Trainer', () => {
   });
 });
 
-describe('checkpoints', () => {
+describe('training checkpoints (one format on every engine)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'diad-train-'));
-  const config = { model: 'tiny', lr: 0.1, data: ['bottle'] };
-  // Engine layout [in, out]; the file holds the official [out, in] (a transpose), as a ParamStore would.
-  const exportParam = (_n: string, t: tf.Tensor) => {
-    const x = tf.transpose(t);
-    const h = tensor(x.dataSync() as Float32Array, x.shape);
-    x.dispose();
-    return h;
-  };
-  const importParam = (_n: string, h: { data: Float32Array; shape: readonly number[] }) => tf.transpose(tf.tensor(h.data, [...h.shape]));
   const make = (seed: number): Record<string, tf.Variable> => ({
     'model.w': tf.variable(tf.randomNormal([3, 2], 0, 1, 'float32', seed)),
     'model.b': tf.variable(tf.randomNormal([2], 0, 1, 'float32', seed + 1)),
   });
   const lossOf = (v: Record<string, tf.Variable>) => () =>
     tf.sum(tf.square(tf.add(tf.matMul(tf.tensor2d([[1, 2, 3]]), v['model.w']), v['model.b']))) as tf.Scalar;
+  const host = (t: tf.Tensor) => tensor(t.dataSync() as Float32Array, t.shape);
 
   it('round-trips parameters, optimizer state and step; training continues identically', async () => {
     const a = make(1);
-    const ta = new Trainer(a, { optimizer: { lr: 0.1 }, config });
+    const ta = new Trainer(a, { optimizer: { lr: 0.1 } });
     for (let i = 0; i < 2; i++) await ta.trainStep([lossOf(a)]);
     const path = join(dir, 'ckpt.safetensors');
-    await ta.save(path, { exportParam });
+    const state = Object.fromEntries(Object.entries(ta.optimizer.stateTensors()).map(([n, t]) => [n, host(t)]));
+    await writeSafetensors(path, trainingCheckpoint(Object.fromEntries(Object.entries(a).map(([n, v]) => [n, host(v)])), state, ta.step));
 
     const file = await readSafetensors(path);
-    expect(file.names().sort()).toEqual(['model.b', 'model.w']);
-    expect(file.entry('model.w').shape).toEqual([2, 3]);
-    expect(file.metadata.step).toBe('2');
-    expect(file.metadata.config_hash).toBe(configHash({ data: ['bottle'], lr: 0.1, model: 'tiny' }));
-    expect((await readSafetensors(optimizerPath(path))).names().sort()).toEqual(['exp_avg.model.b', 'exp_avg.model.w', 'exp_avg_sq.model.b', 'exp_avg_sq.model.w']);
+    expect(file.names().sort()).toEqual(['model.b', 'model.w', 'optimizer.exp_avg.model.b', 'optimizer.exp_avg.model.w', 'optimizer.exp_avg_sq.model.b', 'optimizer.exp_avg_sq.model.w', 'optimizer.step']);
+    const back = readOptimizerState(file);
+    expect(back.step).toBe(2);
 
     const b = make(7);
-    const tb = new Trainer(b, { optimizer: { lr: 0.1 }, config: { ...config } });
-    await tb.resume(path, { importParam });
+    for (const [n, v] of Object.entries(b)) v.assign(tf.tensor(file.float32(n).data, [...file.float32(n).shape]));
+    const tb = new Trainer(b, { optimizer: { lr: 0.1 } });
+    tb.optimizer.loadState(back.step, back.state, b);
     expect(tb.step).toBe(2);
-    for (const n of Object.keys(a)) expect(Array.from(b[n].dataSync())).toEqual(Array.from(a[n].dataSync()));
     const ra = await ta.trainStep([lossOf(a)]);
     const rb = await tb.trainStep([lossOf(b)]);
     expect(rb).toEqual(ra);
     for (const n of Object.keys(a)) expect(Array.from(b[n].dataSync())).toEqual(Array.from(a[n].dataSync()));
   });
 
-  it('refuses another config, an interrupted save and missing parameters', async () => {
-    const a = make(1);
-    const ta = new Trainer(a, { optimizer: { lr: 0.1 }, config });
-    const path = join(dir, 'c2.safetensors');
-    await ta.trainStep([lossOf(a)]);
-    await ta.save(path);
-    copyFileSync(optimizerPath(path), join(dir, 'step1.optim'));
-    await ta.trainStep([lossOf(a)]);
-
-    const other = new Trainer(make(3), { optimizer: { lr: 0.1 }, config: { ...config, lr: 0.2 } });
-    await expect(other.resume(path)).rejects.toThrow(
-      new RegExp(`^refusing to resume from ${path}: it was written with config hash ${configHash(config)}, this run's config hashes to ${other.configHash} \\(differing keys: lr\\)`),
-    );
-
-    await ta.save(path);
-    copyFileSync(join(dir, 'step1.optim'), optimizerPath(path));
-    const same = new Trainer(make(3), { optimizer: { lr: 0.1 }, config });
-    await expect(same.resume(path)).rejects.toThrow(`${path} is at step 2 but ${optimizerPath(path)} at step 1: the save was interrupted`);
-
-    await ta.save(path);
-    const extra = { ...make(3), 'model.c': tf.variable(tf.zeros([1])) };
-    await expect(new Trainer(extra, { optimizer: { lr: 0.1 }, config }).resume(path)).rejects.toThrow(`${path} lacks parameters: model.c`);
+  it('a plain weights file is refused as a training checkpoint, naming it', async () => {
+    const path = join(dir, 'weights.safetensors');
+    await writeSafetensors(path, { 'model.b': tensor(new Float32Array(2), [2]) });
+    const file = await readSafetensors(path);
+    expect(() => readOptimizerState(file)).toThrow(/not a training checkpoint \(no optimizer\.step\); it holds weights only/);
   });
 });
 
@@ -220,7 +195,7 @@ describe('on wasm', () => {
     const x = tf.randomNormal([2, 8, 8, 2], 0, 1, 'float32', 6) as tf.Tensor4D;
     const target = tf.randomNormal([2, 4, 4, 4], 0, 1, 'float32', 7);
     const loss = () => tf.mean(tf.square(tf.sub(tf.conv2d(x, f as tf.Tensor4D, 2, [[0, 0], [0, 1], [0, 1], [0, 0]]), target))) as tf.Scalar;
-    const tr = new Trainer({ f }, { optimizer: { lr: 0.05 }, config: {} });
+    const tr = new Trainer({ f }, { optimizer: { lr: 0.05 } });
     const losses: number[] = [];
     for (let i = 0; i < 5; i++) losses.push((await tr.trainStep([loss])).loss);
     expect(losses[4]).toBeLessThan(losses[0] * 0.9);

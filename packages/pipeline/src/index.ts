@@ -22,3 +22,4 @@ export * from './versions.js';
 export * from './report/index.js';
 export * from './settings.js';
 export * from './ablate.js';
+export * from './trainers.js';

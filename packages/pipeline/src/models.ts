@@ -1,31 +1,22 @@
 /**
- * The models of a run, built from the run config: the three stage trainers of `diad fit` (on
- * onnxruntime-node or tfjs) and the trained autoencoder and denoiser on tfjs for inference.
- *
- * Each stage defines its batch of step `s` once, as named host tensors drawn from
- * `Rng(seed, stream + s)` (so a resumed stage repeats exactly what an uninterrupted one would do),
- * and its loss once, in the packages (`autoencoderLoss`, `denoiserEps` + `epsLoss`). The tfjs
- * trainer differentiates that loss with `tf.variableGrads`; the ort trainer runs the package's
- * training graph (the same loss recorded and differentiated), whose inputs carry the batch's names.
- * A checkpoint holds every parameter of the stage's model (official names and layouts) plus the
- * AdamW state under `optimizer.`, the same on both engines.
+ * The models of a run, built from the run config: the data side of the three stage problems of
+ * `diad fit` (which images, crops and noise each step draws; the trainers are in `trainers.ts`),
+ * and the trained autoencoder and denoiser on tfjs for inference.
  */
-import * as tf from '@tensorflow/tfjs-core';
-import { Rng, tensor, type Autoencoder, type HostTensor, type SafetensorsFile, type WritableTensor, sliceBatch, concatBatch, readSafetensors } from '@diad/core';
-import { engineTensor, initTfjs, formatEngineInfo, officialHost, ParamStore, TfjsOps, Trainer } from '@diad/core/tfjs';
-import type { TrainingGraph } from '@diad/core/onnx';
+import { Rng, tensor, type Autoencoder, type HostTensor, sliceBatch, concatBatch, readSafetensors } from '@diad/core';
+import { initTfjs, formatEngineInfo, ParamStore } from '@diad/core/tfjs';
 import {
   parseAutoencoderConfig, paramSpec as autoencoderParamSpec, autoencoderLoss, downsampleFactor, recordAutoencoderTraining, tfjsAutoencoder,
   DEFAULT_PREFIX as AE_PREFIX, type AutoencoderConfig,
 } from '@diad/autoencoder';
 import {
-  parseDiadConfig, DiadDenoiser, DiffusionSchedule, copyUnetEncoderToSgn, denoiserEps, epsLoss, recordDenoiserTraining, timestepEmbedding,
+  parseDiadConfig, DiadDenoiser, DiffusionSchedule, copyUnetEncoderToSgn, timestepEmbedding,
   trainableFilter, UNET_PREFIX, LEARNED_CONTEXT, hostContext, readConstantContext, type DiadConfig, type GuidedDenoiser,
 } from '@diad/sg-diffusion';
-import type { RunConfig, StageConfig } from './config.js';
+import type { RunConfig } from './config.js';
 import type { RunDir, StageName } from './run-dir.js';
-import type { StageTrainer } from './train-loop.js';
 import { batchIndices, gather } from './batching.js';
+import { denoiserProblem, ortStageTrainer, tfjsStageTrainer, type DisposableTrainer, type StageBatch, type StageProblem } from './trainers.js';
 
 /** Options of {@link createModels}. */
 export interface ModelOptions {
@@ -35,11 +26,6 @@ export interface ModelOptions {
   providers?: readonly string[];
 }
 
-/** A stage trainer that owns engine memory. */
-export type DisposableTrainer = StageTrainer & { dispose(): void };
-
-/** Prefix of the optimiser state in a checkpoint (`optimizer.exp_avg.<param>`, `optimizer.exp_avg_sq.<param>`). */
-const OPT = 'optimizer.';
 
 /** Per-stage stream offsets of `Rng(seed, stream + step)`. */
 const STREAM: Record<StageName, number> = { autoencoder: 1_000_000, diffusion: 2_000_000, sg: 3_000_000 };
@@ -72,124 +58,6 @@ export interface InferenceParams {
 /** The training engines of `diad fit`. */
 export type TrainEngine = 'ort' | 'tfjs';
 export const TRAIN_ENGINES: readonly TrainEngine[] = ['ort', 'tfjs'];
-
-/** A stage's batch of one step: named host tensors (the input names of its training graph). */
-export type StageBatch = Record<string, HostTensor>;
-
-/** One stage's training problem, engine-free. */
-interface StageProblem {
-  stage: StageName;
-  cfg: StageConfig;
-  /** Every parameter of the stage's model (official layout): the initial values and what checkpoints hold. */
-  store: ParamStore;
-  trainable: (name: string) => boolean;
-  batchOf(step: number): StageBatch;
-  /** The scalar loss on tfjs tensors of a batch (the packages' loss code through TfjsOps). */
-  tfjsLoss(ops: TfjsOps, batch: Record<string, tf.Tensor>): tf.Tensor;
-  /** The package's training graph of the same loss, for the stage's batch shapes (ort). */
-  graph(params: Record<string, HostTensor<'float32'>>): TrainingGraph;
-}
-
-const optimizerOf = (cfg: StageConfig) => ({ lr: cfg.lr, betas: cfg.betas, weightDecay: cfg.weightDecay ?? 0.01 });
-
-/** core's tfjs `Trainer` over the stage's `ParamStore`, differentiating `tfjsLoss`. */
-function tfjsStageTrainer(p: StageProblem): DisposableTrainer {
-  const { store, cfg, stage } = p;
-  store.setTrainable(() => true, false);
-  store.setTrainable(p.trainable, true);
-  const names = store.names(p.trainable);
-  const variables = Object.fromEntries(names.map((n) => [n, store.get(n)]));
-  const ops = new TfjsOps(store);
-  const trainer = new Trainer(variables, { optimizer: optimizerOf(cfg), config: { stage, ...cfg } });
-  return {
-    batchSize: cfg.batchSize,
-    async step(step: number): Promise<number> {
-      const batch = p.batchOf(step);
-      try {
-        return (await trainer.trainStep([() => p.tfjsLoss(ops, Object.fromEntries(Object.entries(batch).map(([k, v]) => [k, ops.input(v)]))) as tf.Scalar])).loss;
-      } catch (e) {
-        // The trainers refuse non-finite losses/gradients before updating; the loop reports the step.
-        if (/non-finite/.test((e as Error).message)) return NaN;
-        throw e;
-      }
-    },
-    async state(): Promise<Record<string, WritableTensor>> {
-      // Optimizer slots in the official layout, like the parameters: the ort trainer reads them too.
-      const state: Record<string, HostTensor<'float32'>> = {};
-      for (const [n, t] of Object.entries(trainer.optimizer.stateTensors())) state[n] = await officialHost(t);
-      return checkpointOf(await store.toHost(), state, trainer.optimizer.step);
-    },
-    async load(file: SafetensorsFile): Promise<void> {
-      const report = store.load(file, { strict: false });
-      if (report.missing.length) throw damaged(file, stage, report.missing);
-      const { step, state } = optimizerStateOf(file);
-      const engine: Record<string, HostTensor<'float32'>> = {};
-      for (const [n, h] of Object.entries(state)) {
-        const t = engineTensor(h.data, h.shape);
-        engine[n] = tensor((await t.data()) as Float32Array, t.shape);
-        t.dispose();
-      }
-      trainer.optimizer.loadState(step, engine, variables);
-    },
-    dispose(): void {
-      trainer.dispose();
-      store.dispose();
-    },
-  };
-}
-
-/** core's `OrtTrainer` on the stage's training graph: parameters on the host, fed every step. */
-async function ortStageTrainer(p: StageProblem, providers: readonly string[] | undefined): Promise<DisposableTrainer & { providers: string }> {
-  const { OrtTrainer } = await import('@diad/core/ort');
-  const params = await p.store.toHost();
-  p.store.dispose();
-  const trainer = await OrtTrainer.open(p.graph(params), params, { optimizer: optimizerOf(p.cfg), providers, label: `stage ${p.stage} training graph` });
-  return {
-    batchSize: p.cfg.batchSize,
-    providers: [trainer.providers.join(', '), ...trainer.session.skipped.map((k) => `skipped ${k.provider}: ${k.reason}`)].join('; '),
-    async step(step: number): Promise<number> {
-      try {
-        return (await trainer.trainStep([p.batchOf(step)])).loss;
-      } catch (e) {
-        if (/non-finite/.test((e as Error).message)) return NaN;
-        throw e;
-      }
-    },
-    async state(): Promise<Record<string, WritableTensor>> {
-      return checkpointOf({ ...params, ...trainer.params }, trainer.optimizerState(), trainer.step);
-    },
-    async load(file: SafetensorsFile): Promise<void> {
-      const missing = Object.keys(params).filter((n) => !file.has(n));
-      if (missing.length) throw damaged(file, p.stage, missing);
-      const loaded: Record<string, HostTensor<'float32'>> = {};
-      for (const n of Object.keys(params)) loaded[n] = file.float32(n);
-      const { step, state } = optimizerStateOf(file);
-      trainer.restore(step, loaded, state);
-      for (const [n, t] of Object.entries(loaded)) if (!trainer.params[n]) params[n] = t;
-    },
-    dispose(): void {
-      void trainer.release();
-    },
-  };
-}
-
-/** A checkpoint's tensors: parameters, AdamW state under `optimizer.`, and the update count. */
-function checkpointOf(params: Record<string, HostTensor<'float32'>>, state: Record<string, HostTensor<'float32'>>, step: number): Record<string, WritableTensor> {
-  const out: Record<string, WritableTensor> = { ...params };
-  for (const [n, t] of Object.entries(state)) out[OPT + n] = t;
-  out[`${OPT}step`] = tensor(new Float32Array([step]), [1]);
-  return out;
-}
-
-function optimizerStateOf(file: SafetensorsFile): { step: number; state: Record<string, HostTensor<'float32'>> } {
-  const state: Record<string, HostTensor<'float32'>> = {};
-  for (const n of file.names()) if (n.startsWith(OPT) && n !== `${OPT}step`) state[n.slice(OPT.length)] = file.float32(n);
-  return { step: file.float32(`${OPT}step`).data[0], state };
-}
-
-function damaged(file: SafetensorsFile, stage: StageName, missing: string[]): Error {
-  return new Error(`${file.source}: checkpoint lacks ${missing.length} parameters of stage ${stage} (${missing.slice(0, 5).join(', ')}...); the run folder is damaged`);
-}
 
 /**
  * One random `size x size` crop per image of `[N, C, H, W]` (positions from `rng`).
@@ -238,6 +106,7 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
     throw new Error(`${run.path('config.json')}: models.diad.hint_downsample is ${dCfg.hint_downsample} but the autoencoder downsamples by ${downsampleFactor(aeCfg)} (ch_mult ${JSON.stringify(aeCfg.ddconfig.ch_mult)}); set hint_downsample to ${downsampleFactor(aeCfg)} so the hint block meets the latents`);
   }
   const schedule = new DiffusionSchedule();
+  const latentSize = cfg.data.imageSize / downsampleFactor(aeCfg);
   const constantContext = dCfg.context.kind === 'file' ? await readConstantContext(dCfg.context.path, dCfg.context.tensor, dCfg.unet.context_dim) : null;
 
   /** Autoencoder parameters: stage-1 checkpoint, else `--init`, else fresh (stage 1 starts from these). */
@@ -277,24 +146,6 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
     if (t.providers !== reportedProviders) log(`stage ${p.stage}: training on onnxruntime-node (${t.providers})`);
     reportedProviders = t.providers;
     return t;
-  };
-
-  /** Stages 2 and 3: eps-MSE of the plain UNet (`diffusion`) or of the SG network + UNet (`sg`, batches with `hint`). */
-  const denoiserProblem = (stage: 'diffusion' | 'sg', d: DiadDenoiser, trainable: (n: string) => boolean, batchOf: (step: number) => StageBatch): StageProblem => {
-    const sc = cfg.stages[stage];
-    const guided = stage === 'sg';
-    const hw = cfg.data.imageSize / downsampleFactor(aeCfg);
-    // A file context is an input of the batch; a learned one is a parameter.
-    const context = constantContext ? hostContext(dCfg, {}, constantContext, sc.batchSize) : null;
-    return {
-      stage,
-      cfg: sc,
-      store: d.store,
-      trainable,
-      batchOf: (step) => (context ? { ...batchOf(step), context } : batchOf(step)),
-      tfjsLoss: (ops, b) => epsLoss(ops, denoiserEps(ops, dCfg, b.x_noisy, guided ? b.hint : null, b.t_emb, b.context ?? d.context(sc.batchSize)), b.noise),
-      graph: (params) => recordDenoiserTraining(dCfg, params, { batch: sc.batchSize, latentHeight: hw, latentWidth: hw, guided, trainable, contextTokens: context?.shape[1] }),
-    };
   };
 
   return {
@@ -343,10 +194,10 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
       const d = await DiadDenoiser.create(dCfg, cfg.seed);
       const sc = cfg.stages.diffusion;
       const trainable = (n: string) => n.startsWith(UNET_PREFIX) || n === LEARNED_CONTEXT;
-      return trainerFor(denoiserProblem('diffusion', d, trainable, (step) => {
+      return trainerFor(denoiserProblem('diffusion', sc, dCfg, d, trainable, (step) => {
         const idx = batchIndices(step, latents.shape[0], sc.batchSize, cfg.seed + 1);
         return noisedBatch(new Rng(cfg.seed, STREAM.diffusion + step), gather(latents, idx), schedule, dCfg.unet.model_channels);
-      }));
+      }, latentSize, constantContext));
     },
 
     async sgTrainer(latents, images) {
@@ -355,10 +206,10 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
       const d = await denoiserAfter('diffusion');
       if (!cfg.models.init && !(await run.readStage('sg'))?.checkpoint) log(`stage 3: SG network initialised from the UNet encoder (${copyUnetEncoderToSgn(d.store)} tensors copied)`);
       const sc = cfg.stages.sg;
-      return trainerFor(denoiserProblem('sg', d, trainableFilter('official'), (step) => {
+      return trainerFor(denoiserProblem('sg', sc, dCfg, d, trainableFilter('official'), (step) => {
         const idx = batchIndices(step, latents.shape[0], sc.batchSize, cfg.seed + 2);
         return { ...noisedBatch(new Rng(cfg.seed, STREAM.sg + step), gather(latents, idx), schedule, dCfg.unet.model_channels), hint: gather(images, idx) };
-      }));
+      }, latentSize, constantContext));
     },
 
     async denoising() {

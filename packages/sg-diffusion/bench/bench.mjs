@@ -3,8 +3,10 @@
 // BENCH_BATCH (8), BENCH_TRAIN_STEPS (4), BENCH_OFFICIAL_HINT=1 for the official hint widths (like the
 // PyTorch yardstick). Prints wall and process CPU seconds (the machine is shared; CPU time is steadier).
 import { Rng, tensor } from '@diad/core';
-import { initTfjs, formatEngineInfo } from '@diad/core/tfjs';
-import { DdimReconstructor, DiadDenoiser, DiadTrainer, preset, parameterCount, diadParamSpec, OFFICIAL_HINT_WIDTHS } from '../dist/index.js';
+import { initTfjs, formatEngineInfo, Trainer } from '@diad/core/tfjs';
+import {
+  DdimReconstructor, DiadDenoiser, DiffusionSchedule, denoiserEps, epsLoss, preset, parameterCount, diadParamSpec, timestepEmbedding, OFFICIAL_HINT_WIDTHS,
+} from '../dist/index.js';
 
 const batch = Number(process.env.BENCH_BATCH ?? 8);
 const trainSteps = Number(process.env.BENCH_TRAIN_STEPS ?? 4);
@@ -20,12 +22,19 @@ const hint = tensor(rng.normals(batch * 3 * hw * 8 * hw * 8), [batch, 3, hw * 8,
 console.log(`engine: ${formatEngineInfo(info)}`);
 console.log(`tiny preset (hint widths ${config.hint_widths.join(',')}): ${(parameterCount(diadParamSpec(config)) / 1e6).toFixed(2)} M parameters, ${hw * 8} px images, ${hw}x${hw} latents, batch ${batch}`);
 
-const trainer = new DiadTrainer(d, { optimizer: { lr: 1e-4 } });
-await trainer.trainStep([{ latents, hint }]); // warm-up (kernel compilation, optimizer state)
+// One AdamW update of the eps-MSE (`loss.ts`) over the official trainable groups, at fixed timesteps and noise.
+const vars = d.setTrainable('official');
+const trainer = new Trainer(Object.fromEntries(d.store.trainableNames().map((n, i) => [n, vars[i]])), { optimizer: { lr: 1e-4 } });
+const t = Array.from({ length: batch }, (_, i) => (i * 997) % 1000);
+const noise = tensor(rng.normals(latents.data.length), latents.shape, 'NCHW');
+const [xt, tEmb] = [new DiffusionSchedule().qSample(latents, t, noise), timestepEmbedding(t, config.unet.model_channels)];
+const ops = d.ops;
+const step = () => trainer.trainStep([() => epsLoss(ops, denoiserEps(ops, config, ops.input(xt), ops.input(hint), ops.input(tEmb), d.context(batch)), ops.input(noise))]);
+await step(); // warm-up (kernel compilation, optimizer state)
 const cpuSeconds = (c0) => { const c = process.cpuUsage(c0); return (c.user + c.system) / 1e6; };
 let c0 = process.cpuUsage();
 let t0 = performance.now();
-for (let i = 0; i < trainSteps; i++) await trainer.trainStep([{ latents, hint }]);
+for (let i = 0; i < trainSteps; i++) await step();
 const train = (performance.now() - t0) / 1000 / trainSteps;
 console.log(`training: ${(train).toFixed(3)} s per step of ${batch} (CPU ${(cpuSeconds(c0) / trainSteps).toFixed(3)} s) -> ${(batch / train).toFixed(2)} images/s`);
 

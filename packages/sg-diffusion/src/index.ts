@@ -7,7 +7,6 @@ export * from './context.js';
 export * from './schedule.js';
 export * from './denoiser.js';
 export * from './reconstructor.js';
-export * from './train.js';
 export * from './onnx.js';
 export * from './noise.js';
 export * from './ddim-loop.js';

@@ -6,12 +6,12 @@ import { Rng, tensor, type HostTensor } from '@diad/core';
 import { initTfjs, formatEngineInfo, ParamStore } from '@diad/core/tfjs';
 import { downsampleFactor, exportAutoencoderOnnx, OrtAutoencoder, parseAutoencoderConfig, paramSpec as autoencoderParamSpec, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
 import {
-  DdimReconstructor, DiadDenoiser, DiadTrainer, DiffusionSchedule, exportDenoiserOnnx, hostContext, OrtGuidedDenoiser, parseDiadConfig, recordDenoiserTraining,
+  DdimReconstructor, DiadDenoiser, DiffusionSchedule, exportDenoiserOnnx, hostContext, OrtGuidedDenoiser, parseDiadConfig, recordDenoiserTraining,
   trainableFilter, OFFICIAL_HINT_WIDTHS, createReconstructor,
 } from '@diad/sg-diffusion';
 import { OrtTrainer } from '@diad/core/ort';
 import { resolveConfig } from '@diad/pipeline';
-import { describeSampler, noisedBatch, openFeatureExtractor, scoreImages, type StageBatch } from '@diad/pipeline';
+import { denoiserProblem, describeSampler, noisedBatch, openFeatureExtractor, scoreImages, tfjsStageTrainer, type StageBatch } from '@diad/pipeline';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -71,6 +71,7 @@ export function register(program: Command): void {
       const dCfg = parseDiadConfig(cfg.models.diad, `preset ${f.preset}`);
       const info = await initTfjs();
       const d = await DiadDenoiser.create(dCfg, 0);
+      let disposed = false; // the tfjs training bench's trainer frees the denoiser
       const aeStore = ParamStore.create(autoencoderParamSpec(aeCfg, AE_PREFIX), 0);
       const dir = mkdtempSync(join(tmpdir(), 'diad-bench-'));
       try {
@@ -115,10 +116,14 @@ export function register(program: Command): void {
           const t = await timed(runs, () => warm.reconstruct(latents, images, seed), () => rec.reconstruct(latents, images, seed));
           log(`tfjs (${formatEngineInfo(info)}) 10-step DDIM, batch ${batch}: ${t.map((s) => s.toFixed(2)).join(', ')} s`);
           tfjs = batch / median(t);
-          const trainer = new DiadTrainer(d, { optimizer: { lr: 1e-5 } });
-          const step = () => trainer.trainStep([{ latents, hint: images }]);
+          // What `diad fit --engine tfjs` runs for the SG stage: the pipeline's tfjs stage trainer on the same batch.
+          const feeds: StageBatch = { ...noisedBatch(new Rng(2), latents, new DiffusionSchedule(), dCfg.unet.model_channels), hint: images };
+          const sc = { steps: 1, batchSize: batch, lr: 1e-5, checkpointEvery: 1 };
+          const trainer = tfjsStageTrainer(denoiserProblem('sg', sc, dCfg, d, trainableFilter('official'), () => feeds, hw, dCfg.context.kind === 'file' ? context : null));
+          const step = () => trainer.step(0);
           const tt = await timed(runs, step, step);
-          trainer.dispose();
+          trainer.dispose(); // frees the denoiser's parameters too
+          disposed = true;
           log(`tfjs (${formatEngineInfo(info)}) training step, batch ${batch}: ${tt.map((s) => s.toFixed(2)).join(', ')} s`);
           tfjsTrain = batch / median(tt);
         }
@@ -140,7 +145,7 @@ export function register(program: Command): void {
         if (!f.json) log(`10-step DDIM: ${gflop.toFixed(2)} GFLOP per image; PyTorch yardstick 2.3 images/s (2 threads)`);
         process.stdout.write(JSON.stringify(result) + '\n');
       } finally {
-        d.dispose();
+        if (!disposed) d.dispose();
         aeStore.dispose();
         rmSync(dir, { recursive: true, force: true });
       }

@@ -1,7 +1,6 @@
 /**
- * Engine-side training utilities shared by the autoencoder and SG-network trainers: AdamW,
- * linear learning-rate warm-up, gradient accumulation over micro-batches, global-norm clipping, a
- * NaN/Inf guard, and atomic checkpoints with a config hash.
+ * Engine-side training utilities of the tfjs stage trainer: AdamW, linear learning-rate warm-up,
+ * gradient accumulation over micro-batches, global-norm clipping and a NaN/Inf guard.
  *
  * Works on a `Record<string, tf.Variable>` of trainable variables keyed by official state-dict
  * names and a loss closure per micro-batch; frozen parameters are simply not in the record.
@@ -9,8 +8,6 @@
  * `torch.optim.AdamW`; this follows its update exactly.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { createHash } from 'node:crypto';
-import { readSafetensors, writeSafetensors } from '../safetensors.js';
 import { tensor, type HostTensor } from '../tensor.js';
 import { adamWDefaults, adamWLr, clipCoefficient, nonFiniteGradientError, nonFiniteLossError, type AdamWOptions, type StepResult } from '../adamw.js';
 import { assertGradientsRegistered } from './engine.js';
@@ -120,50 +117,21 @@ export class AdamW {
   }
 }
 
-/** Canonical JSON (object keys sorted at every level) of a config. */
-function canonical(x: unknown): string {
-  if (Array.isArray(x)) return `[${x.map(canonical).join(',')}]`;
-  if (x && typeof x === 'object') {
-    return `{${Object.keys(x).sort().map((k) => `${JSON.stringify(k)}:${canonical((x as Record<string, unknown>)[k])}`).join(',')}}`;
-  }
-  return JSON.stringify(x) ?? 'null';
-}
-
-/** A short stable hash (16 hex digits of SHA-256 over canonical JSON) of a training config. */
-export function configHash(config: unknown): string {
-  return createHash('sha256').update(canonical(config)).digest('hex').slice(0, 16);
-}
-
 /** Options of {@link Trainer}. */
 export interface TrainerOptions {
   optimizer: AdamWOptions;
   /** Clip gradients to this global L2 norm (`torch.nn.utils.clip_grad_norm_`); none when absent. */
   clipGradNorm?: number;
-  /** The run's configuration (model, data, optimizer...): hashed into checkpoints, resume refuses another. */
-  config: unknown;
-}
-
-/** Host conversion of a parameter for checkpoints (e.g. engine layout to the official one). */
-export type ExportParam = (name: string, value: tf.Tensor) => HostTensor<'float32'> | Promise<HostTensor<'float32'>>;
-/** The inverse of {@link ExportParam}: a host tensor from a checkpoint to the variable's engine layout. */
-export type ImportParam = (name: string, value: HostTensor<'float32'>, variable: tf.Variable) => tf.Tensor;
-
-const rawExport: ExportParam = async (_name, t) => tensor((await t.data()) as Float32Array, t.shape);
-const rawImport: ImportParam = (_name, h) => tf.tensor(h.data, [...h.shape]);
-
-/** The optimizer file that goes with a checkpoint: `x.safetensors` -> `x.optim.safetensors`. */
-export function optimizerPath(path: string): string {
-  return path.endsWith('.safetensors') ? `${path.slice(0, -'.safetensors'.length)}.optim.safetensors` : `${path}.optim.safetensors`;
 }
 
 /**
- * A training loop's engine side: accumulation, clipping, the NaN guard, AdamW, checkpoints.
+ * A training loop's engine side: accumulation, clipping, the NaN guard, AdamW. Checkpoints are
+ * core's one training format (`trainingCheckpoint`), written by the caller from
+ * `optimizer.stateTensors()` and the parameters.
  * The caller owns the variables (disposes them); {@link dispose} frees the optimizer state.
  */
 export class Trainer {
   readonly optimizer: AdamW;
-  readonly configHash: string;
-  private readonly configJson: string;
 
   /**
    * @param variables the trainable variables by official name (everything else stays frozen).
@@ -172,8 +140,6 @@ export class Trainer {
   constructor(readonly variables: Record<string, tf.Variable>, readonly options: TrainerOptions) {
     if (Object.keys(variables).length === 0) throw new Error('Trainer: no trainable variables');
     this.optimizer = new AdamW(options.optimizer);
-    this.configJson = canonical(options.config);
-    this.configHash = configHash(options.config);
   }
 
   /** Updates applied so far. */
@@ -250,84 +216,8 @@ export class Trainer {
     }
   }
 
-  /**
-   * Saves a checkpoint atomically: the parameters to `path` (a plain safetensors weights file keyed
-   * by name, loadable on its own) and the optimizer state to {@link optimizerPath}(path), both with
-   * `step` and `config_hash` metadata. The optimizer file is written first; a crash between the two
-   * writes leaves files with different steps, which {@link resume} detects.
-   * @param opts.params parameters to save (default the trainable variables; pass every model
-   *   parameter for a complete weights file). @param opts.exportParam layout conversion (default: as stored).
-   */
-  async save(path: string, opts: { params?: Record<string, tf.Tensor>; exportParam?: ExportParam } = {}): Promise<void> {
-    const meta = { format: 'diad-checkpoint/1', step: String(this.step), config_hash: this.configHash, config: this.configJson };
-    const state: Record<string, HostTensor<'float32'>> = {};
-    for (const [n, t] of Object.entries(this.optimizer.stateTensors())) state[n] = await rawExport(n, t);
-    await writeSafetensors(optimizerPath(path), state, { ...meta, format: 'diad-optimizer/1', optimizer: canonical(this.optimizer.options) });
-    const exp = opts.exportParam ?? rawExport;
-    const params: Record<string, HostTensor<'float32'>> = {};
-    for (const [n, t] of Object.entries(opts.params ?? this.variables)) params[n] = await exp(n, t);
-    await writeSafetensors(path, params, meta);
-  }
-
-  /**
-   * Restores parameters, optimizer state and step from a checkpoint written by {@link save}.
-   * @param opts.params variables to restore (default the trainable ones); each must be in the file.
-   * @throws Error, changing nothing, when the files are missing, the config hash differs from this
-   *   run's (listing the differing config keys), the two files disagree on the step (an
-   *   interrupted save), or a parameter is missing or mis-shaped.
-   */
-  async resume(path: string, opts: { params?: Record<string, tf.Variable>; importParam?: ImportParam } = {}): Promise<void> {
-    const [pf, of] = await Promise.all([readSafetensors(path), readSafetensors(optimizerPath(path))]);
-    const hash = pf.metadata.config_hash;
-    if (pf.metadata.format !== 'diad-checkpoint/1' || of.metadata.format !== 'diad-optimizer/1') {
-      throw new Error(`${path}: not a diad training checkpoint (metadata format ${pf.metadata.format ?? 'absent'}); use the weights loader for plain weight files`);
-    }
-    if (hash !== this.configHash) {
-      throw new Error(
-        `refusing to resume from ${path}: it was written with config hash ${hash}, this run's config hashes to ${this.configHash} ` +
-          `(differing keys: ${diffKeys(pf.metadata.config, this.configJson)}). Resume with the checkpoint's config, or start a new run with another checkpoint path`,
-      );
-    }
-    if (pf.metadata.step !== of.metadata.step) {
-      throw new Error(`${path} is at step ${pf.metadata.step} but ${optimizerPath(path)} at step ${of.metadata.step}: the save was interrupted; use an earlier checkpoint`);
-    }
-    const targets = opts.params ?? this.variables;
-    const imp = opts.importParam ?? rawImport;
-    const missing = Object.keys(targets).filter((n) => !pf.has(n));
-    if (missing.length) throw new Error(`${path} lacks parameters: ${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ` and ${missing.length - 10} more` : ''}`);
-    const values: [tf.Variable, tf.Tensor][] = [];
-    try {
-      for (const [n, v] of Object.entries(targets)) {
-        const t = imp(n, pf.float32(n), v);
-        values.push([v, t]);
-        if (t.shape.join(',') !== v.shape.join(',')) {
-          throw new Error(`${path}: parameter "${n}" loads as shape [${t.shape.join(', ')}], the variable is [${v.shape.join(', ')}]`);
-        }
-      }
-      const state: Record<string, HostTensor<'float32'>> = {};
-      for (const n of of.names()) state[n] = of.float32(n);
-      this.optimizer.loadState(Number(pf.metadata.step), state, this.variables);
-    } catch (e) {
-      for (const [, t] of values) t.dispose();
-      throw e;
-    }
-    for (const [v, t] of values) {
-      v.assign(t);
-      t.dispose();
-    }
-  }
-
   /** Frees the optimizer state. */
   dispose(): void {
     this.optimizer.dispose();
   }
-}
-
-function diffKeys(savedJson: string | undefined, currentJson: string): string {
-  if (!savedJson) return 'unknown, the checkpoint has no config';
-  const a = JSON.parse(savedJson) as Record<string, unknown>;
-  const b = JSON.parse(currentJson) as Record<string, unknown>;
-  if (!a || !b || typeof a !== 'object' || typeof b !== 'object') return 'the whole config';
-  const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])].filter((k) => canonical(a[k]) !== canonical(b[k]));
-  return keys.length ? keys.join(', ') : 'none at top level';
 }

@@ -1,0 +1,154 @@
+/**
+ * The stage trainers of `diad fit`, one per engine, over one engine-free description of a stage's
+ * training problem: its model's parameters, which of them train, the batch of step `s` (named host
+ * tensors drawn from `Rng(seed, stream + s)`, so a resumed stage repeats exactly what an
+ * uninterrupted one would do) and its loss, written once in the packages against `Ops`
+ * (`autoencoderLoss`, `denoiserEps` + `epsLoss`). The tfjs trainer differentiates that loss with
+ * `tf.variableGrads`; the ort trainer runs the package's training graph (the same loss recorded and
+ * differentiated). Checkpoints are core's one training format (`trainingCheckpoint`) on both engines.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { readOptimizerState, tensor, trainingCheckpoint, type HostTensor, type SafetensorsFile, type WritableTensor } from '@diad/core';
+import { engineTensor, officialHost, Trainer, TfjsOps, type ParamStore } from '@diad/core/tfjs';
+import type { TrainingGraph } from '@diad/core/onnx';
+import { denoiserEps, epsLoss, hostContext, recordDenoiserTraining, type DiadConfig, type DiadDenoiser } from '@diad/sg-diffusion';
+import type { StageConfig } from './config.js';
+import type { StageName } from './run-dir.js';
+import type { StageTrainer } from './train-loop.js';
+
+/** A stage trainer that owns engine memory. */
+export type DisposableTrainer = StageTrainer & { dispose(): void };
+
+/** A stage's batch of one step: named host tensors (the input names of its training graph). */
+export type StageBatch = Record<string, HostTensor>;
+
+/** One stage's training problem, engine-free. */
+export interface StageProblem {
+  stage: StageName;
+  cfg: StageConfig;
+  /** Every parameter of the stage's model (official layout): the initial values and what checkpoints hold. */
+  store: ParamStore;
+  trainable: (name: string) => boolean;
+  batchOf(step: number): StageBatch;
+  /** The scalar loss on tfjs tensors of a batch (the packages' loss code through TfjsOps). */
+  tfjsLoss(ops: TfjsOps, batch: Record<string, tf.Tensor>): tf.Tensor;
+  /** The package's training graph of the same loss, for the stage's batch shapes (ort). */
+  graph(params: Record<string, HostTensor<'float32'>>): TrainingGraph;
+}
+
+const optimizerOf = (cfg: StageConfig) => ({ lr: cfg.lr, betas: cfg.betas, weightDecay: cfg.weightDecay ?? 0.01 });
+
+/** core's tfjs `Trainer` over the stage's `ParamStore`, differentiating `tfjsLoss`. */
+export function tfjsStageTrainer(p: StageProblem): DisposableTrainer {
+  const { store, cfg, stage } = p;
+  store.setTrainable(() => true, false);
+  store.setTrainable(p.trainable, true);
+  const names = store.names(p.trainable);
+  const variables = Object.fromEntries(names.map((n) => [n, store.get(n)]));
+  const ops = new TfjsOps(store);
+  const trainer = new Trainer(variables, { optimizer: optimizerOf(cfg) });
+  return {
+    batchSize: cfg.batchSize,
+    async step(step: number): Promise<number> {
+      const batch = p.batchOf(step);
+      try {
+        return (await trainer.trainStep([() => p.tfjsLoss(ops, Object.fromEntries(Object.entries(batch).map(([k, v]) => [k, ops.input(v)]))) as tf.Scalar])).loss;
+      } catch (e) {
+        // The trainers refuse non-finite losses/gradients before updating; the loop reports the step.
+        if (/non-finite/.test((e as Error).message)) return NaN;
+        throw e;
+      }
+    },
+    async state(): Promise<Record<string, WritableTensor>> {
+      // Optimizer slots in the official layout, like the parameters: the ort trainer reads them too.
+      const state: Record<string, HostTensor<'float32'>> = {};
+      for (const [n, t] of Object.entries(trainer.optimizer.stateTensors())) state[n] = await officialHost(t);
+      return trainingCheckpoint(await store.toHost(), state, trainer.optimizer.step);
+    },
+    async load(file: SafetensorsFile): Promise<void> {
+      const report = store.load(file, { strict: false });
+      if (report.missing.length) throw damaged(file, stage, report.missing);
+      const { step, state } = readOptimizerState(file);
+      const engine: Record<string, HostTensor<'float32'>> = {};
+      for (const [n, h] of Object.entries(state)) {
+        const t = engineTensor(h.data, h.shape);
+        engine[n] = tensor((await t.data()) as Float32Array, t.shape);
+        t.dispose();
+      }
+      trainer.optimizer.loadState(step, engine, variables);
+    },
+    dispose(): void {
+      trainer.dispose();
+      store.dispose();
+    },
+  };
+}
+
+/** core's `OrtTrainer` on the stage's training graph: parameters on the host, fed every step. */
+export async function ortStageTrainer(p: StageProblem, providers: readonly string[] | undefined): Promise<DisposableTrainer & { providers: string }> {
+  const { OrtTrainer } = await import('@diad/core/ort');
+  const params = await p.store.toHost();
+  p.store.dispose();
+  const trainer = await OrtTrainer.open(p.graph(params), params, { optimizer: optimizerOf(p.cfg), providers, label: `stage ${p.stage} training graph` });
+  return {
+    batchSize: p.cfg.batchSize,
+    providers: [trainer.providers.join(', '), ...trainer.session.skipped.map((k) => `skipped ${k.provider}: ${k.reason}`)].join('; '),
+    async step(step: number): Promise<number> {
+      try {
+        return (await trainer.trainStep([p.batchOf(step)])).loss;
+      } catch (e) {
+        if (/non-finite/.test((e as Error).message)) return NaN;
+        throw e;
+      }
+    },
+    async state(): Promise<Record<string, WritableTensor>> {
+      return trainingCheckpoint({ ...params, ...trainer.params }, trainer.optimizerState(), trainer.step);
+    },
+    async load(file: SafetensorsFile): Promise<void> {
+      const missing = Object.keys(params).filter((n) => !file.has(n));
+      if (missing.length) throw damaged(file, p.stage, missing);
+      const loaded: Record<string, HostTensor<'float32'>> = {};
+      for (const n of Object.keys(params)) loaded[n] = file.float32(n);
+      const { step, state } = readOptimizerState(file);
+      trainer.restore(step, loaded, state);
+      for (const [n, t] of Object.entries(loaded)) if (!trainer.params[n]) params[n] = t;
+    },
+    dispose(): void {
+      void trainer.release();
+    },
+  };
+}
+
+function damaged(file: SafetensorsFile, stage: StageName, missing: string[]): Error {
+  return new Error(`${file.source}: checkpoint lacks ${missing.length} parameters of stage ${stage} (${missing.slice(0, 5).join(', ')}...); the run folder is damaged`);
+}
+
+/**
+ * Stages 2 and 3: eps-MSE of the plain UNet (`diffusion`) or of the SG network + UNet (`sg`,
+ * batches with `hint`), over a denoiser's parameters.
+ * @param batchOf the step's batch: `x_noisy`, `noise`, `t_emb` (and `hint` for `sg`).
+ * @param latentSize side of the square latents.
+ * @param constantContext a file context `[1, L, D]` (an input of every batch), or null for a learned one (a parameter).
+ */
+export function denoiserProblem(
+  stage: 'diffusion' | 'sg',
+  cfg: StageConfig,
+  dCfg: DiadConfig,
+  d: DiadDenoiser,
+  trainable: (name: string) => boolean,
+  batchOf: (step: number) => StageBatch,
+  latentSize: number,
+  constantContext: HostTensor | null,
+): StageProblem {
+  const guided = stage === 'sg';
+  const context = constantContext ? hostContext(dCfg, {}, constantContext, cfg.batchSize) : null;
+  return {
+    stage,
+    cfg,
+    store: d.store,
+    trainable,
+    batchOf: (step) => (context ? { ...batchOf(step), context } : batchOf(step)),
+    tfjsLoss: (ops, b) => epsLoss(ops, denoiserEps(ops, dCfg, b.x_noisy, guided ? b.hint : null, b.t_emb, b.context ?? d.context(cfg.batchSize)), b.noise),
+    graph: (params) => recordDenoiserTraining(dCfg, params, { batch: cfg.batchSize, latentHeight: latentSize, latentWidth: latentSize, guided, trainable, contextTokens: context?.shape[1] }),
+  };
+}
