@@ -3,12 +3,8 @@
  * layers model), for the conv backbones we ship (ResNet-50, MobileNetV2, InceptionV3): `parseKeras`
  * turns the layers into engine-free ops with host weights (BatchNormalization folded into convs);
  * `KerasGraph` runs them on tfjs-core, `kerasOnnxModel` (keras-onnx.ts) records them as ONNX.
- *
- * Why not `@tensorflow/tfjs-layers`: its Conv2D runs tfjs's fused conv, whose gradient computes
- * the filter gradient eagerly, and the wasm backend has no `Conv2DBackpropFilter` kernel, so a
- * perceptual loss through it cannot train on wasm. Here convs are plain `tf.conv2d` /
- * `tf.depthwiseConv2d` (gradients w.r.t. the input only, as a frozen backbone needs) when
- * differentiating, fused ops otherwise; BatchNormalization that follows a conv is folded into it.
+ * One interpreter gives both engines the same graph (tfjs-layers could run it on tfjs only); convs
+ * run as tfjs's fused ops, with the BatchNormalization that follows a conv folded into it.
  */
 import * as tf from '@tensorflow/tfjs-core';
 
@@ -195,10 +191,9 @@ export class KerasGraph {
   /**
    * Runs the graph. Intermediate tensors are disposed as the caller's `tf.tidy` ends.
    * @param x `[N, H, W, C]` in the model's own input range.
-   * @param differentiable use unfused convs so gradients w.r.t. `x` work on every backend.
    * @returns the output layers' tensors, in `outputs` order.
    */
-  run(x: tf.Tensor4D, differentiable: boolean): tf.Tensor4D[] {
+  run(x: tf.Tensor4D): tf.Tensor4D[] {
     const vals = new Map<string, tf.Tensor4D>();
     for (const op of this.ops) {
       let y: tf.Tensor4D;
@@ -206,14 +201,9 @@ export class KerasGraph {
         case 'input': y = x; break;
         case 'conv': {
           const v = vals.get(op.src)!;
-          if (!differentiable) {
-            y = op.depthwise
-              ? tf.fused.depthwiseConv2d({ x: v, filter: op.w, strides: op.strides, pad: op.pad, dilations: op.dilations, bias: op.b ?? undefined })
-              : tf.fused.conv2d({ x: v, filter: op.w, strides: op.strides, pad: op.pad, dilations: op.dilations, bias: op.b ?? undefined });
-          } else {
-            y = op.depthwise ? tf.depthwiseConv2d(v, op.w, op.strides, op.pad, 'NHWC', op.dilations) : tf.conv2d(v, op.w, op.strides, op.pad, 'NHWC', op.dilations);
-            if (op.b) y = tf.add(y, op.b);
-          }
+          y = op.depthwise
+            ? tf.fused.depthwiseConv2d({ x: v, filter: op.w, strides: op.strides, pad: op.pad, dilations: op.dilations, bias: op.b ?? undefined })
+            : tf.fused.conv2d({ x: v, filter: op.w, strides: op.strides, pad: op.pad, dilations: op.dilations, bias: op.b ?? undefined });
           break;
         }
         case 'affine': y = tf.add(tf.mul(vals.get(op.src)!, op.scale), op.shift); break;

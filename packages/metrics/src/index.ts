@@ -17,7 +17,7 @@ export { binsFromScores, type RankBins } from './bins.js';
 export { pixelBins, type StoredImage } from './pixels.js';
 export { maxImageScore, diadImageScore } from './image-score.js';
 export { labelRegions8 } from './regions.js';
-export { f1MaxThreshold, thresholdAtFpr, ScoreNormalizer, type OperatingPoint, type NormalizationMethod } from './deploy.js';
+export { f1MaxThreshold, thresholdAtFpr, type OperatingPoint } from './threshold.js';
 export {
   METRIC_NAMES,
   TABLE_COLUMNS,

@@ -43,7 +43,7 @@ async function timed(runs: number, warm: () => Promise<unknown>, f: () => Promis
  * the SG network uses the official hint widths, as the PyTorch yardstick of the issue.
  * Training: images/s of one AdamW step of the SG network + UNet (official trainable groups: SG
  * network, UNet output blocks and `out`) at batch `--batch`, on ort (`OrtTrainer` on the recorded
- * training graph) and tfjs (`DiadTrainer`), and ort's fraction of the CPU's float32 peak.
+ * training graph) and tfjs (the pipeline's tfjs stage trainer), and ort's fraction of the CPU's float32 peak.
  */
 export function register(program: Command): void {
   program
