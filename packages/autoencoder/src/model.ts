@@ -5,7 +5,7 @@
  * Maps are logically NCHW; parameters are looked up by official state-dict names.
  */
 import type { Ops } from '@diad/core';
-import { NORM_EPS, NORM_GROUPS, type AutoencoderConfig } from './config.js';
+import { downsampleFactor, NORM_EPS, NORM_GROUPS, type AutoencoderConfig } from './config.js';
 import { decoderLayout, encoderLayout, type CoderLayout } from './layout.js';
 import { DEFAULT_PREFIX } from './params.js';
 
@@ -88,7 +88,7 @@ function checkSpatial(shape: number[], factor: number, what: string): void {
 export function encodeMoments<T>(ops: Ops<T>, cfg: AutoencoderConfig, x: T, prefix = DEFAULT_PREFIX): T {
   const d = cfg.ddconfig;
   const shape = ops.shape(x);
-  checkSpatial(shape, 2 ** (d.ch_mult.length - 1), 'input image');
+  checkSpatial(shape, downsampleFactor(cfg), 'input image');
   if (shape[1] !== d.in_channels) throw new Error(`AutoencoderKL: input has ${shape[1]} channels, the config expects in_channels = ${d.in_channels}`);
   const layout = encoderLayout(cfg);
   let h = conv(ops, x, `${prefix}encoder.conv_in`, 1);

@@ -8,8 +8,9 @@ import { readSafetensors } from '../src/safetensors.js';
 import { int32, mask, tensor } from '../src/tensor.js';
 import { createOrtSession, describeOrt, fromOrt, resolveOrtProviders, toOrt } from '../src/ort/index.js';
 import { env, readEnv } from '../src/env.js';
+import { ONNX_FIXTURE_DIR } from '../src/testing.js';
 
-const ONNX_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '../../../../shared/fixtures/onnx');
+const ONNX_DIR = ONNX_FIXTURE_DIR;
 const MODEL = join(ONNX_DIR, 'resnet18_trunk.onnx');
 const HAVE_MODEL = existsSync(MODEL);
 if (!HAVE_MODEL) console.warn(`[ort.test] ${MODEL} not found: the session tests are skipped`);

@@ -4,8 +4,9 @@ import { join, resolve } from 'node:path';
 import { readSafetensors, encodeSafetensors, SafetensorsFile, tensor, int32, writeSafetensors } from '../src/index.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { SHARED_DIR } from '../src/testing.js';
 
-const shared = resolve(__dirname, '../../../../shared/fixtures');
+const shared = join(SHARED_DIR, 'fixtures');
 
 describe('safetensors', () => {
   it('round-trips float32 and int32 tensors with metadata', async () => {

@@ -5,7 +5,7 @@ import '@tensorflow/tfjs-backend-wasm';
 // The Node build of tfjs-core registers no gradients; tfjs-layers does.
 import '@tensorflow/tfjs-layers';
 import { Rng, tensor, maxAbsDiff, encodeSafetensors, SafetensorsFile, type HostTensor, type ParamSpec } from '../src/index.js';
-import { ParamStore, TfjsOps, installConv2DGradOverride } from '../src/tfjs/index.js';
+import { ParamStore, TfjsOps, installConv2DGradOverride, toEnginePerm } from '../src/tfjs/index.js';
 
 // Naive host references on NCHW data with official-layout weights (conv [out, in, kh, kw],
 // linear [out, in]), written from the PyTorch definitions.
@@ -502,7 +502,8 @@ describe('TfjsOps gradients', () => {
 /** Official-layout data to the engine layout through a ParamStore round (conv/linear transposes). */
 async function toEngineLayout(data: Float32Array, shape: readonly number[]): Promise<Float32Array> {
   const t = tf.tensor(data, [...shape]);
-  const p = shape.length === 4 ? tf.transpose(t, [2, 3, 1, 0]) : shape.length === 2 ? tf.transpose(t) : t;
+  const perm = toEnginePerm(shape.length);
+  const p = perm ? tf.transpose(t, perm) : t;
   const out = (await p.data()) as Float32Array;
   tf.dispose([t, p]);
   return out;

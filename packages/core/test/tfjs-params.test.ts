@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Rng, SafetensorsFile, encodeSafetensors, readSafetensors, tensor, sizeOf, type ParamSpec } from '../src/index.js';
 import { ParamStore } from '../src/tfjs/index.js';
+import { REFERENCE_DIR } from '../src/testing.js';
 
 const SPECS: ParamSpec[] = [
   { name: 'enc.conv.weight', shape: [16, 8, 3, 3], init: 'kaiming' },
@@ -19,7 +20,7 @@ const SPECS: ParamSpec[] = [
   { name: 'dec.zero_conv.weight', shape: [8, 8, 1, 1], init: 'zeros' },
 ];
 
-const fixtureDir = process.env.DIAD_REFERENCE_DIR ?? resolve(__dirname, '../../../../shared/fixtures/reference');
+const fixtureDir = REFERENCE_DIR;
 const aeFixture = join(fixtureDir, 'autoencoder_kl.safetensors');
 
 const bytesEqual = (a: Float32Array, b: Float32Array): boolean => a.length === b.length && a.every((v, i) => Object.is(v, b[i]));

@@ -20,7 +20,10 @@ export { labelRegions8 } from './regions.js';
 export { f1MaxThreshold, thresholdAtFpr, type OperatingPoint } from './threshold.js';
 export {
   METRIC_NAMES,
-  TABLE_COLUMNS,
+  METRIC_LABELS,
+  metricTable,
+  formatPercent,
+  type TableRow,
   OFFICIAL_METRIC_KEYS,
   toOfficialKeys,
   formatTable,

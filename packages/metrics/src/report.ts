@@ -36,17 +36,6 @@ export const METRIC_NAMES: readonly MetricName[] = [
   'auPro',
 ];
 
-/** Column headers of the seven-column table, in the order of {@link METRIC_NAMES}. */
-export const TABLE_COLUMNS: Readonly<Record<MetricName, string>> = {
-  aurocImage: 'mAU-ROC_I',
-  apImage: 'mAP_I',
-  f1MaxImage: 'mF1-max_I',
-  aurocPixel: 'mAU-ROC_P',
-  apPixel: 'mAP_P',
-  f1MaxPixel: 'mF1-max_P',
-  auPro: 'mAU-PRO',
-};
-
 /**
  * The metric names of the official evaluation (`utils/eval_helper.eval_lookup_table`), which
  * reports them as `<class>_<name>_auc` and `mean_<name>_auc`.
@@ -104,23 +93,51 @@ export function toOfficialKeys(report: MetricsReport): Record<string, number | n
   return out;
 }
 
+/** Human-readable headers of the seven metrics, in the order of {@link METRIC_NAMES}. */
+export const METRIC_LABELS: Readonly<Record<MetricName, string>> = {
+  aurocImage: 'image AUROC',
+  apImage: 'image AP',
+  f1MaxImage: 'image F1-max',
+  aurocPixel: 'pixel AUROC',
+  apPixel: 'pixel AP',
+  f1MaxPixel: 'pixel F1-max',
+  auPro: 'AU-PRO',
+};
+
+/** A metric in percent with `digits` decimals; "n/a" where undefined (null). */
+export function formatPercent(v: number | null, digits = 1): string {
+  return v === null ? 'n/a' : (100 * v).toFixed(digits);
+}
+
+/** One row of {@link metricTable}: leading cells (class, variant...), the seven values, trailing cells. */
+export interface TableRow {
+  cells: string[];
+  values: MetricValues;
+  extra?: string[];
+}
+
 /**
- * Markdown table: one row per class, then the mean; optional per-defect-type rows under each
- * class. Values in percent with `digits` decimals; undefined values print as "n/a".
+ * The one Markdown metric table every printer uses (`formatTable`, `diad test`, `diad ablate`):
+ * leading columns, the seven metrics in percent ({@link METRIC_LABELS}), trailing columns.
+ */
+export function metricTable(rows: readonly TableRow[], options: { lead: string[]; extra?: string[]; digits?: number }): string {
+  const extra = options.extra ?? [];
+  const cols = [...options.lead, ...METRIC_NAMES.map((k) => METRIC_LABELS[k]), ...extra];
+  const lines = [`| ${cols.join(' | ')} |`, `|${options.lead.map(() => '---').join('|')}|${[...METRIC_NAMES, ...extra].map(() => '---:').join('|')}|`];
+  for (const r of rows) lines.push(`| ${[...r.cells, ...METRIC_NAMES.map((k) => formatPercent(r.values[k], options.digits)), ...(r.extra ?? [])].join(' | ')} |`);
+  return lines.join('\n');
+}
+
+/**
+ * Markdown table of a report: one row per class, then the mean; optional per-defect-type rows under
+ * each class. Values in percent with `digits` decimals; undefined values print as "n/a".
  */
 export function formatTable(report: MetricsReport, options: { digits?: number; defectTypes?: boolean } = {}): string {
-  const digits = options.digits ?? 1;
-  const fmt = (v: number | null): string => (v === null ? 'n/a' : (100 * v).toFixed(digits));
-  const line = (name: string, values: MetricValues): string =>
-    `| ${name} | ${METRIC_NAMES.map((k) => fmt(values[k])).join(' | ')} |`;
-  const lines = [
-    `| class (${report.mode}) | ${METRIC_NAMES.map((k) => TABLE_COLUMNS[k]).join(' | ')} |`,
-    `|---|${METRIC_NAMES.map(() => '---').join('|')}|`,
-  ];
+  const rows: TableRow[] = [];
   for (const [cls, row] of Object.entries(report.classes)) {
-    lines.push(line(cls, row.values));
-    if (options.defectTypes) for (const [d, r] of Object.entries(row.defectTypes)) lines.push(line(`${cls} / ${d}`, r.values));
+    rows.push({ cells: [cls], values: row.values });
+    if (options.defectTypes) for (const [d, r] of Object.entries(row.defectTypes)) rows.push({ cells: [`${cls} / ${d}`], values: r.values });
   }
-  lines.push(line('mean', report.mean.values));
-  return lines.join('\n');
+  rows.push({ cells: ['mean'], values: report.mean.values });
+  return metricTable(rows, { lead: [`class (${report.mode})`], digits: options.digits });
 }

@@ -152,7 +152,8 @@ describe('reports', () => {
   it('formats the seven-column table and the official keys', () => {
     const rep = build().compute();
     const table = formatTable(rep, { digits: 2, defectTypes: true }).split('\n');
-    expect(table[0]).toBe('| class (standard) | mAU-ROC_I | mAP_I | mF1-max_I | mAU-ROC_P | mAP_P | mF1-max_P | mAU-PRO |');
+    expect(table[0]).toBe('| class (standard) | image AUROC | image AP | image F1-max | pixel AUROC | pixel AP | pixel F1-max | AU-PRO |');
+    expect(table[1]).toBe('|---|---:|---:|---:|---:|---:|---:|---:|');
     expect(table.at(-1)).toMatch(new RegExp(`^\\| mean \\| ${(100 * rep.mean.values.aurocImage!).toFixed(2)} \\|`));
     const keys = toOfficialKeys(rep);
     expect(keys.bottle_pro_auc).toBe(rep.classes.bottle.values.auPro);

@@ -10,11 +10,10 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { MetricsAccumulator, OFFICIAL_METRIC_KEYS, toOfficialKeys } from '../src/index.js';
 import { readSafetensors } from './safetensors.js';
+import { fixturesPresent, REFERENCE_DIR } from '@diad/core/testing';
 
-const here = dirname(fileURLToPath(import.meta.url));
-const dir = process.env.DIAD_REFERENCE_DIR ?? resolve(here, '../../../../shared/fixtures/reference');
-const present = existsSync(resolve(dir, 'metrics.json')) && existsSync(resolve(dir, 'metrics.safetensors'));
-if (!present) console.warn(`[metrics reference] skipped: no metrics.json / metrics.safetensors in ${dir} (set DIAD_REFERENCE_DIR)`);
+const dir = REFERENCE_DIR;
+const present = fixturesPresent('metrics reference', resolve(dir, 'metrics.json'), resolve(dir, 'metrics.safetensors'));
 
 interface Fixture {
   classes: string[];

@@ -8,18 +8,18 @@
 import { existsSync, promises as fs } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { sliceBatch, writeFileAtomic, type HostTensor } from '@diad/core';
-import { MetricsAccumulator } from '@diad/metrics';
+import { METRIC_LABELS, METRIC_NAMES, MetricsAccumulator, formatPercent, metricTable } from '@diad/metrics';
 import type { Sample } from '@diad/datasets';
 import { createReconstructor } from '@diad/sg-diffusion';
 import { applyInferenceSets, shortHash, type InferenceConfig } from './config.js';
 import type { RunDir } from './run-dir.js';
 import { sampleId } from './data.js';
-import { forEachTestChunk, openTestSet, toRow, describeSampler } from './evaluate.js';
+import { forEachTestChunk, openTestSet, describeSampler } from './evaluate.js';
 import { openDenoising, openFeatureExtractor, type EngineOptions } from './inference.js';
 import { reconstructImages, scoreReconstructions, type Stages } from './score.js';
 import { calibrate, checkSettings, readValidation, resolveSettings, settingsHash, type Calibration } from './settings.js';
 import { Progress } from './progress.js';
-import { METRIC_COLUMNS, METRIC_MODES, type MetricMode, type MetricRow } from './report/types.js';
+import { METRIC_MODES, type MetricMode, type MetricRow } from './report/types.js';
 import { writeHeatmapPng, denormalizeToRgb } from './report/strip.js';
 import { pipelineVersion } from './versions.js';
 import sharp from 'sharp';
@@ -202,7 +202,7 @@ export async function ablate(run: RunDir, o: AblateOptions): Promise<{ out: stri
       variants: variants.map((v, i) => {
         const reports = accs[i].computeAll(METRIC_MODES, { byDefectType: false });
         const metrics = Object.fromEntries(
-          METRIC_MODES.map((m) => [m, { classes: Object.fromEntries(Object.entries(reports[m]!.classes).map(([c, r]) => [c, toRow(r.values)])), mean: toRow(reports[m]!.mean.values) }]),
+          METRIC_MODES.map((m) => [m, { classes: Object.fromEntries(Object.entries(reports[m]!.classes).map(([c, r]) => [c, r.values])), mean: reports[m]!.mean.values }]),
         ) as VariantResult['metrics'];
         return {
           name: v.name, sets: v.sets, settings: v.settings, settingsHash: settingsHash(v.settings), featureProvenance: stages[i].provenance, metrics,
@@ -249,21 +249,17 @@ async function writeExample(out: string, id: string, s: { className: string; def
   return { id, className: s.className, defectType: s.defect, input, mask: maskPath, heatmaps: new Array<string>(variants).fill('') };
 }
 
-const pct = (v: number) => (Number.isFinite(v) ? (100 * v).toFixed(1) : 'n/a');
-
-/** The comparison table as Markdown: per mode, one row per variant and class (and mean), all seven metrics and seconds per image. */
+/** The comparison table as Markdown (@diad/metrics' one table): per mode, one row per variant and class (and mean), all seven metrics and seconds per image. */
 export function ablationMarkdown(r: AblationResult): string {
-  const head = `| variant | class | ${METRIC_COLUMNS.map((c) => c.header).join(' | ')} | s / image |\n|---|---|${METRIC_COLUMNS.map(() => '---:').join('|')}|---:|\n`;
-  const body = (mode: MetricMode) =>
-    r.variants
-      .flatMap((v) =>
-        [...Object.entries(v.metrics[mode].classes), ['mean', v.metrics[mode].mean] as const].map(
-          ([c, row]) => `| ${v.name} | ${c} | ${METRIC_COLUMNS.map((col) => pct((row as MetricRow)[col.key])).join(' | ')} | ${v.secondsPerImage.toFixed(3)} |`,
-        ),
-      )
-      .join('\n');
+  const table = (mode: MetricMode) =>
+    metricTable(
+      r.variants.flatMap((v) =>
+        [...Object.entries(v.metrics[mode].classes), ['mean', v.metrics[mode].mean] as const].map(([c, values]) => ({ cells: [v.name, c], values, extra: [v.secondsPerImage.toFixed(3)] })),
+      ),
+      { lead: ['variant', 'class'], extra: ['s / image'] },
+    );
   const settings = r.variants.map((v) => `- **${v.name}**: ${describeSampler(v.settings)}; features ${v.featureProvenance}; sigma ${v.settings.anomalyMap.sigma} (${v.settingsHash})`).join('\n');
-  return `# Ablation: ${r.run}\n\n${r.images} test images of ${r.classes.join(', ')}; engine ${r.engine}.\n\n${settings}\n\n${METRIC_MODES.map((m) => `## ${m} mode\n\n${head}${body(m)}\n`).join('\n')}`;
+  return `# Ablation: ${r.run}\n\n${r.images} test images of ${r.classes.join(', ')}; engine ${r.engine}.\n\n${settings}\n\n${METRIC_MODES.map((m) => `## ${m} mode\n\n${table(m)}\n`).join('\n')}`;
 }
 
 const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
@@ -272,14 +268,14 @@ const esc = (s: string) => s.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&l
 export function ablationHtml(r: AblationResult): string {
   const table = (mode: MetricMode, cls: string | null) => {
     const rowOf = (v: VariantResult) => (cls === null ? v.metrics[mode].mean : v.metrics[mode].classes[cls]);
-    const best = METRIC_COLUMNS.map((c) => Math.max(...r.variants.map((v) => (Number.isFinite(rowOf(v)?.[c.key]) ? rowOf(v)[c.key] : -Infinity))));
+    const best = METRIC_NAMES.map((k) => Math.max(...r.variants.map((v) => rowOf(v)?.[k] ?? -Infinity)));
     const rows = r.variants
-      .map((v) => `<tr><th>${esc(v.name)}</th>${METRIC_COLUMNS.map((c, j) => {
-        const x = rowOf(v)?.[c.key] ?? NaN;
-        return `<td${x === best[j] ? ' class="best"' : ''}>${pct(x)}</td>`;
+      .map((v) => `<tr><th>${esc(v.name)}</th>${METRIC_NAMES.map((k, j) => {
+        const x = rowOf(v)?.[k] ?? null;
+        return `<td${x !== null && x === best[j] ? ' class="best"' : ''}>${formatPercent(x)}</td>`;
       }).join('')}<td>${v.secondsPerImage.toFixed(3)}</td></tr>`)
       .join('');
-    return `<table><tr><th>variant</th>${METRIC_COLUMNS.map((c) => `<th>${c.header}</th>`).join('')}<th>s / image</th></tr>${rows}</table>`;
+    return `<table><tr><th>variant</th>${METRIC_NAMES.map((k) => `<th>${METRIC_LABELS[k]}</th>`).join('')}<th>s / image</th></tr>${rows}</table>`;
   };
   const settings = r.variants
     .map((v) => `<tr><th>${esc(v.name)}</th><td>${esc(describeSampler(v.settings))}</td><td>${esc(v.featureProvenance)}</td><td>${v.settings.anomalyMap.sigma}, ${v.settings.anomalyMap.combine}</td><td>${v.threshold.toPrecision(4)} (${v.calibration})</td><td><code>${v.settingsHash}</code></td></tr>`)

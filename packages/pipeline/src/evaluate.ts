@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { existsSync, promises as fs } from 'node:fs';
 import { sliceBatch } from '@diad/core';
 import { openDataset, type Sample } from '@diad/datasets';
-import { MetricsAccumulator, type MetricValues, type StoredImage } from '@diad/metrics';
+import { MetricsAccumulator, type StoredImage } from '@diad/metrics';
 import { STAGES, type RunDir } from './run-dir.js';
 import { capPerClass, decodeSamples, sampleId, type Decoded, type Skipped } from './data.js';
 import { scoreImages } from './score.js';
@@ -23,7 +23,7 @@ import { diadVersions } from './versions.js';
 import { writeStrip } from './report/strip.js';
 import { writeReport } from './report/index.js';
 import { classCurves, storedImage } from './report/curves.js';
-import { METRIC_MODES, type ClassReport, type ImageRecord, type MetricRow, type ReportInput } from './report/types.js';
+import { METRIC_MODES, type ClassReport, type ImageRecord, type ReportInput } from './report/types.js';
 
 export interface TestOptions extends EngineOptions {
   /** Inference settings (default: the run's, see `resolveSettings`). */
@@ -37,15 +37,6 @@ export interface TestOptions extends EngineOptions {
   out?: string;
   quiet?: boolean;
   log?: (l: string) => void;
-}
-
-/** Maps @diad/metrics' values (null = undefined) to the report's row (NaN = undefined). */
-export function toRow(v: MetricValues): MetricRow {
-  const n = (x: number | null) => (x === null ? NaN : x);
-  return {
-    imageAUROC: n(v.aurocImage), imageAP: n(v.apImage), imageF1max: n(v.f1MaxImage),
-    pixelAUROC: n(v.aurocPixel), pixelAP: n(v.apPixel), pixelF1max: n(v.f1MaxPixel), auPRO: n(v.auPro),
-  };
 }
 
 /**
@@ -120,7 +111,7 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
       className: name,
       good: c.labels.filter((l) => l === 0).length,
       defective: c.labels.filter((l) => l === 1).length,
-      metrics: { standard: toRow(reports.standard!.classes[name].values), diad: toRow(reports.diad!.classes[name].values) },
+      metrics: { standard: reports.standard!.classes[name].values, diad: reports.diad!.classes[name].values },
       curves: classCurves(c.scores, c.labels, c.stored),
     };
   });
@@ -155,7 +146,7 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
     config: { ...cfg, inference: settings },
     configHash: run.hash,
     classes: classReports,
-    mean: { standard: toRow(reports.standard!.mean.values), diad: toRow(reports.diad!.mean.values) },
+    mean: { standard: reports.standard!.mean.values, diad: reports.diad!.mean.values },
     images,
     timings,
     skipped: [...fitSkipped, ...skipped],
@@ -238,12 +229,11 @@ export async function forEachTestChunk(samples: Sample[], size: number, batchSiz
 
 /** The report's view of the fit's validation curve and its chosen point. */
 function validationSummary(curve: ValidationCurve, selected: NonNullable<ValidationInfo['selected']>): NonNullable<ReportInput['validation']> {
-  const n = (x: number | null) => (x === null ? NaN : x);
   return {
     rule: curve.rule,
-    points: curve.points.map((p) => ({ stage: p.stage, step: p.step, tStart: p.tStart, imageAUROC: n(p.mean.aurocImage), pixelAUROC: n(p.mean.aurocPixel), auPRO: n(p.mean.auPro), value: p.value })),
+    points: curve.points.map((p) => ({ stage: p.stage, step: p.step, tStart: p.tStart, aurocImage: p.mean.aurocImage, aurocPixel: p.mean.aurocPixel, auPro: p.mean.auPro, value: p.value })),
     selected: { stage: selected.stage, step: selected.step, tStart: selected.tStart },
     reconstruction: selected.reconstruction,
-    classes: Object.fromEntries(Object.entries(selected.classes).map(([c, m]) => [c, { imageAUROC: n(m.aurocImage), pixelAUROC: n(m.aurocPixel), auPRO: n(m.auPro) }])),
+    classes: Object.fromEntries(Object.entries(selected.classes).map(([c, m]) => [c, { aurocImage: m.aurocImage, aurocPixel: m.aurocPixel, auPro: m.auPro }])),
   };
 }

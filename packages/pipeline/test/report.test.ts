@@ -10,7 +10,7 @@ import { rocCurve, proCurve, storedImage } from '../src/report/curves.js';
 import { binsFromScores, pixelBins, rocAuc, standardAuPro } from '@diad/metrics';
 import { Rng } from '@diad/core';
 
-const row = (v: number): MetricRow => ({ imageAUROC: v, imageAP: v - 0.01, imageF1max: v - 0.02, pixelAUROC: v - 0.03, pixelAP: v - 0.04, pixelF1max: v - 0.05, auPRO: v - 0.06 });
+const row = (v: number): MetricRow => ({ aurocImage: v, apImage: v - 0.01, f1MaxImage: v - 0.02, aurocPixel: v - 0.03, apPixel: v - 0.04, f1MaxPixel: v - 0.05, auPro: v - 0.06 });
 
 /** A normalised [3,H,W] image whose RGB bytes are (x*4, y*4, 128). */
 function gradient(h: number, w: number): Float32Array {
@@ -57,7 +57,7 @@ describe('metric tables', () => {
   } as ReportInput;
   it('CSV has a row per mode and class plus mean, in column order', () => {
     const lines = metricsCsv(r).trim().split('\n');
-    expect(lines[0]).toBe('mode,class,imageAUROC,imageAP,imageF1max,pixelAUROC,pixelAP,pixelF1max,auPRO');
+    expect(lines[0]).toBe('mode,class,aurocImage,apImage,f1MaxImage,aurocPixel,apPixel,f1MaxPixel,auPro');
     expect(lines).toHaveLength(5);
     expect(lines[1]).toBe('standard,bottle,0.900000,0.890000,0.880000,0.870000,0.860000,0.850000,0.840000');
     expect(lines[4].startsWith('diad,mean,0.800000')).toBe(true);

@@ -22,10 +22,10 @@ import { DiadDenoiser } from '../src/denoiser.js';
 import { DdimReconstructor } from '../src/reconstructor.js';
 import { DiffusionSchedule } from '../src/schedule.js';
 import { useBackend } from './backend.js';
+import { fixturesPresent, REFERENCE_DIR } from '@diad/core/testing';
 
-const refDir = process.env.DIAD_REFERENCE_DIR ?? resolve(dirname(fileURLToPath(import.meta.url)), '../../../../shared/fixtures/reference');
-const present = existsSync(refDir);
-if (!present) console.warn(`reference fixtures not found at ${refDir}: ONNX parity tests skipped (set DIAD_REFERENCE_DIR)`);
+const refDir = REFERENCE_DIR;
+const present = fixturesPresent('ONNX parity tests', refDir);
 const json = (name: string) => JSON.parse(readFileSync(`${refDir}/${name}.json`, 'utf8'));
 const maxAbs = (t: HostTensor): number => t.data.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 

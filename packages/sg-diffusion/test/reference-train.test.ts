@@ -181,7 +181,7 @@ describe.runIf(present)('train_step parity', () => {
       expect(store.load(weights, { strict: false }).missing).toEqual([]);
       const ops = new TfjsOps(store);
       const names = meta.trainable;
-      const trainer = new Trainer(Object.fromEntries(names.map((n) => [n, store.get(n)])), { optimizer: { lr: meta.lr, weightDecay: 0.01 }, config: {} });
+      const trainer = new Trainer(Object.fromEntries(names.map((n) => [n, store.get(n)])), { optimizer: { lr: meta.lr, weightDecay: 0.01 } });
       const closure = (s: Step) => () => epsLoss(ops, denoiserEps(ops, config, ops.input(s.xNoisy), ops.input(s.hint), ops.input(s.tEmb), ops.input(s.context)), ops.input(s.noise)) as tf.Scalar;
       const { grads: g0 } = await store.gradients((n) => names.includes(n), closure(steps[0]));
       const r0 = await trainer.trainStep([closure(steps[0])]);

@@ -2,8 +2,8 @@
  * The Conv2D gradient for the tfjs wasm backend, which has no `Conv2DBackpropFilter` kernel and
  * whose `Conv2DBackpropInput` and transposed/batched matMuls are slow (3-6 GFLOP/s). Both
  * gradients are recast onto wasm's fast XNNPACK paths (plain conv2d and non-transposed matMul,
- * 28-45 GFLOP/s), which trains 4-6x faster than im2col with a transposed matMul
- * (`shared/notes/engines.md`):
+ * 28-45 GFLOP/s), which trained 4-6x faster than im2col with a transposed matMul when measured
+ * on the 2-core development machine:
  * - filter gradient: one matMul `A [kh*kw*Cin, N*Ho*Wo] x dy [N*Ho*Wo, Cout]`, with `A` the im2col
  *   patches built from the channel-major input `[Cin, N, H, W]`, so no operand needs a transpose
  *   (at stride > 1 the patches come from a one-hot depthwise conv instead, see conv2dFilterGrad);
@@ -16,6 +16,7 @@
  * the stock gradient whenever the active backend is not wasm.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { toEnginePerm } from './params.js';
 
 /** Attributes of the Conv2D kernel that the gradient needs (as tfjs passes them). */
 export interface Conv2DGradAttrs {
@@ -86,7 +87,7 @@ export function conv2dFilterGrad(x: tf.Tensor4D, filterShape: number[], dy: tf.T
       const patches = tf.depthwiseConv2d(x, tf.tensor4d(onehot, [kh, kw, cin, k]), attrs.strides, attrs.pad, 'NHWC', 1, attrs.dimRoundingMode);
       const dyT = tf.transpose(tf.reshape(dy, [m, cout]));
       const g = tf.matMul(dyT, tf.reshape(patches, [m, cin * k]));
-      return tf.transpose(tf.reshape(g, [cout, cin, kh, kw]), [2, 3, 1, 0]);
+      return tf.transpose(tf.reshape(g, [cout, cin, kh, kw]), toEnginePerm(4)!);
     });
   }
   return tf.tidy(() => {

@@ -7,11 +7,12 @@ import { promises as fs } from 'node:fs';
 import { join } from 'node:path';
 import { writeFileAtomic } from '@diad/core';
 import { lineChart } from './svg.js';
-import { METRIC_COLUMNS, METRIC_MODES, type ImageRecord, type ReportInput } from './types.js';
+import { METRIC_LABELS, METRIC_NAMES, formatPercent } from '@diad/metrics';
+import { METRIC_MODES, type ImageRecord, type ReportInput } from './types.js';
 import { skippedPerSplit } from './tables.js';
 
 const esc = (s: string) => s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
-const pct = (v: number) => (Number.isFinite(v) ? (100 * v).toFixed(1) : 'n/a');
+const pct = (v: number | null) => formatPercent(v);
 
 /** Per class: defective images scored highest (best), defective scored lowest and normal scored highest (worst). */
 export function bestAndWorst(images: ImageRecord[], perGroup = 2): { best: ImageRecord[]; worst: ImageRecord[] } {
@@ -41,19 +42,19 @@ function validationHtml(v: NonNullable<ReportInput['validation']>): string {
   // The curve over training steps at the config's DDIM start (the first point's); a DDIM-start sweep shows in the table.
   const pts = v.points.filter((p) => p.stage === v.selected.stage && p.tStart === v.points[0].tStart).sort((a, b) => a.step - b.step);
   const xMax = Math.max(1, ...pts.map((p) => p.step));
-  const series = (key: 'imageAUROC' | 'pixelAUROC' | 'auPRO', label: string, color: string) => ({ label, color, curve: { x: pts.map((p) => p.step), y: pts.map((p) => p[key]) } });
+  const series = (key: 'aurocImage' | 'aurocPixel' | 'auPro', label: string, color: string) => ({ label, color, curve: { x: pts.map((p) => p.step), y: pts.map((p) => p[key] ?? NaN) } });
   const chart = pts.length > 1
     ? lineChart(`validation (${v.selected.stage} stage)`, `${v.selected.stage} step`, 'class mean', [
-        series('imageAUROC', 'image AUROC', '#1f77b4'), series('pixelAUROC', 'pixel AUROC', '#d62728'), series('auPRO', 'AU-PRO', '#2ca02c'),
+        series('aurocImage', 'image AUROC', '#1f77b4'), series('aurocPixel', 'pixel AUROC', '#d62728'), series('auPro', 'AU-PRO', '#2ca02c'),
       ], xMax)
     : '';
   const rows = v.points
-    .map((p) => `<tr${p.stage === v.selected.stage && p.step === v.selected.step && p.tStart === v.selected.tStart ? ' class="mean"' : ''}><th>${esc(p.stage)} ${p.step}</th><td>${p.tStart ?? ''}</td><td>${pct(p.imageAUROC)}</td><td>${pct(p.pixelAUROC)}</td><td>${pct(p.auPRO)}</td><td>${pct(p.value)}</td></tr>`)
+    .map((p) => `<tr${p.stage === v.selected.stage && p.step === v.selected.step && p.tStart === v.selected.tStart ? ' class="mean"' : ''}><th>${esc(p.stage)} ${p.step}</th><td>${p.tStart ?? ''}</td><td>${pct(p.aurocImage)}</td><td>${pct(p.aurocPixel)}</td><td>${pct(p.auPro)}</td><td>${pct(p.value)}</td></tr>`)
     .join('');
   const recon = Object.entries(v.reconstruction)
     .map(([c, e]) => {
       const m = v.classes[c];
-      return `<tr><th>${esc(c)}</th><td>${pct(m.imageAUROC)}</td><td>${pct(m.pixelAUROC)}</td><td>${pct(m.auPRO)}</td><td>${e.autoencoderL1.toFixed(4)}</td><td>${e.diadL1.toFixed(4)}</td><td>${e.featureDistance.toFixed(4)}</td></tr>`;
+      return `<tr><th>${esc(c)}</th><td>${pct(m.aurocImage)}</td><td>${pct(m.aurocPixel)}</td><td>${pct(m.auPro)}</td><td>${e.autoencoderL1.toFixed(4)}</td><td>${e.diadL1.toFixed(4)}</td><td>${e.featureDistance.toFixed(4)}</td></tr>`;
     })
     .join('');
   return `<p class="strip-legend">Normal validation images (carved from train) plus a synthesised defect (cut-paste, scratch, spot, texture blend, missing part; exact masks) on a copy of each; never the test split. Selection rule: ${esc(v.rule)}. Highlighted: the chosen model.</p>
@@ -66,18 +67,18 @@ function validationHtml(v: NonNullable<ReportInput['validation']>): string {
 export async function reportHtml(dir: string, r: ReportInput): Promise<string> {
   const tables = METRIC_MODES.map((mode) => {
     const body = [...r.classes.map((c) => ({ name: c.className, row: c.metrics[mode], n: `${c.good} / ${c.defective}` })), { name: 'mean', row: r.mean[mode], n: '' }]
-      .map(({ name, row, n }) => `<tr${name === 'mean' ? ' class="mean"' : ''}><th>${esc(name)}</th><td>${n}</td>${METRIC_COLUMNS.map((c) => `<td>${pct(row[c.key])}</td>`).join('')}</tr>`)
+      .map(({ name, row, n }) => `<tr${name === 'mean' ? ' class="mean"' : ''}><th>${esc(name)}</th><td>${n}</td>${METRIC_NAMES.map((k) => `<td>${pct(row[k])}</td>`).join('')}</tr>`)
       .join('');
-    return `<h3>${mode} mode</h3><table><thead><tr><th>class</th><th>good / defective</th>${METRIC_COLUMNS.map((c) => `<th>${c.header}</th>`).join('')}</tr></thead><tbody>${body}</tbody></table>`;
+    return `<h3>${mode} mode</h3><table><thead><tr><th>class</th><th>good / defective</th>${METRIC_NAMES.map((k) => `<th>${METRIC_LABELS[k]}</th>`).join('')}</tr></thead><tbody>${body}</tbody></table>`;
   }).join('');
   const curves = r.classes
     .map((c) => {
       const m = c.metrics.standard;
       const roc = lineChart(`${c.className}: ROC`, 'false positive rate', 'true positive rate', [
-        { label: `image (AUROC ${pct(m.imageAUROC)})`, curve: c.curves.imageRoc, color: '#1f77b4' },
-        { label: `pixel (AUROC ${pct(m.pixelAUROC)})`, curve: c.curves.pixelRoc, color: '#d62728' },
+        { label: `image (AUROC ${pct(m.aurocImage)})`, curve: c.curves.imageRoc, color: '#1f77b4' },
+        { label: `pixel (AUROC ${pct(m.aurocPixel)})`, curve: c.curves.pixelRoc, color: '#d62728' },
       ], 1, true);
-      const pro = lineChart(`${c.className}: PRO`, 'false positive rate (to 0.3)', 'mean per-region overlap', [{ label: `AU-PRO ${pct(m.auPRO)}`, curve: c.curves.pro, color: '#2ca02c' }], 0.3);
+      const pro = lineChart(`${c.className}: PRO`, 'false positive rate (to 0.3)', 'mean per-region overlap', [{ label: `AU-PRO ${pct(m.auPro)}`, curve: c.curves.pro, color: '#2ca02c' }], 0.3);
       return `<div class="charts">${roc}${pro}</div>`;
     })
     .join('');

@@ -4,7 +4,8 @@
  */
 import { writeFileAtomic } from '@diad/core';
 import { join } from 'node:path';
-import { METRIC_COLUMNS, METRIC_MODES, type MetricRow, type ReportInput } from './types.js';
+import { METRIC_NAMES, metricTable } from '@diad/metrics';
+import { METRIC_MODES, type MetricRow, type ReportInput } from './types.js';
 import type { Skipped, SplitName } from '../data.js';
 
 /** Rows of one mode: each class, then `mean`. */
@@ -12,24 +13,16 @@ function rows(r: ReportInput, mode: (typeof METRIC_MODES)[number]): { name: stri
   return [...r.classes.map((c) => ({ name: c.className, row: c.metrics[mode] })), { name: 'mean', row: r.mean[mode] }];
 }
 
-const pct = (v: number) => (Number.isFinite(v) ? (100 * v).toFixed(1) : 'n/a');
-
-/** The metric tables as Markdown (percent, one decimal). */
+/** The metric tables as Markdown (percent, one decimal), @diad/metrics' one table. */
 export function metricsMarkdown(r: ReportInput): string {
-  const head = `| class | ${METRIC_COLUMNS.map((c) => c.header).join(' | ')} |\n|---|${METRIC_COLUMNS.map(() => '---:').join('|')}|\n`;
-  return METRIC_MODES.map(
-    (mode) =>
-      `### ${mode} mode\n\n${head}${rows(r, mode)
-        .map(({ name, row }) => `| ${name} | ${METRIC_COLUMNS.map((c) => pct(row[c.key])).join(' | ')} |`)
-        .join('\n')}\n`,
-  ).join('\n');
+  return METRIC_MODES.map((mode) => `### ${mode} mode\n\n${metricTable(rows(r, mode).map(({ name, row }) => ({ cells: [name], values: row })), { lead: ['class'] })}\n`).join('\n');
 }
 
 /** The metric table as CSV: `mode,class,<seven metrics>` with fractions to 6 decimals. */
 export function metricsCsv(r: ReportInput): string {
-  const lines = [`mode,class,${METRIC_COLUMNS.map((c) => c.key).join(',')}`];
+  const lines = [`mode,class,${METRIC_NAMES.join(',')}`];
   for (const mode of METRIC_MODES)
-    for (const { name, row } of rows(r, mode)) lines.push(`${mode},${csvField(name)},${METRIC_COLUMNS.map((c) => (Number.isFinite(row[c.key]) ? row[c.key].toFixed(6) : '')).join(',')}`);
+    for (const { name, row } of rows(r, mode)) lines.push(`${mode},${csvField(name)},${METRIC_NAMES.map((k) => (row[k] === null ? '' : row[k]!.toFixed(6))).join(',')}`);
   return lines.join('\n') + '\n';
 }
 

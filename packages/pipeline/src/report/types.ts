@@ -2,29 +2,11 @@
  * What `diad test` hands to the report writers: metrics per class and mode, curves, per-image
  * records, timings and the run's config. Metric values are fractions in [0, 1].
  */
+import type { MetricValues } from '@diad/metrics';
 import type { Skipped } from '../data.js';
 
-/** The seven metrics of the DiAD paper's tables, image-level then pixel-level. */
-export interface MetricRow {
-  imageAUROC: number;
-  imageAP: number;
-  imageF1max: number;
-  pixelAUROC: number;
-  pixelAP: number;
-  pixelF1max: number;
-  auPRO: number;
-}
-
-/** Column order and headers of the metric table. */
-export const METRIC_COLUMNS: readonly { key: keyof MetricRow; header: string }[] = [
-  { key: 'imageAUROC', header: 'image AUROC' },
-  { key: 'imageAP', header: 'image AP' },
-  { key: 'imageF1max', header: 'image F1-max' },
-  { key: 'pixelAUROC', header: 'pixel AUROC' },
-  { key: 'pixelAP', header: 'pixel AP' },
-  { key: 'pixelF1max', header: 'pixel F1-max' },
-  { key: 'auPRO', header: 'AU-PRO' },
-];
+/** The seven metrics of the DiAD paper's tables (@diad/metrics' names; fractions, null where undefined). */
+export type MetricRow = MetricValues;
 
 /** `standard`: textbook definitions; `diad`: as the official evaluation computes them (see @diad/metrics). */
 export type MetricMode = 'standard' | 'diad';
@@ -63,13 +45,13 @@ export interface ImageRecord {
 export interface ValidationSummary {
   rule: string;
   /** One point per validation: stage step and the class-mean metrics (fractions). */
-  points: { stage: string; step: number; tStart?: number; imageAUROC: number; pixelAUROC: number; auPRO: number; value: number }[];
+  points: ({ stage: string; step: number; tStart?: number; value: number } & Pick<MetricValues, 'aurocImage' | 'aurocPixel' | 'auPro'>)[];
   /** The chosen point (the run's model). */
   selected: { stage: string; step: number; tStart?: number };
   /** Per class, on the normal validation images, by the chosen model. */
   reconstruction: Record<string, { autoencoderL1: number; diadL1: number; featureDistance: number }>;
   /** Per class metrics of the chosen model on the validation set. */
-  classes: Record<string, { imageAUROC: number; pixelAUROC: number; auPRO: number }>;
+  classes: Record<string, Pick<MetricValues, 'aurocImage' | 'aurocPixel' | 'auPro'>>;
 }
 
 export interface ReportInput {
