@@ -6,7 +6,7 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as ort from 'onnxruntime-node';
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import type { Ops } from '../src/ops.js';
 import { Rng } from '../src/random.js';
 import { tensor, type HostTensor } from '../src/tensor.js';

@@ -13,7 +13,7 @@ import { tensor, type HostTensor } from '../src/tensor.js';
 import { initTfjs } from '../src/tfjs/engine.js';
 import { ParamStore } from '../src/tfjs/params.js';
 import { TfjsOps } from '../src/tfjs/ops.js';
-import { OnnxRecorderOps, Sym } from '../src/onnx/index.js';
+import { OnnxRecorderOps, type Sym } from '../src/onnx/index.js';
 import { C, inputs, net, relErr, specs } from './net.js';
 
 describe('OnnxRecorderOps', () => {

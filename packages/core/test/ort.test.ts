@@ -1,8 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync, copyFileSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { readSafetensors } from '../src/safetensors.js';
 import { int32, mask, tensor } from '../src/tensor.js';

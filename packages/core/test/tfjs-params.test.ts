@@ -4,7 +4,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join, } from 'node:path';
 import { Rng, SafetensorsFile, encodeSafetensors, readSafetensors, tensor, sizeOf, type ParamSpec } from '../src/index.js';
 import { ParamStore } from '../src/tfjs/index.js';
 import { REFERENCE_DIR } from '../src/testing.js';

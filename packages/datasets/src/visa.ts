@@ -3,7 +3,7 @@ import { join, resolve } from 'node:path';
 import { DatasetError } from './errors.js';
 import { isDir, isFile, listImages } from './files.js';
 import type { ClassScan } from './scan.js';
-import type { Problem, Sample } from './types.js';
+import type { Sample } from './types.js';
 
 /** Path of the VisA split file relative to the VisA root (the official 1-class split). */
 export const VISA_SPLIT_CSV = join('split_csv', '1cls.csv');

@@ -202,7 +202,7 @@ export class TfjsFeatureExtractor implements FeatureExtractor {
       try {
         parts.push(await Promise.all(ys.map((y) => fromTf(y, 'NCHW'))));
       } finally {
-        ys.forEach((y) => y.dispose());
+        tf.dispose(ys);
       }
     }
     return this.taps.map((_, l) => (parts.length === 1 ? parts[0][l] : concatBatch(parts.map((p) => p[l]))));
@@ -275,6 +275,6 @@ function measureStrides(forward: (x: tf.Tensor4D) => tf.Tensor4D[], inputSize: n
   const size = inputSize ?? 256;
   const ys = tf.tidy(() => forward(tf.zeros([1, size, size, 3])));
   const strides = ys.map((y) => 2 ** Math.round(Math.log2(size / y.shape[1])));
-  ys.forEach((y) => y.dispose());
+  tf.dispose(ys);
   return strides;
 }

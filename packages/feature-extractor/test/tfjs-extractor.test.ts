@@ -1,5 +1,4 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import { concatBatch, type HostTensor } from '@diad/core';
 import { TfjsFeatureExtractor } from '../src/index.js';

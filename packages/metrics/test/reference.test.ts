@@ -4,9 +4,8 @@
  * shapes, expected values and tolerances all come from the fixture folder, so any folder of the
  * same format works (DIAD_REFERENCE_DIR).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { MetricsAccumulator, OFFICIAL_METRIC_KEYS, toOfficialKeys } from '../src/index.js';
 import { readSafetensors } from './safetensors.js';

@@ -204,8 +204,12 @@ describe('properties', () => {
       const bins = pixelBins(images, null);
       const flat = new Float32Array(maps.length * 24 * 31);
       const lab = new Uint8Array(flat.length);
-      maps.forEach((m, i) => flat.set(m, i * m.length));
-      masks.forEach((m, i) => lab.set(m, i * m.length));
+      maps.forEach((m, i) => {
+        flat.set(m, i * m.length);
+      });
+      masks.forEach((m, i) => {
+        lab.set(m, i * m.length);
+      });
       const a = binaryMetrics(bins), b = binaryMetrics(binsFromScores(flat, lab));
       expect(a.auroc).toBeCloseTo(b.auroc, 14);
       expect(a.ap).toBeCloseTo(b.ap, 14);
@@ -219,7 +223,9 @@ describe('properties', () => {
     const { maps, masks } = randomPixels(4, 20, 64, 64, 200);
     const f = (v: number): number => Math.exp(3 * v) - 7; // injective on the 1/200 grid, also in float32
     const add = (acc: MetricsAccumulator, t: (v: number) => number) =>
-      maps.forEach((m, i) => acc.add('c', Float32Array.from(m, t), masks[i], { height: 64, width: 64 }));
+      maps.forEach((m, i) => {
+        acc.add('c', Float32Array.from(m, t), masks[i], { height: 64, width: 64 });
+      });
     const a = new MetricsAccumulator(), b = new MetricsAccumulator();
     add(a, (v) => v);
     add(b, f);

@@ -1,7 +1,6 @@
 /** Deployment helpers: F1-max threshold, threshold at a target FPR, per-class normalisation. */
 import { describe, expect, it } from 'vitest';
 import { f1MaxThreshold, thresholdAtFpr, UndefinedMetricError } from '../src/index.js';
-import { rng } from './rng.js';
 
 describe('thresholds', () => {
   it('F1-max operating point of the hand-worked case: threshold 0.35, P 2/3, R 1, F1 0.8, FPR 1/2', () => {

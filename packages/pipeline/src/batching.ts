@@ -30,6 +30,8 @@ export function batchIndices(step: number, n: number, batchSize: number, seed: n
 export function gather(t: HostTensor, idx: readonly number[]): HostTensor {
   const per = sizeOf(t.shape.slice(1));
   const out = new Float32Array(idx.length * per);
-  idx.forEach((i, k) => out.set(t.data.subarray(i * per, (i + 1) * per), k * per));
+  idx.forEach((i, k) => {
+    out.set(t.data.subarray(i * per, (i + 1) * per), k * per);
+  });
   return tensor(out, [idx.length, ...t.shape.slice(1)], t.layout);
 }

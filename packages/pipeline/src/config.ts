@@ -280,7 +280,7 @@ export function resolveConfig(presetName: string, o: ConfigOverrides): RunConfig
     data: {
       ...p.data,
       roots: o.roots,
-      classes: o.classes && o.classes.length ? [...o.classes].sort() : null,
+      classes: o.classes?.length ? [...o.classes].sort() : null,
       ...(o.maxTrainPerClass !== undefined ? { maxTrainPerClass: o.maxTrainPerClass } : {}),
       ...(o.maxTestPerClass !== undefined ? { maxTestPerClass: o.maxTestPerClass } : {}),
     },

@@ -29,7 +29,9 @@ export interface RunSplits {
 export function capPerClass(samples: Sample[], cap: number | null, seed: number): Sample[] {
   if (cap === null) return samples;
   const byClass = new Map<string, number[]>();
-  samples.forEach((s, i) => byClass.set(s.className, [...(byClass.get(s.className) ?? []), i]));
+  samples.forEach((s, i) => {
+    byClass.set(s.className, [...(byClass.get(s.className) ?? []), i]);
+  });
   const keep = new Set<number>();
   const rng = new Rng(seed, 7);
   for (const idx of byClass.values()) {

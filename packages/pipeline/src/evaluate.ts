@@ -195,7 +195,7 @@ export interface TestSet {
  */
 export async function openTestSet(run: RunDir, validation: ValidationInfo, o: { roots?: string[]; classes?: string[] | null }, log: (l: string) => void): Promise<TestSet> {
   const cfg: RunConfig = run.config;
-  const roots = o.roots && o.roots.length ? o.roots.map((r) => resolve(r)) : cfg.data.roots;
+  const roots = o.roots?.length ? o.roots.map((r) => resolve(r)) : cfg.data.roots;
   const classes = o.classes ?? cfg.data.classes;
   const ds = await openDataset(roots, classes ? { classes } : {});
   const samples = capPerClass(ds.samples.filter((s) => s.split === 'test'), cfg.data.maxTestPerClass, cfg.seed + 1);

@@ -12,7 +12,7 @@
  */
 import { existsSync, promises as fs } from 'node:fs';
 import type { RunConfig } from './config.js';
-import { RunDir, STAGES, type Selection, type StageName } from './run-dir.js';
+import { type RunDir, STAGES, type Selection, type StageName } from './run-dir.js';
 import { openSplits, decodeSamples, type Skipped } from './data.js';
 import { installInterruptHandlers, runStage } from './train-loop.js';
 import { decisionThreshold } from './settings.js';

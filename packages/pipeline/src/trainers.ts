@@ -7,7 +7,7 @@
  * `tf.variableGrads`; the ort trainer runs the package's training graph (the same loss recorded and
  * differentiated). Checkpoints are core's one training format (`trainingCheckpoint`) on both engines.
  */
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { readOptimizerState, tensor, trainingCheckpoint, type HostTensor, type SafetensorsFile, type WritableTensor } from '@diad/core';
 import { engineTensor, officialHost, Trainer, TfjsOps, type ParamStore } from '@diad/core/tfjs';
 import type { TrainingGraph } from '@diad/core/onnx';

@@ -126,7 +126,9 @@ export function sgnParamSpec(c: SGNConfig): ParamSpec[] {
   const p = SGN_PREFIX;
   const s: Specs = [];
   encoder(s, p, u, l);
-  l.inputChans.forEach((ch, i) => conv(s, `${p}zero_convs.${i}.0`, ch, ch, 1, { zero: true }));
+  l.inputChans.forEach((ch, i) => {
+    conv(s, `${p}zero_convs.${i}.0`, ch, ch, 1, { zero: true });
+  });
   const w = c.hint_widths;
   const chain = [c.hint_channels, ...w, u.model_channels];
   for (let i = 0; i < 8; i++) conv(s, `${p}input_hint_block.${2 * i}`, chain[i + 1], chain[i], 3, { zero: i === 7 });

@@ -8,8 +8,8 @@
  * (`timestepEmbedding` of the timesteps), `hint` `[B, hint_channels, f*h, f*w]` (f = `hint_downsample`) when guided, and
  * `context` `[B, L, context_dim]` for a file context (a learned context is a parameter).
  */
-import { type HostTensor } from '@diad/core';
-import { OnnxRecorderOps, trainingGraph, type TrainingGraph } from '@diad/core/onnx';
+import type { HostTensor } from '@diad/core';
+import { OnnxRecorderOps, trainingGraph, type Sym, type TrainingGraph } from '@diad/core/onnx';
 import type { DiadConfig } from './config.js';
 import { contextFor } from './context.js';
 import { denoiserEps, epsLoss } from './loss.js';
@@ -41,7 +41,7 @@ export function recordDenoiserTraining(config: DiadConfig, params: Readonly<Reco
   const noise = rec.graphInput('noise', [b, u.out_channels, h, w], false);
   const tEmb = rec.graphInput('t_emb', [b, u.model_channels], false);
   const hint = o.guided ? rec.graphInput('hint', [b, config.hint_channels, config.hint_downsample * h, config.hint_downsample * w], false) : null;
-  let context;
+  let context: Sym;
   if (config.context.kind === 'file') {
     if (!o.contextTokens) throw new Error('recordDenoiserTraining: a file context needs contextTokens (L of the [1, L, D] context)');
     context = rec.graphInput('context', [b, o.contextTokens, u.context_dim], false);

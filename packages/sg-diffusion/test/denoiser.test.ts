@@ -3,17 +3,17 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { tensor, type HostTensor } from '@diad/core';
+import type { HostTensor } from '@diad/core';
 import { DiadDenoiser } from '../src/denoiser.js';
 import { useBackend } from './backend.js';
-import { microBatch, microConfig } from './micro.js';
+import { microConfig } from './micro.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'sgd-train-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 beforeAll(() => useBackend());
 
 /** Random values everywhere (no zero-initialised parameter), so every trainable one gets a gradient. */
-async function perturbed(seed: number): Promise<DiadDenoiser> {
+async function _perturbed(seed: number): Promise<DiadDenoiser> {
   const d = await DiadDenoiser.create(microConfig(), seed);
   let i = 0;
   for (const v of d.store.variables()) v.assign(tf.tidy(() => tf.add(v, tf.randomNormal(v.shape, 0, 0.05, 'float32', seed * 1000 + i++))));

@@ -3,10 +3,9 @@
  * (`sgn_unet` eps with only_mid_control, and the full `ddim` run over ORT sessions; DIAD_REFERENCE_DIR,
  * configs, shapes and tolerances from the JSONs) and TfjsOps on random weights (1e-4 relative).
  */
-import { mkdtempSync, readFileSync, rmSync, existsSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { int32, maxAbsDiff, readSafetensors, Rng, tensor, type HostTensor, type ParamSpec } from '@diad/core';

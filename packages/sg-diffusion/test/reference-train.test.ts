@@ -5,7 +5,7 @@
  * through the recorded training graph). Configs, names, learning rate and tolerances come from the JSON.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import * as tf from '@tensorflow/tfjs-core';
+import type * as tf from '@tensorflow/tfjs-core';
 import { readSafetensors, type HostTensor, type SafetensorsFile } from '@diad/core';
 import { ParamStore, TfjsOps, Trainer } from '@diad/core/tfjs';
 import { OrtTrainer } from '@diad/core/ort';

@@ -158,7 +158,7 @@ export function register(program: Command): void {
  * runs size its memory arenas).
  */
 async function trainingBench(
-  dCfg: ReturnType<typeof parseDiadConfig>, d: DiadDenoiser, params: Record<string, HostTensor<'float32'>>, context: HostTensor,
+  dCfg: ReturnType<typeof parseDiadConfig>, _d: DiadDenoiser, params: Record<string, HostTensor<'float32'>>, context: HostTensor,
   latents: HostTensor, images: HostTensor, runs: number, log: (l: string) => void,
 ): Promise<{ imagesPerSecond: number; gflopPerImage: number }> {
   const [batch, , hw] = latents.shape;

@@ -366,7 +366,7 @@ export function appendBackward(rec: OnnxRecorderOps, loss: Sym, wrt: readonly st
   const nodes = [...rec.graphNodes];
   // Forward: which values depend on a differentiated input.
   const live = new Set<string>(wrt);
-  for (const node of nodes) if (node.input.some((i) => live.has(i))) node.output.forEach((o) => live.add(o));
+  for (const node of nodes) if (node.input.some((i) => live.has(i))) for (const o of node.output) live.add(o);
   if (!live.has(loss.name)) return { grads: Object.fromEntries(wrt.map((n) => [n, null])), flops: 0 };
   const parts = new Map<string, Sym[]>([[loss.name, [b.op('Expand', [b.scalar(1), b.ints(loss.shape)], loss.shape)]]]);
   const total = (name: string): Sym | null => {

@@ -186,7 +186,7 @@ export async function createOrtSession(source: string | Uint8Array, options: Ort
   const path = typeof source === 'string' ? source : (options.label ?? 'in-memory ONNX model');
   if (typeof source === 'string') {
     const stat = await fs.stat(source).catch(() => null);
-    if (!stat || !stat.isFile()) throw new Error(`ONNX model ${source} does not exist (or is not a file); check the path or export the model first`);
+    if (!stat?.isFile()) throw new Error(`ONNX model ${source} does not exist (or is not a file); check the path or export the model first`);
   }
   const skipped: { provider: string; reason: string }[] = [];
   for (let i = 0; i < providers.length; i++) {

@@ -8,7 +8,7 @@
  * `torch.optim.AdamW`; this follows its update exactly.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { tensor, type HostTensor } from '../tensor.js';
+import type { HostTensor } from '../tensor.js';
 import { adamWDefaults, adamWLr, clipCoefficient, nonFiniteGradientError, nonFiniteLossError, type AdamWOptions, type StepResult } from '../adamw.js';
 import { assertGradientsRegistered } from './engine.js';
 import { installConv2DGradOverride } from './conv-grad.js';
@@ -164,7 +164,7 @@ export class Trainer {
     // variableGrads keys gradients by tfjs's variable name, not ours.
     const byTfName = new Map<string, string>(names.map((n) => [this.variables[n].name, n]));
     const sum: Record<string, tf.Tensor> = {};
-    const free = () => Object.values(sum).forEach((t) => t.dispose());
+    const free = () => tf.dispose(Object.values(sum));
     let lossSum = 0;
     try {
       for (let i = 0; i < microBatches.length; i++) {

@@ -133,6 +133,6 @@ export const missingThread: DefectPainter = (rng, img) => {
   return mask;
 };
 
-function paint(img: Rendered, mask: Uint8Array, f: (i: number) => void): void {
+function paint(_img: Rendered, mask: Uint8Array, f: (i: number) => void): void {
   for (let i = 0; i < mask.length; i++) if (mask[i]) f(i);
 }
