@@ -8,6 +8,8 @@ fi
 pnpm install --frozen-lockfile
 pnpm run build
 pnpm run typecheck
+# The linter and the formatter check (Biome): a lint error or an unformatted file fails the run.
+pnpm run lint
 log=$(mktemp)
 set +e
 pnpm run test 2>&1 | tee "$log"

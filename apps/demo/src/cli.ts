@@ -22,7 +22,10 @@ const program = new Command('diad')
   .description('DiAD: diffusion-based multi-class anomaly detection (He et al., AAAI 2024), in TypeScript')
   .version(JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')).version)
   .showHelpAfterError()
-  .option('--providers <list>', 'onnxruntime execution providers in priority order, e.g. webgpu,cpu or cuda,cpu (a later one is the fallback you allow); default DIAD_ORT_PROVIDERS, else cpu');
+  .option(
+    '--providers <list>',
+    'onnxruntime execution providers in priority order, e.g. webgpu,cpu or cuda,cpu (a later one is the fallback you allow); default DIAD_ORT_PROVIDERS, else cpu',
+  );
 
 // One setting for every command that runs onnxruntime: the flag sets core's env, which every session reads.
 program.hook('preAction', async () => {

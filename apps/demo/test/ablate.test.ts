@@ -17,7 +17,10 @@ describe('diad ablate (ci preset)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'diad-ablate-'));
   const data = join(dir, 'data');
   const run = join(dir, 'run');
-  const checkpoints = () => readdirSync(join(run, 'checkpoints')).map((f) => `${f}:${statSync(join(run, 'checkpoints', f)).mtimeMs}`).sort();
+  const checkpoints = () =>
+    readdirSync(join(run, 'checkpoints'))
+      .map((f) => `${f}:${statSync(join(run, 'checkpoints', f)).mtimeMs}`)
+      .sort();
   let before: string[];
 
   beforeAll(async () => {
@@ -31,12 +34,32 @@ describe('diad ablate (ci preset)', () => {
   it('three variants in one table and page; each equals a separate diad test with its settings; no refit', async () => {
     const out = join(dir, 'ablation');
     const a = await diad(
-      ['ablate', '--run', run, '--vary', 'reconstructor.steps=2', '--vary', 'featureExtractor=mobilenet_v2', '--vary', 'anomalyMap.sigma=1', '--engine', 'ort', '--out', out, '--quiet'],
+      [
+        'ablate',
+        '--run',
+        run,
+        '--vary',
+        'reconstructor.steps=2',
+        '--vary',
+        'featureExtractor=mobilenet_v2',
+        '--vary',
+        'anomalyMap.sigma=1',
+        '--engine',
+        'ort',
+        '--out',
+        out,
+        '--quiet',
+      ],
       400_000,
     );
     expect(a.code, a.stderr).toBe(0);
     const result = JSON.parse(readFileSync(join(out, 'ablation.json'), 'utf8'));
-    expect(result.variants.map((v: { name: string }) => v.name)).toEqual(['base', 'reconstructor.steps=2', 'featureExtractor=mobilenet_v2', 'anomalyMap.sigma=1']);
+    expect(result.variants.map((v: { name: string }) => v.name)).toEqual([
+      'base',
+      'reconstructor.steps=2',
+      'featureExtractor=mobilenet_v2',
+      'anomalyMap.sigma=1',
+    ]);
     expect(result.variants[1].settings.reconstructor.steps).toBe(2);
     expect(result.variants[2].featureProvenance).toMatch(/MobileNetV2|mobilenet_v2/i);
     expect(result.variants[3].settings.anomalyMap.sigma).toBe(1);

@@ -30,7 +30,10 @@ describe('diad inspect', () => {
     const r = diad(['inspect', '--data', '../shared/data/mvtec_ad', '--data', '../shared/data/mtd', '--json']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const report = JSON.parse(r.stdout) as { classes: { name: string; train: number; testGood: number; testDefective: number; masks: number }[]; problemCount: number };
+    const report = JSON.parse(r.stdout) as {
+      classes: { name: string; train: number; testGood: number; testDefective: number; masks: number }[];
+      problemCount: number;
+    };
     expect(report.classes.map((c) => [c.name, c.train, c.testGood, c.testDefective, c.masks])).toEqual([
       ['bottle', 200, 20, 63, 63],
       ['grid', 25, 3, 11, 11],
@@ -69,7 +72,9 @@ describe('diad inspect', () => {
     });
     const text = diad(['inspect', '--data', root, '--no-verify']);
     expect(text.code).toBe(1);
-    expect(text.stdout).toContain(`1 problem(s):\n${join(root, 'disc', 'test', 'hole', '000.png')}: defective image without mask (fix: add its ground-truth mask as ${mask}`);
+    expect(text.stdout).toContain(
+      `1 problem(s):\n${join(root, 'disc', 'test', 'hole', '000.png')}: defective image without mask (fix: add its ground-truth mask as ${mask}`,
+    );
   });
 
   it('names a missing root and an unknown class on stderr and exits 1', () => {
@@ -77,7 +82,9 @@ describe('diad inspect', () => {
     const r = diad(['inspect', '--data', missing]);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe('');
-    expect(r.stderr).toBe(`diad: ${missing}: dataset root does not exist (fix: pass a folder holding class folders (<class>/train/good, <class>/test/<defect>) or a VisA root)\n`);
+    expect(r.stderr).toBe(
+      `diad: ${missing}: dataset root does not exist (fix: pass a folder holding class folders (<class>/train/good, <class>/test/<defect>) or a VisA root)\n`,
+    );
     const c = diad(['inspect', '--data', join(tmp, 'syn'), '--classes', 'bottle']);
     expect(c.code).toBe(1);
     expect(c.stderr).toMatch(/class bottle not found \(fix: choose among: disc, grain, woven\)/);
@@ -129,7 +136,7 @@ describe('diad fit checks options and files before writing the run folder', () =
     expect(existsSync(join(tmp, 'ox'))).toBe(false);
   });
 
-  it('refuses an --init that is not safetensors, or whose shapes are another preset\'s, in a few lines, leaving no run folder', () => {
+  it("refuses an --init that is not safetensors, or whose shapes are another preset's, in a few lines, leaving no run folder", () => {
     const junk = join(tmp, 'junk.safetensors');
     writeFileSync(junk, 'not a checkpoint');
     const a = fit(join(tmp, 'init-junk'), '--init', junk);
@@ -154,7 +161,22 @@ describe('diad fit checks options and files before writing the run folder', () =
     const gt = join(root, 'disc', 'ground_truth');
     const defect = readdirSync(gt)[0];
     rmSync(join(gt, defect, readdirSync(join(gt, defect))[0]));
-    const r = diad(['fit', '--data', root, '--preset', 'ci', '--out', join(tmp, 'nomask-run'), '--ae-steps', '1', '--diffusion-steps', '0', '--sg-steps', '0', '--quiet']);
+    const r = diad([
+      'fit',
+      '--data',
+      root,
+      '--preset',
+      'ci',
+      '--out',
+      join(tmp, 'nomask-run'),
+      '--ae-steps',
+      '1',
+      '--diffusion-steps',
+      '0',
+      '--sg-steps',
+      '0',
+      '--quiet',
+    ]);
     expect(r.code, r.stderr).toBe(0);
     const i = diad(['inspect', '--data', root]);
     expect(i.code).toBe(1);
@@ -170,7 +192,9 @@ describe('diad fit checks options and files before writing the run folder', () =
     expect(b.stderr).toMatch(/batchSize: Number must be greater than or equal to 1/);
     const c = diad(['fit', '--data', data, '--preset', 'ci', '--out', join(tmp, 'nocuda')], { DIAD_ORT_PROVIDERS: 'cuda' });
     expect(c.code).toBe(1);
-    expect(c.stderr).toMatch(/no requested onnxruntime execution provider can start:\n {2}cuda: .*\nAdd cpu as a fallback \(--providers cuda,cpu\), or train with --engine tfjs/);
+    expect(c.stderr).toMatch(
+      /no requested onnxruntime execution provider can start:\n {2}cuda: .*\nAdd cpu as a fallback \(--providers cuda,cpu\), or train with --engine tfjs/,
+    );
     for (const d of ['eng', 'bs0', 'nocuda']) expect(existsSync(join(tmp, d)), d).toBe(false);
   });
 
@@ -199,7 +223,7 @@ describe('help and providers', () => {
     expect(d.stdout).not.toContain('fit (tiny)');
   });
 
-  it('a provider that cannot start is one line in diad env, without onnxruntime\'s native error blocks', () => {
+  it("a provider that cannot start is one line in diad env, without onnxruntime's native error blocks", () => {
     const fallback = diad(['env', '--no-init'], { DIAD_ORT_PROVIDERS: 'cuda,cpu' });
     expect(fallback.code).toBe(0);
     expect(fallback.stdout).toMatch(/cuda: cannot start: .*\(cuda needs CUDA 12/);

@@ -12,7 +12,6 @@ import { readSafetensors, writeSafetensors, type HostTensor } from '@diad/core';
 import { diad } from './run-cli.js';
 import { findChromium, screenshot, imageStats } from '@diad/pipeline';
 
-
 describe('diad demo --preset ci (end to end)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'diad-e2e-'));
   const data = join(dir, 'data');
@@ -55,7 +54,9 @@ describe('diad demo --preset ci (end to end)', () => {
         for (const v of Object.values(row)) expect(v >= 0 && v <= 1).toBe(true);
       }
     }
-    const csv = readFileSync(join(out, 'test', 'metrics.csv'), 'utf8').trim().split('\n');
+    const csv = readFileSync(join(out, 'test', 'metrics.csv'), 'utf8')
+      .trim()
+      .split('\n');
     expect(csv).toHaveLength(1 + 2 * 4);
   });
 
@@ -131,13 +132,17 @@ describe('diad demo --preset ci (end to end)', () => {
   });
 
   const chromium = findChromium();
-  it.runIf(chromium)('the real report renders in headless Chromium', async () => {
-    const png = join(dir, 'report.png');
-    await screenshot(chromium!, join(out, 'test', 'report.html'), png);
-    const s = await imageStats(png);
-    expect(statSync(png).size).toBeGreaterThan(20_000);
-    expect(s.std).toBeGreaterThan(10);
-  }, 120_000);
+  it.runIf(chromium)(
+    'the real report renders in headless Chromium',
+    async () => {
+      const png = join(dir, 'report.png');
+      await screenshot(chromium!, join(out, 'test', 'report.html'), png);
+      const s = await imageStats(png);
+      expect(statSync(png).size).toBeGreaterThan(20_000);
+      expect(s.std).toBeGreaterThan(10);
+    },
+    120_000,
+  );
 
   it('predict scores images against the validation threshold and flags unreadable ones', async () => {
     const good = join(data, 'grain', 'test', 'good', '000.png');
@@ -197,7 +202,9 @@ describe('diad demo --preset ci (end to end)', () => {
     mkdirSync(join(dir, 'empty-folder'));
     const r = await diad(['predict', '--run', out, folder, join(dir, 'empty-folder'), '--out', join(dir, 'pred-folder')], 240_000);
     const preds = JSON.parse(r.stdout) as { image: string; score: number | null; error?: string }[];
-    const images = readdirSync(folder).filter((f) => f.endsWith('.png')).sort();
+    const images = readdirSync(folder)
+      .filter((f) => f.endsWith('.png'))
+      .sort();
     expect(preds.filter((p) => p.score !== null).map((p) => p.image)).toEqual(images.map((f) => join(folder, f)));
     expect(preds.find((p) => p.image === join(dir, 'empty-folder'))?.error).toMatch(/no images in folder/);
   }, 240_000);
@@ -231,7 +238,24 @@ describe('diad demo --preset ci (end to end)', () => {
     const runs: Record<string, string> = {};
     for (const engine of ['ort', 'tfjs']) {
       runs[engine] = join(dir, `one-step-${engine}`);
-      const r = await diad(['fit', '--data', data, '--preset', 'ci', '--out', runs[engine], '--ae-steps', '1', '--diffusion-steps', '0', '--sg-steps', '0', '--engine', engine, '--quiet']);
+      const r = await diad([
+        'fit',
+        '--data',
+        data,
+        '--preset',
+        'ci',
+        '--out',
+        runs[engine],
+        '--ae-steps',
+        '1',
+        '--diffusion-steps',
+        '0',
+        '--sg-steps',
+        '0',
+        '--engine',
+        engine,
+        '--quiet',
+      ]);
       expect(r.code, r.stderr).toBe(0);
     }
     const state = (e: string) => JSON.parse(readFileSync(join(runs[e], 'state', 'autoencoder.json'), 'utf8'));

@@ -14,7 +14,6 @@ import { DdimReconstructor, OrtGuidedDenoiser } from '@diad/sg-diffusion';
 import { diad } from './run-cli.js';
 import type { OnnxManifest } from '@diad/pipeline';
 
-
 type Metrics = { modes: Record<string, { classes: Record<string, Record<string, number>>; mean: Record<string, number> }> };
 const metrics = (dir: string): Metrics => JSON.parse(readFileSync(join(dir, 'metrics.json'), 'utf8'));
 
@@ -61,14 +60,21 @@ describe('diad export and --engine ort (ci preset)', () => {
   it('the files open on onnxruntime and run at the manifest shapes', async () => {
     const cfg = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')).config;
     const f = (k: keyof OnnxManifest['files']) => join(onnx, manifest.files[k]);
-    const ae = await OrtAutoencoder.open({ encode: f('autoencoderEncode'), decode: f('autoencoderDecode') }, parseAutoencoderConfig(cfg.models.autoencoder, 'config'));
+    const ae = await OrtAutoencoder.open(
+      { encode: f('autoencoderEncode'), decode: f('autoencoderDecode') },
+      parseAutoencoderConfig(cfg.models.autoencoder, 'config'),
+    );
     const context = (await readSafetensors(f('context'))).float32('context');
     expect(context.shape).toEqual(manifest.shapes.context.context);
     const denoiser = await OrtGuidedDenoiser.open({ hint: f('hint'), step: f('step') }, context);
     const { kind: _kind, ...ddim } = cfg.inference.reconstructor;
     const rec = new DdimReconstructor(denoiser, ddim);
     try {
-      const x = tensor(new Float32Array(2 * 3 * 64 * 64).map((_, i) => Math.sin(i)), [2, 3, 64, 64], 'NCHW');
+      const x = tensor(
+        new Float32Array(2 * 3 * 64 * 64).map((_, i) => Math.sin(i)),
+        [2, 3, 64, 64],
+        'NCHW',
+      );
       const z = await ae.encode(x);
       expect(z.shape).toEqual([2, 4, 8, 8]);
       const zr = await rec.reconstruct(z, x, { seed: 1 });
@@ -147,7 +153,10 @@ describe('diad export and --engine ort (ci preset)', () => {
     expect(empty.stderr).toMatch(/holds no ONNX export.*diad export --run/);
     const stale = join(dir, 'stale');
     mkdirSync(stale);
-    writeFileSync(join(stale, 'manifest.json'), JSON.stringify({ ...manifest, checkpoints: { ...manifest.checkpoints, sg: 'checkpoints/sg-000001.safetensors' } }));
+    writeFileSync(
+      join(stale, 'manifest.json'),
+      JSON.stringify({ ...manifest, checkpoints: { ...manifest.checkpoints, sg: 'checkpoints/sg-000001.safetensors' } }),
+    );
     const old = await diad(['test', '--run', run, '--engine', 'ort', '--onnx-dir', stale, '--out', join(dir, 't-stale')]);
     expect(old.code).toBe(1);
     expect(old.stderr).toMatch(/exported from another config or other checkpoints.*re-export with `diad export/);

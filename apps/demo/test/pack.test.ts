@@ -20,7 +20,11 @@ function npmEnv(): NodeJS.ProcessEnv {
   return Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_|^pnpm_/i.test(k)));
 }
 
-function packed(pkg: string): Record<string, unknown> & { dependencies?: Record<string, string>; peerDependencies?: Record<string, string>; peerDependenciesMeta?: Record<string, { optional?: boolean }> } {
+function packed(pkg: string): Record<string, unknown> & {
+  dependencies?: Record<string, string>;
+  peerDependencies?: Record<string, string>;
+  peerDependenciesMeta?: Record<string, { optional?: boolean }>;
+} {
   return JSON.parse(readFileSync(join(scratch, 'app', 'node_modules', '@diad', pkg, 'package.json'), 'utf8'));
 }
 
@@ -50,7 +54,9 @@ describe('packed tarballs', () => {
       if (!existsSync(join(dir, 'dist', 'index.js'))) throw new Error(`${dir}/dist missing: run pnpm --filter @diad/${name} build first`);
       execFileSync('pnpm', ['pack', '--pack-destination', scratch], { cwd: dir, stdio: 'pipe' });
     }
-    const tarballs = readdirSync(scratch).filter((f) => f.endsWith('.tgz')).sort();
+    const tarballs = readdirSync(scratch)
+      .filter((f) => f.endsWith('.tgz'))
+      .sort();
     expect(tarballs).toEqual([expect.stringMatching(/^diad-core-\d+\.\d+\.\d+\.tgz$/), expect.stringMatching(/^diad-datasets-\d+\.\d+\.\d+\.tgz$/)]);
 
     const app = join(scratch, 'app');
@@ -58,7 +64,10 @@ describe('packed tarballs', () => {
     writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'scratch', private: true, type: 'module' }));
     const t0 = Date.now();
     execFileSync('npm', ['install', '--prefer-offline', '--no-audit', '--no-fund', ...tarballs.map((f) => join(scratch, f))], {
-      cwd: app, stdio: 'pipe', env: npmEnv(), timeout: 150_000,
+      cwd: app,
+      stdio: 'pipe',
+      env: npmEnv(),
+      timeout: 150_000,
     });
     console.log(`npm install of the two tarballs: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
 

@@ -31,7 +31,26 @@ describe('resume after Ctrl-C and kill -9 during stage 3', () => {
   const data = join(dir, 'data');
   const run = join(dir, 'run');
   const SG_STEPS = 10;
-  const fitArgs = () => ['fit', '--data', data, '--preset', 'ci', '--out', run, '--ae-steps', '2', '--diffusion-steps', '2', '--sg-steps', String(SG_STEPS), '--checkpoint-every', '2', '--max-train-per-class', '4', '--quiet'];
+  const fitArgs = () => [
+    'fit',
+    '--data',
+    data,
+    '--preset',
+    'ci',
+    '--out',
+    run,
+    '--ae-steps',
+    '2',
+    '--diffusion-steps',
+    '2',
+    '--sg-steps',
+    String(SG_STEPS),
+    '--checkpoint-every',
+    '2',
+    '--max-train-per-class',
+    '4',
+    '--quiet',
+  ];
 
   beforeAll(async () => {
     await ensureSynthetic(data, { size: 64, train: 4, testGood: 1, testDefective: 1 });

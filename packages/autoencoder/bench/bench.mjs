@@ -8,7 +8,8 @@ import { formatEngineInfo, initTfjs, TfjsOps, Trainer } from '@diad/core/tfjs';
 import { autoencoderLoss, createAutoencoderParams, downsampleFactor, PRESETS, tfjsAutoencoder } from '../dist/index.js';
 
 const { values } = parseArgs({ options: { batch: { type: 'string', default: '2' }, reps: { type: 'string', default: '2' }, engine: { type: 'string' } } });
-const batch = Number(values.batch), reps = Number(values.reps);
+const batch = Number(values.batch),
+  reps = Number(values.reps);
 const info = await initTfjs({ engine: values.engine ?? process.env.DIAD_TFJS_ENGINE ?? 'wasm' });
 console.log(formatEngineInfo(info));
 

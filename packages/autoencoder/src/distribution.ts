@@ -30,4 +30,3 @@ export function posterior<T>(ops: Ops<T>, moments: T): DiagonalGaussian<T> {
 export function samplePosterior<T>(ops: Ops<T>, p: DiagonalGaussian<T>, noise: T): T {
   return ops.add(p.mean, ops.mul(ops.exp(ops.scale(p.logvar, 0.5)), noise));
 }
-

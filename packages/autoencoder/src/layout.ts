@@ -47,7 +47,9 @@ export function encoderLayout(cfg: AutoencoderConfig): CoderLayout {
     const blocks: ResBlockLayout[] = [];
     for (let j = 0; j < d.num_res_blocks; j++) {
       blocks.push({
-        path: `encoder.down.${i}.block.${j}`, inCh: blockIn, outCh: blockOut,
+        path: `encoder.down.${i}.block.${j}`,
+        inCh: blockIn,
+        outCh: blockOut,
         attn: d.attn_resolutions.includes(res) ? `encoder.down.${i}.attn.${j}` : null,
       });
       blockIn = blockOut;
@@ -72,7 +74,9 @@ export function decoderLayout(cfg: AutoencoderConfig): CoderLayout {
     const blocks: ResBlockLayout[] = [];
     for (let j = 0; j < d.num_res_blocks + 1; j++) {
       blocks.push({
-        path: `decoder.up.${i}.block.${j}`, inCh: blockIn, outCh: blockOut,
+        path: `decoder.up.${i}.block.${j}`,
+        inCh: blockIn,
+        outCh: blockOut,
         attn: d.attn_resolutions.includes(res) ? `decoder.up.${i}.attn.${j}` : null,
       });
       blockIn = blockOut;

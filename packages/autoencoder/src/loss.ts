@@ -44,7 +44,13 @@ export interface AutoencoderLossTerms<T> {
  * @param noise standard normal `[N, embed_dim, H/f, W/f]`, required when sampling.
  * @throws Error when sampling is requested without noise.
  */
-export function autoencoderLoss<T>(ops: Ops<T>, cfg: AutoencoderConfig, images: T, noise: T | null, options: AutoencoderLossOptions = {}): AutoencoderLossTerms<T> {
+export function autoencoderLoss<T>(
+  ops: Ops<T>,
+  cfg: AutoencoderConfig,
+  images: T,
+  noise: T | null,
+  options: AutoencoderLossOptions = {},
+): AutoencoderLossTerms<T> {
   const { klWeight = 1e-6, samplePosterior: sample = true, prefix = DEFAULT_PREFIX } = options;
   if (sample && noise === null) throw new Error('autoencoderLoss: samplePosterior needs a noise tensor of the latent shape');
   const p = posterior(ops, encodeMoments(ops, cfg, images, prefix));

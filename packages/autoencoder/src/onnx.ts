@@ -53,7 +53,8 @@ export function recordAutoencoderEncoder(cfg: AutoencoderConfig, params: Record<
  */
 export function recordAutoencoderDecoder(cfg: AutoencoderConfig, params: Record<string, HostTensor<'float32'>>, o: AutoencoderOnnxOptions): Uint8Array {
   const f = downsampleFactor(cfg);
-  if (o.height % f !== 0 || o.width % f !== 0) throw new Error(`autoencoder ONNX export: ${o.height}x${o.width} is not a multiple of the downsampling factor ${f}`);
+  if (o.height % f !== 0 || o.width % f !== 0)
+    throw new Error(`autoencoder ONNX export: ${o.height}x${o.width} is not a multiple of the downsampling factor ${f}`);
   const rec = new OnnxRecorderOps(params, { graphName: 'autoencoder_decoder', metadata: meta(cfg, o, 'autoencoder_decoder') });
   const latent = rec.graphInput('latent', [1, cfg.embed_dim, o.height / f, o.width / f]);
   return rec.toModel({ image: decodeLatent(rec, cfg, latent, o.prefix ?? DEFAULT_PREFIX) });
@@ -86,7 +87,8 @@ export async function exportAutoencoderOnnx(
   o: AutoencoderStageOnnxOptions,
 ): Promise<AutoencoderOnnxFiles> {
   const f = downsampleFactor(cfg);
-  if (o.height % f !== 0 || o.width % f !== 0) throw new Error(`autoencoder ONNX export: ${o.height}x${o.width} is not a multiple of the downsampling factor ${f}`);
+  if (o.height % f !== 0 || o.width % f !== 0)
+    throw new Error(`autoencoder ONNX export: ${o.height}x${o.width} is not a multiple of the downsampling factor ${f}`);
   const sf = o.scaleFactor ?? SCALE_FACTOR;
   const prefix = o.prefix ?? DEFAULT_PREFIX;
   const latentShape = [1, cfg.embed_dim, o.height / f, o.width / f];
@@ -125,7 +127,11 @@ export class OrtAutoencoder implements Autoencoder {
    * Opens the two sessions (onnxruntime-node is loaded here, not when the package is imported).
    * @throws Error naming a missing/corrupt model file or a provider that cannot load.
    */
-  static async open(files: AutoencoderOnnxFiles, config: AutoencoderConfig, options: { providers?: readonly string[]; threads?: number } = {}): Promise<OrtAutoencoder> {
+  static async open(
+    files: AutoencoderOnnxFiles,
+    config: AutoencoderConfig,
+    options: { providers?: readonly string[]; threads?: number } = {},
+  ): Promise<OrtAutoencoder> {
     const { createOrtSession } = await import('@diad/core/ort');
     const encoder = await createOrtSession(files.encode, options);
     const decoder = await createOrtSession(files.decode, options).catch(async (e) => {

@@ -78,7 +78,11 @@ export class AutoencoderKLStage<T> implements Autoencoder {
    * @param ops the engine, holding the parameters under `prefix` + official names.
    * @param config the model config (validated with `parseAutoencoderConfig`).
    */
-  constructor(readonly ops: Ops<T>, readonly config: AutoencoderConfig, options: AutoencoderStageOptions<T> = {}) {
+  constructor(
+    readonly ops: Ops<T>,
+    readonly config: AutoencoderConfig,
+    options: AutoencoderStageOptions<T> = {},
+  ) {
     this.prefix = options.prefix ?? DEFAULT_PREFIX;
     this.scaleFactor = options.scaleFactor ?? SCALE_FACTOR;
     this.pixelRange = options.pixelRange ?? 'imagenet';
@@ -107,7 +111,9 @@ export class AutoencoderKLStage<T> implements Autoencoder {
     const [n, c, h, w] = x.shape;
     const f = this.downsampleFactor;
     if (x.shape.length !== 4 || c !== this.config.ddconfig.in_channels || h % f !== 0 || w % f !== 0) {
-      throw new Error(`AutoencoderKL.encode: images of shape [${x.shape.join(', ')}] must be [N, ${this.config.ddconfig.in_channels}, H, W] with H and W multiples of ${f}; resize or crop them`);
+      throw new Error(
+        `AutoencoderKL.encode: images of shape [${x.shape.join(', ')}] must be [N, ${this.config.ddconfig.in_channels}, H, W] with H and W multiples of ${f}; resize or crop them`,
+      );
     }
     const noise = options.sample
       ? tensor(new Rng(options.seed ?? 0).normals(n * this.latentChannels * (h / f) * (w / f)), [n, this.latentChannels, h / f, w / f], 'NCHW')

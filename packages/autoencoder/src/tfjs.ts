@@ -43,6 +43,10 @@ export async function loadAutoencoderParams(path: string, cfg: AutoencoderConfig
 }
 
 /** The AutoencoderKL stage on tfjs over `store` (call `initTfjs()` first to pick the backend). */
-export function tfjsAutoencoder(store: ParamStore, cfg: AutoencoderConfig, options: Omit<AutoencoderStageOptions<tf.Tensor>, 'scope'> = {}): AutoencoderKLStage<tf.Tensor> {
+export function tfjsAutoencoder(
+  store: ParamStore,
+  cfg: AutoencoderConfig,
+  options: Omit<AutoencoderStageOptions<tf.Tensor>, 'scope'> = {},
+): AutoencoderKLStage<tf.Tensor> {
   return new AutoencoderKLStage(new TfjsOps(store), cfg, { ...options, scope: tfjsScope });
 }

@@ -30,9 +30,14 @@ export interface AutoencoderTrainingOptions extends AutoencoderLossOptions {
  * @param params every parameter by official name (shapes define the inputs; values are not baked in).
  * @throws Error when the size is not a multiple of the downsampling factor, or a parameter is missing.
  */
-export function recordAutoencoderTraining(cfg: AutoencoderConfig, params: Readonly<Record<string, HostTensor<'float32'>>>, o: AutoencoderTrainingOptions): TrainingGraph {
+export function recordAutoencoderTraining(
+  cfg: AutoencoderConfig,
+  params: Readonly<Record<string, HostTensor<'float32'>>>,
+  o: AutoencoderTrainingOptions,
+): TrainingGraph {
   const f = downsampleFactor(cfg);
-  if (o.height % f !== 0 || o.width % f !== 0) throw new Error(`recordAutoencoderTraining: ${o.height}x${o.width} is not a multiple of the downsampling factor ${f}`);
+  if (o.height % f !== 0 || o.width % f !== 0)
+    throw new Error(`recordAutoencoderTraining: ${o.height}x${o.width} is not a multiple of the downsampling factor ${f}`);
   const rec = new OnnxRecorderOps(params, { graphName: 'autoencoder_train', paramInputs: true });
   const images = rec.graphInput('images', [o.batch, cfg.ddconfig.in_channels, o.height, o.width], false);
   const sample = o.samplePosterior ?? true;

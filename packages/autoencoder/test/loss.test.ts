@@ -8,7 +8,7 @@ import { initTfjs, TfjsOps } from '@diad/core/tfjs';
 import { parseAutoencoderConfig } from '../src/config.js';
 import { posterior } from '../src/distribution.js';
 import { decodeLatent, encodeMoments } from '../src/model.js';
-import { createAutoencoderParams, } from '../src/tfjs.js';
+import { createAutoencoderParams } from '../src/tfjs.js';
 import { autoencoderLoss } from '../src/loss.js';
 import { recordAutoencoderTraining } from '../src/train-graph.js';
 import { OrtTrainer } from '@diad/core/ort';
@@ -16,13 +16,25 @@ import { Rng } from '@diad/core';
 
 /** f=2, 16 px: the smallest AutoencoderKL that still has every block kind. */
 const cfg = parseAutoencoderConfig({
-  ddconfig: { double_z: true, z_channels: 4, resolution: 16, in_channels: 3, out_ch: 3, ch: 32, ch_mult: [1, 1], num_res_blocks: 1, attn_resolutions: [8], dropout: 0 },
+  ddconfig: {
+    double_z: true,
+    z_channels: 4,
+    resolution: 16,
+    in_channels: 3,
+    out_ch: 3,
+    ch: 32,
+    ch_mult: [1, 1],
+    num_res_blocks: 1,
+    attn_resolutions: [8],
+    dropout: 0,
+  },
   embed_dim: 4,
 });
 
 /** Four smooth synthetic images (ramps and a bright square), values roughly in [-2, 2]. */
 function images(): HostTensor<'float32'> {
-  const n = 4, s = 16;
+  const n = 4,
+    s = 16;
   const d = new Float32Array(n * 3 * s * s);
   for (let b = 0; b < n; b++)
     for (let c = 0; c < 3; c++)
@@ -60,7 +72,8 @@ describe('autoencoder objective', () => {
       const [mh, lvh, rh] = await Promise.all([ops.read(m), ops.read(lv), ops.read(rec)]);
       const got = (await loss.data())[0];
       tf.dispose([m, lv, rec, loss]);
-      let abs = 0, kl = 0;
+      let abs = 0,
+        kl = 0;
       for (let i = 0; i < x.data.length; i++) abs += Math.abs(x.data[i] - rh.data[i]);
       for (let i = 0; i < mh.data.length; i++) kl += 0.5 * (mh.data[i] ** 2 + Math.exp(lvh.data[i]) - 1 - lvh.data[i]);
       const want = abs / 4 + 0.01 * (kl / 4);
@@ -78,7 +91,10 @@ describe('autoencoder objective', () => {
       const x = images();
       const noise = tensor(new Rng(2).normals(4 * 4 * 8 * 8), [4, 4, 8, 8], 'NCHW');
       const names = store.names();
-      const { loss: wantLoss, grads: want } = await store.gradients(() => true, () => autoencoderLoss(ops, cfg, ops.input(x), ops.input(noise), { klWeight: 0.01 }).loss as tf.Scalar);
+      const { loss: wantLoss, grads: want } = await store.gradients(
+        () => true,
+        () => autoencoderLoss(ops, cfg, ops.input(x), ops.input(noise), { klWeight: 0.01 }).loss as tf.Scalar,
+      );
       const graph = recordAutoencoderTraining(cfg, await store.toHost(), { batch: 4, height: 16, width: 16, klWeight: 0.01 });
       expect(graph.withoutGradient).toEqual([]);
       expect(graph.batchInputs).toEqual(['images', 'noise']);
@@ -90,7 +106,8 @@ describe('autoencoder objective', () => {
         // noise on both engines): errors are relative to max(tensor scale, 1e-3 * largest gradient).
         const G = Math.max(...names.map((n) => want[n].reduce((m, v) => Math.max(m, Math.abs(v)), 0)));
         for (const n of names) {
-          let err = 0, scale = 1e-3 * G;
+          let err = 0,
+            scale = 1e-3 * G;
           for (let i = 0; i < want[n].length; i++) {
             err = Math.max(err, Math.abs(got.grads[n][i] - want[n][i]));
             scale = Math.max(scale, Math.abs(want[n][i]));

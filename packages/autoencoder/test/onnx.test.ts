@@ -64,7 +64,18 @@ describe('AutoencoderKL ONNX vs TfjsOps on random weights', () => {
   it('encoder and decoder agree within 1e-4 relative, batch 1 and 3; OrtAutoencoder equals the tfjs stage (mode, sample, decode)', async () => {
     await initTfjs({ engine: 'wasm' });
     const cfg = parseAutoencoderConfig({
-      ddconfig: { double_z: true, z_channels: 4, resolution: 32, in_channels: 3, out_ch: 3, ch: 32, ch_mult: [1, 2], num_res_blocks: 1, attn_resolutions: [16], dropout: 0 },
+      ddconfig: {
+        double_z: true,
+        z_channels: 4,
+        resolution: 32,
+        in_channels: 3,
+        out_ch: 3,
+        ch: 32,
+        ch_mult: [1, 2],
+        num_res_blocks: 1,
+        attn_resolutions: [16],
+        dropout: 0,
+      },
       embed_dim: 4,
     });
     const store = createAutoencoderParams(cfg, 5);

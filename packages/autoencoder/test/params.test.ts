@@ -11,7 +11,12 @@ describe('paramSpec', () => {
     const json = JSON.parse(await readFile(join(REFERENCE_DIR, 'autoencoder_kl.json'), 'utf8'));
     const cfg = parseAutoencoderConfig(json, 'autoencoder_kl.json');
     const st = await readSafetensors(join(REFERENCE_DIR, 'autoencoder_kl.safetensors'));
-    const official = new Map(st.names().filter((n) => n.startsWith('first_stage_model.')).map((n) => [n, st.entry(n).shape]));
+    const official = new Map(
+      st
+        .names()
+        .filter((n) => n.startsWith('first_stage_model.'))
+        .map((n) => [n, st.entry(n).shape]),
+    );
     const specs = paramSpec(cfg);
     expect(specs.map((s) => s.name).sort()).toEqual([...official.keys()].sort());
     for (const s of specs) expect([s.name, ...s.shape]).toEqual([s.name, ...official.get(s.name)!]);
@@ -23,7 +28,18 @@ describe('paramSpec', () => {
 
   it('places AttnBlocks at attn_resolutions, honours the prefix and PyTorch default inits', () => {
     const cfg = parseAutoencoderConfig({
-      ddconfig: { double_z: true, z_channels: 4, resolution: 64, in_channels: 3, out_ch: 3, ch: 32, ch_mult: [1, 2], num_res_blocks: 2, attn_resolutions: [32], dropout: 0 },
+      ddconfig: {
+        double_z: true,
+        z_channels: 4,
+        resolution: 64,
+        in_channels: 3,
+        out_ch: 3,
+        ch: 32,
+        ch_mult: [1, 2],
+        num_res_blocks: 2,
+        attn_resolutions: [32],
+        dropout: 0,
+      },
       embed_dim: 3,
     });
     const specs = paramSpec(cfg, '');
@@ -31,8 +47,13 @@ describe('paramSpec', () => {
     // encoder level 1 runs at 32 px: attn after each of its 2 blocks; decoder level 1 (first run, 32 px): 3 blocks.
     const attn = specs.filter((s) => s.name.endsWith('.q.weight')).map((s) => s.name);
     expect(attn).toEqual([
-      'encoder.down.1.attn.0.q.weight', 'encoder.down.1.attn.1.q.weight', 'encoder.mid.attn_1.q.weight',
-      'decoder.mid.attn_1.q.weight', 'decoder.up.1.attn.0.q.weight', 'decoder.up.1.attn.1.q.weight', 'decoder.up.1.attn.2.q.weight',
+      'encoder.down.1.attn.0.q.weight',
+      'encoder.down.1.attn.1.q.weight',
+      'encoder.mid.attn_1.q.weight',
+      'decoder.mid.attn_1.q.weight',
+      'decoder.up.1.attn.0.q.weight',
+      'decoder.up.1.attn.1.q.weight',
+      'decoder.up.1.attn.2.q.weight',
     ]);
     expect(byName.get('encoder.down.1.attn.0.q.weight')!.shape).toEqual([64, 64, 1, 1]);
     expect(byName.get('quant_conv.weight')!.shape).toEqual([6, 8, 1, 1]);

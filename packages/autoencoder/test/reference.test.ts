@@ -84,7 +84,10 @@ describe.skipIf(!HAS_REFERENCE)('AutoencoderKL parity with the official fixture'
       const sf = Number(fx.json.scale_factor);
       const stage = tfjsAutoencoder(store, fx.cfg, { scaleFactor: sf });
       const mean = out('mean');
-      const scaledMean = tensor(mean.data.map((v) => v * sf), mean.shape);
+      const scaledMean = tensor(
+        mean.data.map((v) => v * sf),
+        mean.shape,
+      );
       const z = await stage.encode(image);
       check('wasm', 'stage.encode', z, scaledMean, rel);
       check('wasm', 'stage.decode', await stage.decode(z), out('decoded_mean'), rel);

@@ -8,17 +8,32 @@ import { encodeMoments } from '../src/model.js';
 import { createAutoencoderParams, tfjsAutoencoder } from '../src/tfjs.js';
 
 const cfg = parseAutoencoderConfig({
-  ddconfig: { double_z: true, z_channels: 4, resolution: 16, in_channels: 3, out_ch: 3, ch: 32, ch_mult: [1, 1], num_res_blocks: 1, attn_resolutions: [], dropout: 0 },
+  ddconfig: {
+    double_z: true,
+    z_channels: 4,
+    resolution: 16,
+    in_channels: 3,
+    out_ch: 3,
+    ch: 32,
+    ch_mult: [1, 1],
+    num_res_blocks: 1,
+    attn_resolutions: [],
+    dropout: 0,
+  },
   embed_dim: 4,
 });
 const images = tensor(new Rng(3).normals(2 * 3 * 16 * 16), [2, 3, 16, 16], 'NCHW');
 
 /** ImageNet-normalised -> [-1, 1] by hand: 2 * (x * std + mean) - 1. */
 function toSymmetric(x: typeof images) {
-  return tensor(x.data.map((v, i) => {
-    const c = Math.floor(i / 256) % 3;
-    return 2 * (v * IMAGENET_STD[c] + IMAGENET_MEAN[c]) - 1;
-  }), x.shape, 'NCHW');
+  return tensor(
+    x.data.map((v, i) => {
+      const c = Math.floor(i / 256) % 3;
+      return 2 * (v * IMAGENET_STD[c] + IMAGENET_MEAN[c]) - 1;
+    }),
+    x.shape,
+    'NCHW',
+  );
 }
 
 beforeAll(async () => {
@@ -39,11 +54,22 @@ describe('AutoencoderKLStage', () => {
       const stage = tfjsAutoencoder(store, cfg, { scaleFactor: 0.5 });
       expect([stage.latentChannels, stage.downsampleFactor]).toEqual([4, 2]);
       const eps = new Rng(11).normals(mean.data.length);
-      const want = tensor(mean.data.map((v, i) => 0.5 * (v + Math.exp(0.5 * logvar.data[i]) * eps[i])), mean.shape);
+      const want = tensor(
+        mean.data.map((v, i) => 0.5 * (v + Math.exp(0.5 * logvar.data[i]) * eps[i])),
+        mean.shape,
+      );
       const got = await stage.encode(images, { sample: true, seed: 11 });
       expect(maxAbsDiff(got, want)).toBeLessThan(1e-5);
       const mode = await stage.encode(images);
-      expect(maxAbsDiff(mode, tensor(mean.data.map((v) => 0.5 * v), mean.shape))).toBeLessThan(1e-6);
+      expect(
+        maxAbsDiff(
+          mode,
+          tensor(
+            mean.data.map((v) => 0.5 * v),
+            mean.shape,
+          ),
+        ),
+      ).toBeLessThan(1e-6);
       await expect(stage.encode(tensor(new Float32Array(3 * 15 * 15), [1, 3, 15, 15]))).rejects.toThrow(/multiples of 2/);
     } finally {
       store.dispose();

@@ -12,7 +12,19 @@ const info = await initTfjs();
 const blocks = [
   ['conv64', [8, 32, 32, 64], 3, 64, 1, 'same'],
   ['conv128', [8, 16, 16, 128], 3, 128, 1, 'same'],
-  ['down128', [8, 32, 32, 128], 3, 128, 2, [[0, 0], [0, 1], [0, 1], [0, 0]]],
+  [
+    'down128',
+    [8, 32, 32, 128],
+    3,
+    128,
+    2,
+    [
+      [0, 0],
+      [0, 1],
+      [0, 1],
+      [0, 0],
+    ],
+  ],
   ['skip1x1', [8, 16, 16, 256], 1, 128, 1, 'valid'],
 ];
 
@@ -43,11 +55,26 @@ for (const [name, shape, k, cout, stride, pad] of blocks) {
     gf.dispose();
   });
   results[name] = {
-    input: shape, kernel: k, cout, stride,
-    fwd_ms: +(fwd * 1e3).toFixed(1), train_ms: +(train * 1e3).toFixed(1),
-    fwd_gflops: +(flops / fwd / 1e9).toFixed(1), train_gflops: +((3 * flops) / train / 1e9).toFixed(1),
+    input: shape,
+    kernel: k,
+    cout,
+    stride,
+    fwd_ms: +(fwd * 1e3).toFixed(1),
+    train_ms: +(train * 1e3).toFixed(1),
+    fwd_gflops: +(flops / fwd / 1e9).toFixed(1),
+    train_gflops: +((3 * flops) / train / 1e9).toFixed(1),
   };
   x.dispose();
   f.dispose();
 }
-console.log(JSON.stringify({ engine: info.engine, backend: info.backend, threads: info.threads, simd: info.simd, conv2dGradOverride: info.conv2dGradOverride, iters, results }));
+console.log(
+  JSON.stringify({
+    engine: info.engine,
+    backend: info.backend,
+    threads: info.threads,
+    simd: info.simd,
+    conv2dGradOverride: info.conv2dGradOverride,
+    iters,
+    results,
+  }),
+);

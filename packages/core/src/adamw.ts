@@ -34,12 +34,16 @@ export interface StepResult {
 
 /** The NaN guard's error for a micro-batch loss that is NaN or infinite (nothing was updated). */
 export function nonFiniteLossError(loss: number, step: number, microBatch: number, of: number): Error {
-  return new Error(`non-finite loss ${loss} at step ${step} (micro-batch ${microBatch} of ${of}); parameters not updated. Lower the learning rate, check the inputs, or resume from the last checkpoint`);
+  return new Error(
+    `non-finite loss ${loss} at step ${step} (micro-batch ${microBatch} of ${of}); parameters not updated. Lower the learning rate, check the inputs, or resume from the last checkpoint`,
+  );
 }
 
 /** The NaN guard's error for a gradient norm that is NaN or infinite (nothing was updated). */
 export function nonFiniteGradientError(gradNorm: number, step: number, loss: number): Error {
-  return new Error(`non-finite gradient norm ${gradNorm} at step ${step} (loss ${loss}); parameters not updated. Lower the learning rate or enable clipGradNorm, or resume from the last checkpoint`);
+  return new Error(
+    `non-finite gradient norm ${gradNorm} at step ${step} (loss ${loss}); parameters not updated. Lower the learning rate or enable clipGradNorm, or resume from the last checkpoint`,
+  );
 }
 
 /** `torch.nn.utils.clip_grad_norm_`'s factor for a gradient of norm `gradNorm` (null when no clipping applies). */
@@ -95,7 +99,11 @@ export class HostAdamW {
   apply(params: Record<string, Float32Array>, grads: Record<string, Float32Array>): number {
     const t = ++this.step;
     const lr = adamWLr(this.options, t);
-    const { betas: [b1, b2], eps, weightDecay } = this.options;
+    const {
+      betas: [b1, b2],
+      eps,
+      weightDecay,
+    } = this.options;
     const stepSize = lr / (1 - b1 ** t);
     const bc2Sqrt = Math.sqrt(1 - b2 ** t);
     const decay = 1 - lr * weightDecay;
@@ -134,7 +142,8 @@ export class HostAdamW {
       const dot = key.indexOf('.');
       const kind = key.slice(0, dot);
       const name = key.slice(dot + 1);
-      if ((kind !== 'exp_avg' && kind !== 'exp_avg_sq') || sizes[name] === undefined) throw new Error(`optimizer state "${key}" matches no trainable parameter`);
+      if ((kind !== 'exp_avg' && kind !== 'exp_avg_sq') || sizes[name] === undefined)
+        throw new Error(`optimizer state "${key}" matches no trainable parameter`);
       if (h.data.length !== sizes[name]) throw new Error(`optimizer state "${key}" has ${h.data.length} elements, the parameter ${sizes[name]}`);
       return { map: kind === 'exp_avg' ? this.expAvg : this.expAvgSq, name, data: h.data.slice() };
     });

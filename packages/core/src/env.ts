@@ -33,8 +33,12 @@ export interface DiadEnv {
 export function readEnv(vars: Record<string, string | undefined> = process.env): DiadEnv {
   const threads = vars.DIAD_ORT_THREADS?.trim();
   const n = threads ? Number(threads) : null;
-  if (n !== null && !(Number.isInteger(n) && n >= 1)) throw new Error(`DIAD_ORT_THREADS=${threads}: must be a whole number >= 1 (or unset for onnxruntime's choice)`);
-  const providers = (vars.DIAD_ORT_PROVIDERS ?? '').split(',').map((p) => p.trim().toLowerCase()).filter(Boolean);
+  if (n !== null && !(Number.isInteger(n) && n >= 1))
+    throw new Error(`DIAD_ORT_THREADS=${threads}: must be a whole number >= 1 (or unset for onnxruntime's choice)`);
+  const providers = (vars.DIAD_ORT_PROVIDERS ?? '')
+    .split(',')
+    .map((p) => p.trim().toLowerCase())
+    .filter(Boolean);
   return {
     tfjsEngine: vars.DIAD_TFJS_ENGINE?.trim() || 'auto',
     ortProviders: providers.length ? providers : ['cpu'],

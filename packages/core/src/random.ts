@@ -19,7 +19,7 @@ export class Rng {
   nextU32(): number {
     const old = this.state;
     this.state = (old * 6364136223846793005n + this.inc) & MASK64;
-    const xorshifted = Number(((old >> 18n) ^ old) >> 27n & 0xffffffffn);
+    const xorshifted = Number((((old >> 18n) ^ old) >> 27n) & 0xffffffffn);
     const rot = Number(old >> 59n);
     return ((xorshifted >>> rot) | (xorshifted << ((32 - rot) & 31))) >>> 0;
   }

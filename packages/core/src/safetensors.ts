@@ -33,7 +33,10 @@ export class SafetensorsFile {
    * @param source a name for error messages (usually the path).
    * @throws Error when the header is truncated, not JSON, or an entry's offsets or size are inconsistent.
    */
-  constructor(private readonly bytes: Uint8Array, readonly source = '<buffer>') {
+  constructor(
+    private readonly bytes: Uint8Array,
+    readonly source = '<buffer>',
+  ) {
     if (bytes.length < 8) throw new Error(`${source}: not a safetensors file (${bytes.length} bytes, need at least 8)`);
     const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
     const n = Number(view.getBigUint64(0, true));
@@ -56,7 +59,9 @@ export class SafetensorsFile {
       const [b, end] = entry.data_offsets;
       const count = entry.shape.reduce((a, d) => a * d, 1);
       if (end > dataLen || end - b !== count * bpe) {
-        throw new Error(`${source}: tensor "${name}" (${entry.dtype} [${entry.shape.join(', ')}]) has offsets [${b}, ${end}] inconsistent with its size or the file (${dataLen} data bytes); the file is truncated or corrupt`);
+        throw new Error(
+          `${source}: tensor "${name}" (${entry.dtype} [${entry.shape.join(', ')}]) has offsets [${b}, ${end}] inconsistent with its size or the file (${dataLen} data bytes); the file is truncated or corrupt`,
+        );
       }
       this.entries.set(name, entry);
     }
@@ -97,12 +102,25 @@ export class SafetensorsFile {
     const { e, buf } = this.raw(name);
     let out: Float32Array;
     switch (e.dtype) {
-      case 'F32': out = new Float32Array(buf); break;
-      case 'F64': out = Float32Array.from(new Float64Array(buf)); break;
-      case 'I64': out = Float32Array.from(new BigInt64Array(buf), Number); break;
-      case 'I32': out = Float32Array.from(new Int32Array(buf)); break;
-      case 'U8': case 'BOOL': out = Float32Array.from(new Uint8Array(buf)); break;
-      case 'F16': out = Float32Array.from(new Uint16Array(buf), halfToFloat); break;
+      case 'F32':
+        out = new Float32Array(buf);
+        break;
+      case 'F64':
+        out = Float32Array.from(new Float64Array(buf));
+        break;
+      case 'I64':
+        out = Float32Array.from(new BigInt64Array(buf), Number);
+        break;
+      case 'I32':
+        out = Float32Array.from(new Int32Array(buf));
+        break;
+      case 'U8':
+      case 'BOOL':
+        out = Float32Array.from(new Uint8Array(buf));
+        break;
+      case 'F16':
+        out = Float32Array.from(new Uint16Array(buf), halfToFloat);
+        break;
       case 'BF16': {
         const u16 = new Uint16Array(buf);
         const u32 = new Uint32Array(u16.length);

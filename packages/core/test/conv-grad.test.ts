@@ -5,14 +5,22 @@ import { initTfjs } from '../src/tfjs/engine.js';
 import { conv2dFilterGrad, conv2dInputGrad, stockConv2DGradient, type Conv2DGradAttrs } from '../src/tfjs/conv-grad.js';
 
 type Pad = Conv2DGradAttrs['pad'];
-const LDM_DOWN: Pad = [[0, 0], [0, 1], [0, 1], [0, 0]];
-const SYM1: Pad = [[0, 0], [1, 1], [1, 1], [0, 0]];
+const LDM_DOWN: Pad = [
+  [0, 0],
+  [0, 1],
+  [0, 1],
+  [0, 0],
+];
+const SYM1: Pad = [
+  [0, 0],
+  [1, 1],
+  [1, 1],
+  [0, 0],
+];
 
 // [stride, pad, kernel, H, W]: odd and even sizes so 'same' pads asymmetrically at stride 2.
 const CASES: [number, Pad, number, number, number][] = [];
-for (const stride of [1, 2])
-  for (const pad of ['same', 'valid', LDM_DOWN, SYM1] as Pad[])
-    for (const k of [1, 3]) CASES.push([stride, pad, k, 8 + stride, 7]);
+for (const stride of [1, 2]) for (const pad of ['same', 'valid', LDM_DOWN, SYM1] as Pad[]) for (const k of [1, 3]) CASES.push([stride, pad, k, 8 + stride, 7]);
 
 function relErr(a: tf.Tensor, ref: tf.Tensor): number {
   const d = tf.max(tf.abs(tf.sub(a, ref))).dataSync()[0];
@@ -63,7 +71,10 @@ describe('Conv2D gradient override', () => {
     // End to end on wasm through tf.grads, i.e. through the registered override.
     await tf.setBackend('wasm');
     const wv = inputs(h, w, k, stride, pad);
-    const [gx, gf] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad as 'same'), wv.dy)))([wv.x, wv.f]);
+    const [gx, gf] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, stride, pad as 'same'), wv.dy)))([
+      wv.x,
+      wv.f,
+    ]);
     const onCpu = async (t: tf.Tensor) => tf.tensor(await t.data(), t.shape);
     const [gxData, gfData] = [await onCpu(gx), await onCpu(gf)];
     await tf.setBackend('cpu');
@@ -71,24 +82,30 @@ describe('Conv2D gradient override', () => {
     expect(relErr(gfData, refF)).toBeLessThanOrEqual(1e-5);
   });
 
-  it.each([[[1, 2], 'same', 3], [[2, 1], LDM_DOWN, 3], [[3, 3], 'same', 3], [[2, 3], 'valid', 1]] as [[number, number], Pad, number][])(
-    'strides %j pad %j kernel %i match too',
-    async (strides, pad, k) => {
-      const attrs: Conv2DGradAttrs = { strides, pad, dataFormat: 'NHWC', dilations: 1 };
-      for (const backend of ['cpu', 'wasm']) {
-        await tf.setBackend(backend);
-        const x = tf.randomNormal([2, 10, 11, 3], 0, 1, 'float32', 4) as tf.Tensor4D;
-        const f = tf.randomNormal([k, k, 3, 4], 0, 1, 'float32', 5) as tf.Tensor4D;
-        const dy = tf.randomNormal(tf.conv2d(x, f, strides, pad as 'same').shape, 0, 1, 'float32', 6) as tf.Tensor4D;
-        const gx = tf.tensor(await conv2dInputGrad(x.shape, f, dy, attrs).data(), x.shape);
-        const gf = tf.tensor(await conv2dFilterGrad(x, f.shape, dy, attrs).data(), f.shape);
-        await tf.setBackend('cpu');
-        const ref = stock.gradFunc(tf.tensor(await dy.data(), dy.shape), [tf.tensor(await x.data(), x.shape), tf.tensor(await f.data(), f.shape)], attrs as unknown as tf.NamedAttrMap);
-        expect(relErr(gx, ref.x())).toBeLessThanOrEqual(1e-5);
-        expect(relErr(gf, ref.filter())).toBeLessThanOrEqual(1e-5);
-      }
-    },
-  );
+  it.each([
+    [[1, 2], 'same', 3],
+    [[2, 1], LDM_DOWN, 3],
+    [[3, 3], 'same', 3],
+    [[2, 3], 'valid', 1],
+  ] as [[number, number], Pad, number][])('strides %j pad %j kernel %i match too', async (strides, pad, k) => {
+    const attrs: Conv2DGradAttrs = { strides, pad, dataFormat: 'NHWC', dilations: 1 };
+    for (const backend of ['cpu', 'wasm']) {
+      await tf.setBackend(backend);
+      const x = tf.randomNormal([2, 10, 11, 3], 0, 1, 'float32', 4) as tf.Tensor4D;
+      const f = tf.randomNormal([k, k, 3, 4], 0, 1, 'float32', 5) as tf.Tensor4D;
+      const dy = tf.randomNormal(tf.conv2d(x, f, strides, pad as 'same').shape, 0, 1, 'float32', 6) as tf.Tensor4D;
+      const gx = tf.tensor(await conv2dInputGrad(x.shape, f, dy, attrs).data(), x.shape);
+      const gf = tf.tensor(await conv2dFilterGrad(x, f.shape, dy, attrs).data(), f.shape);
+      await tf.setBackend('cpu');
+      const ref = stock.gradFunc(
+        tf.tensor(await dy.data(), dy.shape),
+        [tf.tensor(await x.data(), x.shape), tf.tensor(await f.data(), f.shape)],
+        attrs as unknown as tf.NamedAttrMap,
+      );
+      expect(relErr(gx, ref.x())).toBeLessThanOrEqual(1e-5);
+      expect(relErr(gf, ref.filter())).toBeLessThanOrEqual(1e-5);
+    }
+  });
 
   it('delegates to the stock gradient on other backends', async () => {
     await tf.setBackend('cpu');

@@ -20,7 +20,12 @@ for (const backend of ['cpu', 'wasm']) {
       expect(x.shape).toEqual([2, 4, 5, 3]);
       const d = await x.data();
       // NHWC [b, i, j, c] holds NCHW [b, c, i, j].
-      for (const [b, c, i, j] of [[0, 0, 0, 0], [1, 2, 3, 4], [1, 0, 2, 1], [0, 2, 0, 3]]) {
+      for (const [b, c, i, j] of [
+        [0, 0, 0, 0],
+        [1, 2, 3, 4],
+        [1, 0, 2, 1],
+        [0, 2, 0, 3],
+      ]) {
         expect(d[((b * 4 + i) * 5 + j) * 3 + c]).toBe(host.data[((b * 3 + c) * 4 + i) * 5 + j]);
       }
       // Same permutation as core's host-side toLayout.

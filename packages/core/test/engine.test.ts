@@ -14,7 +14,11 @@ describe('initTfjs', () => {
     expect(info.backend).toBe('wasm');
     expect(tf.getBackend()).toBe('wasm');
     expect(info.requested).toEqual({ engine: 'auto', source: 'default' });
-    expect(info.tried.map((t) => [t.engine, t.ok])).toEqual([['tfjs-node-gpu', false], ['tfjs-node', false], ['wasm', true]]);
+    expect(info.tried.map((t) => [t.engine, t.ok])).toEqual([
+      ['tfjs-node-gpu', false],
+      ['tfjs-node', false],
+      ['wasm', true],
+    ]);
     expect(info.tried[0].reason).toBe('@tensorflow/tfjs-node-gpu is not installed');
     expect(info.threads).toBe(1);
     expect(info.simd).toBe(true);
@@ -49,8 +53,12 @@ describe('initTfjs', () => {
 
   it('refuses an unknown engine name and a requested engine that is not installed', async () => {
     env.tfjsEngine = 'webgpu';
-    await expect(initTfjs()).rejects.toThrow('env.tfjsEngine (DIAD_TFJS_ENGINE): unknown tfjs engine "webgpu"; use one of auto, tfjs-node-gpu, tfjs-node, wasm, cpu');
-    await expect(initTfjs({ engine: 'tfjs-node' })).rejects.toThrow(/requested tfjs engine "tfjs-node" could not be initialised:\n {2}tfjs-node \(@tensorflow\/tfjs-node\): @tensorflow\/tfjs-node is not installed\nInstall @tensorflow\/tfjs-node/);
+    await expect(initTfjs()).rejects.toThrow(
+      'env.tfjsEngine (DIAD_TFJS_ENGINE): unknown tfjs engine "webgpu"; use one of auto, tfjs-node-gpu, tfjs-node, wasm, cpu',
+    );
+    await expect(initTfjs({ engine: 'tfjs-node' })).rejects.toThrow(
+      /requested tfjs engine "tfjs-node" could not be initialised:\n {2}tfjs-node \(@tensorflow\/tfjs-node\): @tensorflow\/tfjs-node is not installed\nInstall @tensorflow\/tfjs-node/,
+    );
   });
 });
 

@@ -5,8 +5,14 @@ import { modelPath, readEnv, env } from '../src/env.js';
 describe('env', () => {
   it('reads every setting from its variable, with defaults', () => {
     expect(readEnv({})).toEqual({ tfjsEngine: 'auto', ortProviders: ['cpu'], ortThreads: null, modelsDir: null, debug: false });
-    expect(readEnv({ DIAD_TFJS_ENGINE: 'wasm', DIAD_ORT_PROVIDERS: ' CUDA , cpu,', DIAD_ORT_THREADS: '3', DIAD_MODELS_DIR: 'models', DIAD_DEBUG: '1' })).toEqual({
-      tfjsEngine: 'wasm', ortProviders: ['cuda', 'cpu'], ortThreads: 3, modelsDir: resolve('models'), debug: true,
+    expect(
+      readEnv({ DIAD_TFJS_ENGINE: 'wasm', DIAD_ORT_PROVIDERS: ' CUDA , cpu,', DIAD_ORT_THREADS: '3', DIAD_MODELS_DIR: 'models', DIAD_DEBUG: '1' }),
+    ).toEqual({
+      tfjsEngine: 'wasm',
+      ortProviders: ['cuda', 'cpu'],
+      ortThreads: 3,
+      modelsDir: resolve('models'),
+      debug: true,
     });
     expect(readEnv({ DIAD_DEBUG: '0' }).debug).toBe(false);
   });

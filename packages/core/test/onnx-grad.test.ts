@@ -47,7 +47,10 @@ describe('appendBackward gradient rules', () => {
   /** tfjs's loss and gradients (official layout) for every parameter. */
   async function tfjsGrads(loss: (ops: TfjsOps) => tf.Tensor): Promise<{ value: number; grads: Record<string, Float32Array> }> {
     const ops = new TfjsOps(store);
-    const { loss: value, grads } = await store.gradients(() => true, () => loss(ops) as tf.Scalar);
+    const { loss: value, grads } = await store.gradients(
+      () => true,
+      () => loss(ops) as tf.Scalar,
+    );
     return { value, grads };
   }
 
@@ -91,7 +94,8 @@ describe('appendBackward gradient rules', () => {
     const want = await tfjsGrads((ops) => edgesLoss(ops, ops.input(img)));
     const got = await ortGrads((rec) => ({ loss: edgesLoss(rec, rec.graphInput('image', [N, 3, 9, 9], false)), feeds: { image: img } }));
     expect(Math.abs(got.value - want.value) / Math.abs(want.value)).toBeLessThan(1e-5);
-    for (const name of ['conv_in.weight', 'conv_in.bias']) expect(relErr(got.res[`grad.${name}`].data as Float32Array, want.grads[name]), name).toBeLessThan(1e-4);
+    for (const name of ['conv_in.weight', 'conv_in.bias'])
+      expect(relErr(got.res[`grad.${name}`].data as Float32Array, want.grads[name]), name).toBeLessThan(1e-4);
   });
 
   it('reports parameters the loss does not reach as null, like torch leaves their grad None', () => {

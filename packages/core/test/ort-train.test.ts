@@ -27,7 +27,7 @@ describe('HostAdamW', () => {
     opt.apply(p, { a: Float32Array.from([1, 0]) });
     const m = 0.9 * 0.05 + 0.1 * 1;
     const v = 0.99 * 0.0025 + 0.01 * 1;
-    const want = (0.95 - 0.1) * 0.95 - (0.1 / (1 - 0.81)) * m / (Math.sqrt(v) / Math.sqrt(1 - 0.99 ** 2) + 1e-8);
+    const want = (0.95 - 0.1) * 0.95 - ((0.1 / (1 - 0.81)) * m) / (Math.sqrt(v) / Math.sqrt(1 - 0.99 ** 2) + 1e-8);
     expect(p.a[0]).toBeCloseTo(want, 6);
     expect(opt.step).toBe(2);
     expect(() => opt.apply(p, { c: Float32Array.from([1]) })).toThrow(/no parameter/);
@@ -44,7 +44,12 @@ describe('OrtTrainer', () => {
     await initTfjs({ engine: 'cpu' });
     params = await ParamStore.create(specs, 3).toHost();
     const rec = new OnnxRecorderOps(params, { paramInputs: true });
-    const { y, pooled } = net(rec, rec.graphInput('image', x.img.shape, false), rec.graphInput('context', x.ctx.shape, false), rec.graphInput('vec', x.vec.shape, false));
+    const { y, pooled } = net(
+      rec,
+      rec.graphInput('image', x.img.shape, false),
+      rec.graphInput('context', x.ctx.shape, false),
+      rec.graphInput('vec', x.vec.shape, false),
+    );
     // `ln.*` is frozen: graph inputs without gradient outputs.
     const loss = rec.add(rec.mean(rec.mul(y, y)), rec.scale(rec.mean(pooled), 0.1));
     graph = trainingGraph(rec, loss, (n) => !n.startsWith('ln.'));

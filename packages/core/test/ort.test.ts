@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync, copyFileSync, readFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, } from 'node:path';
+import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { readSafetensors } from '../src/safetensors.js';
 import { int32, mask, tensor } from '../src/tensor.js';
@@ -56,14 +56,20 @@ describe('createOrtSession', () => {
     const input = io.float32('input');
     const out = await s.run({ [s.inputNames[0]]: { ...input, layout: 'NCHW' } });
     const expected = io.names().filter((n) => n.startsWith('output.'));
-    expect(Object.keys(out).map((k) => `output.${k}`).sort()).toEqual(expected.sort());
+    expect(
+      Object.keys(out)
+        .map((k) => `output.${k}`)
+        .sort(),
+    ).toEqual(expected.sort());
     for (const name of expected) {
       const got = out[name.slice('output.'.length)];
       expect(got.shape).toEqual(io.entry(name).shape);
       expect(got.layout).toBe('NCHW');
       expect(Number.isFinite(got.data[0])).toBe(true);
     }
-    await expect(s.run({ wrong: input })).rejects.toThrow(`${MODEL}: inputs do not match the graph (missing: [input], unexpected: [wrong]; the graph takes [input])`);
+    await expect(s.run({ wrong: input })).rejects.toThrow(
+      `${MODEL}: inputs do not match the graph (missing: [input], unexpected: [wrong]; the graph takes [input])`,
+    );
     await s.release();
   });
 
@@ -99,6 +105,8 @@ describe('createOrtSession', () => {
 
   it('refuses unknown providers', () => {
     env.ortProviders = ['cpu', 'tpu'];
-    expect(() => resolveOrtProviders()).toThrow(/env\.ortProviders \(DIAD_ORT_PROVIDERS\): unknown execution provider\(s\) \[tpu\]; onnxruntime-node 1\.30\.0 knows cpu, /);
+    expect(() => resolveOrtProviders()).toThrow(
+      /env\.ortProviders \(DIAD_ORT_PROVIDERS\): unknown execution provider\(s\) \[tpu\]; onnxruntime-node 1\.30\.0 knows cpu, /,
+    );
   });
 });

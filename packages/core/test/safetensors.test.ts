@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { readdirSync, existsSync } from 'node:fs';
-import { join, } from 'node:path';
+import { join } from 'node:path';
 import { readSafetensors, encodeSafetensors, SafetensorsFile, tensor, int32, writeSafetensors } from '../src/index.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';

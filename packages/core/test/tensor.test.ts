@@ -43,8 +43,13 @@ describe('Rng', () => {
   it('gives standard normals and uniform integers', () => {
     const r = new Rng(7);
     const n = 200_000;
-    let s = 0, s2 = 0;
-    for (let i = 0; i < n; i++) { const v = r.normal(); s += v; s2 += v * v; }
+    let s = 0,
+      s2 = 0;
+    for (let i = 0; i < n; i++) {
+      const v = r.normal();
+      s += v;
+      s2 += v * v;
+    }
     expect(Math.abs(s / n)).toBeLessThan(0.01);
     expect(Math.abs(s2 / n - 1)).toBeLessThan(0.02);
     const counts = [0, 0, 0];

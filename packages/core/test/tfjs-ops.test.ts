@@ -11,7 +11,12 @@ import { ParamStore, TfjsOps, installConv2DGradOverride, toEnginePerm } from '..
 // linear [out, in]), written from the PyTorch definitions.
 
 type H = HostTensor<'float32'>;
-const rnd = (rng: Rng, shape: number[], s = 1): H => tensor(rng.normals(shape.reduce((a, b) => a * b, 1)).map((v) => v * s), shape, shape.length === 4 ? 'NCHW' : 'any');
+const rnd = (rng: Rng, shape: number[], s = 1): H =>
+  tensor(
+    rng.normals(shape.reduce((a, b) => a * b, 1)).map((v) => v * s),
+    shape,
+    shape.length === 4 ? 'NCHW' : 'any',
+  );
 
 function refConv(x: H, w: H, b: H | null, stride: number, [pt, pb, pl, pr]: number[]): H {
   const [n, c, h, wd] = x.shape;
@@ -103,7 +108,7 @@ function refAttention(q: H, k: H, v: H, heads: number): H {
         }
         const m = Math.max(...s);
         let z = 0;
-        for (let j = 0; j < lk; j++) z += (s[j] = Math.exp(s[j] - m));
+        for (let j = 0; j < lk; j++) z += s[j] = Math.exp(s[j] - m);
         for (let t = 0; t < d; t++) {
           let acc = 0;
           for (let j = 0; j < lk; j++) acc += (s[j] / z) * v.data[(b * lk + j) * c + hd * d + t];
@@ -129,8 +134,7 @@ function refUpsample(x: H): H {
   const [n, c, h, w] = x.shape;
   const out = new Float32Array(n * c * 4 * h * w);
   for (let p = 0; p < n * c; p++)
-    for (let i = 0; i < 2 * h; i++)
-      for (let j = 0; j < 2 * w; j++) out[(p * 2 * h + i) * 2 * w + j] = x.data[(p * h + (i >> 1)) * w + (j >> 1)];
+    for (let i = 0; i < 2 * h; i++) for (let j = 0; j < 2 * w; j++) out[(p * 2 * h + i) * 2 * w + j] = x.data[(p * h + (i >> 1)) * w + (j >> 1)];
   return tensor(out, [n, c, 2 * h, 2 * w], 'NCHW');
 }
 
@@ -253,21 +257,63 @@ for (const backend of ['cpu', 'wasm'] as const) {
 
     it('layerNorm, linear, silu, gelu, clamp, exp, scale and add/sub/mul match', async () => {
       const tok = rnd(rng, [2, 5, 8], 1.5);
-      expect(maxAbsDiff(await run((t) => ops.layerNorm(t, 'ln.weight', 'ln.bias', 1e-5), tok), refLayerNorm(tok, P['ln.weight'], P['ln.bias'], 1e-5))).toBeLessThan(TOL);
+      expect(
+        maxAbsDiff(await run((t) => ops.layerNorm(t, 'ln.weight', 'ln.bias', 1e-5), tok), refLayerNorm(tok, P['ln.weight'], P['ln.bias'], 1e-5)),
+      ).toBeLessThan(TOL);
       expect(maxAbsDiff(await run((t) => ops.linear(t, 'lin.weight', 'lin.bias'), tok), refLinear(tok, P['lin.weight'], P['lin.bias']))).toBeLessThan(TOL);
       const vec = rnd(rng, [3, 8]);
       expect(maxAbsDiff(await run((t) => ops.linear(t, 'lin.weight', null), vec), refLinear(vec, P['lin.weight'], null))).toBeLessThan(TOL);
       const x = rnd(rng, [2, 3, 4, 4], 3);
       const y = rnd(rng, [2, 3, 4, 4]);
-      expect(maxAbsDiff(await run((t) => ops.silu(t), x), mapEl(x, (v) => v / (1 + Math.exp(-v))))).toBeLessThan(TOL);
-      expect(maxAbsDiff(await run((t) => ops.gelu(t), x), mapEl(x, (v) => 0.5 * v * (1 + erf(v / Math.SQRT2))))).toBeLessThan(TOL);
-      expect(maxAbsDiff(await run((t) => ops.clamp(t, -1, 2), x), mapEl(x, (v) => Math.min(2, Math.max(-1, v))))).toBe(0);
+      expect(
+        maxAbsDiff(
+          await run((t) => ops.silu(t), x),
+          mapEl(x, (v) => v / (1 + Math.exp(-v))),
+        ),
+      ).toBeLessThan(TOL);
+      expect(
+        maxAbsDiff(
+          await run((t) => ops.gelu(t), x),
+          mapEl(x, (v) => 0.5 * v * (1 + erf(v / Math.SQRT2))),
+        ),
+      ).toBeLessThan(TOL);
+      expect(
+        maxAbsDiff(
+          await run((t) => ops.clamp(t, -1, 2), x),
+          mapEl(x, (v) => Math.min(2, Math.max(-1, v))),
+        ),
+      ).toBe(0);
       expect(maxAbsDiff(await run((t) => ops.exp(t), y), mapEl(y, Math.exp))).toBeLessThan(TOL);
-      expect(maxAbsDiff(await run((t) => ops.scale(t, 0.18215), x), mapEl(x, (v) => v * 0.18215))).toBeLessThan(1e-6);
-      const zip = (f: (a: number, b: number) => number): H => tensor(x.data.map((v, i) => f(v, y.data[i])), x.shape, 'NCHW');
-      expect(maxAbsDiff(await run((a, b) => ops.add(a, b), x, y), zip((a, b) => a + b))).toBe(0);
-      expect(maxAbsDiff(await run((a, b) => ops.sub(a, b), x, y), zip((a, b) => a - b))).toBe(0);
-      expect(maxAbsDiff(await run((a, b) => ops.mul(a, b), x, y), zip((a, b) => a * b))).toBe(0);
+      expect(
+        maxAbsDiff(
+          await run((t) => ops.scale(t, 0.18215), x),
+          mapEl(x, (v) => v * 0.18215),
+        ),
+      ).toBeLessThan(1e-6);
+      const zip = (f: (a: number, b: number) => number): H =>
+        tensor(
+          x.data.map((v, i) => f(v, y.data[i])),
+          x.shape,
+          'NCHW',
+        );
+      expect(
+        maxAbsDiff(
+          await run((a, b) => ops.add(a, b), x, y),
+          zip((a, b) => a + b),
+        ),
+      ).toBe(0);
+      expect(
+        maxAbsDiff(
+          await run((a, b) => ops.sub(a, b), x, y),
+          zip((a, b) => a - b),
+        ),
+      ).toBe(0);
+      expect(
+        maxAbsDiff(
+          await run((a, b) => ops.mul(a, b), x, y),
+          zip((a, b) => a * b),
+        ),
+      ).toBe(0);
       const m = ops.input(x);
       const v = tf.ones([3]);
       expect(() => ops.add(m, v)).toThrow(/different ranks/);
@@ -277,13 +323,24 @@ for (const backend of ['cpu', 'wasm'] as const) {
     it('addChannels adds a per-sample channel vector', async () => {
       const x = rnd(rng, [2, 3, 2, 4]);
       const v = rnd(rng, [2, 3]);
-      const want = tensor(x.data.map((val, i) => val + v.data[Math.floor(i / 8)]), x.shape, 'NCHW');
+      const want = tensor(
+        x.data.map((val, i) => val + v.data[Math.floor(i / 8)]),
+        x.shape,
+        'NCHW',
+      );
       expect(maxAbsDiff(await run((a, b) => ops.addChannels(a, b), x, v), want)).toBe(0);
     });
 
     it('attention matches softmax(q k^T / sqrt(d)) v per head, self and cross', async () => {
       // [70, 70] and [65, 64] exceed the short-sequence size and take the per-head path.
-      for (const [n, lq, lk, heads] of [[2, 6, 6, 1], [2, 6, 6, 2], [2, 5, 7, 4], [1, 6, 6, 1], [2, 70, 70, 2], [1, 65, 64, 1]]) {
+      for (const [n, lq, lk, heads] of [
+        [2, 6, 6, 1],
+        [2, 6, 6, 2],
+        [2, 5, 7, 4],
+        [1, 6, 6, 1],
+        [2, 70, 70, 2],
+        [1, 65, 64, 1],
+      ]) {
         const q = rnd(rng, [n, lq, 8], 2);
         const k = rnd(rng, [n, lk, 8], 2);
         const v = rnd(rng, [n, lk, 8]);
@@ -294,7 +351,11 @@ for (const backend of ['cpu', 'wasm'] as const) {
 
     it('attention backward works on both paths, batch 1 with 1 head included', async () => {
       // Reference gradient: the same math as one batched matMul, written with raw tfjs ops.
-      for (const [n, l, heads] of [[1, 6, 1], [1, 70, 1], [2, 70, 2]]) {
+      for (const [n, l, heads] of [
+        [1, 6, 1],
+        [1, 70, 1],
+        [2, 70, 2],
+      ]) {
         const q = tf.tensor(rnd(rng, [n, l, 8]).data, [n, l, 8]);
         const k = tf.tensor(rnd(rng, [n, l, 8]).data, [n, l, 8]);
         const v = tf.tensor(rnd(rng, [n, l, 8]).data, [n, l, 8]);
@@ -406,7 +467,10 @@ async function gradsOf(backend: string, withConv: boolean, bound: number, pertur
   if (perturb) {
     const host = await store.toHost(perturb.name);
     const p = host[perturb.name];
-    const moved = tensor(p.data.map((val, i) => val + perturb.eps * perturb.dir[i]), p.shape);
+    const moved = tensor(
+      p.data.map((val, i) => val + perturb.eps * perturb.dir[i]),
+      p.shape,
+    );
     const f = new SafetensorsFile(encodeSafetensors({ [perturb.name]: moved }));
     store.load(f, { strict: false });
   }
@@ -443,7 +507,10 @@ describe('TfjsOps gradients', () => {
     expect(Math.abs(cpu.loss - wasm.loss) / Math.abs(cpu.loss)).toBeLessThan(1e-5);
     expect(Object.keys(cpu.grads).length).toBe(9);
     for (const n of Object.keys(cpu.grads)) {
-      expect(cpu.grads[n].some((g) => g !== 0), `${n} gradient is non-zero`).toBe(true);
+      expect(
+        cpu.grads[n].some((g) => g !== 0),
+        `${n} gradient is non-zero`,
+      ).toBe(true);
       expect(relErr(wasm.grads[n], cpu.grads[n]), n).toBeLessThan(1e-5);
     }
   });
@@ -493,7 +560,17 @@ describe('TfjsOps gradients', () => {
       const g = tf.grad((t: tf.Tensor) => tf.sum(tf.mul(ops.upsampleNearest2x(t), rt)))(x);
       const got = await ops.read(g);
       const want = refAvgPool(r, 2, 2);
-      expect(maxAbsDiff(got, tensor(want.data.map((v) => v * 4), want.shape, 'NCHW')), backend).toBeLessThan(1e-6);
+      expect(
+        maxAbsDiff(
+          got,
+          tensor(
+            want.data.map((v) => v * 4),
+            want.shape,
+            'NCHW',
+          ),
+        ),
+        backend,
+      ).toBeLessThan(1e-6);
       tf.dispose([x, rt, g]);
     }
   });

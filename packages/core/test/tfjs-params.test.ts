@@ -4,7 +4,7 @@ import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, } from 'node:path';
+import { join } from 'node:path';
 import { Rng, SafetensorsFile, encodeSafetensors, readSafetensors, tensor, sizeOf, type ParamSpec } from '../src/index.js';
 import { ParamStore } from '../src/tfjs/index.js';
 import { REFERENCE_DIR } from '../src/testing.js';
@@ -67,14 +67,25 @@ for (const backend of ['cpu', 'wasm']) {
     });
 
     it('holds conv weights as [kh, kw, in, out] and linear weights as [in, out]', async () => {
-      const convW = tensor(Float32Array.from({ length: 16 * 8 * 9 }, (_, i) => i), [16, 8, 3, 3]);
-      const linW = tensor(Float32Array.from({ length: 32 * 64 }, (_, i) => -i), [32, 64]);
+      const convW = tensor(
+        Float32Array.from({ length: 16 * 8 * 9 }, (_, i) => i),
+        [16, 8, 3, 3],
+      );
+      const linW = tensor(
+        Float32Array.from({ length: 32 * 64 }, (_, i) => -i),
+        [32, 64],
+      );
       const store = ParamStore.fromSafetensors(new SafetensorsFile(encodeSafetensors({ 'c.weight': convW, 'l.weight': linW })));
       const c = store.get('c.weight');
       expect(c.shape).toEqual([3, 3, 8, 16]);
       expect(store.officialShape('c.weight')).toEqual([16, 8, 3, 3]);
       const cd = await c.data();
-      for (const [o, i, a, b] of [[0, 0, 0, 0], [15, 7, 2, 2], [3, 5, 1, 0], [9, 2, 0, 2]]) {
+      for (const [o, i, a, b] of [
+        [0, 0, 0, 0],
+        [15, 7, 2, 2],
+        [3, 5, 1, 0],
+        [9, 2, 0, 2],
+      ]) {
         expect(cd[((a * 3 + b) * 8 + i) * 16 + o]).toBe(convW.data[((o * 8 + i) * 3 + a) * 3 + b]);
       }
       const l = store.get('l.weight');

@@ -93,7 +93,10 @@ describe('Trainer', () => {
   });
 
   it('accumulating 2 micro-batches equals one batch of 2 for a linear loss', async () => {
-    const X = [[1, 2, 3], [-4, 0.5, 2]];
+    const X = [
+      [1, 2, 3],
+      [-4, 0.5, 2],
+    ];
     const mean = (rows: number[][], w: tf.Variable) => () => tf.mean(tf.matMul(tf.tensor2d(rows), tf.reshape(w, [3, 1]))) as tf.Scalar;
     const a = tf.variable(tf.tensor1d(P0));
     const b = tf.variable(tf.tensor1d(P0));
@@ -165,7 +168,15 @@ describe('training checkpoints (one format on every engine)', () => {
     await writeSafetensors(path, trainingCheckpoint(Object.fromEntries(Object.entries(a).map(([n, v]) => [n, host(v)])), state, ta.step));
 
     const file = await readSafetensors(path);
-    expect(file.names().sort()).toEqual(['model.b', 'model.w', 'optimizer.exp_avg.model.b', 'optimizer.exp_avg.model.w', 'optimizer.exp_avg_sq.model.b', 'optimizer.exp_avg_sq.model.w', 'optimizer.step']);
+    expect(file.names().sort()).toEqual([
+      'model.b',
+      'model.w',
+      'optimizer.exp_avg.model.b',
+      'optimizer.exp_avg.model.w',
+      'optimizer.exp_avg_sq.model.b',
+      'optimizer.exp_avg_sq.model.w',
+      'optimizer.step',
+    ]);
     const back = readOptimizerState(file);
     expect(back.step).toBe(2);
 
@@ -194,7 +205,20 @@ describe('on wasm', () => {
     const f = tf.variable(tf.randomNormal([3, 3, 2, 4], 0, 0.5, 'float32', 5));
     const x = tf.randomNormal([2, 8, 8, 2], 0, 1, 'float32', 6) as tf.Tensor4D;
     const target = tf.randomNormal([2, 4, 4, 4], 0, 1, 'float32', 7);
-    const loss = () => tf.mean(tf.square(tf.sub(tf.conv2d(x, f as tf.Tensor4D, 2, [[0, 0], [0, 1], [0, 1], [0, 0]]), target))) as tf.Scalar;
+    const loss = () =>
+      tf.mean(
+        tf.square(
+          tf.sub(
+            tf.conv2d(x, f as tf.Tensor4D, 2, [
+              [0, 0],
+              [0, 1],
+              [0, 1],
+              [0, 0],
+            ]),
+            target,
+          ),
+        ),
+      ) as tf.Scalar;
     const tr = new Trainer({ f }, { optimizer: { lr: 0.05 } });
     const losses: number[] = [];
     for (let i = 0; i < 5; i++) losses.push((await tr.trainStep([loss])).loss);

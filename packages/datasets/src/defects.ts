@@ -66,7 +66,8 @@ export function synthesizeDefects(images: HostTensor, options: DefectOptions): S
     throw new Error(`synthesizeDefects: donors must be [M, 3, ${h}, ${w}] like the images, got [${d.join(', ')}]`);
   }
   const needsDonor = kinds.some((k) => k === 'cutpaste' || k === 'texture');
-  if (needsDonor && !options.donors && n < 2) throw new Error('synthesizeDefects: cut-paste and texture defects need a second image: pass donors or at least two images');
+  if (needsDonor && !options.donors && n < 2)
+    throw new Error('synthesizeDefects: cut-paste and texture defects need a second image: pass donors or at least two images');
 
   const hw = h * w;
   const out = new Float32Array(images.data);
@@ -210,10 +211,12 @@ const DEFECTS: Record<DefectKind, (c: DefectContext) => void> = {
       for (let c = 0; c < 3; c++) target[c * hw + p] = source(p, c);
     }
     // A window that missed the noise: the whole window, so every defect is visible.
-    if (!any) for (let p = 0; p < hw; p++) if (window[p]) {
-      alpha[p] = opacity;
-      for (let c = 0; c < 3; c++) target[c * hw + p] = source(p, c);
-    }
+    if (!any)
+      for (let p = 0; p < hw; p++)
+        if (window[p]) {
+          alpha[p] = opacity;
+          for (let c = 0; c < 3; c++) target[c * hw + p] = source(p, c);
+        }
   },
   /** A piece gone: the blob shows a flat background colour (the median of the image border). */
   missing({ rng, h, w, orig, alpha, target }) {
@@ -255,7 +258,11 @@ function blob(rng: Rng, h: number, w: number, minRadius: number, maxRadius: numb
 /** Three octaves of smooth value noise in [0, 1] (a Perlin-like field), `[h, w]` row-major. */
 function fractalNoise(rng: Rng, h: number, w: number): Float32Array {
   const out = new Float32Array(h * w);
-  for (const [cells, weight] of [[4, 0.5], [8, 0.3], [16, 0.2]] as const) {
+  for (const [cells, weight] of [
+    [4, 0.5],
+    [8, 0.3],
+    [16, 0.2],
+  ] as const) {
     const octave = valueNoise(rng, h, cells, w);
     for (let p = 0; p < out.length; p++) out[p] += weight * octave[p];
   }

@@ -46,22 +46,36 @@ async function entries(dir: string): Promise<{ name: string; kind: Kind }[]> {
 
 /** Sorted names of the subdirectories of `dir`, linked ones included (hidden ones skipped). */
 export async function listDirs(dir: string): Promise<string[]> {
-  return (await entries(dir)).filter((e) => e.kind === 'dir').map((e) => e.name).sort();
+  return (await entries(dir))
+    .filter((e) => e.kind === 'dir')
+    .map((e) => e.name)
+    .sort();
 }
 
 /** Sorted names of the image files directly in `dir`, linked ones included (hidden ones skipped). */
 export async function listImages(dir: string): Promise<string[]> {
-  return (await entries(dir)).filter((e) => e.kind === 'file' && isImageFile(e.name)).map((e) => e.name).sort();
+  return (await entries(dir))
+    .filter((e) => e.kind === 'file' && isImageFile(e.name))
+    .map((e) => e.name)
+    .sort();
 }
 
 /** Paths of the symbolic links in `dir` whose target does not exist, sorted. */
 export async function brokenLinks(dir: string): Promise<string[]> {
-  return (await entries(dir)).filter((e) => e.kind === 'broken').map((e) => join(dir, e.name)).sort();
+  return (await entries(dir))
+    .filter((e) => e.kind === 'broken')
+    .map((e) => join(dir, e.name))
+    .sort();
 }
 
 /** The problem of a broken link found where images or class folders are read. */
 export function brokenLinkProblem(path: string, split?: 'train' | 'test'): { file: string; message: string; fix: string; split?: 'train' | 'test' } {
-  return { file: path, message: 'broken symbolic link: its target does not exist', fix: 'point the link at an existing file or folder, or remove it', ...(split ? { split } : {}) };
+  return {
+    file: path,
+    message: 'broken symbolic link: its target does not exist',
+    fix: 'point the link at an existing file or folder, or remove it',
+    ...(split ? { split } : {}),
+  };
 }
 
 /** File name without its extension. */

@@ -35,8 +35,14 @@ export async function scanImageFolder(dir: string, options: FolderOptions = {}):
   const name = options.className ?? basename(root);
   const label = options.label ?? 0;
   const samples = files.map((f) => ({
-    className: name, split: options.split ?? 'test', label, defect: label ? 'anomaly' : 'good',
-    imagePath: join(root, f), maskPath: null, format: 'folder' as const, root,
+    className: name,
+    split: options.split ?? 'test',
+    label,
+    defect: label ? 'anomaly' : 'good',
+    imagePath: join(root, f),
+    maskPath: null,
+    format: 'folder' as const,
+    root,
   }));
   return { name, root, format: 'folder', samples, masks: 0, problems: [] };
 }

@@ -25,11 +25,7 @@ const UNREADABLE_FIX = 'replace it with a complete PNG or JPEG file (it may be t
  */
 export async function readRgb(path: string): Promise<RgbImage> {
   try {
-    const { data, info } = await sharp(path, { failOn: 'truncated' })
-      .removeAlpha()
-      .toColourspace('srgb')
-      .raw()
-      .toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharp(path, { failOn: 'truncated' }).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
     if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
     return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, channels: 3 };
   } catch (e) {

@@ -106,7 +106,11 @@ async function check(sample: Sample): Promise<Problem[]> {
     });
   }
   if (!mask.data.includes(1)) {
-    problems.push({ file: sample.maskPath, message: 'mask of a defective image is all zero', fix: 'draw the defect region in the mask, or move the image to test/good' });
+    problems.push({
+      file: sample.maskPath,
+      message: 'mask of a defective image is all zero',
+      fix: 'draw the defect region in the mask, or move the image to test/good',
+    });
   }
   return problems;
 }

@@ -47,7 +47,9 @@ export async function loadSample(sample: Sample, size: number = DEFAULT_IMAGE_SI
     );
   }
   const image = resizeBilinear(raw, size, size) as RgbImage;
-  const mask = rawMask ? (resizeNearest(rawMask, size, size) as BinaryMask) : { data: new Uint8Array(size * size), width: size, height: size, channels: 1 as const };
+  const mask = rawMask
+    ? (resizeNearest(rawMask, size, size) as BinaryMask)
+    : { data: new Uint8Array(size * size), width: size, height: size, channels: 1 as const };
   return { sample, image, mask, originalSize: { width: raw.width, height: raw.height } };
 }
 
@@ -77,7 +79,10 @@ export async function loadBatch(samples: readonly Sample[], options: LoadOptions
   const loaded = await Promise.all(samples.map((s) => loadSample(s, options.size ?? DEFAULT_IMAGE_SIZE)));
   return {
     samples,
-    images: rgbToTensor(loaded.map((l) => l.image), options.normalization ?? 'imagenet'),
+    images: rgbToTensor(
+      loaded.map((l) => l.image),
+      options.normalization ?? 'imagenet',
+    ),
     masks: masksToTensor(loaded.map((l) => l.mask)),
     labels: Uint8Array.from(samples, (s) => s.label),
     rgb: loaded.map((l) => l.image),

@@ -32,7 +32,11 @@ export async function scanMvtecClass(classDir: string, name: string, root: strin
   if (await isDir(trainDir)) {
     for (const d of await listDirs(trainDir)) {
       if (d !== 'good') {
-        problems.push({ file: join(trainDir, d), message: 'train may only hold good images', fix: `move ${d} to ${join(classDir, 'test', d)} (with masks in ground_truth/${d})` });
+        problems.push({
+          file: join(trainDir, d),
+          message: 'train may only hold good images',
+          fix: `move ${d} to ${join(classDir, 'test', d)} (with masks in ground_truth/${d})`,
+        });
       }
     }
   }
@@ -62,7 +66,12 @@ export async function scanMvtecClass(classDir: string, name: string, root: strin
       const maskName = gt?.get(stem(f));
       if (maskName === undefined) {
         const want = join(gtDir, defect, `${stem(f)}_mask.png`);
-        problems.push({ file: imagePath, message: 'defective image without mask', fix: `add its ground-truth mask as ${want}, or move the image out of the test set`, split: 'test' });
+        problems.push({
+          file: imagePath,
+          message: 'defective image without mask',
+          fix: `add its ground-truth mask as ${want}, or move the image out of the test set`,
+          split: 'test',
+        });
       } else {
         gt!.delete(stem(f));
         masks++;

@@ -66,7 +66,8 @@ export async function scanRoots(roots: string | readonly string[], options: Open
     }
     if (classes.length === 0) {
       throw DatasetError.of(
-        root, 'no class folders found',
+        root,
+        'no class folders found',
         'pass a folder holding <class>/train/good and <class>/test/<defect> (MVTec AD layout), a class folder itself, or a VisA root with split_csv/1cls.csv',
       );
     }
@@ -87,7 +88,8 @@ export async function scanRoots(roots: string | readonly string[], options: Open
     const other = seen.get(s.name);
     if (other !== undefined) {
       throw DatasetError.of(
-        s.root, `class ${s.name} is also in ${other}`,
+        s.root,
+        `class ${s.name} is also in ${other}`,
         'pass only one of the two roots, filter classes, or prefix class names with the root folder name (prefixClasses, CLI --prefix-classes)',
       );
     }

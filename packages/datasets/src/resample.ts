@@ -65,7 +65,7 @@ function bilinearTaps(inSize: number, outSize: number): Taps {
 
 function clip8(acc: number): number {
   const v = Math.floor(acc / ONE);
-  return v < 0 ? 0 : Math.min(v , 255);
+  return v < 0 ? 0 : Math.min(v, 255);
 }
 
 /**

@@ -51,7 +51,7 @@ export function tensorToRgb(t: HostTensor, normalization: Normalization = 'image
       const o = (b * 3 + c) * hw;
       for (let i = 0; i < hw; i++) {
         const v = Math.round((t.data[o + i] * std[c] + mean[c]) * 255);
-        data[i * 3 + c] = v < 0 ? 0 : Math.min(v , 255);
+        data[i * 3 + c] = v < 0 ? 0 : Math.min(v, 255);
       }
     }
     out.push({ data, width: w, height: h, channels: 3 });

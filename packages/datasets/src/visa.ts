@@ -33,9 +33,12 @@ interface VisaRow {
  */
 export async function scanVisa(root: string, prefix = ''): Promise<ClassScan[]> {
   const csvPath = join(root, VISA_SPLIT_CSV);
-  const rows = parseVisaCsv(await fs.readFile(csvPath, 'utf8').catch(() => {
-    throw DatasetError.of(csvPath, 'VisA split file not found', `pass the VisA root folder (the one holding split_csv/ and the class folders)`);
-  }), csvPath);
+  const rows = parseVisaCsv(
+    await fs.readFile(csvPath, 'utf8').catch(() => {
+      throw DatasetError.of(csvPath, 'VisA split file not found', `pass the VisA root folder (the one holding split_csv/ and the class folders)`);
+    }),
+    csvPath,
+  );
   const byClass = new Map<string, ClassScan>();
   const referenced = new Set<string>();
   for (const r of rows) {
@@ -55,7 +58,12 @@ export async function scanVisa(root: string, prefix = ''): Promise<ClassScan[]> 
     }
     const imagePath = resolve(root, r.image);
     if (!(await isFile(imagePath))) {
-      scan.problems.push({ file: imagePath, message: `image listed at ${where} does not exist`, fix: 'restore the file or remove its row', split: r.split as 'train' | 'test' });
+      scan.problems.push({
+        file: imagePath,
+        message: `image listed at ${where} does not exist`,
+        fix: 'restore the file or remove its row',
+        split: r.split as 'train' | 'test',
+      });
       continue;
     }
     const label = r.label === 'anomaly' ? 1 : 0;
@@ -64,21 +72,37 @@ export async function scanVisa(root: string, prefix = ''): Promise<ClassScan[]> 
       maskPath = resolve(root, r.mask);
       referenced.add(maskPath);
       if (!(await isFile(maskPath))) {
-        scan.problems.push({ file: maskPath, message: `mask listed at ${where} does not exist`, fix: 'restore the mask or clear the mask column', split: 'test' });
+        scan.problems.push({
+          file: maskPath,
+          message: `mask listed at ${where} does not exist`,
+          fix: 'restore the mask or clear the mask column',
+          split: 'test',
+        });
         maskPath = null;
       } else if (label === 1) {
         scan.masks++;
       }
     } else if (label === 1 && r.split === 'test') {
-      scan.problems.push({ file: imagePath, message: `defective image without mask (${where})`, fix: 'add its mask under Data/Masks and fill the mask column', split: 'test' });
+      scan.problems.push({
+        file: imagePath,
+        message: `defective image without mask (${where})`,
+        fix: 'add its mask under Data/Masks and fill the mask column',
+        split: 'test',
+      });
     }
     if (label === 1 && r.split === 'train') {
       scan.problems.push({ file: imagePath, message: `anomalous image in the train split (${where})`, fix: 'set its split to test', split: 'train' });
       continue;
     }
     const sample: Sample = {
-      className: prefix + r.object, split: r.split, label, defect: label ? 'anomaly' : 'good',
-      imagePath, maskPath: label ? maskPath : null, format: 'visa', root,
+      className: prefix + r.object,
+      split: r.split,
+      label,
+      defect: label ? 'anomaly' : 'good',
+      imagePath,
+      maskPath: label ? maskPath : null,
+      format: 'visa',
+      root,
     };
     scan.samples.push(sample);
   }
@@ -142,4 +166,3 @@ function splitCsvLine(line: string): string[] {
 export async function isVisaRoot(dir: string): Promise<boolean> {
   return isFile(join(dir, VISA_SPLIT_CSV));
 }
-

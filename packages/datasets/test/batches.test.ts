@@ -23,7 +23,10 @@ describe('batches', () => {
     const test = ds.samples.filter((s) => s.split === 'test');
     const got: Batch[] = [];
     for await (const b of batches(test, { batchSize: 3, size: 6 })) got.push(b);
-    expect(got.map((b) => b.images.shape)).toEqual([[3, 3, 6, 6], [3, 3, 6, 6]]);
+    expect(got.map((b) => b.images.shape)).toEqual([
+      [3, 3, 6, 6],
+      [3, 3, 6, 6],
+    ]);
     expect(got[0].masks.shape).toEqual([3, 1, 6, 6]);
     expect(got[0].masks.dtype).toBe('uint8');
     expect([...got.flatMap((b) => [...b.labels])]).toEqual(test.map((s) => s.label));

@@ -53,7 +53,12 @@ describe('readRgb', () => {
 
   it('reads JPEG', async () => {
     const data = new Uint8Array(16 * 16 * 3).fill(0).map((_, i) => [40, 120, 200][i % 3]);
-    writeFileSync(at('a.jpg'), await sharp(Buffer.from(data), { raw: { width: 16, height: 16, channels: 3 } }).jpeg({ quality: 100 }).toBuffer());
+    writeFileSync(
+      at('a.jpg'),
+      await sharp(Buffer.from(data), { raw: { width: 16, height: 16, channels: 3 } })
+        .jpeg({ quality: 100 })
+        .toBuffer(),
+    );
     const img = await readRgb(at('a.jpg'));
     for (let i = 0; i < img.data.length; i++) expect(Math.abs(img.data[i] - [40, 120, 200][i % 3])).toBeLessThanOrEqual(2);
   });
@@ -120,7 +125,14 @@ describe('normalisation', () => {
 
 describe('loadSample', () => {
   const sample = (imagePath: string, maskPath: string | null, label: 0 | 1 = 1): Sample => ({
-    className: 'c', split: 'test', label, defect: label ? 'd' : 'good', imagePath, maskPath, format: 'mvtec', root: tmp.dir,
+    className: 'c',
+    split: 'test',
+    label,
+    defect: label ? 'd' : 'good',
+    imagePath,
+    maskPath,
+    format: 'mvtec',
+    root: tmp.dir,
   });
 
   it('resizes masks nearest and binarises them; good images get an all-zero mask', async () => {
@@ -130,10 +142,11 @@ describe('loadSample', () => {
     expect(s.originalSize).toEqual({ width: 4, height: 4 });
     const m = s.mask.data;
     let ones = 0;
-    for (let y = 0; y < 8; y++) for (let x = 0; x < 8; x++) {
-      expect(m[y * 8 + x]).toBe(x < 4 && y < 4 ? 1 : 0);
-      ones += m[y * 8 + x];
-    }
+    for (let y = 0; y < 8; y++)
+      for (let x = 0; x < 8; x++) {
+        expect(m[y * 8 + x]).toBe(x < 4 && y < 4 ? 1 : 0);
+        ones += m[y * 8 + x];
+      }
     expect(ones).toBe(16);
     const g = await loadSample(sample(at('i4.png'), null, 0), 8);
     expect(g.mask.data.every((v) => v === 0)).toBe(true);

@@ -24,11 +24,9 @@ describe('inspect', () => {
     const c = r.classes[0];
     expect([c.name, c.format, c.train, c.testGood, c.testDefective, c.masks, c.defects]).toEqual(['c', 'mvtec', 2, 1, 3, 3, { crack: 3 }]);
     const byFile = Object.fromEntries(c.problems.map((p) => [p.file, p.message]));
-    expect(Object.keys(byFile).sort()).toEqual([
-      join(root, 'c', 'ground_truth', 'crack', '001_mask.png'),
-      join(root, 'c', 'ground_truth', 'crack', '002_mask.png'),
-      cut,
-    ].sort());
+    expect(Object.keys(byFile).sort()).toEqual(
+      [join(root, 'c', 'ground_truth', 'crack', '001_mask.png'), join(root, 'c', 'ground_truth', 'crack', '002_mask.png'), cut].sort(),
+    );
     expect(byFile[cut]).toMatch(/^unreadable image/);
     expect(byFile[join(root, 'c', 'ground_truth', 'crack', '001_mask.png')]).toContain('mask is 6x6 but its image');
     expect(byFile[join(root, 'c', 'ground_truth', 'crack', '002_mask.png')]).toBe('mask of a defective image is all zero');

@@ -8,7 +8,10 @@ const tmp = tempDir();
 afterAll(tmp.cleanup);
 
 async function rejects(p: Promise<unknown>): Promise<DatasetError> {
-  const e = await p.then(() => null, (err: unknown) => err);
+  const e = await p.then(
+    () => null,
+    (err: unknown) => err,
+  );
   expect(e).toBeInstanceOf(DatasetError);
   return e as DatasetError;
 }
@@ -35,13 +38,26 @@ describe('MVTec AD layout', () => {
     expect(counts(ds, 'beta')).toEqual({ train: 2, good: 1, bad: 1, masks: 1 });
     const crack1 = ds.samples.find((s) => s.imagePath === join(root, 'alpha', 'test', 'crack', '001.png'))!;
     expect(crack1).toEqual({
-      className: 'alpha', split: 'test', label: 1, defect: 'crack', format: 'mvtec', root,
+      className: 'alpha',
+      split: 'test',
+      label: 1,
+      defect: 'crack',
+      format: 'mvtec',
+      root,
       imagePath: join(root, 'alpha', 'test', 'crack', '001.png'),
       maskPath: join(root, 'alpha', 'ground_truth', 'crack', '001_mask.png'),
     });
     // Order: class, then train, test good, test defects by name.
     expect(ds.samples.slice(0, 9).map((s) => `${s.split}/${s.defect}`)).toEqual([
-      'train/good', 'train/good', 'train/good', 'test/good', 'test/good', 'test/crack', 'test/crack', 'test/hole', 'train/good',
+      'train/good',
+      'train/good',
+      'train/good',
+      'test/good',
+      'test/good',
+      'test/crack',
+      'test/crack',
+      'test/hole',
+      'train/good',
     ]);
     const loaded = await loadSample(crack1, 8);
     expect([...loaded.mask.data].reduce((a, b) => a + b, 0)).toBe(4);
@@ -103,7 +119,13 @@ describe('MVTec AD layout', () => {
     expect(counts(ds, 'gamma').train).toBe(2);
     symlinkSync(join(real, 'beta', 'train', 'good', 'gone.png'), join(linked, 'gamma', 'train', 'good', '002.png'));
     const e = await rejects(openDataset(linked));
-    expect(e.problems).toEqual([expect.objectContaining({ file: join(linked, 'gamma', 'train', 'good', '002.png'), message: 'broken symbolic link: its target does not exist', split: 'train' })]);
+    expect(e.problems).toEqual([
+      expect.objectContaining({
+        file: join(linked, 'gamma', 'train', 'good', '002.png'),
+        message: 'broken symbolic link: its target does not exist',
+        split: 'train',
+      }),
+    ]);
     symlinkSync(join(tmp.dir, 'no-such-class'), join(linked, 'delta'));
     const f = await rejects(openDataset(linked));
     expect(f.problems[0]).toMatchObject({ file: join(linked, 'delta'), message: 'broken symbolic link: its target does not exist' });
@@ -133,7 +155,13 @@ describe('VisA layout (split_csv/1cls.csv)', () => {
 
   async function make(rows: string[]): Promise<void> {
     rmSync(root, { recursive: true, force: true });
-    for (const f of ['candle/Data/Images/Normal/0000.JPG', 'candle/Data/Images/Normal/0001.JPG', 'candle/Data/Images/Normal/0002.JPG', 'candle/Data/Images/Anomaly/000.JPG', 'pcb1/Data/Images/Normal/0000.JPG']) {
+    for (const f of [
+      'candle/Data/Images/Normal/0000.JPG',
+      'candle/Data/Images/Normal/0001.JPG',
+      'candle/Data/Images/Normal/0002.JPG',
+      'candle/Data/Images/Anomaly/000.JPG',
+      'pcb1/Data/Images/Normal/0000.JPG',
+    ]) {
       await solid(join(root, f), 8);
     }
     await squareMask(join(root, 'candle/Data/Masks/Anomaly/000.png'), 8);
@@ -154,8 +182,14 @@ describe('VisA layout (split_csv/1cls.csv)', () => {
     expect(counts(ds, 'candle')).toEqual({ train: 2, good: 1, bad: 1, masks: 1 });
     const bad = ds.samples.find((s) => s.label === 1)!;
     expect(bad).toEqual({
-      className: 'candle', split: 'test', label: 1, defect: 'anomaly', format: 'visa', root,
-      imagePath: join(root, 'candle/Data/Images/Anomaly/000.JPG'), maskPath: join(root, 'candle/Data/Masks/Anomaly/000.png'),
+      className: 'candle',
+      split: 'test',
+      label: 1,
+      defect: 'anomaly',
+      format: 'visa',
+      root,
+      imagePath: join(root, 'candle/Data/Images/Anomaly/000.JPG'),
+      maskPath: join(root, 'candle/Data/Masks/Anomaly/000.png'),
     });
     expect((await openDataset(root, { classes: ['pcb1'] })).samples).toHaveLength(1);
   });
@@ -211,7 +245,7 @@ describe.skipIf(!HAS_SHARED)('real data in ../shared/data', () => {
     expect(l.originalSize).toEqual({ width: 256, height: 256 });
     const ones = l.mask.data.reduce((a, b) => a + b, 0);
     expect(ones).toBeGreaterThan(100);
-    expect(ones).toBeLessThan(256 * 256 / 2);
+    expect(ones).toBeLessThan((256 * 256) / 2);
     // Grayscale MTD images come out as RGB with equal channels.
     const tile = await loadSample(ds.samples.find((x) => x.className === 'magnetic_tile')!, 64);
     for (let i = 0; i < 64 * 64; i++) expect(tile.image.data[i * 3]).toBe(tile.image.data[i * 3 + 2]);

@@ -60,7 +60,12 @@ describe('resizeBilinear (Pillow BILINEAR)', () => {
 
   it('is within 1 level of the float reference on random images (shrink, enlarge, mixed)', () => {
     const rng = new Rng(3);
-    for (const [w, h, ow, oh] of [[37, 23, 16, 9], [9, 7, 20, 15], [30, 8, 11, 13], [64, 64, 21, 21]]) {
+    for (const [w, h, ow, oh] of [
+      [37, 23, 16, 9],
+      [9, 7, 20, 15],
+      [30, 8, 11, 13],
+      [64, 64, 21, 21],
+    ]) {
       const src: Pixels = { data: Uint8Array.from({ length: w * h * 3 }, () => rng.int(0, 255)), width: w, height: h, channels: 3 };
       const ref = reference(src, ow, oh);
       const out = resizeBilinear(src, ow, oh).data;
@@ -75,7 +80,7 @@ describe('resizeBilinear (Pillow BILINEAR)', () => {
   // output is given by its top-left quadrant q, mirrored (q at the opposite corner, 255 - q at the others).
   const pillowCase = (size: number): Pixels => {
     const v: number[] = [];
-    for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) v.push((x < size / 2) === (y < size / 2) ? 0xe1 : 0x1e);
+    for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) v.push(x < size / 2 === y < size / 2 ? 0xe1 : 0x1e);
     return gray(size, size, v);
   };
   const pillowSample = (q: number[][], size: number): number[] => {
@@ -92,8 +97,24 @@ describe('resizeBilinear (Pillow BILINEAR)', () => {
   };
 
   it("matches Pillow's published BILINEAR results: reduce 8 -> 4 and enlarge 2 -> 4", () => {
-    expect([...resizeBilinear(pillowCase(8), 4, 4).data]).toEqual(pillowSample([[0xe1, 0xc9], [0xc9, 0xb7]], 4));
-    expect([...resizeBilinear(pillowCase(2), 4, 4).data]).toEqual(pillowSample([[0xe1, 0xb0], [0xb0, 0x98]], 4));
+    expect([...resizeBilinear(pillowCase(8), 4, 4).data]).toEqual(
+      pillowSample(
+        [
+          [0xe1, 0xc9],
+          [0xc9, 0xb7],
+        ],
+        4,
+      ),
+    );
+    expect([...resizeBilinear(pillowCase(2), 4, 4).data]).toEqual(
+      pillowSample(
+        [
+          [0xe1, 0xb0],
+          [0xb0, 0x98],
+        ],
+        4,
+      ),
+    );
   });
 
   it('rejects a non-integer size', () => {

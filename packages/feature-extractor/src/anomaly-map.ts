@@ -49,7 +49,9 @@ export function cosineDistance(a: HostTensor, b: HostTensor): HostTensor {
   const na = new Float64Array(hw);
   const nb = new Float64Array(hw);
   for (let i = 0; i < n; i++) {
-    dot.fill(0); na.fill(0); nb.fill(0);
+    dot.fill(0);
+    na.fill(0);
+    nb.fill(0);
     for (let ch = 0; ch < c; ch++) {
       const o = (i * c + ch) * hw;
       for (let p = 0; p < hw; p++) {
@@ -136,7 +138,7 @@ export function gaussianKernel1d(sigma: number, truncate = 4.0): Float64Array {
   const k = new Float64Array(2 * radius + 1);
   let sum = 0;
   for (let x = -radius; x <= radius; x++) {
-    const v = Math.exp(-0.5 * (x * x) / (sigma * sigma));
+    const v = Math.exp((-0.5 * (x * x)) / (sigma * sigma));
     k[x + radius] = v;
     sum += v;
   }
@@ -214,11 +216,7 @@ export function combineLevelMaps(levels: readonly HostTensor[], options: Anomaly
  * @returns `[N, 1, H, W]` anomaly map (higher = more anomalous).
  * @throws Error when the level counts or shapes differ.
  */
-export function anomalyMap(
-  inputFeatures: readonly HostTensor[],
-  reconFeatures: readonly HostTensor[],
-  options: AnomalyMapOptions,
-): HostTensor {
+export function anomalyMap(inputFeatures: readonly HostTensor[], reconFeatures: readonly HostTensor[], options: AnomalyMapOptions): HostTensor {
   if (inputFeatures.length !== reconFeatures.length) {
     throw new Error(`anomalyMap: ${inputFeatures.length} input feature levels but ${reconFeatures.length} reconstruction levels`);
   }

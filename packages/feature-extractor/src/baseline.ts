@@ -73,7 +73,10 @@ export interface BaselineResult {
 /** A seeded subset of `k` samples keeping dataset order. */
 function subset(samples: readonly Sample[], k: number, rng: Rng): Sample[] {
   if (samples.length <= k) return [...samples];
-  const idx = rng.shuffle(samples.map((_, i) => i)).slice(0, k).sort((a, b) => a - b);
+  const idx = rng
+    .shuffle(samples.map((_, i) => i))
+    .slice(0, k)
+    .sort((a, b) => a - b);
   return idx.map((i) => samples[i]);
 }
 
@@ -87,7 +90,12 @@ export async function baseline(options: BaselineOptions): Promise<BaselineResult
   const roots = typeof options.data === 'string' ? [options.data] : [...options.data];
   const onValidation = options.evaluateOn === 'validation';
   const dataset = await openDataset(roots, { classes: options.classes, ...(onValidation ? { splits: ['train' as const] } : {}) });
-  const backbone = await loadBackbone(options.backbone, { engine: options.engine, imageSize, tfjs: options.engine === 'ort' ? undefined : { batchSize, ...options.tfjs }, onnx: { batchSize } });
+  const backbone = await loadBackbone(options.backbone, {
+    engine: options.engine,
+    imageSize,
+    tfjs: options.engine === 'ort' ? undefined : { batchSize, ...options.tfjs },
+    onnx: { batchSize },
+  });
   const acc = new MetricsAccumulator();
   const classes: Record<string, BaselineClassStats> = {};
   try {
@@ -100,7 +108,11 @@ export async function baseline(options: BaselineOptions): Promise<BaselineResult
         all = split.train;
         held = split.val;
       }
-      const train = subset(all.filter((s) => s.split === 'train'), options.maxTrain ?? Infinity, rng);
+      const train = subset(
+        all.filter((s) => s.split === 'train'),
+        options.maxTrain ?? Infinity,
+        rng,
+      );
       const testAll = onValidation ? held : all.filter((s) => s.split === 'test');
       let test = testAll;
       if (options.maxTest !== undefined && testAll.length > options.maxTest) {
@@ -140,7 +152,10 @@ export async function baseline(options: BaselineOptions): Promise<BaselineResult
           const hw = imageSize * imageSize;
           b.samples.forEach((s, i) => {
             acc.add(className, maps.data.slice(i * hw, (i + 1) * hw), s.label === 1 ? b.masks.data.subarray(i * hw, (i + 1) * hw) : null, {
-              height: imageSize, width: imageSize, defectType: s.defect, label: s.label,
+              height: imageSize,
+              width: imageSize,
+              defectType: s.defect,
+              label: s.label,
             });
           });
           done += b.samples.length;
@@ -166,14 +181,26 @@ export async function baseline(options: BaselineOptions): Promise<BaselineResult
   }
   const reports = acc.computeAll(['standard', 'diad']);
   const { onProgress: _p, data: _d, ...rest } = options;
-  return { backbone: options.backbone, provenance: backbone.provenance, options: { ...rest, data: roots }, classes, standard: reports.standard!, diad: reports.diad! };
+  return {
+    backbone: options.backbone,
+    provenance: backbone.provenance,
+    options: { ...rest, data: roots },
+    classes,
+    standard: reports.standard!,
+    diad: reports.diad!,
+  };
 }
 
 /**
  * The validation images of one class in batches: the normal ones, then a synthesised defect on a
  * copy of each (donors: the class's other validation images), with exact masks.
  */
-async function* validationBatches(samples: readonly Sample[], size: number, batchSize: number, seed: number): AsyncGenerator<{ samples: Sample[]; images: HostTensor; masks: HostTensor<'uint8'> }> {
+async function* validationBatches(
+  samples: readonly Sample[],
+  size: number,
+  batchSize: number,
+  seed: number,
+): AsyncGenerator<{ samples: Sample[]; images: HostTensor; masks: HostTensor<'uint8'> }> {
   const parts: HostTensor[] = [];
   for await (const b of batches(samples, { batchSize, size })) parts.push(b.images);
   const normal = concatBatch(parts);
@@ -181,7 +208,10 @@ async function* validationBatches(samples: readonly Sample[], size: number, batc
   const syn = synthesizeDefects(normal, { seed, ...(n < 2 ? { kinds: SELF_CONTAINED_KINDS } : {}) });
   const hw = size * size;
   const all = concatBatch([normal, syn.images]);
-  const labelled: Sample[] = [...samples.map((s) => ({ ...s, label: 0 as const })), ...samples.map((s, i) => ({ ...s, label: 1 as const, defect: syn.kinds[i] }))];
+  const labelled: Sample[] = [
+    ...samples.map((s) => ({ ...s, label: 0 as const })),
+    ...samples.map((s, i) => ({ ...s, label: 1 as const, defect: syn.kinds[i] })),
+  ];
   for (let i = 0; i < 2 * n; i += batchSize) {
     const end = Math.min(2 * n, i + batchSize);
     const masks = new Uint8Array((end - i) * hw);

@@ -30,7 +30,17 @@ export interface HostArray {
  */
 export type KerasOp =
   | { kind: 'input'; name: string }
-  | { kind: 'conv'; name: string; src: string; depthwise: boolean; w: HostArray; b: Float32Array | null; strides: [number, number]; pad: Pad; dilations: [number, number] }
+  | {
+      kind: 'conv';
+      name: string;
+      src: string;
+      depthwise: boolean;
+      w: HostArray;
+      b: Float32Array | null;
+      strides: [number, number];
+      pad: Pad;
+      dilations: [number, number];
+    }
   | { kind: 'affine'; name: string; src: string; scale: Float32Array; shift: Float32Array }
   | { kind: 'act'; name: string; src: string; fn: 'relu' | 'relu6' | 'linear' | 'sigmoid' | 'tanh' }
   | { kind: 'zeropad'; name: string; src: string; pad: [[number, number], [number, number]] }
@@ -87,14 +97,19 @@ export function parseKeras(layers: readonly KerasLayerConfig[], weights: Record<
   };
   const ops: KerasOp[] = [];
   const opByName = new Map<string, KerasOp>();
-  const push = (op: KerasOp) => { ops.push(op); opByName.set(op.name, op); };
+  const push = (op: KerasOp) => {
+    ops.push(op);
+    opByName.set(op.name, op);
+  };
   for (const l of layers) {
     if (!needed.has(l.name)) continue;
     const c = l.config;
     const srcs = (l.inbound_nodes[0] ?? []).map(([s]) => s);
     const src = srcs[0];
     switch (l.class_name) {
-      case 'InputLayer': push({ kind: 'input', name: l.name }); break;
+      case 'InputLayer':
+        push({ kind: 'input', name: l.name });
+        break;
       case 'Conv2D':
       case 'DepthwiseConv2D': {
         const depthwise = l.class_name === 'DepthwiseConv2D';
@@ -104,9 +119,15 @@ export function parseKeras(layers: readonly KerasLayerConfig[], weights: Record<
         // With an activation, the layer's output (its name) is the activation's.
         const convName = act ? `${l.name}/preactivation` : l.name;
         push({
-          kind: 'conv', name: convName, src, depthwise, w: { data: Float32Array.from(k.data), shape: [...k.shape] },
+          kind: 'conv',
+          name: convName,
+          src,
+          depthwise,
+          w: { data: Float32Array.from(k.data), shape: [...k.shape] },
           b: c.use_bias ? Float32Array.from(w(l.name, 'bias').data) : null,
-          strides: pair(c.strides, l.name, 'strides'), pad: c.padding as Pad, dilations: pair(c.dilation_rate ?? 1, l.name, 'dilation_rate'),
+          strides: pair(c.strides, l.name, 'strides'),
+          pad: c.padding as Pad,
+          dilations: pair(c.dilation_rate ?? 1, l.name, 'dilation_rate'),
         });
         if (act) push({ kind: 'act', name: l.name, src: convName, fn: act as 'relu' });
         break;
@@ -151,15 +172,36 @@ export function parseKeras(layers: readonly KerasLayerConfig[], weights: Record<
       }
       case 'ZeroPadding2D': {
         const p = c.padding as number | [number, number] | [[number, number], [number, number]];
-        const pp: [[number, number], [number, number]] = typeof p === 'number' ? [[p, p], [p, p]] : typeof p[0] === 'number' ? [[p[0], p[0]], [p[1] as number, p[1] as number]] : (p as [[number, number], [number, number]]);
+        const pp: [[number, number], [number, number]] =
+          typeof p === 'number'
+            ? [
+                [p, p],
+                [p, p],
+              ]
+            : typeof p[0] === 'number'
+              ? [
+                  [p[0], p[0]],
+                  [p[1] as number, p[1] as number],
+                ]
+              : (p as [[number, number], [number, number]]);
         push({ kind: 'zeropad', name: l.name, src, pad: pp });
         break;
       }
       case 'MaxPooling2D':
       case 'AveragePooling2D':
-        push({ kind: 'pool', name: l.name, src, max: l.class_name === 'MaxPooling2D', size: pair(c.pool_size, l.name, 'pool_size'), strides: pair(c.strides ?? c.pool_size, l.name, 'strides'), pad: c.padding as Pad });
+        push({
+          kind: 'pool',
+          name: l.name,
+          src,
+          max: l.class_name === 'MaxPooling2D',
+          size: pair(c.pool_size, l.name, 'pool_size'),
+          strides: pair(c.strides ?? c.pool_size, l.name, 'strides'),
+          pad: c.padding as Pad,
+        });
         break;
-      case 'Add': push({ kind: 'add', name: l.name, srcs }); break;
+      case 'Add':
+        push({ kind: 'add', name: l.name, srcs });
+        break;
       case 'Concatenate': {
         if (c.axis !== -1 && c.axis !== 3) throw new Error(`Keras layer ${l.name}: concatenation axis ${c.axis} is not supported (only channels)`);
         push({ kind: 'concat', name: l.name, srcs });
@@ -176,7 +218,10 @@ export function parseKeras(layers: readonly KerasLayerConfig[], weights: Record<
  * A parsed Keras graph on tfjs-core, cut at `outputs`; owns its weight tensors (call {@link dispose}).
  */
 export class KerasGraph {
-  private constructor(private readonly ops: TfOp[], readonly outputs: readonly string[]) {}
+  private constructor(
+    private readonly ops: TfOp[],
+    readonly outputs: readonly string[],
+  ) {}
 
   /** Uploads the parsed ops' weights as tfjs tensors. */
   static build(ops: readonly KerasOp[], outputs: readonly string[]): KerasGraph {
@@ -198,7 +243,9 @@ export class KerasGraph {
     for (const op of this.ops) {
       let y: tf.Tensor4D;
       switch (op.kind) {
-        case 'input': y = x; break;
+        case 'input':
+          y = x;
+          break;
         case 'conv': {
           const v = vals.get(op.src)!;
           y = op.depthwise
@@ -206,20 +253,31 @@ export class KerasGraph {
             : tf.fused.conv2d({ x: v, filter: op.w, strides: op.strides, pad: op.pad, dilations: op.dilations, bias: op.b ?? undefined });
           break;
         }
-        case 'affine': y = tf.add(tf.mul(vals.get(op.src)!, op.scale), op.shift); break;
+        case 'affine':
+          y = tf.add(tf.mul(vals.get(op.src)!, op.scale), op.shift);
+          break;
         case 'act': {
           const v = vals.get(op.src)!;
           y = op.fn === 'relu' ? tf.relu(v) : op.fn === 'relu6' ? tf.relu6(v) : op.fn === 'sigmoid' ? tf.sigmoid(v) : op.fn === 'tanh' ? tf.tanh(v) : v;
           break;
         }
-        case 'zeropad': y = tf.pad(vals.get(op.src)!, [[0, 0], op.pad[0], op.pad[1], [0, 0]]); break;
+        case 'zeropad':
+          y = tf.pad(vals.get(op.src)!, [[0, 0], op.pad[0], op.pad[1], [0, 0]]);
+          break;
         case 'pool': {
           const v = vals.get(op.src)!;
           y = op.max ? tf.maxPool(v, op.size, op.strides, op.pad) : tf.avgPool(v, op.size, op.strides, op.pad);
           break;
         }
-        case 'add': y = tf.addN(op.srcs.map((s) => vals.get(s)!)); break;
-        case 'concat': y = tf.concat(op.srcs.map((s) => vals.get(s)!), 3); break;
+        case 'add':
+          y = tf.addN(op.srcs.map((s) => vals.get(s)!));
+          break;
+        case 'concat':
+          y = tf.concat(
+            op.srcs.map((s) => vals.get(s)!),
+            3,
+          );
+          break;
       }
       vals.set(op.name, y);
     }
@@ -229,8 +287,14 @@ export class KerasGraph {
   /** Frees the weight tensors. */
   dispose(): void {
     for (const op of this.ops) {
-      if (op.kind === 'conv') { op.w.dispose(); op.b?.dispose(); }
-      if (op.kind === 'affine') { op.scale.dispose(); op.shift.dispose(); }
+      if (op.kind === 'conv') {
+        op.w.dispose();
+        op.b?.dispose();
+      }
+      if (op.kind === 'affine') {
+        op.scale.dispose();
+        op.shift.dispose();
+      }
     }
   }
 }

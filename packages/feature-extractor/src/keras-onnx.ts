@@ -63,9 +63,12 @@ export function kerasOnnxModel(ops: readonly KerasOp[], outputs: readonly string
     // Keras [kh, kw, in, out] -> official [out, in, kh, kw].
     const [kh, kw, cin, cout] = op.w.shape;
     const w = new Float32Array(op.w.data.length);
-    for (let y = 0; y < kh; y++) for (let x = 0; x < kw; x++) for (let i = 0; i < cin; i++) for (let c = 0; c < cout; c++) {
-      w[((c * cin + i) * kh + y) * kw + x] = op.w.data[((y * kw + x) * cin + i) * cout + c];
-    }
+    for (let y = 0; y < kh; y++)
+      for (let x = 0; x < kw; x++)
+        for (let i = 0; i < cin; i++)
+          for (let c = 0; c < cout; c++) {
+            w[((c * cin + i) * kh + y) * kw + x] = op.w.data[((y * kw + x) * cin + i) * cout + c];
+          }
     params[`${op.name}.weight`] = tensor(w, [cout, cin, kh, kw]);
     if (op.b) params[`${op.name}.bias`] = tensor(op.b, [cout]);
   }
@@ -90,7 +93,8 @@ export function kerasOnnxModel(ops: readonly KerasOp[], outputs: readonly string
         break;
       case 'zeropad': {
         const rs = readers.get(op.name) ?? [];
-        const foldable = rs.length === 1 && (rs[0].kind === 'conv' || (rs[0].kind === 'pool' && rs[0].max && nonNegative.has(op.src))) && !outputs.includes(op.name);
+        const foldable =
+          rs.length === 1 && (rs[0].kind === 'conv' || (rs[0].kind === 'pool' && rs[0].max && nonNegative.has(op.src))) && !outputs.includes(op.name);
         if (foldable) {
           pending.set(op.name, { src: op.src, pad: op.pad });
         } else {
@@ -106,7 +110,10 @@ export function kerasOnnxModel(ops: readonly KerasOp[], outputs: readonly string
         const pad = pending.get(op.src);
         const x = get(pad ? pad.src : op.src, op.name);
         const [, , h, w] = x.shape;
-        const [[pt, pb], [pl, pr]] = pad?.pad ?? [[0, 0], [0, 0]];
+        const [[pt, pb], [pl, pr]] = pad?.pad ?? [
+          [0, 0],
+          [0, 0],
+        ];
         const [kh, kw] = op.kind === 'conv' ? [op.w.shape[0], op.w.shape[1]] : op.size;
         const dil: [number, number] = op.kind === 'conv' ? op.dilations : [1, 1];
         const same = (op.pad as Pad) === 'same';
@@ -116,23 +123,45 @@ export function kerasOnnxModel(ops: readonly KerasOp[], outputs: readonly string
         const oh = Math.floor((h + pads[0] + pads[2] - ((kh - 1) * dil[0] + 1)) / op.strides[0]) + 1;
         const ow = Math.floor((w + pads[1] + pads[3] - ((kw - 1) * dil[1] + 1)) / op.strides[1]) + 1;
         if (op.kind === 'pool') {
-          vals.set(op.name, rec.emit(op.max ? 'MaxPool' : 'AveragePool', [x.name], [x.shape[0], x.shape[1], oh, ow], { kernel_shape: [kh, kw], strides: [...op.strides], pads }));
+          vals.set(
+            op.name,
+            rec.emit(op.max ? 'MaxPool' : 'AveragePool', [x.name], [x.shape[0], x.shape[1], oh, ow], {
+              kernel_shape: [kh, kw],
+              strides: [...op.strides],
+              pads,
+            }),
+          );
           if (op.max && nonNegative.has(pad ? pad.src : op.src)) nonNegative.add(op.name);
         } else if (!op.depthwise) {
           if (op.dilations[0] !== 1 || op.dilations[1] !== 1 || op.strides[0] !== op.strides[1]) {
             throw new Error(`Keras layer ${op.name}: dilated or anisotropic-stride convs are not supported by the ONNX export`);
           }
-          vals.set(op.name, rec.conv2d(x, `${op.name}.weight`, op.b ? `${op.name}.bias` : null, { stride: op.strides[0], padding: [pads[0], pads[2], pads[1], pads[3]] }));
+          vals.set(
+            op.name,
+            rec.conv2d(x, `${op.name}.weight`, op.b ? `${op.name}.bias` : null, { stride: op.strides[0], padding: [pads[0], pads[2], pads[1], pads[3]] }),
+          );
         } else {
           // Depthwise: a grouped Conv, weight [in * multiplier, 1, kh, kw] (channel = in * m + j, as Keras flattens it).
           const [, , cin, m] = op.w.shape;
           const wd = new Float32Array(op.w.data.length);
-          for (let y = 0; y < kh; y++) for (let xk = 0; xk < kw; xk++) for (let i = 0; i < cin; i++) for (let j = 0; j < m; j++) {
-            wd[((i * m + j) * kh + y) * kw + xk] = op.w.data[((y * kw + xk) * cin + i) * m + j];
-          }
+          for (let y = 0; y < kh; y++)
+            for (let xk = 0; xk < kw; xk++)
+              for (let i = 0; i < cin; i++)
+                for (let j = 0; j < m; j++) {
+                  wd[((i * m + j) * kh + y) * kw + xk] = op.w.data[((y * kw + xk) * cin + i) * m + j];
+                }
           const inputs = [x.name, rec.input(tensor(wd, [cin * m, 1, kh, kw])).name];
           if (op.b) inputs.push(rec.input(tensor(op.b, [cin * m])).name);
-          vals.set(op.name, rec.emit('Conv', inputs, [x.shape[0], cin * m, oh, ow], { kernel_shape: [kh, kw], strides: [...op.strides], pads, group: cin, dilations: [...op.dilations] }));
+          vals.set(
+            op.name,
+            rec.emit('Conv', inputs, [x.shape[0], cin * m, oh, ow], {
+              kernel_shape: [kh, kw],
+              strides: [...op.strides],
+              pads,
+              group: cin,
+              dilations: [...op.dilations],
+            }),
+          );
         }
         break;
       }
@@ -144,17 +173,25 @@ export function kerasOnnxModel(ops: readonly KerasOp[], outputs: readonly string
       }
       case 'act': {
         const x = get(op.src, op.name);
-        const y = op.fn === 'relu' ? rec.emit('Relu', [x.name], x.shape)
-          : op.fn === 'relu6' ? rec.clamp(x, 0, 6)
-          : op.fn === 'sigmoid' ? rec.emit('Sigmoid', [x.name], x.shape)
-          : op.fn === 'tanh' ? rec.emit('Tanh', [x.name], x.shape)
-          : x;
+        const y =
+          op.fn === 'relu'
+            ? rec.emit('Relu', [x.name], x.shape)
+            : op.fn === 'relu6'
+              ? rec.clamp(x, 0, 6)
+              : op.fn === 'sigmoid'
+                ? rec.emit('Sigmoid', [x.name], x.shape)
+                : op.fn === 'tanh'
+                  ? rec.emit('Tanh', [x.name], x.shape)
+                  : x;
         if (op.fn === 'relu' || op.fn === 'relu6' || op.fn === 'sigmoid') nonNegative.add(op.name);
         vals.set(op.name, y);
         break;
       }
       case 'add':
-        vals.set(op.name, op.srcs.map((s) => get(s, op.name)).reduce((a, b) => rec.add(a, b)));
+        vals.set(
+          op.name,
+          op.srcs.map((s) => get(s, op.name)).reduce((a, b) => rec.add(a, b)),
+        );
         break;
       case 'concat':
         vals.set(op.name, rec.concatChannels(op.srcs.map((s) => get(s, op.name))));

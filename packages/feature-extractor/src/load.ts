@@ -1,7 +1,15 @@
 /** One entry point for every backbone: a shipped backbone by name (on tfjs or onnxruntime), or an ONNX file by path. */
 import type { FeatureExtractor } from '@diad/core';
 import { OnnxFeatureExtractor, type OnnxExtractorOptions } from './onnx.js';
-import { TFJS_BACKBONES, TfjsFeatureExtractor, parseBackbone, backboneProvenance, type TfjsBackboneName, type TfjsBackboneSpec, type TfjsExtractorOptions } from './tfjs-extractor.js';
+import {
+  TFJS_BACKBONES,
+  TfjsFeatureExtractor,
+  parseBackbone,
+  backboneProvenance,
+  type TfjsBackboneName,
+  type TfjsBackboneSpec,
+  type TfjsExtractorOptions,
+} from './tfjs-extractor.js';
 import { kerasOnnxModel } from './keras-onnx.js';
 import { initTfjs } from '@diad/core/tfjs';
 
@@ -46,7 +54,8 @@ export async function loadBackbone(nameOrPath: string, options: LoadBackboneOpti
   const name = nameOrPath as TfjsBackboneName;
   if (options.engine === 'ort') {
     const spec: TfjsBackboneSpec = TFJS_BACKBONES[name];
-    if (spec.kind !== 'layers') throw new Error(`backbone ${name} is a converted TF graph; only Keras backbones run on onnxruntime (use the tfjs engine for it)`);
+    if (spec.kind !== 'layers')
+      throw new Error(`backbone ${name} is a converted TF graph; only Keras backbones run on onnxruntime (use the tfjs engine for it)`);
     if (options.tfjs?.taps || options.tfjs?.inputSize) throw new Error(`backbone ${name} on onnxruntime: custom taps and input resizing are tfjs-only options`);
     const size = options.imageSize;
     if (!size) throw new Error(`backbone ${name} on onnxruntime: give imageSize (the ONNX graph is recorded for one input size)`);

@@ -63,7 +63,8 @@ export class OnnxFeatureExtractor implements FeatureExtractor {
     const [pb, pc, ph, pw] = [fixed(0, 1), fixed(1, 3), fixed(2, probeSize), fixed(3, probeSize)];
     const probe = await run(session, inputName, outputs, tensor(new Float32Array(pb * pc * ph * pw), [pb, pc, ph, pw], 'NCHW'), path);
     const strides = probe.map((t, i) => {
-      if (t.shape.length !== 4) throw new Error(`ONNX backbone ${path}: output "${outputs[i]}" has shape [${t.shape.join(', ')}], expected a 4-D NCHW feature map`);
+      if (t.shape.length !== 4)
+        throw new Error(`ONNX backbone ${path}: output "${outputs[i]}" has shape [${t.shape.join(', ')}], expected a 4-D NCHW feature map`);
       // Nominal stride: valid padding (e.g. InceptionV3) makes maps a little smaller than size / stride.
       return 2 ** Math.round(Math.log2(ph / t.shape[2]));
     });

@@ -74,7 +74,9 @@ export class PatchMemoryBank {
     const levels = options.levels ?? extractor.strides.map((_, i) => i).slice(1);
     for (const l of levels) {
       if (!Number.isInteger(l) || l < 0 || l >= extractor.strides.length) {
-        throw new Error(`patch bank: level ${l} does not exist; the extractor has ${extractor.strides.length} levels (strides ${extractor.strides.join(', ')})`);
+        throw new Error(
+          `patch bank: level ${l} does not exist; the extractor has ${extractor.strides.length} levels (strides ${extractor.strides.join(', ')})`,
+        );
       }
     }
     let bank: Float32Array | null = null;
@@ -150,7 +152,9 @@ function choose(total: number, count: number, seed: number): Int32Array {
   // Partial Fisher-Yates: the first `count` entries become the sample.
   for (let i = 0; i < count; i++) {
     const j = rng.int(i, total - 1);
-    const t = idx[i]; idx[i] = idx[j]; idx[j] = t;
+    const t = idx[i];
+    idx[i] = idx[j];
+    idx[j] = t;
   }
   const picks = new Int32Array(total).fill(-1);
   for (let i = 0; i < count; i++) picks[idx[i]] = i;
@@ -174,7 +178,10 @@ async function patchFeatures(extractor: FeatureExtractor, images: HostTensor, le
   const t = tf.tidy(() => {
     const xs = levels.map((l) => tf.avgPool(toTf({ ...maps[l], layout: 'NCHW' }) as tf.Tensor4D, 3, 1, 'same'));
     const [, h, w] = xs[0].shape;
-    const cat = tf.concat(xs.map((x) => (x.shape[1] === h && x.shape[2] === w ? x : tf.image.resizeBilinear(x, [h, w]))), 3);
+    const cat = tf.concat(
+      xs.map((x) => (x.shape[1] === h && x.shape[2] === w ? x : tf.image.resizeBilinear(x, [h, w]))),
+      3,
+    );
     const c = cat.shape[3];
     const flat = tf.reshape(cat, [-1, c]) as tf.Tensor2D;
     const out = c > dim ? tf.matMul(flat, channelPooling(c, dim)) : flat;

@@ -48,7 +48,8 @@ for (const name of Object.keys(TFJS_BACKBONES) as TfjsBackboneName[]) featureExt
 featureExtractors.register('default', shipped(DEFAULT_BACKBONE));
 
 const onnxPath = (spec: FeatureExtractorSpec, source: string): string => {
-  if (typeof spec.path !== 'string' || !spec.path) throw new Error(`${source}: kind onnx needs a path (the ONNX file with the stride 4/8/16 outputs), e.g. { "kind": "onnx", "path": "wrn50.onnx" }`);
+  if (typeof spec.path !== 'string' || !spec.path)
+    throw new Error(`${source}: kind onnx needs a path (the ONNX file with the stride 4/8/16 outputs), e.g. { "kind": "onnx", "path": "wrn50.onnx" }`);
   // A relative path resolves against env.modelsDir (DIAD_MODELS_DIR) when one is set.
   return modelPath(spec.path);
 };
@@ -57,7 +58,8 @@ featureExtractors.register('onnx', {
   load: (spec, _ctx, source) => loadBackbone(onnxPath(spec, source)),
   async check(spec, source) {
     const path = onnxPath(spec, source);
-    if (!(await stat(path).catch(() => null))?.isFile()) throw new Error(`${source}: ${path}: no such file; give the path of an exported ONNX feature extractor (see @diad/feature-extractor's README)`);
+    if (!(await stat(path).catch(() => null))?.isFile())
+      throw new Error(`${source}: ${path}: no such file; give the path of an exported ONNX feature extractor (see @diad/feature-extractor's README)`);
   },
 });
 

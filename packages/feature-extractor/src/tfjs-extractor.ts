@@ -93,10 +93,10 @@ export const TFJS_BACKBONES = {
     taps: ['activation_5', 'mixed2', 'mixed4'],
     strides: [4, 8, 16],
     nativeSize: 299,
-    description: 'Keras InceptionV3, ImageNet weights, fine-tuned by nsfwjs (layers up to mixed5 frozen), 8-bit quantised; valid padding makes maps slightly smaller than H/stride',
+    description:
+      'Keras InceptionV3, ImageNet weights, fine-tuned by nsfwjs (layers up to mixed5 frozen), 8-bit quantised; valid padding makes maps slightly smaller than H/stride',
   },
 } as const satisfies Record<string, TfjsBackboneSpec>;
-
 
 /** Names of the shipped backbones. */
 export type TfjsBackboneName = keyof typeof TFJS_BACKBONES;
@@ -159,7 +159,7 @@ export class TfjsFeatureExtractor implements FeatureExtractor {
       };
       release = () => model.dispose();
     }
-    const inputSize = options.inputSize === 'native' ? spec.nativeSize : options.inputSize ?? null;
+    const inputSize = options.inputSize === 'native' ? spec.nativeSize : (options.inputSize ?? null);
     const strides = options.taps ? measureStrides(forward, inputSize) : spec.strides;
     return new TfjsFeatureExtractor(forward, name, spec.input, taps, strides, inputSize, options.batchSize ?? 8, release);
   }
@@ -176,7 +176,12 @@ export class TfjsFeatureExtractor implements FeatureExtractor {
       // The same per-channel affine map the ONNX export records as its first 1x1 conv.
       const { weight, bias } = inputTransform(this.input);
       const [n, h, w] = images.shape;
-      let x = tf.reshape(tf.add(tf.matMul(tf.reshape(images, [n * h * w, 3]), tf.tensor2d(weight), false, true), tf.tensor1d(bias)), [n, h, w, 3]) as tf.Tensor4D;
+      let x = tf.reshape(tf.add(tf.matMul(tf.reshape(images, [n * h * w, 3]), tf.tensor2d(weight), false, true), tf.tensor1d(bias)), [
+        n,
+        h,
+        w,
+        3,
+      ]) as tf.Tensor4D;
       if (this.inputSize && (x.shape[1] !== this.inputSize || x.shape[2] !== this.inputSize)) {
         x = tf.image.resizeBilinear(x, [this.inputSize, this.inputSize], true);
       }

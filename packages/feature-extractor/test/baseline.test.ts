@@ -30,7 +30,17 @@ describe('baseline() on validation (synthesised defects)', () => {
       await ensureSynthetic(dir, { size: 128, train: 10 });
       // A test folder the baseline must not touch: an unreadable image there would fail a test-split run.
       writeFileSync(join(dir, 'grain', 'test', 'good', '000.png'), 'not a png');
-      const r = await baseline({ data: dir, classes: ['grain'], backbone: 'resnet50', engine: 'ort', imageSize: 128, evaluateOn: 'validation', validationFraction: 0.2, bankSize: 500, seed: 0 });
+      const r = await baseline({
+        data: dir,
+        classes: ['grain'],
+        backbone: 'resnet50',
+        engine: 'ort',
+        imageSize: 128,
+        evaluateOn: 'validation',
+        validationFraction: 0.2,
+        bankSize: 500,
+        seed: 0,
+      });
       const s = r.classes.grain;
       expect(s.train).toBe(8);
       expect([s.test, s.testGood]).toEqual([4, 2]);

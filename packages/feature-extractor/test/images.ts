@@ -8,7 +8,10 @@ import { Rng, tensor, type HostTensor } from '@diad/core';
 export function texture(seed: number, size = 256, shift = 0): HostTensor {
   const rng = new Rng(seed);
   const waves = Array.from({ length: 12 }, () => ({
-    fx: rng.uniform() * 0.2, fy: rng.uniform() * 0.2, ph: rng.uniform() * 6.283, ch: [rng.normal(), rng.normal(), rng.normal()],
+    fx: rng.uniform() * 0.2,
+    fy: rng.uniform() * 0.2,
+    ph: rng.uniform() * 6.283,
+    ch: [rng.normal(), rng.normal(), rng.normal()],
   }));
   const data = new Float32Array(3 * size * size);
   for (let c = 0; c < 3; c++)

@@ -8,15 +8,15 @@ const S = 128;
 /** `base` with the square [y0, y0+k) x [x0, x0+k) replaced by `patch`'s pixels. */
 function paste(base: HostTensor, patch: HostTensor, y0: number, x0: number, k: number): HostTensor {
   const out = base.data.slice();
-  for (let c = 0; c < 3; c++)
-    for (let y = y0; y < y0 + k; y++)
-      for (let x = x0; x < x0 + k; x++) out[(c * S + y) * S + x] = patch.data[(c * S + y) * S + x];
+  for (let c = 0; c < 3; c++) for (let y = y0; y < y0 + k; y++) for (let x = x0; x < x0 + k; x++) out[(c * S + y) * S + x] = patch.data[(c * S + y) * S + x];
   return tensor(out, base.shape, 'NCHW');
 }
 
 describe('PatchMemoryBank', () => {
   let ext: TfjsFeatureExtractor;
-  beforeAll(async () => { ext = await TfjsFeatureExtractor.load('mobilenet_v2'); });
+  beforeAll(async () => {
+    ext = await TfjsFeatureExtractor.load('mobilenet_v2');
+  });
   afterAll(() => ext?.dispose());
 
   it('scores a pasted foreign region above normal images and localises it', async () => {
@@ -29,10 +29,15 @@ describe('PatchMemoryBank', () => {
     const maps = await bank.score(concatBatch([normal, bad]));
     expect(maps.shape).toEqual([2, 1, S, S]);
     const hw = S * S;
-    let maxNormal = 0, maxBad = 0, arg = 0;
+    let maxNormal = 0,
+      maxBad = 0,
+      arg = 0;
     for (let i = 0; i < hw; i++) {
       maxNormal = Math.max(maxNormal, maps.data[i]);
-      if (maps.data[hw + i] > maxBad) { maxBad = maps.data[hw + i]; arg = i; }
+      if (maps.data[hw + i] > maxBad) {
+        maxBad = maps.data[hw + i];
+        arg = i;
+      }
     }
     expect(maxBad).toBeGreaterThan(1.5 * maxNormal);
     const [y, x] = [Math.floor(arg / S), arg % S];
@@ -49,7 +54,8 @@ describe('PatchMemoryBank', () => {
     const b = await PatchMemoryBank.fit(ext, [imgs], 2, { bankSize: 100, seed: 5 });
     const q = texture(5, S);
     expect([...(await a.score(q)).data]).toEqual([...(await b.score(q)).data]);
-    a.dispose(); b.dispose();
+    a.dispose();
+    b.dispose();
     await expect(PatchMemoryBank.fit(ext, [imgs], 3, { bankSize: 100 })).rejects.toThrow(/expected 3/);
     await expect(PatchMemoryBank.fit(ext, [imgs], 2, { levels: [5] })).rejects.toThrow(/level 5 does not exist/);
   });

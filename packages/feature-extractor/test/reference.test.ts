@@ -24,7 +24,10 @@ describe.skipIf(!hasRef)('anomaly_map parity with the official code', () => {
     const blurred = st.float32('output.anomaly_map_blurred');
     const n = ins[0].shape[0];
 
-    const ours = combineLevelMaps(ins.map((f, i) => cosineDistance(f, outs[i])), { size, sigma: 0 });
+    const ours = combineLevelMaps(
+      ins.map((f, i) => cosineDistance(f, outs[i])),
+      { size, sigma: 0 },
+    );
     expect(maxAbsDiff(tensor(ours.data, raw.shape), raw)).toBeLessThanOrEqual(tol);
 
     const map = anomalyMap(ins, outs, { size, sigma: cfg.sigma });
@@ -42,7 +45,10 @@ describe.skipIf(!hasOnnx)('ONNX backbone parity', () => {
     // "max abs error <= 1e-4 * max(1, max|expected|)"
     const rel = Number(/<=\s*([0-9.eE+-]+)/.exec(cfg.tolerance)![1]);
     const io = await readSafetensors(join(onnxFixtureDir, 'resnet18_trunk_io.safetensors'));
-    const outNames = io.names().filter((k) => k.startsWith('output.')).map((k) => k.slice('output.'.length));
+    const outNames = io
+      .names()
+      .filter((k) => k.startsWith('output.'))
+      .map((k) => k.slice('output.'.length));
     const ext = await OnnxFeatureExtractor.create(join(onnxFixtureDir, 'resnet18_trunk.onnx'), { outputs: outNames, batchSize: 1 });
     const input = io.float32('input');
     const feats = await ext.extract(input);

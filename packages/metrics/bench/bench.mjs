@@ -21,29 +21,34 @@ const opt = (name) => {
 function runCase(name) {
   const acc = new MetricsAccumulator();
   // Time spent inside add() only; the synthetic data generation is not the metric's cost.
-  let addMs = 0, addCpu = 0;
+  let addMs = 0,
+    addCpu = 0;
   generate((cls, _k, map, mask, type) => {
-    const t = performance.now(), c = process.cpuUsage();
+    const t = performance.now(),
+      c = process.cpuUsage();
     acc.add(cls, map, mask, { height: H, width: W, defectType: type });
     const d = process.cpuUsage(c);
     addCpu += (d.user + d.system) / 1000;
     addMs += performance.now() - t;
   });
   const modes = name === 'both' ? ['standard', 'diad'] : [name.replace('+types', '')];
-  const t1 = performance.now(), c1 = process.cpuUsage();
+  const t1 = performance.now(),
+    c1 = process.cpuUsage();
   const reports = acc.computeAll(modes, { byDefectType: name.endsWith('+types') });
   const c2 = process.cpuUsage(c1);
   const computeMs = performance.now() - t1;
   const rss = process.resourceUsage().maxRSS / 1024;
   const mean = Object.fromEntries(modes.map((m) => [m, reports[m].mean.values]));
-  console.log(JSON.stringify({
-    case: name,
-    addSeconds: addMs / 1000,
-    computeSeconds: computeMs / 1000,
-    cpuSeconds: (addCpu + (c2.user + c2.system) / 1000) / 1000,
-    peakRssMiB: rss,
-    mean,
-  }));
+  console.log(
+    JSON.stringify({
+      case: name,
+      addSeconds: addMs / 1000,
+      computeSeconds: computeMs / 1000,
+      cpuSeconds: (addCpu + (c2.user + c2.system) / 1000) / 1000,
+      peakRssMiB: rss,
+      mean,
+    }),
+  );
   if (opt('--table')) console.log(formatTable(reports[modes[0]], { digits: 2 }));
 }
 
@@ -68,13 +73,19 @@ function dump(dir) {
 if (opt('--dump')) dump(opt('--dump'));
 else if (opt('--case')) runCase(opt('--case'));
 else {
-  console.log(`${CLASSES} classes x ${PER_CLASS} images x ${H}x${W} = ${(CLASSES * PER_CLASS * H * W / 1e6).toFixed(1)} M pixels; load average before: ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  console.log(
+    `${CLASSES} classes x ${PER_CLASS} images x ${H}x${W} = ${((CLASSES * PER_CLASS * H * W) / 1e6).toFixed(1)} M pixels; load average before: ${loadavg()
+      .map((x) => x.toFixed(2))
+      .join(' ')}`,
+  );
   const self = fileURLToPath(import.meta.url);
   for (const c of ['standard', 'diad', 'both', 'standard+types']) {
     const out = execFileSync(process.execPath, [self, '--case', c], { encoding: 'utf8', maxBuffer: 1 << 24 });
     const r = JSON.parse(out.trim().split('\n')[0]);
     const total = r.addSeconds + r.computeSeconds;
-    console.log(`${c.padEnd(15)} wall ${total.toFixed(1)} s (add ${r.addSeconds.toFixed(1)} + compute ${r.computeSeconds.toFixed(1)}), CPU ${r.cpuSeconds.toFixed(1)} s, peak RSS ${r.peakRssMiB.toFixed(0)} MiB (whole process), load ${loadavg()[0].toFixed(2)}`);
+    console.log(
+      `${c.padEnd(15)} wall ${total.toFixed(1)} s (add ${r.addSeconds.toFixed(1)} + compute ${r.computeSeconds.toFixed(1)}), CPU ${r.cpuSeconds.toFixed(1)} s, peak RSS ${r.peakRssMiB.toFixed(0)} MiB (whole process), load ${loadavg()[0].toFixed(2)}`,
+    );
     console.log(`${''.padEnd(15)} mean ${JSON.stringify(r.mean)}`);
   }
 }

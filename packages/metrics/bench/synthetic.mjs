@@ -17,7 +17,10 @@ export function rng(seed) {
   };
 }
 
-export const CLASSES = 15, PER_CLASS = 115, H = 256, W = 256;
+export const CLASSES = 15,
+  PER_CLASS = 115,
+  H = 256,
+  W = 256;
 
 /** Calls visit(cls, imageIndexInClass, map, mask | null, defectType) for every image, in order. */
 export function generate(visit, seed = 1) {
@@ -35,9 +38,15 @@ export function generate(visit, seed = 1) {
       const blobs = anomalous ? 1 + Math.floor(r() * 3) : 0;
       const alarms = Math.floor(r() * 3);
       for (let b = 0; b < blobs + alarms; b++) {
-        const cy = r() * H, cx = r() * W, ry = 4 + r() * 20, rx = 4 + r() * 20, gain = 0.2 + 0.6 * r();
-        const y0 = Math.max(0, Math.floor(cy - ry)), y1 = Math.min(H - 1, Math.ceil(cy + ry));
-        const x0 = Math.max(0, Math.floor(cx - rx)), x1 = Math.min(W - 1, Math.ceil(cx + rx));
+        const cy = r() * H,
+          cx = r() * W,
+          ry = 4 + r() * 20,
+          rx = 4 + r() * 20,
+          gain = 0.2 + 0.6 * r();
+        const y0 = Math.max(0, Math.floor(cy - ry)),
+          y1 = Math.min(H - 1, Math.ceil(cy + ry));
+        const x0 = Math.max(0, Math.floor(cx - rx)),
+          x1 = Math.min(W - 1, Math.ceil(cx + rx));
         for (let y = y0; y <= y1; y++) {
           for (let x = x0; x <= x1; x++) {
             const d = ((y - cy) / ry) ** 2 + ((x - cx) / rx) ** 2;

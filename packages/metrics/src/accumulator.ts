@@ -7,15 +7,7 @@ import { binaryMetrics, diadAuPro, diadProThresholds, standardAuPro } from './cu
 import { MetricsInputError, UndefinedMetricError } from './errors.js';
 import { diadImageScore, maxImageScore } from './image-score.js';
 import { pixelBins, type StoredImage } from './pixels.js';
-import {
-  METRIC_NAMES,
-  type ClassReport,
-  type MetricName,
-  type MetricValues,
-  type MetricsReport,
-  type MetricsRow,
-  type Mode,
-} from './report.js';
+import { METRIC_NAMES, type ClassReport, type MetricName, type MetricValues, type MetricsReport, type MetricsRow, type Mode } from './report.js';
 
 /** Per-image options of {@link MetricsAccumulator.add}. */
 export interface AddOptions {
@@ -166,7 +158,10 @@ export class MetricsAccumulator {
   /** The rows of one image set for every mode. */
   private rows(images: StoredWithScore[], modes: readonly Mode[], fprLimit: number, proThresholds: number): Partial<Record<Mode, MetricsRow>> {
     const labels = Uint8Array.from(images, (im) => im.label);
-    let pixels = 0, defectPixels = 0, min = Infinity, max = -Infinity;
+    let pixels = 0,
+      defectPixels = 0,
+      min = Infinity,
+      max = -Infinity;
     for (const im of images) {
       pixels += im.map.length;
       defectPixels += im.defectPixels;
@@ -252,19 +247,25 @@ export function storeImage(where: string, map: Float32Array, mask: Uint8Array | 
   if (!(map instanceof Float32Array)) throw new MetricsInputError(`${where}: the anomaly map must be a Float32Array`);
   const n = height * width;
   if (map.length !== n) {
-    throw new MetricsInputError(`${where}: the anomaly map has ${map.length} values but the shape is ${height}x${width} (${n}); maps and masks must have the same shape`);
+    throw new MetricsInputError(
+      `${where}: the anomaly map has ${map.length} values but the shape is ${height}x${width} (${n}); maps and masks must have the same shape`,
+    );
   }
   if (mask !== null && !(mask instanceof Uint8Array)) {
     throw new MetricsInputError(`${where}: the mask must be a Uint8Array (nonzero = defective) or null; convert float masks with mask > 0`);
   }
   if (mask !== null && mask.length !== n) {
-    throw new MetricsInputError(`${where}: the mask has ${mask.length} values but the anomaly map has ${height}x${width} (${n}); they must have the same shape`);
+    throw new MetricsInputError(
+      `${where}: the mask has ${mask.length} values but the anomaly map has ${height}x${width} (${n}); they must have the same shape`,
+    );
   }
   const stored = options.copy === false ? map : new Float32Array(map);
-  let min = Infinity, max = -Infinity;
+  let min = Infinity,
+    max = -Infinity;
   for (let i = 0; i < n; i++) {
     const v = stored[i];
-    if (v - v !== 0) throw new MetricsInputError(`${where}: pixel ${i} (row ${Math.floor(i / width)}, column ${i % width}) has score ${v}; anomaly maps must be finite`);
+    if (v - v !== 0)
+      throw new MetricsInputError(`${where}: pixel ${i} (row ${Math.floor(i / width)}, column ${i % width}) has score ${v}; anomaly maps must be finite`);
     if (v === 0) stored[i] = 0; // -0 and +0 are one score
     if (v < min) min = v;
     if (v > max) max = v;

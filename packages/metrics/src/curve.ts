@@ -32,8 +32,14 @@ export function binaryMetrics(b: RankBins): BinaryMetrics {
   const { P, N, pos, eq, btw, values } = b;
   if (P === 0) throw new UndefinedMetricError('no positive (anomalous) sample: AUROC, AP and F1-max are undefined');
   if (N === 0) throw new UndefinedMetricError('no negative (normal) sample: AUROC, AP and F1-max are undefined');
-  let fp = 0, tp = 0, auc2 = 0, ap = 0;
-  let f1Max = -1, f1Threshold = NaN, f1P = 0, f1R = 0;
+  let fp = 0,
+    tp = 0,
+    auc2 = 0,
+    ap = 0;
+  let f1Max = -1,
+    f1Threshold = NaN,
+    f1P = 0,
+    f1R = 0;
   for (let j = values.length - 1; j >= 0; j--) {
     fp += btw[j + 1];
     const pj = pos[j];
@@ -79,7 +85,12 @@ function requireRegions(b: RankBins): Float64Array {
 export function standardAuPro(b: RankBins, fprLimit = 0.3): number {
   const weight = requireRegions(b);
   const { N, K, eq, btw } = b;
-  let fp = 0, w = 0, x0 = 0, y0 = 0, area = 0, done = false;
+  let fp = 0,
+    w = 0,
+    x0 = 0,
+    y0 = 0,
+    area = 0,
+    done = false;
   const to = (x1: number, y1: number): void => {
     if (x1 <= fprLimit) {
       area += 0.5 * (y0 + y1) * (x1 - x0);
@@ -141,7 +152,9 @@ export function diadAuPro(b: RankBins, thresholdCount: number): number {
   const { N, K, eq, btw } = b;
   const fpr = new Float64Array(tb.length);
   const pro = new Float64Array(tb.length);
-  let fp = 0, w = 0, t = tb.length - 1;
+  let fp = 0,
+    w = 0,
+    t = tb.length - 1;
   for (let j = b.values.length - 1; j >= 0; j--) {
     fp += btw[j + 1];
     for (; t >= 0 && tb[t] === j; t--) {

@@ -32,7 +32,9 @@ export interface StoredImage {
  * @param thresholds optional ascending float32-valued thresholds (diad AU-PRO) to add as boundaries.
  */
 export function pixelBins(images: readonly StoredImage[], thresholds: Float64Array | null): RankBins {
-  let P = 0, total = 0, maxPixels = 0;
+  let P = 0,
+    total = 0,
+    maxPixels = 0;
   for (const im of images) {
     P += im.defectPixels;
     total += im.map.length;
@@ -68,7 +70,9 @@ export function pixelBins(images: readonly StoredImage[], thresholds: Float64Arr
   const pos = new Float64Array(cap);
   const weight = new Float64Array(cap);
   const thresholdBoundary = thresholds ? new Int32Array(tk.length) : null;
-  let m = 0, i = 0, t = 0;
+  let m = 0,
+    i = 0,
+    t = 0;
   while (i < P || t < tk.length) {
     const k = t >= tk.length || (i < P && pk[i] <= tk[t]) ? pk[i] : tk[t];
     if (m === 0 || B[m - 1] !== k) B[m++] = k;
@@ -113,7 +117,8 @@ interface KeyTable {
 /** A direct-address table over the boundary keys: equal key ranges, about 4 per boundary (cache-sized). */
 function buildTable(B: Uint32Array, m: number): KeyTable {
   if (m === 0) return { lo: 0, hi: -1, shift: 0, start: new Uint32Array(2) };
-  const lo = B[0], hi = B[m - 1];
+  const lo = B[0],
+    hi = B[m - 1];
   const target = Math.min(1 << 22, Math.max(1 << 10, 4 * m));
   let shift = 0;
   while ((hi - lo) / 2 ** shift >= target) shift++;
@@ -131,15 +136,7 @@ function buildTable(B: Uint32Array, m: number): KeyTable {
  * Count the normal pixels (mask 0, or all when mask is null) of one map into eq / btw: find the
  * first boundary >= key through the table, then compare.
  */
-function countNegatives(
-  bits: Uint32Array,
-  mask: Uint8Array | null,
-  B: Uint32Array,
-  m: number,
-  table: KeyTable,
-  eq: Uint32Array,
-  btw: Uint32Array,
-): void {
+function countNegatives(bits: Uint32Array, mask: Uint8Array | null, B: Uint32Array, m: number, table: KeyTable, eq: Uint32Array, btw: Uint32Array): void {
   const { lo, hi, shift, start } = table;
   const n = bits.length;
   for (let i = 0; i < n; i++) {

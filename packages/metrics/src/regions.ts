@@ -9,12 +9,7 @@
  * @param labels output, length >= height*width: 0 for background, 1..count for regions.
  * @returns `count` and `areas` (areas[r - 1] = pixel count of region r).
  */
-export function labelRegions8(
-  mask: Uint8Array,
-  height: number,
-  width: number,
-  labels: Int32Array,
-): { count: number; areas: Uint32Array } {
+export function labelRegions8(mask: Uint8Array, height: number, width: number, labels: Int32Array): { count: number; areas: Uint32Array } {
   const n = height * width;
   // Union-find over provisional labels, two raster passes.
   const parent: number[] = [0];
@@ -26,7 +21,8 @@ export function labelRegions8(
     return a;
   };
   const union = (a: number, b: number): number => {
-    const ra = find(a), rb = find(b);
+    const ra = find(a),
+      rb = find(b);
     if (ra === rb) return ra;
     if (ra < rb) {
       parent[rb] = ra;

@@ -26,15 +26,7 @@ export interface MetricValues {
 export type MetricName = keyof MetricValues;
 
 /** Metric names in table order. */
-export const METRIC_NAMES: readonly MetricName[] = [
-  'aurocImage',
-  'apImage',
-  'f1MaxImage',
-  'aurocPixel',
-  'apPixel',
-  'f1MaxPixel',
-  'auPro',
-];
+export const METRIC_NAMES: readonly MetricName[] = ['aurocImage', 'apImage', 'f1MaxImage', 'aurocPixel', 'apPixel', 'f1MaxPixel', 'auPro'];
 
 /**
  * The metric names of the official evaluation (`utils/eval_helper.eval_lookup_table`), which
@@ -124,7 +116,8 @@ export function metricTable(rows: readonly TableRow[], options: { lead: string[]
   const extra = options.extra ?? [];
   const cols = [...options.lead, ...METRIC_NAMES.map((k) => METRIC_LABELS[k]), ...extra];
   const lines = [`| ${cols.join(' | ')} |`, `|${options.lead.map(() => '---').join('|')}|${[...METRIC_NAMES, ...extra].map(() => '---:').join('|')}|`];
-  for (const r of rows) lines.push(`| ${[...r.cells, ...METRIC_NAMES.map((k) => formatPercent(r.values[k], options.digits)), ...(r.extra ?? [])].join(' | ')} |`);
+  for (const r of rows)
+    lines.push(`| ${[...r.cells, ...METRIC_NAMES.map((k) => formatPercent(r.values[k], options.digits)), ...(r.extra ?? [])].join(' | ')} |`);
   return lines.join('\n');
 }
 

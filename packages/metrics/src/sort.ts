@@ -48,7 +48,10 @@ export function radixSortPairs(keys: Uint32Array, vals: Uint32Array, tmpKeys: Ui
     hist[2048 + ((k >>> 11) & 2047)]++;
     hist[4096 + (k >>> 22)]++;
   }
-  let srcK = keys, srcV = vals, dstK = tmpKeys, dstV = tmpVals;
+  let srcK = keys,
+    srcV = vals,
+    dstK = tmpKeys,
+    dstV = tmpVals;
   for (let p = 0; p < 3; p++) {
     const [shift, mask] = PASSES[p];
     const base = p * 2048;

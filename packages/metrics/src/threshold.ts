@@ -59,7 +59,8 @@ export function thresholdAtFpr(scores: ArrayLike<number>, targetFpr: number, lab
     if (bins.N - i > allowed) break;
     threshold = neg[i];
   }
-  let fp = 0, tp = 0;
+  let fp = 0,
+    tp = 0;
   for (let i = 0; i < scores.length; i++) {
     if (scores[i] < threshold) continue;
     if (lab[i]) tp++;

@@ -16,7 +16,8 @@ import {
 } from '../src/index.js';
 import { rng } from './rng.js';
 
-const H = 60, W = 64;
+const H = 60,
+  W = 64;
 
 /** Same metrics up to float rounding (summation order may differ). */
 function expectClose(a: MetricValues, b: MetricValues): void {
@@ -29,7 +30,8 @@ function expectClose(a: MetricValues, b: MetricValues): void {
 /** An image with a square defect of the given side (0 = normal) and noisy scores. */
 function image(r: () => number, side: number, gain = 0.8): { map: Float32Array; mask: Uint8Array | null } {
   const mask = new Uint8Array(H * W);
-  const y0 = Math.floor(r() * (H - side)), x0 = Math.floor(r() * (W - side));
+  const y0 = Math.floor(r() * (H - side)),
+    x0 = Math.floor(r() * (W - side));
   for (let y = y0; y < y0 + side; y++) for (let x = x0; x < x0 + side; x++) mask[y * W + x] = 1;
   const map = Float32Array.from(mask, (m) => r() + gain * m * r());
   return { map, mask: side ? mask : null };
@@ -75,7 +77,8 @@ describe('undefined cases', () => {
   it('an anomalous image whose mask is empty counts at image level only', () => {
     const r = rng(3);
     const acc = new MetricsAccumulator();
-    const a = image(r, 0), b = image(r, 0);
+    const a = image(r, 0),
+      b = image(r, 0);
     acc.add('c', a.map, null, { height: H, width: W, label: 1 });
     acc.add('c', b.map, null, { height: H, width: W });
     const row = acc.compute().classes.c;
@@ -177,7 +180,8 @@ describe('building blocks', () => {
 
   it('labels 8-connected regions: diagonal neighbours join, a U shape is one region', () => {
     const rows = ['1000011', '0100001', '0010111', '0000000', '1010100', '1111100'];
-    const h = rows.length, w = rows[0].length;
+    const h = rows.length,
+      w = rows[0].length;
     const mask = Uint8Array.from(rows.join(''), (c) => Number(c));
     const labels = new Int32Array(h * w);
     const { count, areas } = labelRegions8(mask, h, w, labels);

@@ -29,16 +29,22 @@ describe('official AU-PRO thresholds', () => {
 describe('official image score', () => {
   it('equals eight naive 2-D avg_pool2d(8, stride 1) passes, then the max', () => {
     const r = rng(3);
-    const h = 61, w = 70;
+    const h = 61,
+      w = 70;
     const map = Float32Array.from({ length: h * w }, () => r() * 4 - 1);
-    let cur = Float64Array.from(map), ch = h, cw = w;
+    let cur = Float64Array.from(map),
+      ch = h,
+      cw = w;
     for (let p = 0; p < 8; p++) {
-      const oh = ch - 7, ow = cw - 7, out = new Float64Array(oh * ow);
-      for (let y = 0; y < oh; y++) for (let x = 0; x < ow; x++) {
-        let s = 0;
-        for (let dy = 0; dy < 8; dy++) for (let dx = 0; dx < 8; dx++) s += cur[(y + dy) * cw + x + dx];
-        out[y * ow + x] = s / 64;
-      }
+      const oh = ch - 7,
+        ow = cw - 7,
+        out = new Float64Array(oh * ow);
+      for (let y = 0; y < oh; y++)
+        for (let x = 0; x < ow; x++) {
+          let s = 0;
+          for (let dy = 0; dy < 8; dy++) for (let dx = 0; dx < 8; dx++) s += cur[(y + dy) * cw + x + dx];
+          out[y * ow + x] = s / 64;
+        }
       cur = out;
       ch = oh;
       cw = ow;
@@ -52,8 +58,18 @@ describe('official image score', () => {
     const acc = new MetricsAccumulator();
     const mask = new Uint8Array(32 * 32);
     mask[5] = 1;
-    acc.add('small', Float32Array.from({ length: 1024 }, (_, i) => i), mask, { height: 32, width: 32 });
-    acc.add('small', Float32Array.from({ length: 1024 }, (_, i) => -i), null, { height: 32, width: 32 });
+    acc.add(
+      'small',
+      Float32Array.from({ length: 1024 }, (_, i) => i),
+      mask,
+      { height: 32, width: 32 },
+    );
+    acc.add(
+      'small',
+      Float32Array.from({ length: 1024 }, (_, i) => -i),
+      null,
+      { height: 32, width: 32 },
+    );
     const row = acc.compute({ mode: 'diad' }).classes.small;
     expect(row.values.aurocImage).toBeNull();
     expect(row.reasons.aurocImage).toMatch(/57x57/);
@@ -69,7 +85,8 @@ describe('official AU-PRO', () => {
     const th = diadProThresholds(0, Math.fround(2799 / 2800));
     const pts: [number, number][] = [];
     for (const t of th) {
-      let fp = 0, tp = 0;
+      let fp = 0,
+        tp = 0;
       for (let i = 0; i < 2800; i++) if (map[i] > t) mask[i] ? tp++ : fp++;
       if (fp / 2400 < 0.3) pts.push([fp / 2400, tp / 400]);
     }

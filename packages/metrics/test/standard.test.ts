@@ -21,7 +21,8 @@ import { rng } from './rng.js';
 
 describe('hand-worked cases', () => {
   it('labels [0,0,1,1], scores [0.1,0.4,0.35,0.8]: AUROC 0.75, AP 0.8333, F1-max 0.8', () => {
-    const y = [0, 0, 1, 1], s = [0.1, 0.4, 0.35, 0.8];
+    const y = [0, 0, 1, 1],
+      s = [0.1, 0.4, 0.35, 0.8];
     expect(rocAuc(s, y)).toBeCloseTo(0.75, 15);
     expect(averagePrecision(s, y)).toBeCloseTo(5 / 6, 15);
     expect(f1Max(s, y)).toBeCloseTo(0.8, 15);
@@ -58,7 +59,8 @@ describe('hand-worked cases', () => {
 
   it('random scores give AU-PRO near limit/2 = 0.15', () => {
     const r = rng(7);
-    const maps: Float32Array[] = [], masks: Uint8Array[] = [];
+    const maps: Float32Array[] = [],
+      masks: Uint8Array[] = [];
     for (let k = 0; k < 8; k++) {
       const map = new Float32Array(128 * 128).map(() => r());
       const mask = new Uint8Array(128 * 128);
@@ -78,7 +80,8 @@ describe('cross-checks against scikit-learn and the MVTec AD reference', () => {
        roc_auc_score(y, s), average_precision_score(y, s)
        p, r, _ = precision_recall_curve(y, s); f = 2*p*r/(p+r); np.max(f[np.isfinite(f)])
        -> 0.7207792207792207 0.5883351693569807 0.515370705244123 (105 distinct scores) */
-    const y: number[] = [], s: number[] = [];
+    const y: number[] = [],
+      s: number[] = [];
     for (let i = 0; i < 1000; i++) {
       y.push((i * 31) % 7 < 2 ? 1 : 0);
       s.push(Math.floor((((i * 7919) % 1009) + 250 * y[i]) / 12) / 100);
@@ -94,10 +97,13 @@ describe('cross-checks against scikit-learn and the MVTec AD reference', () => {
        (a diagonal, 8-connected) and rows 30..34 x cols 40..47; k=2 none.
        score = float32(floor(((y*W + x)*7919 + k*101) % 997 / 10) / 100 + 0.5*mask)
        -> limit 0.3: 0.588716483614203, limit 0.05: 0.45367219264467007 */
-    const H = 40, W = 50;
-    const maps: Float32Array[] = [], masks: Uint8Array[] = [];
+    const H = 40,
+      W = 50;
+    const maps: Float32Array[] = [],
+      masks: Uint8Array[] = [];
     for (let k = 0; k < 3; k++) {
-      const map = new Float32Array(H * W), mask = new Uint8Array(H * W);
+      const map = new Float32Array(H * W),
+        mask = new Uint8Array(H * W);
       for (let y = 0; y < H; y++) {
         for (let x = 0; x < W; x++) {
           let m = 0;
@@ -118,13 +124,17 @@ describe('cross-checks against scikit-learn and the MVTec AD reference', () => {
 /** Small random pixel data with deliberate ties (scores on a coarse grid). */
 function randomPixels(seed: number, images: number, h: number, w: number, grid: number) {
   const r = rng(seed);
-  const maps: Float32Array[] = [], masks: Uint8Array[] = [];
+  const maps: Float32Array[] = [],
+    masks: Uint8Array[] = [];
   for (let k = 0; k < images; k++) {
     const mask = new Uint8Array(h * w);
     const blobs = Math.floor(r() * 3);
     for (let b = 0; b < blobs; b++) {
-      const cy = Math.floor(r() * h), cx = Math.floor(r() * w), rad = 1 + Math.floor(r() * 4);
-      for (let y = Math.max(0, cy - rad); y < Math.min(h, cy + rad); y++) for (let x = Math.max(0, cx - rad); x < Math.min(w, cx + rad); x++) mask[y * w + x] = 1;
+      const cy = Math.floor(r() * h),
+        cx = Math.floor(r() * w),
+        rad = 1 + Math.floor(r() * 4);
+      for (let y = Math.max(0, cy - rad); y < Math.min(h, cy + rad); y++)
+        for (let x = Math.max(0, cx - rad); x < Math.min(w, cx + rad); x++) mask[y * w + x] = 1;
     }
     maps.push(Float32Array.from(mask, (m) => Math.floor((r() + 0.4 * m) * grid) / grid - 0.3));
     masks.push(mask);
@@ -135,7 +145,8 @@ function randomPixels(seed: number, images: number, h: number, w: number, grid: 
 /** Brute-force standard AU-PRO: sort every pixel, walk distinct thresholds, trapezoid with interpolation. */
 function bruteAuPro(maps: Float32Array[], masks: Uint8Array[], h: number, w: number, limit: number): number {
   const items: { s: number; neg: number; w: number }[] = [];
-  let N = 0, K = 0;
+  let N = 0,
+    K = 0;
   const regionsOf: number[][] = [];
   for (let k = 0; k < maps.length; k++) {
     // Flood fill, 8-connected.
@@ -150,16 +161,19 @@ function bruteAuPro(maps: Float32Array[], masks: Uint8Array[], h: number, w: num
       while (stack.length) {
         const p = stack.pop()!;
         area++;
-        const py = Math.floor(p / w), px = p % w;
-        for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
-          const y = py + dy, x = px + dx;
-          if (y < 0 || y >= h || x < 0 || x >= w) continue;
-          const q = y * w + x;
-          if (masks[k][q] && !lab[q]) {
-            lab[q] = id;
-            stack.push(q);
+        const py = Math.floor(p / w),
+          px = p % w;
+        for (let dy = -1; dy <= 1; dy++)
+          for (let dx = -1; dx <= 1; dx++) {
+            const y = py + dy,
+              x = px + dx;
+            if (y < 0 || y >= h || x < 0 || x >= w) continue;
+            const q = y * w + x;
+            if (masks[k][q] && !lab[q]) {
+              lab[q] = id;
+              stack.push(q);
+            }
           }
-        }
       }
       areas.push(area);
     }
@@ -174,8 +188,10 @@ function bruteAuPro(maps: Float32Array[], masks: Uint8Array[], h: number, w: num
     }
   }
   items.sort((a, b) => b.s - a.s);
-  const xs = [0], ys = [0];
-  let fp = 0, pw = 0;
+  const xs = [0],
+    ys = [0];
+  let fp = 0,
+    pw = 0;
   for (let i = 0; i < items.length; i++) {
     fp += items[i].neg;
     pw += items[i].w;
@@ -198,7 +214,11 @@ function bruteAuPro(maps: Float32Array[], masks: Uint8Array[], h: number, w: num
 
 describe('properties', () => {
   it('pixel rank bins give the same AUROC / AP / F1-max as sorting everything, and AU-PRO as brute force', () => {
-    for (const [seed, grid] of [[1, 20], [2, 1000], [3, 1 << 20]]) {
+    for (const [seed, grid] of [
+      [1, 20],
+      [2, 1000],
+      [3, 1 << 20],
+    ]) {
       const { maps, masks } = randomPixels(seed, 6, 24, 31, grid);
       const images = maps.map((m, i) => storeImage(`image ${i}`, m, masks[i], { height: 24, width: 31 }));
       const bins = pixelBins(images, null);
@@ -210,7 +230,8 @@ describe('properties', () => {
       masks.forEach((m, i) => {
         lab.set(m, i * m.length);
       });
-      const a = binaryMetrics(bins), b = binaryMetrics(binsFromScores(flat, lab));
+      const a = binaryMetrics(bins),
+        b = binaryMetrics(binsFromScores(flat, lab));
       expect(a.auroc).toBeCloseTo(b.auroc, 14);
       expect(a.ap).toBeCloseTo(b.ap, 14);
       expect(a.f1Max).toBeCloseTo(b.f1Max, 14);
@@ -226,10 +247,12 @@ describe('properties', () => {
       maps.forEach((m, i) => {
         acc.add('c', Float32Array.from(m, t), masks[i], { height: 64, width: 64 });
       });
-    const a = new MetricsAccumulator(), b = new MetricsAccumulator();
+    const a = new MetricsAccumulator(),
+      b = new MetricsAccumulator();
     add(a, (v) => v);
     add(b, f);
-    const ra = a.compute().classes.c.values, rb = b.compute().classes.c.values;
+    const ra = a.compute().classes.c.values,
+      rb = b.compute().classes.c.values;
     for (const k of Object.keys(ra) as (keyof typeof ra)[]) {
       expect(ra[k], k).not.toBeNull();
       expect(rb[k]!, k).toBeCloseTo(ra[k]!, 12);
@@ -240,9 +263,20 @@ describe('properties', () => {
     const r = rng(11);
     const s = Array.from({ length: 500 }, () => Math.floor(r() * 30));
     const y = s.map((v) => (r() < 0.2 + v / 60 ? 1 : 0));
-    expect(rocAuc(s.map((v) => -v), y)).toBeCloseTo(1 - rocAuc(s, y), 14);
+    expect(
+      rocAuc(
+        s.map((v) => -v),
+        y,
+      ),
+    ).toBeCloseTo(1 - rocAuc(s, y), 14);
     // diad mode folds it back above 0.5.
-    expect(rocAuc(s.map((v) => -v), y, 'diad')).toBeCloseTo(rocAuc(s, y), 14);
+    expect(
+      rocAuc(
+        s.map((v) => -v),
+        y,
+        'diad',
+      ),
+    ).toBeCloseTo(rocAuc(s, y), 14);
   });
 
   it('single-metric functions throw UndefinedMetricError on one-class data', () => {

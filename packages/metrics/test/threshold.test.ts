@@ -32,4 +32,3 @@ describe('thresholds', () => {
     expect(() => thresholdAtFpr([0.1], 2)).toThrow(/targetFpr/);
   });
 });
-

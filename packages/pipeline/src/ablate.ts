@@ -43,7 +43,14 @@ export function ablationVariants(base: InferenceConfig, vary: readonly string[],
   if (vary.length === 0) throw new Error('give at least one --vary key=v1,v2 (e.g. --vary reconstructor.steps=5,10 --vary anomalyMap.sigma=2,4)');
   const axes = vary.map((v) => {
     const eq = v.indexOf('=');
-    const values = eq > 0 ? v.slice(eq + 1).split(',').map((x) => x.trim()).filter(Boolean) : [];
+    const values =
+      eq > 0
+        ? v
+            .slice(eq + 1)
+            .split(',')
+            .map((x) => x.trim())
+            .filter(Boolean)
+        : [];
     if (eq <= 0 || values.length === 0) throw new Error(`--vary ${v}: expected key=v1,v2,... (e.g. reconstructor.steps=5,10)`);
     return values.map((x) => `${v.slice(0, eq).trim()}=${x}`);
   });
@@ -143,7 +150,12 @@ export async function ablate(run: RunDir, o: AblateOptions): Promise<{ out: stri
         opened.push(extractors.get(key)!);
       }
       const fe = extractors.get(key)!;
-      stages.push({ autoencoder: d.autoencoder, reconstructor: createReconstructor(v.settings.reconstructor, d.denoiser, `--vary ${v.name}`), featureExtractor: fe.extractor, provenance: fe.provenance });
+      stages.push({
+        autoencoder: d.autoencoder,
+        reconstructor: createReconstructor(v.settings.reconstructor, d.denoiser, `--vary ${v.name}`),
+        featureExtractor: fe.extractor,
+        provenance: fe.provenance,
+      });
     }
     const calibrations: Calibration[] = [];
     for (let i = 0; i < variants.length; i++) calibrations.push(await calibrate(run, validation, variants[i].settings, stages[i], log));
@@ -202,11 +214,21 @@ export async function ablate(run: RunDir, o: AblateOptions): Promise<{ out: stri
       variants: variants.map((v, i) => {
         const reports = accs[i].computeAll(METRIC_MODES, { byDefectType: false });
         const metrics = Object.fromEntries(
-          METRIC_MODES.map((m) => [m, { classes: Object.fromEntries(Object.entries(reports[m]!.classes).map(([c, r]) => [c, r.values])), mean: reports[m]!.mean.values }]),
+          METRIC_MODES.map((m) => [
+            m,
+            { classes: Object.fromEntries(Object.entries(reports[m]!.classes).map(([c, r]) => [c, r.values])), mean: reports[m]!.mean.values },
+          ]),
         ) as VariantResult['metrics'];
         return {
-          name: v.name, sets: v.sets, settings: v.settings, settingsHash: settingsHash(v.settings), featureProvenance: stages[i].provenance, metrics,
-          secondsPerImage: seconds[i] / Math.max(1, n), threshold: calibrations[i].threshold, calibration: calibrations[i].source,
+          name: v.name,
+          sets: v.sets,
+          settings: v.settings,
+          settingsHash: settingsHash(v.settings),
+          featureProvenance: stages[i].provenance,
+          metrics,
+          secondsPerImage: seconds[i] / Math.max(1, n),
+          threshold: calibrations[i].threshold,
+          calibration: calibrations[i].source,
         };
       }),
       examples: [...examples.values()],
@@ -234,9 +256,22 @@ function pickExamples(samples: readonly Sample[], k: number): Set<string> {
   return new Set(picked);
 }
 
-async function writeExample(out: string, id: string, s: { className: string; defect: string }, image: HostTensor, mask: Uint8Array | null, size: number, variants: number) {
+async function writeExample(
+  out: string,
+  id: string,
+  s: { className: string; defect: string },
+  image: HostTensor,
+  mask: Uint8Array | null,
+  size: number,
+  variants: number,
+) {
   const png = async (rgb: Uint8Array, name: string) =>
-    writeFileAtomic(join(out, name), await sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), { raw: { width: size, height: size, channels: 3 } }).png().toBuffer());
+    writeFileAtomic(
+      join(out, name),
+      await sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), { raw: { width: size, height: size, channels: 3 } })
+        .png()
+        .toBuffer(),
+    );
   const input = `images/${id}--input.png`;
   await png(denormalizeToRgb(image.data as Float32Array, size, size), input);
   let maskPath: string | null = null;
@@ -254,11 +289,17 @@ export function ablationMarkdown(r: AblationResult): string {
   const table = (mode: MetricMode) =>
     metricTable(
       r.variants.flatMap((v) =>
-        [...Object.entries(v.metrics[mode].classes), ['mean', v.metrics[mode].mean] as const].map(([c, values]) => ({ cells: [v.name, c], values, extra: [v.secondsPerImage.toFixed(3)] })),
+        [...Object.entries(v.metrics[mode].classes), ['mean', v.metrics[mode].mean] as const].map(([c, values]) => ({
+          cells: [v.name, c],
+          values,
+          extra: [v.secondsPerImage.toFixed(3)],
+        })),
       ),
       { lead: ['variant', 'class'], extra: ['s / image'] },
     );
-  const settings = r.variants.map((v) => `- **${v.name}**: ${describeSampler(v.settings)}; features ${v.featureProvenance}; sigma ${v.settings.anomalyMap.sigma} (${v.settingsHash})`).join('\n');
+  const settings = r.variants
+    .map((v) => `- **${v.name}**: ${describeSampler(v.settings)}; features ${v.featureProvenance}; sigma ${v.settings.anomalyMap.sigma} (${v.settingsHash})`)
+    .join('\n');
   return `# Ablation: ${r.run}\n\n${r.images} test images of ${r.classes.join(', ')}; engine ${r.engine}.\n\n${settings}\n\n${METRIC_MODES.map((m) => `## ${m} mode\n\n${table(m)}\n`).join('\n')}`;
 }
 
@@ -270,18 +311,27 @@ export function ablationHtml(r: AblationResult): string {
     const rowOf = (v: VariantResult) => (cls === null ? v.metrics[mode].mean : v.metrics[mode].classes[cls]);
     const best = METRIC_NAMES.map((k) => Math.max(...r.variants.map((v) => rowOf(v)?.[k] ?? -Infinity)));
     const rows = r.variants
-      .map((v) => `<tr><th>${esc(v.name)}</th>${METRIC_NAMES.map((k, j) => {
-        const x = rowOf(v)?.[k] ?? null;
-        return `<td${x !== null && x === best[j] ? ' class="best"' : ''}>${formatPercent(x)}</td>`;
-      }).join('')}<td>${v.secondsPerImage.toFixed(3)}</td></tr>`)
+      .map(
+        (v) =>
+          `<tr><th>${esc(v.name)}</th>${METRIC_NAMES.map((k, j) => {
+            const x = rowOf(v)?.[k] ?? null;
+            return `<td${x !== null && x === best[j] ? ' class="best"' : ''}>${formatPercent(x)}</td>`;
+          }).join('')}<td>${v.secondsPerImage.toFixed(3)}</td></tr>`,
+      )
       .join('');
     return `<table><tr><th>variant</th>${METRIC_NAMES.map((k) => `<th>${METRIC_LABELS[k]}</th>`).join('')}<th>s / image</th></tr>${rows}</table>`;
   };
   const settings = r.variants
-    .map((v) => `<tr><th>${esc(v.name)}</th><td>${esc(describeSampler(v.settings))}</td><td>${esc(v.featureProvenance)}</td><td>${v.settings.anomalyMap.sigma}, ${v.settings.anomalyMap.combine}</td><td>${v.threshold.toPrecision(4)} (${v.calibration})</td><td><code>${v.settingsHash}</code></td></tr>`)
+    .map(
+      (v) =>
+        `<tr><th>${esc(v.name)}</th><td>${esc(describeSampler(v.settings))}</td><td>${esc(v.featureProvenance)}</td><td>${v.settings.anomalyMap.sigma}, ${v.settings.anomalyMap.combine}</td><td>${v.threshold.toPrecision(4)} (${v.calibration})</td><td><code>${v.settingsHash}</code></td></tr>`,
+    )
     .join('');
   const examples = r.examples
-    .map((e) => `<tr><th>${esc(e.className)}<br>${esc(e.defectType)}</th><td><img src="${e.input}"></td><td>${e.mask ? `<img src="${e.mask}">` : 'good'}</td>${e.heatmaps.map((h) => `<td><img src="${h}"></td>`).join('')}</tr>`)
+    .map(
+      (e) =>
+        `<tr><th>${esc(e.className)}<br>${esc(e.defectType)}</th><td><img src="${e.input}"></td><td>${e.mask ? `<img src="${e.mask}">` : 'good'}</td>${e.heatmaps.map((h) => `<td><img src="${h}"></td>`).join('')}</tr>`,
+    )
     .join('');
   return `<!doctype html><html><head><meta charset="utf-8"><title>Ablation: ${esc(r.run)}</title><style>
 body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collapse:collapse;margin:8px 0 20px}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}

@@ -130,10 +130,18 @@ export const runConfigSchema = z
   .superRefine((c, ctx) => {
     const every = c.validation?.every ?? 0;
     if (every > 0 && every % c.stages.sg.checkpointEvery !== 0) {
-      ctx.addIssue({ code: 'custom', path: ['validation', 'every'], message: `${every} is not a multiple of stages.sg.checkpointEvery (${c.stages.sg.checkpointEvery}); validation runs at checkpoints (fix: a --checkpoint-every that divides ${every})` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['validation', 'every'],
+        message: `${every} is not a multiple of stages.sg.checkpointEvery (${c.stages.sg.checkpointEvery}); validation runs at checkpoints (fix: a --checkpoint-every that divides ${every})`,
+      });
     }
     if (c.validation?.tStarts?.length && c.inference.reconstructor.kind !== 'ddim') {
-      ctx.addIssue({ code: 'custom', path: ['validation', 'tStarts'], message: `a DDIM-start sweep needs inference.reconstructor.kind ddim, not ${c.inference.reconstructor.kind}` });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['validation', 'tStarts'],
+        message: `a DDIM-start sweep needs inference.reconstructor.kind ddim, not ${c.inference.reconstructor.kind}`,
+      });
     }
   });
 
@@ -363,7 +371,8 @@ export function applyInferenceSets(base: InferenceConfig, sets: readonly string[
     node[rest.length ? rest[rest.length - 1] : head] = value;
   }
   const r = inferenceConfigSchema.safeParse(out);
-  if (!r.success) throw new Error(`${source} ${sets.join(' ')}: invalid inference settings: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  if (!r.success)
+    throw new Error(`${source} ${sets.join(' ')}: invalid inference settings: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   return r.data;
 }
 
@@ -380,7 +389,10 @@ export function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
   if (v && typeof v === 'object') {
     const o = v as Record<string, unknown>;
-    return `{${Object.keys(o).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`).join(',')}}`;
+    return `{${Object.keys(o)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(v);
 }

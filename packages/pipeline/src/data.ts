@@ -54,8 +54,16 @@ export async function openSplits(cfg: RunConfig): Promise<RunSplits> {
   // fit reads the train split only: a test image without its mask is for `test` (and `inspect`) to refuse.
   const ds = await openDataset(cfg.data.roots, { ...(cfg.data.classes ? { classes: cfg.data.classes } : {}), splits: ['train'] });
   const all = [...ds.samples];
-  const train = capPerClass(all.filter((s) => s.split === 'train'), cfg.data.maxTrainPerClass, cfg.seed);
-  const test = capPerClass(all.filter((s) => s.split === 'test'), cfg.data.maxTestPerClass, cfg.seed + 1);
+  const train = capPerClass(
+    all.filter((s) => s.split === 'train'),
+    cfg.data.maxTrainPerClass,
+    cfg.seed,
+  );
+  const test = capPerClass(
+    all.filter((s) => s.split === 'test'),
+    cfg.data.maxTestPerClass,
+    cfg.seed + 1,
+  );
   const split = splitValidation([...train, ...test], { fraction: cfg.data.validationFraction, seed: cfg.seed });
   return { classes: ds.classes, train: split.train, val: split.val, test: split.test };
 }
@@ -87,7 +95,10 @@ export async function decodeSamples(samples: readonly Sample[], size: number, wh
       }
       // libvips keeps one error buffer for all threads, so a decode that fails beside others can
       // report "Unknown error"; decoding it again alone gives the decoder's message (as inspect shows).
-      const again = await loadSample(group[k], size).then((v) => ({ v, e: null }), (e: Error) => ({ v: null, e }));
+      const again = await loadSample(group[k], size).then(
+        (v) => ({ v, e: null }),
+        (e: Error) => ({ v: null, e }),
+      );
       if (again.v) ok.push(again.v);
       else skipped.push({ path: group[k].imagePath, reason: firstLine(again.e!.message), split: what });
     }
@@ -109,6 +120,9 @@ function firstLine(s: string): string {
 
 /** Stable id of a sample for file names: `<class>_<defect>_<file stem>` with unsafe characters replaced. */
 export function sampleId(s: Sample): string {
-  const stem = s.imagePath.split(/[\\/]/).pop()!.replace(/\.[^.]+$/, '');
+  const stem = s.imagePath
+    .split(/[\\/]/)
+    .pop()!
+    .replace(/\.[^.]+$/, '');
   return `${s.className}_${s.defect}_${stem}`.replace(/[^A-Za-z0-9._-]+/g, '-');
 }

@@ -77,28 +77,35 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
   const hw = size * size;
   const progress = new Progress('test', samples.length, 0, opts.quiet, false);
   try {
-    skipped.push(...await forEachTestChunk(samples, size, settings.batchSize, async (dec, done) => {
-      const scored = await scoreImages(stages, dec.images, settings, cfg.seed);
-      for (let k = 0; k < dec.samples.length; k++) {
-        const s = dec.samples[k];
-        const map = scored.maps.data.slice(k * hw, (k + 1) * hw);
-        const mask = s.label ? dec.masks.data.slice(k * hw, (k + 1) * hw) : null;
-        acc.add(s.className, map, mask, { height: size, width: size, defectType: s.defect, label: s.label, copy: false });
-        const c = perClass.get(s.className) ?? { scores: [], labels: [], stored: [] };
-        c.scores.push(scored.scores[k]);
-        c.labels.push(s.label);
-        c.stored.push(storedImage(map, mask, size, size, s.label, s.defect));
-        perClass.set(s.className, c);
-        const id = sampleId(s);
-        const strip = `strips/${id}.png`;
-        await writeStrip(join(out, strip), {
-          input: sliceBatch(dec.images, k, k + 1).data, reconstruction: sliceBatch(scored.reconstructions, k, k + 1).data,
-          map, mask, height: size, width: size, range: calibration.mapRange,
-        });
-        images.push({ id, className: s.className, defectType: s.defect, label: s.label, path: s.imagePath, score: scored.scores[k], strip });
-      }
-      progress.update(done, { ips: done / Math.max(1e-9, (Date.now() - t0) / 1000) });
-    }));
+    skipped.push(
+      ...(await forEachTestChunk(samples, size, settings.batchSize, async (dec, done) => {
+        const scored = await scoreImages(stages, dec.images, settings, cfg.seed);
+        for (let k = 0; k < dec.samples.length; k++) {
+          const s = dec.samples[k];
+          const map = scored.maps.data.slice(k * hw, (k + 1) * hw);
+          const mask = s.label ? dec.masks.data.slice(k * hw, (k + 1) * hw) : null;
+          acc.add(s.className, map, mask, { height: size, width: size, defectType: s.defect, label: s.label, copy: false });
+          const c = perClass.get(s.className) ?? { scores: [], labels: [], stored: [] };
+          c.scores.push(scored.scores[k]);
+          c.labels.push(s.label);
+          c.stored.push(storedImage(map, mask, size, size, s.label, s.defect));
+          perClass.set(s.className, c);
+          const id = sampleId(s);
+          const strip = `strips/${id}.png`;
+          await writeStrip(join(out, strip), {
+            input: sliceBatch(dec.images, k, k + 1).data,
+            reconstruction: sliceBatch(scored.reconstructions, k, k + 1).data,
+            map,
+            mask,
+            height: size,
+            width: size,
+            range: calibration.mapRange,
+          });
+          images.push({ id, className: s.className, defectType: s.defect, label: s.label, path: s.imagePath, score: scored.scores[k], strip });
+        }
+        progress.update(done, { ips: done / Math.max(1e-9, (Date.now() - t0) / 1000) });
+      })),
+    );
   } finally {
     progress.stop();
     await stages.dispose();
@@ -122,7 +129,8 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
     if (s) timings.push({ name: `fit stage ${st} (${s.step} steps, ${s.imagesPerSecond.toFixed(2)} img/s)`, seconds: s.seconds });
   }
   const fitTimes = await run.readJson<{ dataSeconds: number; validationSeconds: number }>('fit-timings.json');
-  if (fitTimes) timings.push({ name: 'fit: data loading', seconds: fitTimes.dataSeconds }, { name: 'fit: validation scoring', seconds: fitTimes.validationSeconds });
+  if (fitTimes)
+    timings.push({ name: 'fit: data loading', seconds: fitTimes.dataSeconds }, { name: 'fit: validation scoring', seconds: fitTimes.validationSeconds });
   timings.push({ name: `test (${images.length} images)`, seconds: testSeconds });
   const fitSkipped = (await run.readJson<Skipped[]>('skipped-fit.json')) ?? [];
   const curve = await run.readJson<ValidationCurve>('validation-curve.json');
@@ -161,10 +169,14 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
       'anomaly map': `sigma ${settings.anomalyMap.sigma}, ${settings.anomalyMap.combine}`,
       'inference settings hash': settingsHash(settings),
       checkpoints: Object.values(provenance.checkpoints).filter(Boolean).join(', ') || 'none',
-      versions: Object.entries(provenance.versions).map(([k, v]) => `${k} ${v ?? 'not installed'}`).join(', '),
+      versions: Object.entries(provenance.versions)
+        .map(([k, v]) => `${k} ${v ?? 'not installed'}`)
+        .join(', '),
       'decision threshold (validation, target FPR)': `${calibration.threshold.toPrecision(5)} (${calibration.targetFpr}; ${calibration.source === 'fit' ? 'from the fit' : 'computed on the normal validation images for these settings'})`,
       ...(validation.autoencoderL1 !== undefined ? { 'autoencoder L1 on validation images': validation.autoencoderL1.toPrecision(4) } : {}),
-      ...(validation.selected ? { 'model (chosen on validation)': `${validation.selected.stage} step ${validation.selected.step}, DDIM from t=${validation.selected.tStart}` } : {}),
+      ...(validation.selected
+        ? { 'model (chosen on validation)': `${validation.selected.stage} step ${validation.selected.step}, DDIM from t=${validation.selected.tStart}` }
+        : {}),
       date,
     },
     provenance,
@@ -193,17 +205,27 @@ export interface TestSet {
  * Opens the test split: the run's roots and classes unless `o` names others.
  * @throws DatasetError naming the folder at fault.
  */
-export async function openTestSet(run: RunDir, validation: ValidationInfo, o: { roots?: string[]; classes?: string[] | null }, log: (l: string) => void): Promise<TestSet> {
+export async function openTestSet(
+  run: RunDir,
+  validation: ValidationInfo,
+  o: { roots?: string[]; classes?: string[] | null },
+  log: (l: string) => void,
+): Promise<TestSet> {
   const cfg: RunConfig = run.config;
   const roots = o.roots?.length ? o.roots.map((r) => resolve(r)) : cfg.data.roots;
   const classes = o.classes ?? cfg.data.classes;
   const ds = await openDataset(roots, classes ? { classes } : {});
-  const samples = capPerClass(ds.samples.filter((s) => s.split === 'test'), cfg.data.maxTestPerClass, cfg.seed + 1);
+  const samples = capPerClass(
+    ds.samples.filter((s) => s.split === 'test'),
+    cfg.data.maxTestPerClass,
+    cfg.seed + 1,
+  );
   log(`test: ${samples.length} images of ${ds.classes.join(', ')}`);
   // A multi-class model is trained on a class list: testing other classes is an unseen-class experiment.
   const trained = validation.trainedClasses;
   const unseen = trained ? ds.classes.filter((c) => !trained.includes(c)) : [];
-  if (unseen.length) log(`warning: the model was not trained on ${unseen.join(', ')} (trained on ${trained!.join(', ')}); the report marks this as an unseen-class test`);
+  if (unseen.length)
+    log(`warning: the model was not trained on ${unseen.join(', ')} (trained on ${trained!.join(', ')}); the report marks this as an unseen-class test`);
   return { roots, classes: [...ds.classes], samples, unseen };
 }
 
@@ -212,7 +234,12 @@ export async function openTestSet(run: RunDir, validation: ValidationInfo, o: { 
  * far). Test and ablate go through this one loop, so their batches, and so their numbers, agree.
  * @returns the images that could not be read.
  */
-export async function forEachTestChunk(samples: Sample[], size: number, batchSize: number, fn: (dec: Decoded, done: number) => Promise<void>): Promise<Skipped[]> {
+export async function forEachTestChunk(
+  samples: Sample[],
+  size: number,
+  batchSize: number,
+  fn: (dec: Decoded, done: number) => Promise<void>,
+): Promise<Skipped[]> {
   const skipped: Skipped[] = [];
   const chunk = batchSize * 4;
   for (let i = 0; i < samples.length; i += chunk) {
@@ -231,7 +258,15 @@ export async function forEachTestChunk(samples: Sample[], size: number, batchSiz
 function validationSummary(curve: ValidationCurve, selected: NonNullable<ValidationInfo['selected']>): NonNullable<ReportInput['validation']> {
   return {
     rule: curve.rule,
-    points: curve.points.map((p) => ({ stage: p.stage, step: p.step, tStart: p.tStart, aurocImage: p.mean.aurocImage, aurocPixel: p.mean.aurocPixel, auPro: p.mean.auPro, value: p.value })),
+    points: curve.points.map((p) => ({
+      stage: p.stage,
+      step: p.step,
+      tStart: p.tStart,
+      aurocImage: p.mean.aurocImage,
+      aurocPixel: p.mean.aurocPixel,
+      auPro: p.mean.auPro,
+      value: p.value,
+    })),
     selected: { stage: selected.stage, step: selected.step, tStart: selected.tStart },
     reconstruction: selected.reconstruction,
     classes: Object.fromEntries(Object.entries(selected.classes).map(([c, m]) => [c, { aurocImage: m.aurocImage, aurocPixel: m.aurocPixel, auPro: m.auPro }])),

@@ -94,12 +94,24 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
     preset: cfg.preset,
     configHash: run.hash,
     checkpoints,
-    files: { autoencoderEncode: 'autoencoder_encode.onnx', autoencoderDecode: 'autoencoder_decode.onnx', hint: 'hint.onnx', step: 'step.onnx', context: 'context.safetensors' },
+    files: {
+      autoencoderEncode: 'autoencoder_encode.onnx',
+      autoencoderDecode: 'autoencoder_decode.onnx',
+      hint: 'hint.onnx',
+      step: 'step.onnx',
+      context: 'context.safetensors',
+    },
     shapes: {
       autoencoderEncode: { image: ['N', 3, size, size], noise: ['N', C, h, w], latent: ['N', C, h, w] },
       autoencoderDecode: { latent: ['N', C, h, w], image: ['N', 3, size, size] },
       hint: { hint: ['N', hc, size, size], guided_hint: ['N', unet.model_channels, h, w] },
-      step: { latent: ['N', unet.in_channels, h, w], guided_hint: ['N', unet.model_channels, h, w], timestep: ['N'], context: ['N', L, unet.context_dim], eps: ['N', unet.out_channels, h, w] },
+      step: {
+        latent: ['N', unet.in_channels, h, w],
+        guided_hint: ['N', unet.model_channels, h, w],
+        timestep: ['N'],
+        context: ['N', L, unet.context_dim],
+        eps: ['N', unet.out_channels, h, w],
+      },
       context: { context: [1, L, unet.context_dim] },
     },
     scaleFactor: SCALE_FACTOR,
@@ -108,7 +120,8 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
     flopsPerImage: { hint: flops.hint, step: flops.step, reconstruction: flops.hint + steps * flops.step },
     createdAt: new Date().toISOString(),
   };
-  if (ae.encode !== join(out, manifest.files.autoencoderEncode) || den.step !== join(out, manifest.files.step)) throw new Error('export: unexpected file names from the stage exports');
+  if (ae.encode !== join(out, manifest.files.autoencoderEncode) || den.step !== join(out, manifest.files.step))
+    throw new Error('export: unexpected file names from the stage exports');
   await writeFileAtomic(join(out, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
   // The run remembers where it was exported, so `--engine ort` finds an export made with --out.
   const known = (await run.readJson<string[]>(EXPORTS)) ?? [];

@@ -113,8 +113,10 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
       await run.writeJson('validation-curve.json', curve);
       validationSeconds += (Date.now() - tv) / 1000;
       const m = point.mean;
-      log(`validation at ${stage} step ${step}${tStart !== configStart ? ` with DDIM from t=${tStart}` : ''}: image AUROC ${pct(m.aurocImage)}, pixel AUROC ${pct(m.aurocPixel)}, AU-PRO ${pct(m.auPro)}; ` +
-        `DiAD L1 ${meanOf(Object.values(point.reconstruction).map((r) => r.diadL1)).toFixed(4)}${better ? ' (best so far)' : ''} [${point.seconds.toFixed(0)} s]`);
+      log(
+        `validation at ${stage} step ${step}${tStart !== configStart ? ` with DDIM from t=${tStart}` : ''}: image AUROC ${pct(m.aurocImage)}, pixel AUROC ${pct(m.aurocPixel)}, AU-PRO ${pct(m.auPro)}; ` +
+          `DiAD L1 ${meanOf(Object.values(point.reconstruction).map((r) => r.diadL1)).toFixed(4)}${better ? ' (best so far)' : ''} [${point.seconds.toFixed(0)} s]`,
+      );
       return point;
     };
     const every = cfg.validation?.every ?? 0;
@@ -163,7 +165,9 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
         chosen = curve.points.find((p) => p.stage === 'sg' && p.step === curve.best!.step)!;
         const checkpoint = `checkpoints/best-sg-${String(curve.best.step).padStart(6, '0')}.safetensors`;
         if (!existsSync(run.path(checkpoint))) {
-          throw new Error(`${run.path(checkpoint)} (the best SG checkpoint) is missing; delete ${run.path('validation-curve.json')} and run \`diad fit --resume ${run.dir}\` to validate again`);
+          throw new Error(
+            `${run.path(checkpoint)} (the best SG checkpoint) is missing; delete ${run.path('validation-curve.json')} and run \`diad fit --resume ${run.dir}\` to validate again`,
+          );
         }
         const selection: Selection = { stage: 'sg', step: curve.best.step, checkpoint, rule: SELECTION_RULE, value: curve.best.value };
         await run.writeJson('selection.json', selection);
@@ -190,8 +194,10 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
         skipped: val.skipped,
       };
       await run.writeJson('validation.json', info);
-      log(`validation: ${vset.classes.length} normal + ${vset.classes.length} synthesised-defect images (${[...new Set(vset.kinds)].join(', ')}); ` +
-        `threshold ${threshold.toPrecision(5)} at target FPR ${cfg.inference.threshold.targetFpr}`);
+      log(
+        `validation: ${vset.classes.length} normal + ${vset.classes.length} synthesised-defect images (${[...new Set(vset.kinds)].join(', ')}); ` +
+          `threshold ${threshold.toPrecision(5)} at target FPR ${cfg.inference.threshold.targetFpr}`,
+      );
       for (const line of formatValidation(chosen)) log(`  ${line}`);
       await run.writeJson('fit-timings.json', { dataSeconds, validationSeconds, finishedAt: new Date().toISOString() });
     } finally {

@@ -89,9 +89,11 @@ export async function ensureExport(run: RunDir, dir: string | undefined, log: (l
       log(`engine ort: using the export in ${target} (--onnx-dir)`);
       return { dir: target, manifest: existing };
     }
-    throw new Error(existing
-      ? `${join(target, MANIFEST)} was exported from another config or other checkpoints (hash ${existing.configHash}, checkpoints ${JSON.stringify(existing.checkpoints)}; the run has ${run.hash}, ${current}); re-export with \`diad export --run ${run.dir} --out ${dir}\``
-      : `${dir} holds no ONNX export (no ${MANIFEST}); make one with \`diad export --run ${run.dir} --out ${dir}\` or drop --onnx-dir`);
+    throw new Error(
+      existing
+        ? `${join(target, MANIFEST)} was exported from another config or other checkpoints (hash ${existing.configHash}, checkpoints ${JSON.stringify(existing.checkpoints)}; the run has ${run.hash}, ${current}); re-export with \`diad export --run ${run.dir} --out ${dir}\``
+        : `${dir} holds no ONNX export (no ${MANIFEST}); make one with \`diad export --run ${run.dir} --out ${dir}\` or drop --onnx-dir`,
+    );
   }
   const own = resolve(run.path('onnx'));
   const candidates = [...new Set([...((await run.readJson<string[]>(EXPORTS)) ?? []).reverse(), own])];
@@ -154,7 +156,10 @@ export async function openDenoising(run: RunDir, o: EngineOptions, log: (l: stri
  * onnxruntime with the ort engine; a TF-graph one stays on tfjs), and its engine in words.
  * @throws Error for an unknown kind (listing the registered ones) or from the extractor.
  */
-export async function openFeatureExtractor(d: Pick<Denoising, 'engineName' | 'imageSize'>, settings: InferenceConfig): Promise<LoadedBackbone & { engineText: string }> {
+export async function openFeatureExtractor(
+  d: Pick<Denoising, 'engineName' | 'imageSize'>,
+  settings: InferenceConfig,
+): Promise<LoadedBackbone & { engineText: string }> {
   const fe = await loadFeatureExtractor(settings.featureExtractor, { engine: d.engineName, imageSize: d.imageSize }, 'inference.featureExtractor');
   const engineText = fe.engine === 'tfjs' ? formatEngineInfo(await initTfjs()) : fe.engine;
   return { ...fe, engineText };

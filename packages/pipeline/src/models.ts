@@ -6,12 +6,28 @@
 import { Rng, tensor, type Autoencoder, type HostTensor, sliceBatch, concatBatch, readSafetensors } from '@diad/core';
 import { initTfjs, formatEngineInfo, ParamStore } from '@diad/core/tfjs';
 import {
-  parseAutoencoderConfig, paramSpec as autoencoderParamSpec, autoencoderLoss, downsampleFactor, recordAutoencoderTraining, tfjsAutoencoder,
-  DEFAULT_PREFIX as AE_PREFIX, type AutoencoderConfig,
+  parseAutoencoderConfig,
+  paramSpec as autoencoderParamSpec,
+  autoencoderLoss,
+  downsampleFactor,
+  recordAutoencoderTraining,
+  tfjsAutoencoder,
+  DEFAULT_PREFIX as AE_PREFIX,
+  type AutoencoderConfig,
 } from '@diad/autoencoder';
 import {
-  parseDiadConfig, DiadDenoiser, DiffusionSchedule, copyUnetEncoderToSgn, timestepEmbedding,
-  trainableFilter, UNET_PREFIX, LEARNED_CONTEXT, hostContext, readConstantContext, type DiadConfig, type GuidedDenoiser,
+  parseDiadConfig,
+  DiadDenoiser,
+  DiffusionSchedule,
+  copyUnetEncoderToSgn,
+  timestepEmbedding,
+  trainableFilter,
+  UNET_PREFIX,
+  LEARNED_CONTEXT,
+  hostContext,
+  readConstantContext,
+  type DiadConfig,
+  type GuidedDenoiser,
 } from '@diad/sg-diffusion';
 import type { RunConfig } from './config.js';
 import type { RunDir, StageName } from './run-dir.js';
@@ -25,7 +41,6 @@ export interface ModelOptions {
   /** onnxruntime execution providers of the ort trainers (default `env.ortProviders`: `DIAD_ORT_PROVIDERS`, else cpu). */
   providers?: readonly string[];
 }
-
 
 /** Per-stage stream offsets of `Rng(seed, stream + step)`. */
 const STREAM: Record<StageName, number> = { autoencoder: 1_000_000, diffusion: 2_000_000, sg: 3_000_000 };
@@ -103,7 +118,9 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
   const aeCfg: AutoencoderConfig = parseAutoencoderConfig(cfg.models.autoencoder, `${run.path('config.json')} models.autoencoder`);
   const dCfg: DiadConfig = parseDiadConfig(cfg.models.diad, `${run.path('config.json')} models.diad`);
   if (dCfg.hint_downsample !== downsampleFactor(aeCfg)) {
-    throw new Error(`${run.path('config.json')}: models.diad.hint_downsample is ${dCfg.hint_downsample} but the autoencoder downsamples by ${downsampleFactor(aeCfg)} (ch_mult ${JSON.stringify(aeCfg.ddconfig.ch_mult)}); set hint_downsample to ${downsampleFactor(aeCfg)} so the hint block meets the latents`);
+    throw new Error(
+      `${run.path('config.json')}: models.diad.hint_downsample is ${dCfg.hint_downsample} but the autoencoder downsamples by ${downsampleFactor(aeCfg)} (ch_mult ${JSON.stringify(aeCfg.ddconfig.ch_mult)}); set hint_downsample to ${downsampleFactor(aeCfg)} so the hint block meets the latents`,
+    );
   }
   const schedule = new DiffusionSchedule();
   const latentSize = cfg.data.imageSize / downsampleFactor(aeCfg);
@@ -118,9 +135,12 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
       else if (!fresh && cfg.models.init) {
         // Official checkpoints may carry extra first_stage_model.* entries (e.g. loss modules); only missing ones matter.
         const { missing } = store.load(await readSafetensors(cfg.models.init), { prefix: AE_PREFIX, strict: false });
-        if (missing.length) throw new Error(`${cfg.models.init}: --init checkpoint lacks ${missing.length} autoencoder parameters (${missing.slice(0, 5).join(', ')}, ...); it does not match models.autoencoder of the config`);
-      }
-      else if (!fresh && cfg.stages.autoencoder.steps > 0) throw new Error(`${run.dir}: stage 1 (autoencoder) has no checkpoint; run \`diad fit --resume ${run.dir}\` first`);
+        if (missing.length)
+          throw new Error(
+            `${cfg.models.init}: --init checkpoint lacks ${missing.length} autoencoder parameters (${missing.slice(0, 5).join(', ')}, ...); it does not match models.autoencoder of the config`,
+          );
+      } else if (!fresh && cfg.stages.autoencoder.steps > 0)
+        throw new Error(`${run.dir}: stage 1 (autoencoder) has no checkpoint; run \`diad fit --resume ${run.dir}\` first`);
       return store;
     } catch (e) {
       store.dispose();
@@ -194,22 +214,45 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
       const d = await DiadDenoiser.create(dCfg, cfg.seed);
       const sc = cfg.stages.diffusion;
       const trainable = (n: string) => n.startsWith(UNET_PREFIX) || n === LEARNED_CONTEXT;
-      return trainerFor(denoiserProblem('diffusion', sc, dCfg, d, trainable, (step) => {
-        const idx = batchIndices(step, latents.shape[0], sc.batchSize, cfg.seed + 1);
-        return noisedBatch(new Rng(cfg.seed, STREAM.diffusion + step), gather(latents, idx), schedule, dCfg.unet.model_channels);
-      }, latentSize, constantContext));
+      return trainerFor(
+        denoiserProblem(
+          'diffusion',
+          sc,
+          dCfg,
+          d,
+          trainable,
+          (step) => {
+            const idx = batchIndices(step, latents.shape[0], sc.batchSize, cfg.seed + 1);
+            return noisedBatch(new Rng(cfg.seed, STREAM.diffusion + step), gather(latents, idx), schedule, dCfg.unet.model_channels);
+          },
+          latentSize,
+          constantContext,
+        ),
+      );
     },
 
     async sgTrainer(latents, images) {
       // Stage 3 starts from the stage-2 UNet with the SG network's encoder copied from it
       // (ControlNet's tool_add_control); a resumed stage 3 then loads its own checkpoint over it.
       const d = await denoiserAfter('diffusion');
-      if (!cfg.models.init && !(await run.readStage('sg'))?.checkpoint) log(`stage 3: SG network initialised from the UNet encoder (${copyUnetEncoderToSgn(d.store)} tensors copied)`);
+      if (!cfg.models.init && !(await run.readStage('sg'))?.checkpoint)
+        log(`stage 3: SG network initialised from the UNet encoder (${copyUnetEncoderToSgn(d.store)} tensors copied)`);
       const sc = cfg.stages.sg;
-      return trainerFor(denoiserProblem('sg', sc, dCfg, d, trainableFilter('official'), (step) => {
-        const idx = batchIndices(step, latents.shape[0], sc.batchSize, cfg.seed + 2);
-        return { ...noisedBatch(new Rng(cfg.seed, STREAM.sg + step), gather(latents, idx), schedule, dCfg.unet.model_channels), hint: gather(images, idx) };
-      }, latentSize, constantContext));
+      return trainerFor(
+        denoiserProblem(
+          'sg',
+          sc,
+          dCfg,
+          d,
+          trainableFilter('official'),
+          (step) => {
+            const idx = batchIndices(step, latents.shape[0], sc.batchSize, cfg.seed + 2);
+            return { ...noisedBatch(new Rng(cfg.seed, STREAM.sg + step), gather(latents, idx), schedule, dCfg.unet.model_channels), hint: gather(images, idx) };
+          },
+          latentSize,
+          constantContext,
+        ),
+      );
     },
 
     async denoising() {
@@ -235,7 +278,13 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
         try {
           const denoiser = await d.store.toHost();
           const constant = dCfg.context.kind === 'file' ? await readConstantContext(dCfg.context.path, dCfg.context.tensor, dCfg.unet.context_dim) : null;
-          return { autoencoderConfig: aeCfg, diadConfig: dCfg, autoencoder: await aeStore.toHost(), denoiser, context: hostContext(dCfg, denoiser, constant, 1) };
+          return {
+            autoencoderConfig: aeCfg,
+            diadConfig: dCfg,
+            autoencoder: await aeStore.toHost(),
+            denoiser,
+            context: hostContext(dCfg, denoiser, constant, 1),
+          };
         } finally {
           d.dispose();
         }

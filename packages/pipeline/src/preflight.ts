@@ -32,7 +32,9 @@ export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEng
     const { probeOrtProviders } = await import('@diad/core/ort');
     const probes = await probeOrtProviders();
     if (!probes.some((p) => p.ok)) {
-      throw new Error(`no requested onnxruntime execution provider can start:\n${probes.map((p) => `  ${p.provider}: ${p.reason}`).join('\n')}\nAdd cpu as a fallback (--providers ${probes.map((p) => p.provider).join(',')},cpu), or train with --engine tfjs`);
+      throw new Error(
+        `no requested onnxruntime execution provider can start:\n${probes.map((p) => `  ${p.provider}: ${p.reason}`).join('\n')}\nAdd cpu as a fallback (--providers ${probes.map((p) => p.provider).join(',')},cpu), or train with --engine tfjs`,
+      );
     }
   }
 }
@@ -42,7 +44,9 @@ async function checkInit(cfg: RunConfig, path: string): Promise<void> {
   try {
     file = await readSafetensors(path);
   } catch (e) {
-    throw new Error(`--init ${path}: not a readable safetensors file (${(e as Error).message}); --init takes a converted official checkpoint in safetensors (official names: first_stage_model.*, model.diffusion_model.*, control_model.*)`);
+    throw new Error(
+      `--init ${path}: not a readable safetensors file (${(e as Error).message}); --init takes a converted official checkpoint in safetensors (official names: first_stage_model.*, model.diffusion_model.*, control_model.*)`,
+    );
   }
   const ae = autoencoderParamSpec(parseAutoencoderConfig(cfg.models.autoencoder, 'models.autoencoder'), AE_PREFIX);
   const dn = diadParamSpec(parseDiadConfig(cfg.models.diad, 'models.diad'));
@@ -63,7 +67,8 @@ function mismatches(file: SafetensorsFile, specs: readonly ParamSpec[], field: s
     if (!file.has(s.name)) out.push({ field, text: `${s.name}: missing (expected [${s.shape.join(', ')}])` });
     else {
       const shape = file.entry(s.name).shape;
-      if (shape.join(',') !== s.shape.join(',')) out.push({ field, text: `${s.name}: [${shape.join(', ')}] in the file, [${s.shape.join(', ')}] for ${field}` });
+      if (shape.join(',') !== s.shape.join(','))
+        out.push({ field, text: `${s.name}: [${shape.join(', ')}] in the file, [${s.shape.join(', ')}] for ${field}` });
     }
   }
   return out;

@@ -16,7 +16,13 @@ export class Progress {
    * @param start steps already done (a resumed stage).
    * @param quiet print nothing.
    */
-  constructor(private readonly label: string, private readonly total: number, private readonly start: number, private readonly quiet = false, private readonly showLoss = true) {
+  constructor(
+    private readonly label: string,
+    private readonly total: number,
+    private readonly start: number,
+    private readonly quiet = false,
+    private readonly showLoss = true,
+  ) {
     const tty = !!process.stderr.isTTY && !quiet;
     this.bar = tty
       ? new cliProgress.SingleBar(
@@ -58,7 +64,9 @@ export class Progress {
     const done = value - this.start;
     const elapsed = (Date.now() - this.t0) / 1000;
     const left = done > 0 ? ((this.total - value) * elapsed) / done : NaN;
-    process.stderr.write(`${this.label}: ${value}/${this.total}${this.showLoss ? ` | loss ${loss}` : ''} | ${ips} img/s | ${Number.isFinite(left) ? `${left.toFixed(0)} s left` : '-'}\n`);
+    process.stderr.write(
+      `${this.label}: ${value}/${this.total}${this.showLoss ? ` | loss ${loss}` : ''} | ${ips} img/s | ${Number.isFinite(left) ? `${left.toFixed(0)} s left` : '-'}\n`,
+    );
   }
 
   stop(): void {

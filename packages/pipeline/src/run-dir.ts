@@ -49,7 +49,11 @@ export class ConfigMismatchError extends Error {}
 
 /** A run folder. Create or reopen it with {@link RunDir.open}. */
 export class RunDir {
-  private constructor(readonly dir: string, readonly config: RunConfig, readonly hash: string) {}
+  private constructor(
+    readonly dir: string,
+    readonly config: RunConfig,
+    readonly hash: string,
+  ) {}
 
   /**
    * Opens `dir` for `config`: a new folder gets `config.json`; an existing one must hold the same
@@ -70,7 +74,9 @@ export class RunDir {
         throw new ConfigMismatchError(
           `${dir} was made with another config (hash ${stored.hash}, now ${hash}); it will not be resumed with different settings.\n` +
             `Differing fields:\n${diffs}\n` +
-            (onlyInference ? `Only inference settings differ: resume with the run's own (\`diad fit --resume ${dir}\`) and change them per command afterwards (\`diad test --run ${dir} --set key=value\`).\n` : '') +
+            (onlyInference
+              ? `Only inference settings differ: resume with the run's own (\`diad fit --resume ${dir}\`) and change them per command afterwards (\`diad test --run ${dir} --set key=value\`).\n`
+              : '') +
             `Use the same options to resume (\`diad fit --resume ${dir}\` continues with its own config), or start a new run in another folder (--out), or delete ${dir} to start over there.`,
         );
       }
@@ -143,7 +149,9 @@ export class RunDir {
     for (const f of await fs.readdir(this.path('checkpoints'))) {
       if (!f.startsWith(`${state.stage}-`) || f === name || !f.endsWith('.safetensors')) continue;
       // The new checkpoint and state are safe; failing to tidy an old one only costs disk space.
-      await fs.rm(this.path('checkpoints', f), { force: true }).catch((e: Error) => process.stderr.write(`warning: could not remove old checkpoint ${f}: ${e.message}\n`));
+      await fs
+        .rm(this.path('checkpoints', f), { force: true })
+        .catch((e: Error) => process.stderr.write(`warning: could not remove old checkpoint ${f}: ${e.message}\n`));
     }
     return next;
   }

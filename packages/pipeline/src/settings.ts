@@ -57,7 +57,8 @@ const UNOPENED: GuidedDenoiser = {
  * @throws Error when there are no scores (the validation split is empty), naming the fix.
  */
 export function decisionThreshold(scores: readonly number[], targetFpr: number): number {
-  if (scores.length === 0) throw new Error('no validation scores to choose a threshold from; the validation split is empty (raise data.validationFraction or add train images)');
+  if (scores.length === 0)
+    throw new Error('no validation scores to choose a threshold from; the validation split is empty (raise data.validationFraction or add train images)');
   return thresholdAtFpr(scores, targetFpr).threshold;
 }
 
@@ -82,7 +83,13 @@ export interface Calibration {
  * do, else from the normal validation images scored with `stages` (opened with these settings).
  * @throws Error when the run's validation images cannot be read.
  */
-export async function calibrate(run: RunDir, validation: ValidationInfo, settings: InferenceConfig, stages: Stages, log: (l: string) => void): Promise<Calibration> {
+export async function calibrate(
+  run: RunDir,
+  validation: ValidationInfo,
+  settings: InferenceConfig,
+  stages: Stages,
+  log: (l: string) => void,
+): Promise<Calibration> {
   const targetFpr = settings.threshold.targetFpr;
   const fitSettings = runInference(run.config, validation);
   if (scoringKey(settings) === scoringKey(fitSettings)) {

@@ -27,7 +27,12 @@ export interface StageTrainer {
 /** A stage stopped on a NaN or infinite loss. */
 export class NanLossError extends Error {
   /** @param step steps completed before the failing one (the failing step is number `step + 1`). */
-  constructor(readonly stage: StageName, readonly step: number, readonly lastCheckpoint: string | null, loss: number) {
+  constructor(
+    readonly stage: StageName,
+    readonly step: number,
+    readonly lastCheckpoint: string | null,
+    loss: number,
+  ) {
     super(
       `stage ${stage}: loss is ${loss} at step ${step + 1}; training stopped. ` +
         (lastCheckpoint
@@ -117,7 +122,8 @@ export async function runStage(run: RunDir, stage: StageName, cfg: StageConfig, 
           progress.resume();
           t0 += Date.now() - th;
         }
-        if (interrupted && !last) throw new InterruptedError(`interrupted during stage ${stage} at step ${state.step}; checkpoint saved, run the same command again to resume`);
+        if (interrupted && !last)
+          throw new InterruptedError(`interrupted during stage ${stage} at step ${state.step}; checkpoint saved, run the same command again to resume`);
       }
     }
   } finally {

@@ -52,7 +52,8 @@ export function tfjsStageTrainer(p: StageProblem): DisposableTrainer {
     async step(step: number): Promise<number> {
       const batch = p.batchOf(step);
       try {
-        return (await trainer.trainStep([() => p.tfjsLoss(ops, Object.fromEntries(Object.entries(batch).map(([k, v]) => [k, ops.input(v)]))) as tf.Scalar])).loss;
+        return (await trainer.trainStep([() => p.tfjsLoss(ops, Object.fromEntries(Object.entries(batch).map(([k, v]) => [k, ops.input(v)]))) as tf.Scalar]))
+          .loss;
       } catch (e) {
         // The trainers refuse non-finite losses/gradients before updating; the loop reports the step.
         if (/non-finite/.test((e as Error).message)) return NaN;
@@ -120,7 +121,9 @@ export async function ortStageTrainer(p: StageProblem, providers: readonly strin
 }
 
 function damaged(file: SafetensorsFile, stage: StageName, missing: string[]): Error {
-  return new Error(`${file.source}: checkpoint lacks ${missing.length} parameters of stage ${stage} (${missing.slice(0, 5).join(', ')}...); the run folder is damaged`);
+  return new Error(
+    `${file.source}: checkpoint lacks ${missing.length} parameters of stage ${stage} (${missing.slice(0, 5).join(', ')}...); the run folder is damaged`,
+  );
 }
 
 /**
@@ -149,6 +152,14 @@ export function denoiserProblem(
     trainable,
     batchOf: (step) => (context ? { ...batchOf(step), context } : batchOf(step)),
     tfjsLoss: (ops, b) => epsLoss(ops, denoiserEps(ops, dCfg, b.x_noisy, guided ? b.hint : null, b.t_emb, b.context ?? d.context(cfg.batchSize)), b.noise),
-    graph: (params) => recordDenoiserTraining(dCfg, params, { batch: cfg.batchSize, latentHeight: latentSize, latentWidth: latentSize, guided, trainable, contextTokens: context?.shape[1] }),
+    graph: (params) =>
+      recordDenoiserTraining(dCfg, params, {
+        batch: cfg.batchSize,
+        latentHeight: latentSize,
+        latentWidth: latentSize,
+        guided,
+        trainable,
+        contextTokens: context?.shape[1],
+      }),
   };
 }

@@ -78,7 +78,8 @@ export interface ValidationPoint {
  * The rule that picks a checkpoint: the mean of the class-mean image AUROC and pixel AUROC on the
  * validation set (standard mode); a later checkpoint wins ties.
  */
-export const SELECTION_RULE = 'mean of image AUROC and pixel AUROC (class means, standard mode) on normal + synthesised-defect validation images; ties go to the later checkpoint';
+export const SELECTION_RULE =
+  'mean of image AUROC and pixel AUROC (class means, standard mode) on normal + synthesised-defect validation images; ties go to the later checkpoint';
 
 /** The value {@link SELECTION_RULE} maximises. */
 export function selectionValue(mean: Metrics): number {
@@ -90,7 +91,13 @@ export function selectionValue(mean: Metrics): number {
  * the reconstruction errors of the normal images.
  * @param seed seed of the DDIM noise (each image draws its own).
  */
-export async function evaluateValidation(stages: Stages, set: ValidationSet, settings: InferenceConfig, seed: number, where: { stage: string; step: number }): Promise<ValidationPoint> {
+export async function evaluateValidation(
+  stages: Stages,
+  set: ValidationSet,
+  settings: InferenceConfig,
+  seed: number,
+  where: { stage: string; step: number },
+): Promise<ValidationPoint> {
   const tStart = ddimStart(settings);
   const t0 = Date.now();
   const normal = await scoreImages(stages, set.normal, settings, seed);
@@ -102,7 +109,11 @@ export async function evaluateValidation(stages: Stages, set: ValidationSet, set
   for (let i = 0; i < n; i++) {
     acc.add(set.classes[i], normal.maps.data.subarray(i * hw, (i + 1) * hw), null, { height: size, width: size, label: 0, defectType: 'good', copy: false });
     acc.add(set.classes[i], defective.maps.data.subarray(i * hw, (i + 1) * hw), set.masks.data.subarray(i * hw, (i + 1) * hw), {
-      height: size, width: size, label: 1, defectType: set.kinds[i], copy: false,
+      height: size,
+      width: size,
+      label: 1,
+      defectType: set.kinds[i],
+      copy: false,
     });
   }
   const report = acc.compute({ mode: 'standard' });
@@ -189,7 +200,9 @@ export function formatValidation(p: ValidationPoint): string[] {
   const lines = [`${'class'.padEnd(16)} imgAUROC pixAUROC AU-PRO | AE L1  DiAD L1 feat.dist`];
   for (const [c, m] of Object.entries(p.classes)) {
     const r = p.reconstruction[c];
-    lines.push(`${c.padEnd(16)} ${pct(m.aurocImage)}    ${pct(m.aurocPixel)}    ${pct(m.auPro)} | ${r.autoencoderL1.toFixed(4)} ${r.diadL1.toFixed(4)} ${r.featureDistance.toFixed(4)}`);
+    lines.push(
+      `${c.padEnd(16)} ${pct(m.aurocImage)}    ${pct(m.aurocPixel)}    ${pct(m.auPro)} | ${r.autoencoderL1.toFixed(4)} ${r.diadL1.toFixed(4)} ${r.featureDistance.toFixed(4)}`,
+    );
   }
   lines.push(`${'mean'.padEnd(16)} ${pct(p.mean.aurocImage)}    ${pct(p.mean.aurocPixel)}    ${pct(p.mean.auPro)}`);
   return lines;

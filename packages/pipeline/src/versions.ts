@@ -23,7 +23,15 @@ export function pipelineVersion(): string {
 }
 
 /** The diad packages whose versions results record. */
-export const DIAD_PACKAGES = ['@diad/core', '@diad/datasets', '@diad/metrics', '@diad/feature-extractor', '@diad/autoencoder', '@diad/sg-diffusion', '@diad/pipeline'];
+export const DIAD_PACKAGES = [
+  '@diad/core',
+  '@diad/datasets',
+  '@diad/metrics',
+  '@diad/feature-extractor',
+  '@diad/autoencoder',
+  '@diad/sg-diffusion',
+  '@diad/pipeline',
+];
 
 /** The diad packages' versions (null: not installed). */
 export function diadVersions(): Record<string, string | null> {

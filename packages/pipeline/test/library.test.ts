@@ -22,7 +22,8 @@ function avgPool(x: HostTensor, s: number): HostTensor {
   const [ho, wo] = [h / s, w / s];
   const out = new Float32Array(n * c * ho * wo);
   for (let i = 0; i < n * c; i++)
-    for (let y = 0; y < h; y++) for (let xx = 0; xx < w; xx++) out[(i * ho + Math.floor(y / s)) * wo + Math.floor(xx / s)] += x.data[(i * h + y) * w + xx] / (s * s);
+    for (let y = 0; y < h; y++)
+      for (let xx = 0; xx < w; xx++) out[(i * ho + Math.floor(y / s)) * wo + Math.floor(xx / s)] += x.data[(i * h + y) * w + xx] / (s * s);
   return tensor(out, [n, c, ho, wo], 'NCHW');
 }
 
@@ -37,7 +38,9 @@ const pooledRgb: FeatureExtractor = {
 
 describe('@diad/pipeline as a library', () => {
   it('fits a run, then tests it with a feature extractor registered from outside the packages', async () => {
-    featureExtractors.register('pooled-rgb-test', { load: async () => ({ extractor: pooledRgb, provenance: 'pooled RGB (library test)', engine: 'host', dispose() {} }) });
+    featureExtractors.register('pooled-rgb-test', {
+      load: async () => ({ extractor: pooledRgb, provenance: 'pooled RGB (library test)', engine: 'host', dispose() {} }),
+    });
 
     const data = join(dir, 'data');
     await generateSynthetic(data, { size: 64, train: 4, testGood: 1, testDefective: 1, classes: ['disc', 'woven'] });
@@ -74,6 +77,8 @@ describe('@diad/pipeline as a library', () => {
 
     // An unknown kind is refused before any work, listing the registered ones.
     const bad = applyInferenceSets(settings, ['featureExtractor=nope']);
-    await expect(testRun(run, { settings: bad, out: join(dir, 'test-bad') })).rejects.toThrow(/inference\.featureExtractor\.kind: unknown feature extractor "nope"; registered: .*pooled-rgb-test/);
+    await expect(testRun(run, { settings: bad, out: join(dir, 'test-bad') })).rejects.toThrow(
+      /inference\.featureExtractor\.kind: unknown feature extractor "nope"; registered: .*pooled-rgb-test/,
+    );
   }, 600_000);
 });

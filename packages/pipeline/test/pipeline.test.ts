@@ -29,14 +29,22 @@ describe('run config', () => {
 
   it('inference settings from key=value: numbers, strings, a new kind starts afresh, bad keys and values are named', () => {
     const base = resolveConfig('ci', { roots: ['/d'] }).inference;
-    const s = applyInferenceSets(base, ['reconstructor.steps=3', 'anomalyMap.sigma=2.5', 'featureExtractor.kind=onnx', 'featureExtractor.path=/m/wrn.onnx', 'reconstructor.schedule=official']);
+    const s = applyInferenceSets(base, [
+      'reconstructor.steps=3',
+      'anomalyMap.sigma=2.5',
+      'featureExtractor.kind=onnx',
+      'featureExtractor.path=/m/wrn.onnx',
+      'reconstructor.schedule=official',
+    ]);
     expect(s.reconstructor).toEqual({ ...base.reconstructor, steps: 3, schedule: 'official' });
     expect(s.anomalyMap).toEqual({ sigma: 2.5, combine: 'add' });
     expect(s.featureExtractor).toEqual({ kind: 'onnx', path: '/m/wrn.onnx' });
     // A name for an object-valued key is its kind; the old kind's options do not leak into it.
     expect(applyInferenceSets(s, ['featureExtractor=mobilenet_v2']).featureExtractor).toEqual({ kind: 'mobilenet_v2' });
     expect(base.reconstructor.steps).toBe(PRESETS.ci.inference.reconstructor.steps); // the base is not modified
-    expect(() => applyInferenceSets(base, ['ddim.steps=3'])).toThrow(/--set ddim\.steps=3: unknown inference setting "ddim"; known: reconstructor, featureExtractor, anomalyMap, threshold, batchSize/);
+    expect(() => applyInferenceSets(base, ['ddim.steps=3'])).toThrow(
+      /--set ddim\.steps=3: unknown inference setting "ddim"; known: reconstructor, featureExtractor, anomalyMap, threshold, batchSize/,
+    );
     expect(() => applyInferenceSets(base, ['anomalyMap.sigma=-1'])).toThrow(/invalid inference settings: anomalyMap\.sigma/);
     expect(() => applyInferenceSets(base, ['sigma'])).toThrow(/--set sigma: expected key=value/);
     expect(() => applyInferenceSets(base, ['anomalyMap.sigma.x=1'])).toThrow(/anomalyMap\.sigma\.x is not an inference setting/);
@@ -48,19 +56,29 @@ describe('run config', () => {
     expect(configHash({ ...a, seed: 5 })).not.toBe(configHash(a));
     const { inference, ...train } = a;
     const v1 = {
-      ...train, version: 1,
-      ddim: { tStart: 300, steps: 5, eta: 0, schedule: 'partial' }, featureExtractor: { kind: 'bundled', name: 'resnet50' },
-      anomalyMap: inference.anomalyMap, threshold: inference.threshold, testBatchSize: 4,
+      ...train,
+      version: 1,
+      ddim: { tStart: 300, steps: 5, eta: 0, schedule: 'partial' },
+      featureExtractor: { kind: 'bundled', name: 'resnet50' },
+      anomalyMap: inference.anomalyMap,
+      threshold: inference.threshold,
+      testBatchSize: 4,
     };
     const read = parseConfig(v1, 'old/config.json');
     expect(read.version).toBe(2);
-    expect(read.inference).toEqual({ ...inference, reconstructor: { kind: 'ddim', tStart: 300, steps: 5, eta: 0, schedule: 'partial' }, featureExtractor: { kind: 'resnet50' } });
+    expect(read.inference).toEqual({
+      ...inference,
+      reconstructor: { kind: 'ddim', tStart: 300, steps: 5, eta: 0, schedule: 'partial' },
+      featureExtractor: { kind: 'resnet50' },
+    });
     expect(configHash(read)).toBe(configHash(a));
   });
 
   it('refuses a validation interval that misses the SG checkpoints', () => {
     const c = resolveConfig('ci', { roots: ['/d'] });
-    expect(() => parseConfig({ ...c, validation: { every: 3 } }, 'x.json')).toThrow(/x\.json: invalid run config: validation\.every: 3 is not a multiple of stages\.sg\.checkpointEvery \(2\); validation runs at checkpoints \(fix: a --checkpoint-every that divides 3\)/);
+    expect(() => parseConfig({ ...c, validation: { every: 3 } }, 'x.json')).toThrow(
+      /x\.json: invalid run config: validation\.every: 3 is not a multiple of stages\.sg\.checkpointEvery \(2\); validation runs at checkpoints \(fix: a --checkpoint-every that divides 3\)/,
+    );
   });
 
   it('rejects unknown presets and invalid fields by name', () => {
@@ -70,7 +88,13 @@ describe('run config', () => {
   it('hash is key-order independent and changes with any field', () => {
     const a = resolveConfig('ci', { roots: ['/d'] });
     const reverse = (v: unknown): unknown =>
-      v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).reverse().map(([k, x]) => [k, reverse(x)])) : v;
+      v && typeof v === 'object' && !Array.isArray(v)
+        ? Object.fromEntries(
+            Object.entries(v)
+              .reverse()
+              .map(([k, x]) => [k, reverse(x)]),
+          )
+        : v;
     const shuffled = reverse(a) as typeof a;
     expect(JSON.stringify(shuffled)).not.toBe(JSON.stringify(a));
     expect(configHash(shuffled)).toBe(configHash(a));
@@ -148,7 +172,10 @@ describe('resumable training loop', () => {
     // Crash at step 7 (after the step-6 checkpoint), as a kill would.
     const crashing = new ToyTrainer();
     const origStep = crashing.step.bind(crashing);
-    crashing.step = async (s) => { if (s === 7) throw new Error('killed'); return origStep(s); };
+    crashing.step = async (s) => {
+      if (s === 7) throw new Error('killed');
+      return origStep(s);
+    };
     await expect(runStage(runB, 'sg', cfg, crashing, { quiet: true })).rejects.toThrow('killed');
     expect((await runB.readStage('sg'))?.step).toBe(6);
     const resumed = new ToyTrainer();

@@ -4,13 +4,34 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { IMAGENET_MEAN, IMAGENET_STD } from '@diad/core';
-import { jet, overlayHeatmap, denormalizeToRgb, writeStrip, writeReport, metricsCsv, metricsMarkdown, bestAndWorst, thin, type ReportInput, type MetricRow, type ImageRecord } from '../src/report/index.js';
+import {
+  jet,
+  overlayHeatmap,
+  denormalizeToRgb,
+  writeStrip,
+  writeReport,
+  metricsCsv,
+  metricsMarkdown,
+  bestAndWorst,
+  thin,
+  type ReportInput,
+  type MetricRow,
+  type ImageRecord,
+} from '../src/report/index.js';
 import { findChromium, screenshot, imageStats } from '../src/report/screenshot.js';
 import { rocCurve, proCurve, storedImage } from '../src/report/curves.js';
 import { binsFromScores, pixelBins, rocAuc, standardAuPro } from '@diad/metrics';
 import { Rng } from '@diad/core';
 
-const row = (v: number): MetricRow => ({ aurocImage: v, apImage: v - 0.01, f1MaxImage: v - 0.02, aurocPixel: v - 0.03, apPixel: v - 0.04, f1MaxPixel: v - 0.05, auPro: v - 0.06 });
+const row = (v: number): MetricRow => ({
+  aurocImage: v,
+  apImage: v - 0.01,
+  f1MaxImage: v - 0.02,
+  aurocPixel: v - 0.03,
+  apPixel: v - 0.04,
+  f1MaxPixel: v - 0.05,
+  auPro: v - 0.06,
+});
 
 /** A normalised [3,H,W] image whose RGB bytes are (x*4, y*4, 128). */
 function gradient(h: number, w: number): Float32Array {
@@ -43,15 +64,38 @@ describe('colormap', () => {
 
 /** What a test records of how it was made (contents do not matter to the writers). */
 const provenance: ReportInput['provenance'] = {
-  run: 'runs/x', configHash: 'abc', checkpoints: { sg: 'checkpoints/sg-000010.safetensors' }, dataRoots: ['/data'], classes: ['bottle'],
-  unseenClasses: [], engine: 'tfjs cpu', featureExtractor: 'mobilenet_v2', inference: {}, inferenceHash: 'abc', versions: { '@diad/pipeline': '0.1.0' }, date: '2026-01-01T00:00:00Z',
+  run: 'runs/x',
+  configHash: 'abc',
+  checkpoints: { sg: 'checkpoints/sg-000010.safetensors' },
+  dataRoots: ['/data'],
+  classes: ['bottle'],
+  unseenClasses: [],
+  engine: 'tfjs cpu',
+  featureExtractor: 'mobilenet_v2',
+  inference: {},
+  inferenceHash: 'abc',
+  versions: { '@diad/pipeline': '0.1.0' },
+  date: '2026-01-01T00:00:00Z',
 };
 
 describe('metric tables', () => {
   const r = {
-    title: 't', config: {}, configHash: 'abc', images: [], timings: [], skipped: [], facts: {}, provenance,
+    title: 't',
+    config: {},
+    configHash: 'abc',
+    images: [],
+    timings: [],
+    skipped: [],
+    facts: {},
+    provenance,
     classes: [
-      { className: 'bottle', good: 2, defective: 3, metrics: { standard: row(0.9), diad: row(0.8) }, curves: { imageRoc: { x: [], y: [] }, pixelRoc: { x: [], y: [] }, pro: { x: [], y: [] } } },
+      {
+        className: 'bottle',
+        good: 2,
+        defective: 3,
+        metrics: { standard: row(0.9), diad: row(0.8) },
+        curves: { imageRoc: { x: [], y: [] }, pixelRoc: { x: [], y: [] }, pro: { x: [], y: [] } },
+      },
     ],
     mean: { standard: row(0.9), diad: row(0.8) },
   } as ReportInput;
@@ -91,11 +135,17 @@ describe('curves drawn from @diad/metrics rank bins', () => {
     expect(area(c)).toBeCloseTo(rocAuc(scores, labels), 12);
   });
   it('PRO curve area to FPR 0.3 equals @diad/metrics standard AU-PRO', () => {
-    const H = 16, W = 16;
+    const H = 16,
+      W = 16;
     const images = Array.from({ length: 6 }, (_, k) => {
       const map = new Float32Array(H * W).map(() => rng.uniform());
       const mask = new Uint8Array(H * W);
-      if (k % 2) for (let y = 3; y < 8; y++) for (let x = 2 + k; x < 9 + k; x++) { mask[y * W + x] = 1; map[y * W + x] += 0.5 * rng.uniform(); }
+      if (k % 2)
+        for (let y = 3; y < 8; y++)
+          for (let x = 2 + k; x < 9 + k; x++) {
+            mask[y * W + x] = 1;
+            map[y * W + x] += 0.5 * rng.uniform();
+          }
       return storedImage(map, k % 2 ? mask : null, H, W, (k % 2) as 0 | 1, k % 2 ? 'x' : 'good');
     });
     const b = pixelBins(images, null);
@@ -105,7 +155,15 @@ describe('curves drawn from @diad/metrics rank bins', () => {
 
 describe('best and worst', () => {
   it('picks top defective as best, lowest defective and highest normal as worst, per class', () => {
-    const mk = (id: string, label: 0 | 1, score: number): ImageRecord => ({ id, className: 'a', defectType: label ? 'x' : 'good', label, path: id, score, strip: id });
+    const mk = (id: string, label: 0 | 1, score: number): ImageRecord => ({
+      id,
+      className: 'a',
+      defectType: label ? 'x' : 'good',
+      label,
+      path: id,
+      score,
+      strip: id,
+    });
     const { best, worst } = bestAndWorst([mk('d1', 1, 0.9), mk('d2', 1, 0.5), mk('d3', 1, 0.1), mk('d4', 1, 0.7), mk('g1', 0, 0.6), mk('g2', 0, 0.2)], 1);
     expect(best.map((i) => i.id)).toEqual(['d1']);
     expect(worst.map((i) => i.id)).toEqual(['d3', 'g1']);
@@ -120,24 +178,60 @@ describe('best and worst', () => {
 
 describe('report.html in headless Chromium', () => {
   const dir = mkdtempSync(join(tmpdir(), 'diad-report-'));
-  const H = 64, W = 64;
+  const H = 64,
+    W = 64;
   let input: ReportInput;
   beforeAll(async () => {
     const images: ImageRecord[] = [];
     for (let k = 0; k < 4; k++) {
       const map = new Float32Array(H * W);
       const mask = new Uint8Array(H * W);
-      for (let y = 20; y < 40; y++) for (let x = 10 + k * 5; x < 30 + k * 5; x++) { map[y * W + x] = 1 + k; mask[y * W + x] = k > 1 ? 1 : 0; }
+      for (let y = 20; y < 40; y++)
+        for (let x = 10 + k * 5; x < 30 + k * 5; x++) {
+          map[y * W + x] = 1 + k;
+          mask[y * W + x] = k > 1 ? 1 : 0;
+        }
       const id = `cls_${k}`;
-      await writeStrip(join(dir, 'strips', `${id}.png`), { input: gradient(H, W), reconstruction: gradient(H, W).map((v) => v * 0.8), map, mask: k > 1 ? mask : null, height: H, width: W, range: [0, 4] });
-      images.push({ id, className: 'cls', defectType: k > 1 ? 'scratch' : 'good', label: k > 1 ? 1 : 0, path: `/data/${id}.png`, score: k, strip: `strips/${id}.png` });
+      await writeStrip(join(dir, 'strips', `${id}.png`), {
+        input: gradient(H, W),
+        reconstruction: gradient(H, W).map((v) => v * 0.8),
+        map,
+        mask: k > 1 ? mask : null,
+        height: H,
+        width: W,
+        range: [0, 4],
+      });
+      images.push({
+        id,
+        className: 'cls',
+        defectType: k > 1 ? 'scratch' : 'good',
+        label: k > 1 ? 1 : 0,
+        path: `/data/${id}.png`,
+        score: k,
+        strip: `strips/${id}.png`,
+      });
     }
     const ramp = { x: [0, 0.1, 0.5, 1], y: [0, 0.6, 0.9, 1] };
     input = {
-      title: 'report test', config: { preset: 'test' }, configHash: 'deadbeef0000', images, provenance,
-      classes: [{ className: 'cls', good: 2, defective: 2, metrics: { standard: row(0.9), diad: row(0.85) }, curves: { imageRoc: ramp, pixelRoc: ramp, pro: { x: [0, 0.3], y: [0, 0.7] } } }],
+      title: 'report test',
+      config: { preset: 'test' },
+      configHash: 'deadbeef0000',
+      images,
+      provenance,
+      classes: [
+        {
+          className: 'cls',
+          good: 2,
+          defective: 2,
+          metrics: { standard: row(0.9), diad: row(0.85) },
+          curves: { imageRoc: ramp, pixelRoc: ramp, pro: { x: [0, 0.3], y: [0, 0.7] } },
+        },
+      ],
       mean: { standard: row(0.9), diad: row(0.85) },
-      timings: [{ name: 'stage 1', seconds: 12.5 }, { name: 'test', seconds: 3 }],
+      timings: [
+        { name: 'stage 1', seconds: 12.5 },
+        { name: 'test', seconds: 3 },
+      ],
       skipped: [{ path: '/data/broken.png', reason: 'truncated PNG' }],
       facts: { engine: 'tfjs-wasm' },
     };
@@ -145,7 +239,9 @@ describe('report.html in headless Chromium', () => {
   });
 
   it('strips are 4 tiles wide with the heatmap over the defect', async () => {
-    const { data, info } = await sharp(join(dir, 'strips', 'cls_3.png')).raw().toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharp(join(dir, 'strips', 'cls_3.png'))
+      .raw()
+      .toBuffer({ resolveWithObject: true });
     expect([info.width, info.height]).toEqual([4 * W + 12, H]);
     const px = (x: number, y: number) => [...data.subarray((y * info.width + x) * info.channels, (y * info.width + x) * info.channels + 3)];
     expect(px(5, 3)).toEqual([20, 12, 128]); // input tile: (x*4, y*4, 128)
@@ -164,14 +260,18 @@ describe('report.html in headless Chromium', () => {
   });
 
   const chromium = findChromium();
-  it.runIf(chromium)('renders to a non-blank screenshot', async () => {
-    const png = join(dir, 'screenshot.png');
-    await screenshot(chromium!, join(dir, 'report.html'), png);
-    expect(statSync(png).size).toBeGreaterThan(20_000);
-    const s = await imageStats(png);
-    expect([s.width, s.height]).toEqual([1280, 2000]);
-    expect(s.std).toBeGreaterThan(10);
-    expect(s.nonWhite).toBeGreaterThan(0.02);
-  }, 120_000);
-  if (!chromium) console.warn('report screenshot test skipped: no chromium at /usr/bin/chromium or $CHROMIUM (CI installs Debian\'s chromium package)');
+  it.runIf(chromium)(
+    'renders to a non-blank screenshot',
+    async () => {
+      const png = join(dir, 'screenshot.png');
+      await screenshot(chromium!, join(dir, 'report.html'), png);
+      expect(statSync(png).size).toBeGreaterThan(20_000);
+      const s = await imageStats(png);
+      expect([s.width, s.height]).toEqual([1280, 2000]);
+      expect(s.std).toBeGreaterThan(10);
+      expect(s.nonWhite).toBeGreaterThan(0.02);
+    },
+    120_000,
+  );
+  if (!chromium) console.warn("report screenshot test skipped: no chromium at /usr/bin/chromium or $CHROMIUM (CI installs Debian's chromium package)");
 });

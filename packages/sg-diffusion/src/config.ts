@@ -51,7 +51,10 @@ export const sgnConfigSchema = z.object({
    * Widths of the hint block's first seven convs (strides: `hint_downsample`). The last conv maps to
    * model_channels and is zero-initialised.
    */
-  hint_widths: z.array(z.number().int().positive()).length(7).default([...OFFICIAL_HINT_WIDTHS]),
+  hint_widths: z
+    .array(z.number().int().positive())
+    .length(7)
+    .default([...OFFICIAL_HINT_WIDTHS]),
   /**
    * How much smaller the latent is than the hint image: 8 (official, a kl-f8 autoencoder; stride 2 at
    * convs 3, 5 and 7), 4 (convs 3 and 5; a kl-f4 autoencoder) or 2 (conv 3). Same parameters in all cases.
@@ -77,7 +80,10 @@ export type ContextConfig = z.infer<typeof contextConfigSchema>;
 export const diadConfigSchema = z.object({
   unet: unetConfigSchema,
   hint_channels: z.number().int().positive().default(3),
-  hint_widths: z.array(z.number().int().positive()).length(7).default([...OFFICIAL_HINT_WIDTHS]),
+  hint_widths: z
+    .array(z.number().int().positive())
+    .length(7)
+    .default([...OFFICIAL_HINT_WIDTHS]),
   hint_downsample: z.union([z.literal(2), z.literal(4), z.literal(8)]).default(8),
   sff: z.boolean().default(true),
   /** Official test and train scripts set this true. */

@@ -21,7 +21,10 @@ export function contextParamSpec(c: ContextConfig, contextDim: number): ParamSpe
  */
 export async function readConstantContext(path: string, name: string, contextDim: number): Promise<HostTensor<'float32'>> {
   const file = await readSafetensors(path);
-  if (!file.has(name)) throw new Error(`${path}: no tensor "${name}" (has ${file.names().join(', ')}); set context.tensor to the name of the [1, tokens, ${contextDim}] embedding`);
+  if (!file.has(name))
+    throw new Error(
+      `${path}: no tensor "${name}" (has ${file.names().join(', ')}); set context.tensor to the name of the [1, tokens, ${contextDim}] embedding`,
+    );
   const t = file.float32(name);
   const s = t.shape;
   if (!((s.length === 2 || (s.length === 3 && s[0] === 1)) && s[s.length - 1] === contextDim)) {

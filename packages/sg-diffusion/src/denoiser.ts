@@ -29,8 +29,7 @@ export function diadParamSpec(c: DiadConfig): ParamSpec[] {
  */
 export function trainableFilter(groups: TrainableGroups): (name: string) => boolean {
   if (groups === 'all') return () => true;
-  return (n) =>
-    n.startsWith(SGN_PREFIX) || n.startsWith(`${UNET_PREFIX}output_blocks.`) || n.startsWith(`${UNET_PREFIX}out.`) || n === LEARNED_CONTEXT;
+  return (n) => n.startsWith(SGN_PREFIX) || n.startsWith(`${UNET_PREFIX}output_blocks.`) || n.startsWith(`${UNET_PREFIX}out.`) || n === LEARNED_CONTEXT;
 }
 
 function checkMap(t: HostTensor, what: string, channels: number): void {
@@ -155,7 +154,9 @@ export class DiadDenoiser implements GuidedDenoiser {
     const [n, , h, w] = x.shape;
     const g = this.ops.shape(guided);
     if (g[0] !== n || g[2] !== h || g[3] !== w) {
-      throw new Error(`hint must be ${this.sgn.hint_downsample}x the latent size (hint_downsample) with the same batch: latents [${x.shape.join(', ')}], guided hint [${g.join(', ')}]`);
+      throw new Error(
+        `hint must be ${this.sgn.hint_downsample}x the latent size (hint_downsample) with the same batch: latents [${x.shape.join(', ')}], guided hint [${g.join(', ')}]`,
+      );
     }
     if (t.length !== n) throw new Error(`${t.length} timesteps for a batch of ${n}`);
     const eps = tf.tidy(() => this.epsTensor(this.ops.input(x), guided, t, ctx));

@@ -38,7 +38,11 @@ export function timestepEmbedding(timesteps: readonly number[], dim: number): Ho
 
 /** `time_embed`: linear, SiLU, linear on `[N, model_channels]`; returns `[N, 4 model_channels]`. */
 export function timeEmbed<T>(ops: Ops<T>, prefix: string, tEmb: T): T {
-  return ops.linear(ops.silu(ops.linear(tEmb, `${prefix}time_embed.0.weight`, `${prefix}time_embed.0.bias`)), `${prefix}time_embed.2.weight`, `${prefix}time_embed.2.bias`);
+  return ops.linear(
+    ops.silu(ops.linear(tEmb, `${prefix}time_embed.0.weight`, `${prefix}time_embed.0.bias`)),
+    `${prefix}time_embed.2.weight`,
+    `${prefix}time_embed.2.bias`,
+  );
 }
 
 /** 3x3 conv, padding 1 (`conv_nd(2, ..., 3, padding=1)`). */

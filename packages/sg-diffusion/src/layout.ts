@@ -12,10 +12,7 @@ export interface AttnLayout {
 }
 
 /** One `input_blocks.{i}` entry. */
-export type InputBlock =
-  | { kind: 'conv'; outCh: number }
-  | { kind: 'res'; inCh: number; outCh: number; attn: AttnLayout | null }
-  | { kind: 'down'; ch: number };
+export type InputBlock = { kind: 'conv'; outCh: number } | { kind: 'res'; inCh: number; outCh: number; attn: AttnLayout | null } | { kind: 'down'; ch: number };
 
 /** One `output_blocks.{i}` entry: ResBlock (skip concatenated), optional transformer, optional upsample. */
 export interface OutputBlock {

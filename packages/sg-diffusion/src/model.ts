@@ -107,8 +107,7 @@ export function semanticGuidedNetwork<T>(ops: Ops<T>, c: SGNConfig, x: T, guided
   const hs = encoder(ops, p, u, l, x, embAct, context, guidedHint);
   const outs = hs.map((h, i) => conv1(ops, h, `${p}zero_convs.${i}.0`));
   if (c.sff) {
-    const down = (j: number, k: number): T =>
-      ops.silu(ops.instanceNorm(conv3(ops, outs[SFF_SOURCES[j - 1]], `${p}down${j}${k}.0`, 2, false), 1e-5));
+    const down = (j: number, k: number): T => ops.silu(ops.instanceNorm(conv3(ops, outs[SFF_SOURCES[j - 1]], `${p}down${j}${k}.0`, 2, false), 1e-5));
     for (let k = 1; k <= 3; k++) {
       const t = SFF_TARGETS[k - 1];
       outs[t] = ops.silu(ops.add(ops.add(ops.add(outs[t], down(1, k)), down(2, k)), down(3, k)));

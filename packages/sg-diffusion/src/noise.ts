@@ -15,7 +15,11 @@ export class ItemNoise {
    * @param items batch size N.
    * @param perItem values per item (C * h * w).
    */
-  constructor(seed: number, items: number, private readonly perItem: number) {
+  constructor(
+    seed: number,
+    items: number,
+    private readonly perItem: number,
+  ) {
     this.rngs = Array.from({ length: items }, () => new Rng(seed));
   }
 

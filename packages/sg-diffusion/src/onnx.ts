@@ -51,7 +51,12 @@ export interface RecordedModel {
  * of arguments up to ~1000 rad in the graph were off by ~1e-3 relative in eps).
  */
 function timestepEmbeddingGraph(rec: OnnxRecorderOps, t: Sym, dim: number, numTimesteps: number): Sym {
-  const table = rec.input(timestepEmbedding(Array.from({ length: numTimesteps }, (_, i) => i), dim));
+  const table = rec.input(
+    timestepEmbedding(
+      Array.from({ length: numTimesteps }, (_, i) => i),
+      dim,
+    ),
+  );
   return rec.custom('Gather', [table, t], [t.shape[0], dim], { axis: 0 });
 }
 
@@ -161,7 +166,8 @@ export class OrtGuidedDenoiser implements GuidedDenoiser {
    * @throws Error naming a missing/corrupt model file or a provider that cannot load.
    */
   static async open(files: DenoiserOnnxFiles, context: HostTensor, options: OrtDenoiserOptions = {}): Promise<OrtGuidedDenoiser> {
-    if (context.shape.length !== 3 || context.shape[0] !== 1) throw new Error(`OrtGuidedDenoiser: context must be [1, L, D], got [${context.shape.join(', ')}]`);
+    if (context.shape.length !== 3 || context.shape[0] !== 1)
+      throw new Error(`OrtGuidedDenoiser: context must be [1, L, D], got [${context.shape.join(', ')}]`);
     const { createOrtSession } = await import('@diad/core/ort');
     const so = { providers: options.providers, threads: options.threads };
     const hint = await createOrtSession(files.hint, so);
@@ -193,7 +199,8 @@ export class OrtGuidedDenoiser implements GuidedDenoiser {
     const guided = (await this.hint.run({ hint })).guided_hint;
     const context = this.contextFor(n);
     return {
-      eps: async (x, t) => (await this.step.run({ latent: x, guided_hint: guided, timestep: int32(new Int32Array(n).fill(t), [n]), context })).eps as HostTensor,
+      eps: async (x, t) =>
+        (await this.step.run({ latent: x, guided_hint: guided, timestep: int32(new Int32Array(n).fill(t), [n]), context })).eps as HostTensor,
       dispose: () => {},
     };
   }

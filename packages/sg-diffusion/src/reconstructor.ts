@@ -104,6 +104,11 @@ reconstructors.register('ddim', (denoiser, spec, source, schedule) => {
  * @param source the config field or flag the spec came from (named in errors).
  * @throws Error for an unknown kind (listing the registered ones) or invalid options.
  */
-export function createReconstructor(spec: ReconstructorSpec, denoiser: GuidedDenoiser, source = 'reconstructor', schedule = new DiffusionSchedule()): Reconstructor {
+export function createReconstructor(
+  spec: ReconstructorSpec,
+  denoiser: GuidedDenoiser,
+  source = 'reconstructor',
+  schedule = new DiffusionSchedule(),
+): Reconstructor {
   return reconstructors.get(spec.kind, `${source}.kind`)(denoiser, spec, source, schedule);
 }

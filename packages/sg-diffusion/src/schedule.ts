@@ -150,7 +150,13 @@ export class DiffusionSchedule {
    * @param rng source of z when sigma > 0.
    * @returns x_prev and the predicted x0.
    */
-  ddimStep(ddim: DdimSchedule, index: number, x: HostTensor, eps: HostTensor, rng?: Pick<Rng, 'normal'>): { prev: HostTensor<'float32'>; predX0: HostTensor<'float32'> } {
+  ddimStep(
+    ddim: DdimSchedule,
+    index: number,
+    x: HostTensor,
+    eps: HostTensor,
+    rng?: Pick<Rng, 'normal'>,
+  ): { prev: HostTensor<'float32'>; predX0: HostTensor<'float32'> } {
     if (x.shape.join(',') !== eps.shape.join(',')) throw new Error(`ddimStep: eps shape [${eps.shape.join(', ')}] differs from x [${x.shape.join(', ')}]`);
     const a = ddim.alphas[index];
     const ap = ddim.alphasPrev[index];

@@ -50,7 +50,10 @@ function transformer(s: Specs, p: string, ch: number, a: AttnLayout, contextDim:
   conv(s, `${p}.proj_in`, inner, ch, 1);
   for (let d = 0; d < depth; d++) {
     const b = `${p}.transformer_blocks.${d}`;
-    for (const [attn, kv] of [['attn1', inner], ['attn2', contextDim]] as const) {
+    for (const [attn, kv] of [
+      ['attn1', inner],
+      ['attn2', contextDim],
+    ] as const) {
       if (attn === 'attn2') {
         linear(s, `${b}.ff.net.0.proj`, inner * 8, inner);
         linear(s, `${b}.ff.net.2`, inner, inner * 4);

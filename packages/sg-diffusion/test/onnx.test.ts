@@ -3,9 +3,9 @@
  * (`sgn_unet` eps with only_mid_control, and the full `ddim` run over ORT sessions; DIAD_REFERENCE_DIR,
  * configs, shapes and tolerances from the JSONs) and TfjsOps on random weights (1e-4 relative).
  */
-import { mkdtempSync, readFileSync, rmSync, } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, } from 'node:path';
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { int32, maxAbsDiff, readSafetensors, Rng, tensor, type HostTensor, type ParamSpec } from '@diad/core';
@@ -47,7 +47,13 @@ async function fixtureSessions() {
   const unet = parseUNetConfig(meta.unet_config, 'sgn_unet.json unet_config');
   const L = file.entry('input.context').shape[1];
   const config: DiadConfig = {
-    unet, hint_channels: meta.hint_channels, hint_widths: [...OFFICIAL_HINT_WIDTHS], hint_downsample: 8, sff: true, only_mid_control: true, context: { kind: 'learned', tokens: L },
+    unet,
+    hint_channels: meta.hint_channels,
+    hint_widths: [...OFFICIAL_HINT_WIDTHS],
+    hint_downsample: 8,
+    sff: true,
+    only_mid_control: true,
+    context: { kind: 'learned', tokens: L },
   } as DiadConfig;
   const params: Record<string, HostTensor<'float32'>> = {};
   for (const n of file.names()) if (!n.startsWith('input.') && !n.startsWith('output.')) params[n] = file.float32(n);
@@ -61,7 +67,8 @@ describe.runIf(present)('ONNX parity with the official fixtures', () => {
     const { meta, file, hint, step } = await fixtureSessions();
     const ts = i32(file.int32('input.timesteps').data);
     const guided = (await hint.run({ hint: file.float32('input.hint') })).guided_hint as HostTensor;
-    const eps = (await step.run({ latent: file.float32('input.x'), guided_hint: guided, timestep: ts, context: file.float32('input.context') })).eps as HostTensor;
+    const eps = (await step.run({ latent: file.float32('input.x'), guided_hint: guided, timestep: ts, context: file.float32('input.context') }))
+      .eps as HostTensor;
     const want = file.float32('output.eps_only_mid_control');
     const tol = absTolerance(meta.tolerance)(want);
     const err = maxAbsDiff(eps, want);
@@ -146,7 +153,10 @@ describe('hint_downsample', () => {
   it('4: the hint block strides twice (convs 3 and 5), same parameters; ONNX equals tfjs', async () => {
     await useBackend();
     const config = { ...preset('tiny'), hint_downsample: 4 as const };
-    const store = ParamStore.create(diadParamSpec(config).map((p) => (p.init === 'zeros' ? { ...p, init: 'normal' as const, std: 0.05 } : p)), 5);
+    const store = ParamStore.create(
+      diadParamSpec(config).map((p) => (p.init === 'zeros' ? { ...p, init: 'normal' as const, std: 0.05 } : p)),
+      5,
+    );
     try {
       expect(store.names().length).toBe(ParamStore.create(diadParamSpec(preset('tiny')), 5).names().length);
       const ops = new TfjsOps(store);
@@ -176,7 +186,10 @@ describe('OrtGuidedDenoiser', () => {
       const zr = new Rng(5);
       for (const p of diadParamSpec(config).filter((q) => q.init === 'zeros')) {
         const v = d.store.get(p.name);
-        const t = tf.tensor(zr.normals(v.size).map((x) => 0.05 * x), v.shape);
+        const t = tf.tensor(
+          zr.normals(v.size).map((x) => 0.05 * x),
+          v.shape,
+        );
         v.assign(t);
         t.dispose();
       }

@@ -81,7 +81,9 @@ describe('DdimReconstructor', () => {
     expect(() => createReconstructor({ kind: 'ddim', tStart: 0, steps: 5, eta: 0, schedule: 'official' }, d, 'inference.reconstructor')).toThrow(
       /inference\.reconstructor: invalid DDIM options: tStart/,
     );
-    expect(() => createReconstructor({ kind: 'dpm', steps: 5 }, d, 'inference.reconstructor')).toThrow(/inference\.reconstructor\.kind: unknown reconstructor "dpm"; registered: ddim/);
+    expect(() => createReconstructor({ kind: 'dpm', steps: 5 }, d, 'inference.reconstructor')).toThrow(
+      /inference\.reconstructor\.kind: unknown reconstructor "dpm"; registered: ddim/,
+    );
     // A one-step "sampler": x0 from a single eps-prediction at tStart without noise (x0 = (x - sqrt(1-ac) eps) / sqrt(ac)).
     reconstructors.register('one-step-test', (denoiser, spec, _source, schedule) => ({
       async reconstruct(latents, hint) {
@@ -90,7 +92,11 @@ describe('DdimReconstructor', () => {
         const eps = await g.eps(latents, t);
         g.dispose();
         const ac = schedule.alphasCumprod[t];
-        return tensor(latents.data.map((x, i) => (x - Math.sqrt(1 - ac) * eps.data[i]) / Math.sqrt(ac)), latents.shape, latents.layout);
+        return tensor(
+          latents.data.map((x, i) => (x - Math.sqrt(1 - ac) * eps.data[i]) / Math.sqrt(ac)),
+          latents.shape,
+          latents.layout,
+        );
       },
     }));
     const out = await createReconstructor({ kind: 'one-step-test', t: 10 }, d).reconstruct(b.latents, b.hint, { seed: 0 });
@@ -124,8 +130,8 @@ describe('configs', () => {
     );
     const c = microConfig();
     expect(() => parseDiadConfig({ ...c, unet: { ...c.unet, model_channels: 40 } })).toThrow(/not a multiple of 32/);
-    expect(() => sgnParamSpec({ unet: { ...c.unet, channel_mult: [1, 1, 1] }, hint_channels: 3, hint_widths: c.hint_widths, hint_downsample: 8, sff: true })).toThrow(
-      /SFF block needs channel_mult of length 4/,
-    );
+    expect(() =>
+      sgnParamSpec({ unet: { ...c.unet, channel_mult: [1, 1, 1] }, hint_channels: 3, hint_widths: c.hint_widths, hint_downsample: 8, sff: true }),
+    ).toThrow(/SFF block needs channel_mult of length 4/);
   });
 });

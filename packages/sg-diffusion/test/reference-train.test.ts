@@ -150,7 +150,9 @@ describe.runIf(present)('train_step parity', () => {
         if (err > limit) expect(err, `${engine}: after2.${name}[${i}] = ${got[i]}, expected ${want[i]}`).toBeLessThanOrEqual(limit);
       }
     }
-    console.log(`[train_step ${engine}] losses ${loss0}, ${loss1} (expected ${meta.losses.join(', ')}); worst gradient error ${worstGrad.toFixed(3)} of its limit, worst after2 error ${worstAfter.toFixed(3)} of its limit`);
+    console.log(
+      `[train_step ${engine}] losses ${loss0}, ${loss1} (expected ${meta.losses.join(', ')}); worst gradient error ${worstGrad.toFixed(3)} of its limit, worst after2 error ${worstAfter.toFixed(3)} of its limit`,
+    );
   }
 
   it('train_step on onnxruntime: the training graph gives the official loss, gradients and AdamW steps', async () => {
@@ -182,7 +184,12 @@ describe.runIf(present)('train_step parity', () => {
       const ops = new TfjsOps(store);
       const names = meta.trainable;
       const trainer = new Trainer(Object.fromEntries(names.map((n) => [n, store.get(n)])), { optimizer: { lr: meta.lr, weightDecay: 0.01 } });
-      const closure = (s: Step) => () => epsLoss(ops, denoiserEps(ops, config, ops.input(s.xNoisy), ops.input(s.hint), ops.input(s.tEmb), ops.input(s.context)), ops.input(s.noise)) as tf.Scalar;
+      const closure = (s: Step) => () =>
+        epsLoss(
+          ops,
+          denoiserEps(ops, config, ops.input(s.xNoisy), ops.input(s.hint), ops.input(s.tEmb), ops.input(s.context)),
+          ops.input(s.noise),
+        ) as tf.Scalar;
       const { grads: g0 } = await store.gradients((n) => names.includes(n), closure(steps[0]));
       const r0 = await trainer.trainStep([closure(steps[0])]);
       const r1 = await trainer.trainStep([closure(steps[1])]);

@@ -14,7 +14,6 @@ import { sgnParamSpec, unetParamSpec } from '../src/spec.js';
 import { useBackend } from './backend.js';
 import { dir, json, present } from './fixtures.js';
 
-
 const maxAbs = (t: HostTensor): number => t.data.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
 /** Absolute tolerance `a * max(1, max|expected|)` as the JSON's tolerance text states it (after `label`, if given). */
@@ -49,9 +48,17 @@ describe.runIf(present)('sgn_unet parity', () => {
     const meta = json('sgn_unet');
     const file = await readSafetensors(`${dir}/sgn_unet.safetensors`);
     const unet = parseUNetConfig(meta.unet_config);
-    const specs = [...unetParamSpec(unet), ...sgnParamSpec({ unet, hint_channels: meta.hint_channels, hint_widths: [...OFFICIAL_HINT_WIDTHS], hint_downsample: 8, sff: true })];
+    const specs = [
+      ...unetParamSpec(unet),
+      ...sgnParamSpec({ unet, hint_channels: meta.hint_channels, hint_widths: [...OFFICIAL_HINT_WIDTHS], hint_downsample: 8, sff: true }),
+    ];
     const ours = new Map(specs.map((p) => [p.name, p.shape.join(',')]));
-    const theirs = new Map(file.names().filter((n) => !n.startsWith('input.') && !n.startsWith('output.')).map((n) => [n, file.entry(n).shape.join(',')]));
+    const theirs = new Map(
+      file
+        .names()
+        .filter((n) => !n.startsWith('input.') && !n.startsWith('output.'))
+        .map((n) => [n, file.entry(n).shape.join(',')]),
+    );
     expect([...ours.keys()].filter((k) => !theirs.has(k))).toEqual([]);
     expect([...theirs.keys()].filter((k) => !ours.has(k))).toEqual([]);
     for (const [k, shape] of ours) expect(shape, k).toBe(theirs.get(k));

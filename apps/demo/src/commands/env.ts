@@ -83,7 +83,13 @@ async function ortInfo(): Promise<EnvReport['onnxruntime']> {
   try {
     const { describeOrt, probeOrtProviders } = await import('@diad/core/ort');
     const requested = await probeOrtProviders().catch((e: Error) => ({ error: e.message }));
-    return { ...describeOrt(), requested, threads: env.ortThreads ? `${env.ortThreads} intra-op threads (env.ortThreads)` : `onnxruntime default: one intra-op thread per physical core (${availableParallelism()} logical CPUs here)` };
+    return {
+      ...describeOrt(),
+      requested,
+      threads: env.ortThreads
+        ? `${env.ortThreads} intra-op threads (env.ortThreads)`
+        : `onnxruntime default: one intra-op thread per physical core (${availableParallelism()} logical CPUs here)`,
+    };
   } catch (e) {
     return { error: (e as Error).message };
   }
@@ -104,7 +110,9 @@ function formatEnv(r: EnvReport): string {
     if (sel) {
       out.push(
         `            selected: ${sel.engine} (backend ${sel.backend}, threads ${sel.threads ?? 'unknown'}${sel.simd === null ? '' : `, SIMD ${sel.simd ? 'on' : 'off'}`}; requested ${sel.requested.engine} by ${sel.requested.source})`,
-        `            versions: ${Object.entries(sel.versions).map(([k, v]) => `${k} ${v}`).join(', ')}`,
+        `            versions: ${Object.entries(sel.versions)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(', ')}`,
         ...sel.tried.filter((t) => !t.ok).map((t) => `            skipped ${t.engine}: ${t.reason}`),
         `            gradients: ${sel.gradients ?? 'none registered (training unavailable)'}; Conv2D gradient override: ${sel.conv2dGradOverride ? 'on' : 'off'}`,
       );

@@ -51,7 +51,11 @@ const int = (v: string | undefined, name: string): number | undefined => {
 export function configFromFlags(f: FitFlags) {
   const o: ConfigOverrides = {
     roots: (f.data ?? []).map((d) => resolve(d)),
-    classes: f.classes?.split(',').map((c) => c.trim()).filter(Boolean) ?? null,
+    classes:
+      f.classes
+        ?.split(',')
+        .map((c) => c.trim())
+        .filter(Boolean) ?? null,
     init: f.init ? resolve(f.init) : null,
     seed: int(f.seed, '--seed'),
     steps: { autoencoder: int(f.aeSteps, '--ae-steps'), diffusion: int(f.diffusionSteps, '--diffusion-steps'), sg: int(f.sgSteps, '--sg-steps') },
@@ -67,7 +71,13 @@ export function configFromFlags(f: FitFlags) {
 /** The options shared by `fit` and `demo`. */
 export function addModelOptions(cmd: Command): Command {
   return addSettingsOptions(cmd, "the preset's (the run's defaults; test/predict/ablate can change them later without a refit)")
-    .option('--preset <name>', `size preset: ${Object.entries(PRESET_HELP).map(([k, v]) => `${k} (${v})`).join('; ')}`, 'tiny')
+    .option(
+      '--preset <name>',
+      `size preset: ${Object.entries(PRESET_HELP)
+        .map(([k, v]) => `${k} (${v})`)
+        .join('; ')}`,
+      'tiny',
+    )
     .option('--init <ckpt>', 'converted official checkpoint (safetensors) replacing stages 1-2')
     .option('--seed <n>', 'seed of initialisation, data order, noise and splits')
     .option('--ae-steps <n>', 'stage 1 (autoencoder) steps')
@@ -77,7 +87,11 @@ export function addModelOptions(cmd: Command): Command {
     .option('--checkpoint-every <n>', 'checkpoint interval (steps) of every stage')
     .option('--max-train-per-class <n>', 'use at most this many train images per class')
     .option('--max-test-per-class <n>', 'test at most this many images per class')
-    .option('--engine <name>', `training engine: ${TRAIN_ENGINES.join(' | ')} (ort: onnxruntime-node, 7-9x tfjs on 2 CPU cores; providers from diad --providers or DIAD_ORT_PROVIDERS)`, 'ort')
+    .option(
+      '--engine <name>',
+      `training engine: ${TRAIN_ENGINES.join(' | ')} (ort: onnxruntime-node, 7-9x tfjs on 2 CPU cores; providers from diad --providers or DIAD_ORT_PROVIDERS)`,
+      'ort',
+    )
     .option('--quiet', 'no progress output');
 }
 
@@ -90,7 +104,10 @@ const PRESET_HELP: Record<string, string> = Object.fromEntries(
     const ae = parseAutoencoderConfig(p.models.autoencoder, `preset ${name}`);
     const latent = p.data.imageSize / downsampleFactor(ae);
     const params = countParams(autoencoderParamSpec(ae)) + countParams(diadParamSpec(parseDiadConfig(p.models.diad, `preset ${name}`)));
-    return [name, `${p.data.imageSize} px, latents ${latent}x${latent}x${ae.embed_dim}, ${(params / 1e6).toFixed(1)}M parameters, ${s.autoencoder.steps}/${s.diffusion.steps}/${s.sg.steps} steps; ${PRESET_COST[name] ?? 'time not measured'}`];
+    return [
+      name,
+      `${p.data.imageSize} px, latents ${latent}x${latent}x${ae.embed_dim}, ${(params / 1e6).toFixed(1)}M parameters, ${s.autoencoder.steps}/${s.diffusion.steps}/${s.sg.steps} steps; ${PRESET_COST[name] ?? 'time not measured'}`,
+    ];
   }),
 );
 
@@ -115,7 +132,9 @@ export function register(program: Command): void {
     if (flags.resume) {
       const given = Object.keys(cmd.opts()).filter((k) => !['resume', 'quiet', 'engine'].includes(k) && cmd.getOptionValueSource(k) === 'cli');
       if (given.length) {
-        throw new Error(`--resume continues the run with its own config; drop ${given.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')} (or start a new run with --out)`);
+        throw new Error(
+          `--resume continues the run with its own config; drop ${given.map((k) => '--' + k.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())).join(', ')} (or start a new run with --out)`,
+        );
       }
       run = await RunDir.load(flags.resume);
       await preflightFit(run.config, run.dir, engine);

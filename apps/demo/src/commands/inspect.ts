@@ -25,7 +25,10 @@ export function register(program: Command): void {
     .option('--no-verify', 'skip decoding every image and mask (faster; finds structural problems only)')
     .option('--json', 'print the report as JSON')
     .action(async (flags: InspectFlags) => {
-      const classes = flags.classes?.split(',').map((c) => c.trim()).filter(Boolean);
+      const classes = flags.classes
+        ?.split(',')
+        .map((c) => c.trim())
+        .filter(Boolean);
       const bar = flags.verify && process.stderr.isTTY ? new SingleBar({ format: 'verifying {bar} {value}/{total} files', stream: process.stderr }) : null;
       const report = await inspect(flags.data, {
         classes,
@@ -53,10 +56,16 @@ export function formatReport(report: InspectReport): string {
   const head = ['class', 'format', 'train', 'test good', 'test defective', 'masks', 'problems'];
   const rows = report.classes.map((c: ClassReport) => [c.name, c.format, c.train, c.testGood, c.testDefective, c.masks, c.problems.length].map(String));
   const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((s, i) => (i < 2 ? s.padEnd(widths[i]) : s.padStart(widths[i]))).join('  ').trimEnd();
+  const line = (cells: string[]) =>
+    cells
+      .map((s, i) => (i < 2 ? s.padEnd(widths[i]) : s.padStart(widths[i])))
+      .join('  ')
+      .trimEnd();
   const out = [line(head), ...rows.map(line), ''];
   for (const c of report.classes) {
-    const d = Object.entries(c.defects).map(([k, v]) => `${k} ${v}`).join(', ');
+    const d = Object.entries(c.defects)
+      .map(([k, v]) => `${k} ${v}`)
+      .join(', ');
     out.push(`${c.name} (${c.root}): ${d || 'no defective test images'}`);
   }
   out.push('');

@@ -23,7 +23,12 @@ const collect = (v: string, prev: string[] = []) => [...prev, v];
 /** Adds `--set` and the shortcut flags to `cmd`. */
 export function addSettingsOptions(cmd: Command, whose = "the run's"): Command {
   return cmd
-    .option('--set <key=value>', `inference setting instead of ${whose} (repeatable): reconstructor.steps=5, reconstructor.tStart=500, featureExtractor=resnet50, anomalyMap.sigma=2, threshold.targetFpr=0.01, batchSize=4`, collect, [])
+    .option(
+      '--set <key=value>',
+      `inference setting instead of ${whose} (repeatable): reconstructor.steps=5, reconstructor.tStart=500, featureExtractor=resnet50, anomalyMap.sigma=2, threshold.targetFpr=0.01, batchSize=4`,
+      collect,
+      [],
+    )
     .option('--backbone <name>', 'feature extractor by registered kind (resnet50, mobilenet_v2, ...): --set featureExtractor=NAME')
     .option('--onnx <file>', 'ONNX feature extractor file (outputs at strides 4/8/16)')
     .option('--t-start <n>', 'DDIM: timestep the latent is noised to (1..999)')
@@ -39,7 +44,8 @@ export function addSettingsOptions(cmd: Command, whose = "the run's"): Command {
  */
 export function settingsFromFlags(f: SettingsFlags): string[] {
   if (f.backbone && f.onnx) throw new Error('--backbone and --onnx exclude each other: pick a registered feature extractor or an ONNX file');
-  if (f.onnx && !f.onnx.toLowerCase().endsWith('.onnx')) throw new Error(`--onnx ${f.onnx}: not an .onnx file; give an ONNX model file (or --backbone NAME for a registered one)`);
+  if (f.onnx && !f.onnx.toLowerCase().endsWith('.onnx'))
+    throw new Error(`--onnx ${f.onnx}: not an .onnx file; give an ONNX model file (or --backbone NAME for a registered one)`);
   const sets: string[] = [];
   if (f.backbone) sets.push(`featureExtractor=${f.backbone}`);
   if (f.onnx) sets.push('featureExtractor.kind=onnx', `featureExtractor.path=${JSON.stringify(resolve(f.onnx))}`);

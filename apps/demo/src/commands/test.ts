@@ -18,7 +18,7 @@ export function register(program: Command): void {
     .command('test')
     .description('evaluate a fitted run on the test split: metrics (standard and diad modes), strips, report.html')
     .requiredOption('--run <dir>', 'run folder made by diad fit')
-    .option('--data <dir>', 'dataset root to test on (repeatable; default: the run\'s roots)', collect, [])
+    .option('--data <dir>', "dataset root to test on (repeatable; default: the run's roots)", collect, [])
     .option('--classes <list>', 'only these classes, comma-separated')
     .option('--out <dir>', 'output folder (default <run>/test); one test per folder')
     .option('--overwrite', 'replace a test result already in the output folder')
@@ -26,13 +26,37 @@ export function register(program: Command): void {
     .option('--engine <name>', 'inference engine: tfjs | ort (onnxruntime-node; providers from DIAD_ORT_PROVIDERS)', 'tfjs')
     .option('--onnx-dir <dir>', 'engine ort: a diad export folder (default <run>/onnx, exported there when missing)');
   addSettingsOptions(cmd).action(
-    async (f: SettingsFlags & { run: string; data: string[]; classes?: string; out?: string; overwrite?: boolean; quiet?: boolean; engine?: string; onnxDir?: string }) => {
+    async (
+      f: SettingsFlags & {
+        run: string;
+        data: string[];
+        classes?: string;
+        out?: string;
+        overwrite?: boolean;
+        quiet?: boolean;
+        engine?: string;
+        onnxDir?: string;
+      },
+    ) => {
       const engine = parseEngine(f.engine);
       const sets = settingsFromFlags(f);
       const run = await RunDir.load(f.run);
       const settings = resolveSettings(run, await readValidation(run), sets);
-      const classes = f.classes?.split(',').map((c) => c.trim()).filter(Boolean) ?? null;
-      const { out, report } = await testRun(run, { roots: f.data, classes, out: f.out, overwrite: f.overwrite, quiet: f.quiet, engine, onnxDir: f.onnxDir, settings });
+      const classes =
+        f.classes
+          ?.split(',')
+          .map((c) => c.trim())
+          .filter(Boolean) ?? null;
+      const { out, report } = await testRun(run, {
+        roots: f.data,
+        classes,
+        out: f.out,
+        overwrite: f.overwrite,
+        quiet: f.quiet,
+        engine,
+        onnxDir: f.onnxDir,
+        settings,
+      });
       process.stdout.write(metricsMarkdown(report) + '\n');
       process.stderr.write(`report: ${join(out, 'report.html')} (skipped images: ${report.skipped.length})\n`);
     },

@@ -22,7 +22,9 @@ export function register(program: Command): void {
     const log = (l: string) => process.stderr.write(l + '\n');
     const requested = resolveSettings(run, await readValidation(run), sets);
     const { point, settings, featureProvenance } = await validateRun(run, requested, { engine }, log);
-    process.stdout.write(`feature extractor ${featureProvenance}, ${describeSampler(settings)}, sigma ${settings.anomalyMap.sigma}\n${formatValidation(point).join('\n')}\n`);
+    process.stdout.write(
+      `feature extractor ${featureProvenance}, ${describeSampler(settings)}, sigma ${settings.anomalyMap.sigma}\n${formatValidation(point).join('\n')}\n`,
+    );
     if (f.json) await writeFileAtomic(f.json, JSON.stringify({ settings: { ...settings, featureProvenance }, ...point }, null, 2) + '\n');
   });
 }

@@ -69,7 +69,12 @@ class Builder {
 
   op(type: string, inputs: (Sym | string)[], shape: readonly number[], a: Record<string, AttrValue> = {}): Sym {
     const names = inputs.map((x) => (typeof x === 'string' ? x : x.name));
-    this.flops += productFlops(type, names.map((n) => (n ? this.rec.shapeOf(n) : [])), shape, a);
+    this.flops += productFlops(
+      type,
+      names.map((n) => (n ? this.rec.shapeOf(n) : [])),
+      shape,
+      a,
+    );
     return this.rec.emit(type, names, shape, a);
   }
 
@@ -98,7 +103,12 @@ class Builder {
   }
 
   transpose(x: Sym, perm: number[]): Sym {
-    return this.op('Transpose', [x], perm.map((p) => x.shape[p]), { perm });
+    return this.op(
+      'Transpose',
+      [x],
+      perm.map((p) => x.shape[p]),
+      { perm },
+    );
   }
 
   /** Sum over `axes`; `keep` keeps them as 1. */
@@ -108,7 +118,12 @@ class Builder {
   }
 
   reduceMean(x: Sym, axes: number[]): Sym {
-    return this.op('ReduceMean', [x, this.ints(axes)], x.shape.map((d, i) => (axes.includes(i) ? 1 : d)), { keepdims: 1 });
+    return this.op(
+      'ReduceMean',
+      [x, this.ints(axes)],
+      x.shape.map((d, i) => (axes.includes(i) ? 1 : d)),
+      { keepdims: 1 },
+    );
   }
 
   /** The gradient of a broadcast operand: `g` summed over the axes `shape` was broadcast along. */
@@ -149,8 +164,10 @@ class Builder {
  */
 type Rule = (b: Builder, node: NodeProto, dys: (Sym | null)[], need: boolean[]) => (Sym | null)[];
 
-const elementwise = (f: (b: Builder, x: Sym, y: Sym, dy: Sym) => Sym): Rule => (b, node, [dy], need) =>
-  need[0] ? [f(b, b.sym(node.input[0]), b.sym(node.output[0]), dy!)] : [null];
+const elementwise =
+  (f: (b: Builder, x: Sym, y: Sym, dy: Sym) => Sym): Rule =>
+  (b, node, [dy], need) =>
+    need[0] ? [f(b, b.sym(node.input[0]), b.sym(node.output[0]), dy!)] : [null];
 
 const RULES: Record<string, Rule> = {
   Identity: (_b, _n, [dy]) => [dy],
@@ -232,7 +249,8 @@ const RULES: Record<string, Rule> = {
         need[1] ? b.op('Gemm', [b.reshape(x0, [rows, k]), b.reshape(g, [rows, n])], [k, n], { transA: 1 }) : null,
       ];
     }
-    if (x0.shape.length < 2 || x1.shape.length < 2) throw new Error(`appendBackward: MatMul of rank ${x0.shape.length} x ${x1.shape.length} is not supported (${node.name})`);
+    if (x0.shape.length < 2 || x1.shape.length < 2)
+      throw new Error(`appendBackward: MatMul of rank ${x0.shape.length} x ${x1.shape.length} is not supported (${node.name})`);
     return [
       need[0] ? b.reduceTo(b.op('MatMul', [g, swap(x1)], [...g.shape.slice(0, r - 1), x0.shape[x0.shape.length - 1]]), x0.shape) : null,
       need[1] ? b.reduceTo(b.op('MatMul', [swap(x0), g], [...g.shape.slice(0, r - 2), x1.shape[x1.shape.length - 2], g.shape[r - 1]]), x1.shape) : null,
@@ -256,7 +274,8 @@ const RULES: Record<string, Rule> = {
     const [x, scale] = node.input.map((n) => b.sym(n));
     const a = attrs(node);
     const r = x.shape.length;
-    if (axisOf(node, r, -1) !== r - 1) throw new Error(`appendBackward: LayerNormalization over axis ${a.axis} is not supported, only the last axis (${node.name})`);
+    if (axisOf(node, r, -1) !== r - 1)
+      throw new Error(`appendBackward: LayerNormalization over axis ${a.axis} is not supported, only the last axis (${node.name})`);
     const { xhat, backward } = b.normalized(x, [r - 1], (a.epsilon as number) ?? 1e-5);
     const lead = range(0, r - 1);
     return [
@@ -388,7 +407,8 @@ export function appendBackward(rec: OnnxRecorderOps, loss: Sym, wrt: readonly st
     node.input.forEach((name, i) => {
       const d = dxs[i];
       if (!need[i] || !d) return;
-      if (!same(d.shape, rec.shapeOf(name))) throw new Error(`appendBackward: ${node.opType} rule gave [${d.shape.join(', ')}] for input ${name} of shape [${rec.shapeOf(name).join(', ')}]`);
+      if (!same(d.shape, rec.shapeOf(name)))
+        throw new Error(`appendBackward: ${node.opType} rule gave [${d.shape.join(', ')}] for input ${name} of shape [${rec.shapeOf(name).join(', ')}]`);
       const list = parts.get(name) ?? [];
       list.push(d);
       parts.set(name, list);

@@ -106,7 +106,13 @@ export class OnnxRecorderOps implements Ops<Sym> {
   graphInput(name: string, shape: readonly number[], batched = true, dtype: 'float32' | 'int32' = 'float32'): Sym {
     if (this.inputs.some((i) => i.name === name)) throw new Error(`graphInput: input "${name}" declared twice`);
     sizeOf(shape);
-    this.inputs.push(valueInfo(name, shape.map((d, i) => (batched && i === 0 ? 'N' : d)), dtype));
+    this.inputs.push(
+      valueInfo(
+        name,
+        shape.map((d, i) => (batched && i === 0 ? 'N' : d)),
+        dtype,
+      ),
+    );
     if (batched) this.batchedInputs.add(name);
     this.shapes.set(name, [...shape]);
     return new Sym(name, shape);
@@ -199,7 +205,10 @@ export class OnnxRecorderOps implements Ops<Sym> {
    */
   toModel(outputs: Record<string, Sym>): Uint8Array {
     const bytes = this.initializers.reduce((a, t) => a + t.rawData.byteLength, 0);
-    if (bytes > PROTOBUF_LIMIT) throw new Error(`toModel: ${(bytes / 2 ** 30).toFixed(2)} GiB of weights do not fit one protobuf (2 GB); use writeModel, which stores them as ONNX external data`);
+    if (bytes > PROTOBUF_LIMIT)
+      throw new Error(
+        `toModel: ${(bytes / 2 ** 30).toFixed(2)} GiB of weights do not fit one protobuf (2 GB); use writeModel, which stores them as ONNX external data`,
+      );
     return onnx.ModelProto.encode(this.build(outputs)).finish();
   }
 
@@ -211,7 +220,11 @@ export class OnnxRecorderOps implements Ops<Sym> {
    * @returns the model file, the data file (null when inline), and the weight bytes.
    * @throws Error naming the path when a write fails (no partial files are left).
    */
-  async writeModel(path: string, outputs: Record<string, Sym>, options: { external?: boolean | 'auto' } = {}): Promise<{ model: string; data: string | null; bytes: number }> {
+  async writeModel(
+    path: string,
+    outputs: Record<string, Sym>,
+    options: { external?: boolean | 'auto' } = {},
+  ): Promise<{ model: string; data: string | null; bytes: number }> {
     const model = this.build(outputs);
     const bytes = this.initializers.reduce((a, t) => a + t.rawData.byteLength, 0);
     const external = options.external === true || ((options.external ?? 'auto') === 'auto' && bytes > AUTO_EXTERNAL_BYTES);
@@ -258,7 +271,12 @@ export class OnnxRecorderOps implements Ops<Sym> {
         }
         nodes.push(onnx.NodeProto.create({ opType: 'Identity', input: [s.name], output: [name], name: `out_${name}` }));
       }
-      outInfos.push(valueInfo(name, s.shape.map((d, i) => (i === 0 && this.batchedInputs.size > 0 && s.shape.length > 1 ? 'N' : d))));
+      outInfos.push(
+        valueInfo(
+          name,
+          s.shape.map((d, i) => (i === 0 && this.batchedInputs.size > 0 && s.shape.length > 1 ? 'N' : d)),
+        ),
+      );
     }
     const graph = onnx.GraphProto.create({
       name: this.options.graphName ?? 'diad',
@@ -282,7 +300,12 @@ export class OnnxRecorderOps implements Ops<Sym> {
    * (e.g. a `Gather` from a table made with {@link input}). The caller states the output's logical shape.
    */
   custom(opType: string, inputs: Sym[], shape: readonly number[], attrs: Record<string, AttrValue> = {}): Sym {
-    return this.op(opType, inputs.map((x) => x.name), shape, attrs);
+    return this.op(
+      opType,
+      inputs.map((x) => x.name),
+      shape,
+      attrs,
+    );
   }
 
   // ---- graph building -------------------------------------------------------------------
@@ -377,7 +400,12 @@ export class OnnxRecorderOps implements Ops<Sym> {
   }
 
   private transpose(x: Sym, perm: number[]): Sym {
-    return this.op('Transpose', [x.name], perm.map((p) => x.shape[p]), { perm });
+    return this.op(
+      'Transpose',
+      [x.name],
+      perm.map((p) => x.shape[p]),
+      { perm },
+    );
   }
 
   private map4(x: Sym, op: string): [number, number, number, number] {
@@ -506,7 +534,12 @@ export class OnnxRecorderOps implements Ops<Sym> {
     const axis = rank === 4 ? 1 : rank - 1;
     const shape = [...xs[0].shape];
     shape[axis] = xs.reduce((a, x) => a + x.shape[axis], 0);
-    return this.op('Concat', xs.map((x) => x.name), shape, { axis });
+    return this.op(
+      'Concat',
+      xs.map((x) => x.name),
+      shape,
+      { axis },
+    );
   }
 
   /** `Split` along channels (maps) or the last axis. */
@@ -516,7 +549,12 @@ export class OnnxRecorderOps implements Ops<Sym> {
     if (sizes.reduce((a, s) => a + s, 0) !== x.shape[axis]) {
       throw new Error(`split: sizes [${sizes.join(', ')}] do not add up to ${x.shape[axis]} channels of ${fmt(x.shape)}`);
     }
-    return this.emitMulti('Split', [x.name, this.ints(sizes)], sizes.map((n) => x.shape.map((d, i) => (i === axis ? n : d))), { axis });
+    return this.emitMulti(
+      'Split',
+      [x.name, this.ints(sizes)],
+      sizes.map((n) => x.shape.map((d, i) => (i === axis ? n : d))),
+      { axis },
+    );
   }
 
   /** `[N, C, H, W]` to `[N, H*W, C]`: Reshape then Transpose. */

@@ -44,9 +44,12 @@ export function toOrt(t: HostTensor<DType>): ort.Tensor {
     return new ort.Tensor('float32', nchw.data, [...nchw.shape]);
   }
   switch (t.dtype) {
-    case 'float32': return new ort.Tensor('float32', t.data as Float32Array, [...t.shape]);
-    case 'int32': return new ort.Tensor('int32', t.data as Int32Array, [...t.shape]);
-    case 'uint8': return new ort.Tensor('uint8', t.data as Uint8Array, [...t.shape]);
+    case 'float32':
+      return new ort.Tensor('float32', t.data as Float32Array, [...t.shape]);
+    case 'int32':
+      return new ort.Tensor('int32', t.data as Int32Array, [...t.shape]);
+    case 'uint8':
+      return new ort.Tensor('uint8', t.data as Uint8Array, [...t.shape]);
   }
 }
 
@@ -142,7 +145,9 @@ export class OrtSession {
     const missing = this.inputNames.filter((n) => !(n in inputs));
     const extra = Object.keys(inputs).filter((n) => !this.inputSet!.has(n));
     if (missing.length || extra.length) {
-      throw new Error(`${this.path}: inputs do not match the graph (missing: [${missing.join(', ')}], unexpected: [${extra.join(', ')}]; the graph takes [${this.inputNames.join(', ')}])`);
+      throw new Error(
+        `${this.path}: inputs do not match the graph (missing: [${missing.join(', ')}], unexpected: [${extra.join(', ')}]; the graph takes [${this.inputNames.join(', ')}])`,
+      );
     }
     const feeds: Record<string, ort.Tensor> = {};
     for (const [k, v] of Object.entries(inputs)) feeds[k] = toOrt(v);

@@ -40,7 +40,10 @@ export class OrtTrainer {
   static async open(graph: TrainingGraph, params: Readonly<Record<string, HostTensor<'float32'>>>, options: OrtTrainerOptions): Promise<OrtTrainer> {
     const own: Record<string, HostTensor<'float32'>> = {};
     const missing = graph.params.filter((n) => !params[n]);
-    if (missing.length) throw new Error(`OrtTrainer: no value for ${missing.length} parameters of the graph (${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''})`);
+    if (missing.length)
+      throw new Error(
+        `OrtTrainer: no value for ${missing.length} parameters of the graph (${missing.slice(0, 5).join(', ')}${missing.length > 5 ? ', ...' : ''})`,
+      );
     for (const n of graph.params) own[n] = { ...params[n], data: params[n].data.slice() };
     // `extended`, not `all`: the CPU layout transforms of `all` (NCHWc convs) were as fast here but
     // moved gradients further from the official float32 ones (train_step parity).
@@ -128,7 +131,8 @@ export class OrtTrainer {
   restore(step: number, params: Readonly<Record<string, HostTensor<'float32'>>>, state: Record<string, HostTensor<'float32'>>): void {
     for (const [n, t] of Object.entries(params)) {
       const p = this.params[n];
-      if (p && p.data.length !== t.data.length) throw new Error(`restore: parameter "${n}" has ${t.data.length} elements, the graph expects ${p.data.length} ([${p.shape.join(', ')}])`);
+      if (p && p.data.length !== t.data.length)
+        throw new Error(`restore: parameter "${n}" has ${t.data.length} elements, the graph expects ${p.data.length} ([${p.shape.join(', ')}])`);
     }
     this.optimizer.loadState(step, state, Object.fromEntries(this.graph.trainable.map((n) => [n, this.params[n].data.length])));
     for (const [n, t] of Object.entries(params)) if (this.params[n]) this.params[n].data.set(t.data);

@@ -55,7 +55,12 @@ function padOrCrop(x: tf.Tensor4D, top: number, bottom: number, left: number, ri
     y = tf.slice(y, [0, t, l, 0], [n, h - t - Math.max(0, -bottom), w - l - Math.max(0, -right), c]);
   }
   if (top > 0 || bottom > 0 || left > 0 || right > 0) {
-    y = tf.pad(y, [[0, 0], [Math.max(0, top), Math.max(0, bottom)], [Math.max(0, left), Math.max(0, right)], [0, 0]]);
+    y = tf.pad(y, [
+      [0, 0],
+      [Math.max(0, top), Math.max(0, bottom)],
+      [Math.max(0, left), Math.max(0, right)],
+      [0, 0],
+    ]);
   }
   return y;
 }
@@ -124,7 +129,14 @@ export function conv2dInputGrad(xShape: number[], filter: tf.Tensor4D, dy: tf.Te
     // Zero-upsampled dy: row ho*sh holds dy row ho; trailing (sh-1) zero rows are cropped below.
     let u = dy;
     if (sh > 1 || sw > 1) {
-      const spaced = tf.pad(tf.reshape(dy, [n, ho, 1, wo, 1, cout]), [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]]);
+      const spaced = tf.pad(tf.reshape(dy, [n, ho, 1, wo, 1, cout]), [
+        [0, 0],
+        [0, 0],
+        [0, sh - 1],
+        [0, 0],
+        [0, sw - 1],
+        [0, 0],
+      ]);
       u = tf.reshape(spaced, [n, ho * sh, wo * sw, cout]);
     }
     const lh = (ho - 1) * sh + 1;

@@ -266,7 +266,9 @@ function resolvePackage(pkg: string): Pick<EngineAvailability, 'installed' | 've
 /** A one-line human summary of an {@link EngineInfo}, e.g. for logs and `diad env`. */
 export function formatEngineInfo(info: EngineInfo): string {
   const skipped = info.tried.filter((t) => !t.ok).map((t) => `${t.engine}: ${t.reason}`);
-  const versions = Object.entries(info.versions).map(([k, v]) => `${k} ${v}`).join(', ');
+  const versions = Object.entries(info.versions)
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ');
   return (
     `tfjs engine ${info.engine} (backend ${info.backend}, threads ${info.threads ?? 'n/a'}` +
     (info.simd !== null ? `, simd ${info.simd}` : '') +

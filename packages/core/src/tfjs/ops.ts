@@ -72,7 +72,18 @@ export class TfjsOps implements Ops<tf.Tensor> {
       let y: tf.Tensor4D;
       if (t === 0 && b === 0 && l === 0 && r === 0) y = tf.conv2d(m, w, stride, 'valid');
       else if (stride === 1 && t === b && l === r && t === l && kh === 2 * t + 1 && kw === 2 * t + 1) y = tf.conv2d(m, w, 1, 'same');
-      else y = tf.conv2d(tf.pad(m, [[0, 0], [t, b], [l, r], [0, 0]]), w, stride, 'valid');
+      else
+        y = tf.conv2d(
+          tf.pad(m, [
+            [0, 0],
+            [t, b],
+            [l, r],
+            [0, 0],
+          ]),
+          w,
+          stride,
+          'valid',
+        );
       return bias === null ? y : tf.add(y, this.params.get(bias));
     });
   }
@@ -86,7 +97,9 @@ export class TfjsOps implements Ops<tf.Tensor> {
     const w = this.params.get(weight) as tf.Tensor2D;
     const [cin, cout] = w.shape;
     if (x.shape[x.rank - 1] !== cin) {
-      throw new Error(`linear(${weight}): last axis is ${x.shape[x.rank - 1]}, weight expects ${cin} (official shape ${fmt(this.params.officialShape(weight))})`);
+      throw new Error(
+        `linear(${weight}): last axis is ${x.shape[x.rank - 1]}, weight expects ${cin} (official shape ${fmt(this.params.officialShape(weight))})`,
+      );
     }
     return tf.tidy(() => {
       const y = tf.matMul(tf.reshape(x, [-1, cin]), w);
@@ -309,7 +322,9 @@ export class TfjsOps implements Ops<tf.Tensor> {
    */
   private checkBroadcast(op: string, a: tf.Tensor, b: tf.Tensor): void {
     if (a.rank !== b.rank && a.rank !== 0 && b.rank !== 0 && (a.rank === 4 || b.rank === 4)) {
-      throw new Error(`${op}: shapes ${fmt(this.shape(a))} and ${fmt(this.shape(b))} have different ranks; broadcast a map only with a map (use addChannels for per-channel vectors)`);
+      throw new Error(
+        `${op}: shapes ${fmt(this.shape(a))} and ${fmt(this.shape(b))} have different ranks; broadcast a map only with a map (use addChannels for per-channel vectors)`,
+      );
     }
   }
 }

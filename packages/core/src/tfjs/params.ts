@@ -98,7 +98,9 @@ function initialValues(spec: ParamSpec, rng: Rng): Float32Array {
       // sqrt(6 / ((1 + 5) * fan_in)) = 1/sqrt(fan_in); the bias uses the same bound.
       const fanIn = spec.fanIn ?? (spec.init === 'kaiming' ? sizeOf(spec.shape.slice(1)) : undefined);
       if (!fanIn || fanIn <= 0) {
-        throw new Error(`parameter "${spec.name}": init "${spec.init}" needs a positive fanIn (got ${spec.fanIn}); give the fan-in of the layer the bias belongs to`);
+        throw new Error(
+          `parameter "${spec.name}": init "${spec.init}" needs a positive fanIn (got ${spec.fanIn}); give the fan-in of the layer the bias belongs to`,
+        );
       }
       const bound = 1 / Math.sqrt(fanIn);
       for (let i = 0; i < n; i++) out[i] = (2 * rng.uniform() - 1) * bound;
@@ -220,7 +222,9 @@ export class ParamStore {
   get(name: string): tf.Variable {
     const e = this.entries.get(name);
     if (!e) {
-      throw new Error(`parameter "${name}" is not in the store (${this.entries.size} parameters); check the name against the official state dict and the model config`);
+      throw new Error(
+        `parameter "${name}" is not in the store (${this.entries.size} parameters); check the name against the official state dict and the model config`,
+      );
     }
     return e.variable;
   }
@@ -276,7 +280,10 @@ export class ParamStore {
   async gradients(filter: ParamFilter, loss: () => tf.Scalar): Promise<{ loss: number; grads: Record<string, Float32Array> }> {
     const names = this.names(filter);
     const byId = new Map(names.map((n) => [this.entries.get(n)!.variable.name, n]));
-    const { value, grads } = tf.variableGrads(loss, names.map((n) => this.entries.get(n)!.variable));
+    const { value, grads } = tf.variableGrads(
+      loss,
+      names.map((n) => this.entries.get(n)!.variable),
+    );
     const out: Record<string, Float32Array> = {};
     try {
       for (const [id, g] of Object.entries(grads)) out[byId.get(id)!] = (await officialHost(g)).data;

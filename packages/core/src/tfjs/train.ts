@@ -44,7 +44,11 @@ export class AdamW {
   apply(variables: Record<string, tf.Variable>, grads: Record<string, tf.Tensor>): number {
     const t = ++this.step;
     const lr = this.lrAt(t);
-    const { betas: [b1, b2], eps, weightDecay } = this.options;
+    const {
+      betas: [b1, b2],
+      eps,
+      weightDecay,
+    } = this.options;
     const stepSize = lr / (1 - b1 ** t);
     const bc2Sqrt = Math.sqrt(1 - b2 ** t);
     for (const [name, g] of Object.entries(grads)) {
@@ -137,7 +141,10 @@ export class Trainer {
    * @param variables the trainable variables by official name (everything else stays frozen).
    * @throws Error when there are no variables.
    */
-  constructor(readonly variables: Record<string, tf.Variable>, readonly options: TrainerOptions) {
+  constructor(
+    readonly variables: Record<string, tf.Variable>,
+    readonly options: TrainerOptions,
+  ) {
     if (Object.keys(variables).length === 0) throw new Error('Trainer: no trainable variables');
     this.optimizer = new AdamW(options.optimizer);
   }

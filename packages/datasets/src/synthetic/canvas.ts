@@ -60,7 +60,7 @@ export function toBytes(c: Canvas): Uint8Array {
   const out = new Uint8Array(c.rgb.length);
   for (let i = 0; i < out.length; i++) {
     const v = Math.round(c.rgb[i] * 255);
-    out[i] = v < 0 ? 0 : Math.min(v , 255);
+    out[i] = v < 0 ? 0 : Math.min(v, 255);
   }
   return out;
 }

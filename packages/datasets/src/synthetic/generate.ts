@@ -65,9 +65,11 @@ export async function generateSynthetic(outDir: string, options: SyntheticOption
   const o = withDefaults(options);
   const root = resolve(outDir);
   for (const [k, v] of Object.entries({ size: o.size, train: o.train, testGood: o.testGood, testDefective: o.testDefective })) {
-    if (!Number.isInteger(v) || v < (k === 'size' ? 16 : 0)) throw new Error(`generateSynthetic: ${k} must be an integer >= ${k === 'size' ? 16 : 0}, got ${v}`);
+    if (!Number.isInteger(v) || v < (k === 'size' ? 16 : 0))
+      throw new Error(`generateSynthetic: ${k} must be an integer >= ${k === 'size' ? 16 : 0}, got ${v}`);
   }
-  for (const c of o.classes) if (!(c in SYNTHETIC_CLASSES)) throw new Error(`generateSynthetic: unknown class ${c}; choose among ${Object.keys(SYNTHETIC_CLASSES).join(', ')}`);
+  for (const c of o.classes)
+    if (!(c in SYNTHETIC_CLASSES)) throw new Error(`generateSynthetic: unknown class ${c}; choose among ${Object.keys(SYNTHETIC_CLASSES).join(', ')}`);
   await clearPrevious(root);
   let stream = 1;
   let files = 0;
@@ -119,7 +121,10 @@ async function clearPrevious(root: string): Promise<void> {
   const entries = await fs.readdir(root).catch(() => [] as string[]);
   if (entries.length === 0) return;
   const manifestPath = join(root, SYNTHETIC_MANIFEST);
-  const manifest = await fs.readFile(manifestPath, 'utf8').then((t) => JSON.parse(t) as { classes?: string[] }).catch(() => null);
+  const manifest = await fs
+    .readFile(manifestPath, 'utf8')
+    .then((t) => JSON.parse(t) as { classes?: string[] })
+    .catch(() => null);
   if (!manifest || !Array.isArray(manifest.classes)) {
     throw DatasetError.of(root, 'folder is not empty and holds no synthetic set', 'choose an empty or new folder for the synthetic dataset');
   }

@@ -9,9 +9,11 @@ import type { Curve } from './types.js';
 /** ROC curve (FPR, TPR) through (0, 0) and every distinct threshold to (1, 1). */
 export function rocCurve(b: RankBins): Curve {
   const { P, N, pos, eq, btw } = b;
-  const x = [0], y = [0];
+  const x = [0],
+    y = [0];
   if (P === 0 || N === 0) return { x, y };
-  let fp = 0, tp = 0;
+  let fp = 0,
+    tp = 0;
   for (let j = b.values.length - 1; j >= 0; j--) {
     if (btw[j + 1] > 0) {
       fp += btw[j + 1];
@@ -27,9 +29,11 @@ export function rocCurve(b: RankBins): Curve {
 
 /** PRO curve (FPR, mean per-region overlap) from (0, 0) up to FPR `limit` (standard AU-PRO's curve). */
 export function proCurve(b: RankBins, limit = 0.3): Curve {
-  const x = [0], y = [0];
+  const x = [0],
+    y = [0];
   if (!b.weight || b.K === 0 || b.N === 0) return { x, y };
-  let fp = 0, w = 0;
+  let fp = 0,
+    w = 0;
   for (let j = b.values.length - 1; j >= 0 && x[x.length - 1] < limit; j--) {
     if (b.btw[j + 1] > 0) {
       fp += b.btw[j + 1];
@@ -44,7 +48,9 @@ export function proCurve(b: RankBins, limit = 0.3): Curve {
 
 /** A test image as @diad/metrics stores it (maps `H*W`, masks 0/1 or null). */
 export function storedImage(map: Float32Array, mask: Uint8Array | null, height: number, width: number, label: 0 | 1, defectType: string): StoredImage {
-  let min = Infinity, max = -Infinity, defectPixels = 0;
+  let min = Infinity,
+    max = -Infinity,
+    defectPixels = 0;
   for (let i = 0; i < map.length; i++) {
     if (map[i] < min) min = map[i];
     if (map[i] > max) max = map[i];

@@ -42,14 +42,26 @@ function validationHtml(v: NonNullable<ReportInput['validation']>): string {
   // The curve over training steps at the config's DDIM start (the first point's); a DDIM-start sweep shows in the table.
   const pts = v.points.filter((p) => p.stage === v.selected.stage && p.tStart === v.points[0].tStart).sort((a, b) => a.step - b.step);
   const xMax = Math.max(1, ...pts.map((p) => p.step));
-  const series = (key: 'aurocImage' | 'aurocPixel' | 'auPro', label: string, color: string) => ({ label, color, curve: { x: pts.map((p) => p.step), y: pts.map((p) => p[key] ?? NaN) } });
-  const chart = pts.length > 1
-    ? lineChart(`validation (${v.selected.stage} stage)`, `${v.selected.stage} step`, 'class mean', [
-        series('aurocImage', 'image AUROC', '#1f77b4'), series('aurocPixel', 'pixel AUROC', '#d62728'), series('auPro', 'AU-PRO', '#2ca02c'),
-      ], xMax)
-    : '';
+  const series = (key: 'aurocImage' | 'aurocPixel' | 'auPro', label: string, color: string) => ({
+    label,
+    color,
+    curve: { x: pts.map((p) => p.step), y: pts.map((p) => p[key] ?? NaN) },
+  });
+  const chart =
+    pts.length > 1
+      ? lineChart(
+          `validation (${v.selected.stage} stage)`,
+          `${v.selected.stage} step`,
+          'class mean',
+          [series('aurocImage', 'image AUROC', '#1f77b4'), series('aurocPixel', 'pixel AUROC', '#d62728'), series('auPro', 'AU-PRO', '#2ca02c')],
+          xMax,
+        )
+      : '';
   const rows = v.points
-    .map((p) => `<tr${p.stage === v.selected.stage && p.step === v.selected.step && p.tStart === v.selected.tStart ? ' class="mean"' : ''}><th>${esc(p.stage)} ${p.step}</th><td>${p.tStart ?? ''}</td><td>${pct(p.aurocImage)}</td><td>${pct(p.aurocPixel)}</td><td>${pct(p.auPro)}</td><td>${pct(p.value)}</td></tr>`)
+    .map(
+      (p) =>
+        `<tr${p.stage === v.selected.stage && p.step === v.selected.step && p.tStart === v.selected.tStart ? ' class="mean"' : ''}><th>${esc(p.stage)} ${p.step}</th><td>${p.tStart ?? ''}</td><td>${pct(p.aurocImage)}</td><td>${pct(p.aurocPixel)}</td><td>${pct(p.auPro)}</td><td>${pct(p.value)}</td></tr>`,
+    )
     .join('');
   const recon = Object.entries(v.reconstruction)
     .map(([c, e]) => {
@@ -66,19 +78,38 @@ function validationHtml(v: NonNullable<ReportInput['validation']>): string {
 /** The report as an HTML string; `dir` is the report folder (strips are read from it). */
 export async function reportHtml(dir: string, r: ReportInput): Promise<string> {
   const tables = METRIC_MODES.map((mode) => {
-    const body = [...r.classes.map((c) => ({ name: c.className, row: c.metrics[mode], n: `${c.good} / ${c.defective}` })), { name: 'mean', row: r.mean[mode], n: '' }]
-      .map(({ name, row, n }) => `<tr${name === 'mean' ? ' class="mean"' : ''}><th>${esc(name)}</th><td>${n}</td>${METRIC_NAMES.map((k) => `<td>${pct(row[k])}</td>`).join('')}</tr>`)
+    const body = [
+      ...r.classes.map((c) => ({ name: c.className, row: c.metrics[mode], n: `${c.good} / ${c.defective}` })),
+      { name: 'mean', row: r.mean[mode], n: '' },
+    ]
+      .map(
+        ({ name, row, n }) =>
+          `<tr${name === 'mean' ? ' class="mean"' : ''}><th>${esc(name)}</th><td>${n}</td>${METRIC_NAMES.map((k) => `<td>${pct(row[k])}</td>`).join('')}</tr>`,
+      )
       .join('');
     return `<h3>${mode} mode</h3><table><thead><tr><th>class</th><th>good / defective</th>${METRIC_NAMES.map((k) => `<th>${METRIC_LABELS[k]}</th>`).join('')}</tr></thead><tbody>${body}</tbody></table>`;
   }).join('');
   const curves = r.classes
     .map((c) => {
       const m = c.metrics.standard;
-      const roc = lineChart(`${c.className}: ROC`, 'false positive rate', 'true positive rate', [
-        { label: `image (AUROC ${pct(m.aurocImage)})`, curve: c.curves.imageRoc, color: '#1f77b4' },
-        { label: `pixel (AUROC ${pct(m.aurocPixel)})`, curve: c.curves.pixelRoc, color: '#d62728' },
-      ], 1, true);
-      const pro = lineChart(`${c.className}: PRO`, 'false positive rate (to 0.3)', 'mean per-region overlap', [{ label: `AU-PRO ${pct(m.auPro)}`, curve: c.curves.pro, color: '#2ca02c' }], 0.3);
+      const roc = lineChart(
+        `${c.className}: ROC`,
+        'false positive rate',
+        'true positive rate',
+        [
+          { label: `image (AUROC ${pct(m.aurocImage)})`, curve: c.curves.imageRoc, color: '#1f77b4' },
+          { label: `pixel (AUROC ${pct(m.aurocPixel)})`, curve: c.curves.pixelRoc, color: '#d62728' },
+        ],
+        1,
+        true,
+      );
+      const pro = lineChart(
+        `${c.className}: PRO`,
+        'false positive rate (to 0.3)',
+        'mean per-region overlap',
+        [{ label: `AU-PRO ${pct(m.auPro)}`, curve: c.curves.pro, color: '#2ca02c' }],
+        0.3,
+      );
       return `<div class="charts">${roc}${pro}</div>`;
     })
     .join('');
@@ -88,13 +119,18 @@ export async function reportHtml(dir: string, r: ReportInput): Promise<string> {
   const worstFigs = (await Promise.all(worst.map((i) => figure(dir, i, i.label ? 'lowest-scored defective' : 'highest-scored normal')))).join('');
   const timings = r.timings.map((t) => `<tr><th>${esc(t.name)}</th><td>${t.seconds.toFixed(1)} s</td></tr>`).join('');
   const total = r.timings.reduce((a, t) => a + t.seconds, 0);
-  const facts = Object.entries(r.facts).map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`).join('');
+  const facts = Object.entries(r.facts)
+    .map(([k, v]) => `<tr><th>${esc(k)}</th><td>${esc(v)}</td></tr>`)
+    .join('');
   const skipped = r.skipped.length
     ? `<ul>${r.skipped.map((s) => `<li>${esc(s.split ?? 'train')}: <code>${esc(s.path)}</code>: ${esc(s.reason)}</li>`).join('')}</ul>`
     : '<p>none</p>';
   const allRows = [...r.images]
     .sort((a, b) => a.className.localeCompare(b.className) || b.score - a.score)
-    .map((i) => `<tr><td>${esc(i.className)}</td><td>${esc(i.defectType)}</td><td>${i.score.toFixed(4)}</td><td><a href="${esc(i.strip)}">${esc(i.id)}</a></td></tr>`)
+    .map(
+      (i) =>
+        `<tr><td>${esc(i.className)}</td><td>${esc(i.defectType)}</td><td>${i.score.toFixed(4)}</td><td><a href="${esc(i.strip)}">${esc(i.id)}</a></td></tr>`,
+    )
     .join('');
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>${esc(r.title)}</title>
@@ -107,7 +143,11 @@ figure img{max-width:100%;border:1px solid #999}figcaption{font-size:12px}pre{ba
 .strip-legend{font-size:12px;color:#555}
 </style></head><body>
 <h1>${esc(r.title)}</h1>
-<table>${facts}<tr><th>config hash</th><td>${esc(r.configHash)}</td></tr><tr><th>skipped images</th><td id="skipped-count">${r.skipped.length}</td></tr><tr><th>skipped per split</th><td id="skipped-per-split">${Object.entries(skippedPerSplit(r.skipped)).map(([k, v]) => `${k} ${v}`).join(', ')}</td></tr></table>
+<table>${facts}<tr><th>config hash</th><td>${esc(r.configHash)}</td></tr><tr><th>skipped images</th><td id="skipped-count">${r.skipped.length}</td></tr><tr><th>skipped per split</th><td id="skipped-per-split">${Object.entries(
+    skippedPerSplit(r.skipped),
+  )
+    .map(([k, v]) => `${k} ${v}`)
+    .join(', ')}</td></tr></table>
 <h2>Metrics (%)</h2><p class="strip-legend"><b>standard</b>: scikit-learn AUROC/AP, MVTec AU-PRO (FPR up to 0.3), image score = max of the map. <b>diad</b>: the official DiAD evaluation: image score = max after eight 8x8 average poolings, AUROC below 0.5 flipped, AU-PRO over 200 thresholds renormalised by the largest kept FPR (see @diad/metrics).</p>${tables}
 <h2>ROC and PRO curves (standard mode)</h2>${curves}
 <h2>Validation during fit</h2>${validation}

@@ -23,9 +23,18 @@ export function findChromium(): string | null {
 export async function screenshot(chromium: string, htmlPath: string, pngPath: string, width = 1280, height = 2000, timeoutMs = 90_000): Promise<void> {
   const profile = mkdtempSync(join(tmpdir(), 'diad-chromium-'));
   const args = [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-    '--disable-component-update', '--disable-sync', `--user-data-dir=${profile}`, `--screenshot=${resolve(pngPath)}`,
-    `--window-size=${width},${height}`, pathToFileURL(resolve(htmlPath)).href,
+    '--headless',
+    '--no-sandbox',
+    '--disable-gpu',
+    '--disable-quic',
+    '--no-first-run',
+    '--disable-background-networking',
+    '--disable-component-update',
+    '--disable-sync',
+    `--user-data-dir=${profile}`,
+    `--screenshot=${resolve(pngPath)}`,
+    `--window-size=${width},${height}`,
+    pathToFileURL(resolve(htmlPath)).href,
   ];
   try {
     await new Promise<void>((ok, fail) =>
@@ -45,7 +54,8 @@ export async function imageStats(pngPath: string): Promise<{ width: number; heig
   const n = info.width * info.height;
   let std = 0;
   for (let c = 0; c < info.channels; c++) {
-    let s = 0, s2 = 0;
+    let s = 0,
+      s2 = 0;
     for (let i = 0; i < n; i++) {
       const v = data[i * info.channels + c];
       s += v;

@@ -63,8 +63,17 @@ export async function writeStrip(path: string, s: StripInput): Promise<void> {
 }
 
 /** Writes a bare heatmap (jet over the image) PNG, as `diad predict` does. */
-export async function writeHeatmapPng(path: string, input: Float32Array, map: Float32Array, height: number, width: number, range: [number, number]): Promise<void> {
+export async function writeHeatmapPng(
+  path: string,
+  input: Float32Array,
+  map: Float32Array,
+  height: number,
+  width: number,
+  range: [number, number],
+): Promise<void> {
   const rgb = overlayHeatmap(map, denormalizeToRgb(input, height, width), range[0], range[1]);
-  const png = await sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), { raw: { width, height, channels: 3 } }).png().toBuffer();
+  const png = await sharp(Buffer.from(rgb.buffer, rgb.byteOffset, rgb.byteLength), { raw: { width, height, channels: 3 } })
+    .png()
+    .toBuffer();
   await writeFileAtomic(path, png);
 }

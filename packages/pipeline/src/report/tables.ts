@@ -15,14 +15,21 @@ function rows(r: ReportInput, mode: (typeof METRIC_MODES)[number]): { name: stri
 
 /** The metric tables as Markdown (percent, one decimal), @diad/metrics' one table. */
 export function metricsMarkdown(r: ReportInput): string {
-  return METRIC_MODES.map((mode) => `### ${mode} mode\n\n${metricTable(rows(r, mode).map(({ name, row }) => ({ cells: [name], values: row })), { lead: ['class'] })}\n`).join('\n');
+  return METRIC_MODES.map(
+    (mode) =>
+      `### ${mode} mode\n\n${metricTable(
+        rows(r, mode).map(({ name, row }) => ({ cells: [name], values: row })),
+        { lead: ['class'] },
+      )}\n`,
+  ).join('\n');
 }
 
 /** The metric table as CSV: `mode,class,<seven metrics>` with fractions to 6 decimals. */
 export function metricsCsv(r: ReportInput): string {
   const lines = [`mode,class,${METRIC_NAMES.join(',')}`];
   for (const mode of METRIC_MODES)
-    for (const { name, row } of rows(r, mode)) lines.push(`${mode},${csvField(name)},${METRIC_NAMES.map((k) => (row[k] === null ? '' : row[k]!.toFixed(6))).join(',')}`);
+    for (const { name, row } of rows(r, mode))
+      lines.push(`${mode},${csvField(name)},${METRIC_NAMES.map((k) => (row[k] === null ? '' : row[k]!.toFixed(6))).join(',')}`);
   return lines.join('\n') + '\n';
 }
 
