@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tensor, type HostTensor } from '@diad/core';
 import { initTfjs, TfjsOps } from '@diad/core/tfjs';
-import { parseAutoencoderConfig } from '../src/config.js';
+import { microConfig } from './micro.js';
 import { posterior } from '../src/distribution.js';
 import { decodeLatent, encodeMoments } from '../src/model.js';
 import { createAutoencoderParams } from '../src/tfjs.js';
@@ -14,22 +14,7 @@ import { recordAutoencoderTraining } from '../src/train-graph.js';
 import { OrtTrainer } from '@diad/core/ort';
 import { Rng } from '@diad/core';
 
-/** f=2, 16 px: the smallest AutoencoderKL that still has every block kind. */
-const cfg = parseAutoencoderConfig({
-  ddconfig: {
-    double_z: true,
-    z_channels: 4,
-    resolution: 16,
-    in_channels: 3,
-    out_ch: 3,
-    ch: 32,
-    ch_mult: [1, 1],
-    num_res_blocks: 1,
-    attn_resolutions: [8],
-    dropout: 0,
-  },
-  embed_dim: 4,
-});
+const cfg = microConfig();
 
 /** Four smooth synthetic images (ramps and a bright square), values roughly in [-2, 2]. */
 function images(): HostTensor<'float32'> {

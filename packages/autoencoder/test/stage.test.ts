@@ -2,26 +2,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { IMAGENET_MEAN, IMAGENET_STD, maxAbsDiff, Rng, tensor } from '@diad/core';
 import { initTfjs, TfjsOps } from '@diad/core/tfjs';
-import { parseAutoencoderConfig } from '../src/config.js';
+import { microConfig } from './micro.js';
 import { posterior } from '../src/distribution.js';
 import { encodeMoments } from '../src/model.js';
 import { createAutoencoderParams, tfjsAutoencoder } from '../src/tfjs.js';
 
-const cfg = parseAutoencoderConfig({
-  ddconfig: {
-    double_z: true,
-    z_channels: 4,
-    resolution: 16,
-    in_channels: 3,
-    out_ch: 3,
-    ch: 32,
-    ch_mult: [1, 1],
-    num_res_blocks: 1,
-    attn_resolutions: [],
-    dropout: 0,
-  },
-  embed_dim: 4,
-});
+const cfg = microConfig([]);
 const images = tensor(new Rng(3).normals(2 * 3 * 16 * 16), [2, 3, 16, 16], 'NCHW');
 
 /** ImageNet-normalised -> [-1, 1] by hand: 2 * (x * std + mean) - 1. */
