@@ -12,3 +12,4 @@ export * from './tfjs.js';
 export * from './onnx.js';
 export * from './loss.js';
 export * from './train-graph.js';
+export * from './registry.js';

@@ -88,10 +88,11 @@ export const runConfigSchema = z
     }),
     models: z.object({
       /**
-       * AutoencoderKL in the official format (`ddconfig` + `embed_dim`, as
-       * `models/autoencoder_kl_32x32x4.yaml`); validated by @diad/autoencoder when the model is built.
+       * The autoencoder: its registry `kind` (@diad/autoencoder's `autoencoders`; default `kl`,
+       * AutoencoderKL in the official format, `ddconfig` + `embed_dim` as
+       * `models/autoencoder_kl_32x32x4.yaml`) and its config, validated by the kind when the model is built.
        */
-      autoencoder: z.object({ ddconfig: z.record(z.unknown()), embed_dim: z.number().int().positive() }).passthrough(),
+      autoencoder: z.object({ kind: z.string().min(1).optional() }).passthrough(),
       /** KL weight of the autoencoder loss (official 1e-6). */
       klWeight: z.number().min(0),
       /**

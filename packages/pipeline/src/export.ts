@@ -15,7 +15,6 @@
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic, writeSafetensors } from '@diad/core';
-import { downsampleFactor, exportAutoencoderOnnx, SCALE_FACTOR } from '@diad/autoencoder';
 import { DiffusionSchedule, exportDenoiserOnnx } from '@diad/sg-diffusion';
 import { STAGES, type RunDir, type StageName } from './run-dir.js';
 import { createModels } from './models.js';
@@ -77,8 +76,9 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
   const inference = settings ?? runInference(cfg, (await run.readJson<{ tStart?: number }>('validation.json')) ?? {});
   const steps = typeof inference.reconstructor.steps === 'number' ? inference.reconstructor.steps : NaN;
   const metadata = { preset: cfg.preset, config_hash: run.hash, diad_version: pipelineVersion() };
-  const ae = await exportAutoencoderOnnx(out, p.autoencoderConfig, p.autoencoder, { height: size, width: size, scaleFactor: SCALE_FACTOR, metadata });
-  const f = downsampleFactor(p.autoencoderConfig);
+  const { kind, config: aeConfig } = p.autoencoder;
+  const ae = await kind.exportOnnx(out, aeConfig, p.autoencoderParams, { height: size, width: size, metadata });
+  const f = kind.downsampleFactor(aeConfig);
   const [h, w] = [size / f, size / f];
   const L = p.context.shape[1];
   const den = await exportDenoiserOnnx(out, p.diadConfig, p.denoiser, { latentHeight: h, latentWidth: w, contextTokens: L, metadata });
@@ -86,7 +86,7 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
   await writeSafetensors(context, { context: p.context }, metadata);
   const flops = den.flopsPerImage ?? { hint: NaN, step: NaN };
   const { unet, hint_channels: hc } = p.diadConfig;
-  const C = p.autoencoderConfig.embed_dim;
+  const C = kind.latentChannels(aeConfig);
   const manifest: OnnxManifest = {
     format: 'diad-onnx',
     version: 1,
@@ -114,7 +114,7 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
       },
       context: { context: [1, L, unet.context_dim] },
     },
-    scaleFactor: SCALE_FACTOR,
+    scaleFactor: kind.scaleFactor,
     schedule: { betaSchedule: 'scaled_linear', ...new DiffusionSchedule().options },
     inference,
     flopsPerImage: { hint: flops.hint, step: flops.step, reconstruction: flops.hint + steps * flops.step },

@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { readSafetensors } from '@diad/core';
 import { initTfjs, formatEngineInfo } from '@diad/core/tfjs';
 import type { Autoencoder } from '@diad/core';
-import { parseAutoencoderConfig, OrtAutoencoder } from '@diad/autoencoder';
+import { configuredAutoencoder } from '@diad/autoencoder';
 import { OrtGuidedDenoiser, createReconstructor, type GuidedDenoiser } from '@diad/sg-diffusion';
 import { loadFeatureExtractor, type LoadedBackbone } from '@diad/feature-extractor';
 import type { RunDir } from './run-dir.js';
@@ -131,9 +131,9 @@ export async function openDenoising(run: RunDir, o: EngineOptions, log: (l: stri
   }
   const { dir, manifest } = await ensureExport(run, o.onnxDir, log);
   const f = (name: keyof OnnxManifest['files']) => join(dir, manifest.files[name]);
-  const aeCfg = parseAutoencoderConfig(cfg.models.autoencoder, `${run.path('config.json')} models.autoencoder`);
+  const ae = configuredAutoencoder(cfg.models.autoencoder, `${run.path('config.json')} models.autoencoder`);
   const context = (await readSafetensors(f('context'))).float32('context');
-  const autoencoder = await OrtAutoencoder.open({ encode: f('autoencoderEncode'), decode: f('autoencoderDecode') }, aeCfg);
+  const autoencoder = await ae.kind.openOnnx({ encode: f('autoencoderEncode'), decode: f('autoencoderDecode') }, ae.config);
   const denoiser = await OrtGuidedDenoiser.open({ hint: f('hint'), step: f('step') }, context).catch(async (e) => {
     await autoencoder.release();
     throw e;

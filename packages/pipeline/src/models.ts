@@ -5,16 +5,7 @@
  */
 import { Rng, tensor, type Autoencoder, type HostTensor, sliceBatch, concatBatch, readSafetensors } from '@diad/core';
 import { initTfjs, formatEngineInfo, ParamStore } from '@diad/core/tfjs';
-import {
-  parseAutoencoderConfig,
-  paramSpec as autoencoderParamSpec,
-  autoencoderLoss,
-  downsampleFactor,
-  recordAutoencoderTraining,
-  tfjsAutoencoder,
-  DEFAULT_PREFIX as AE_PREFIX,
-  type AutoencoderConfig,
-} from '@diad/autoencoder';
+import { configuredAutoencoder, DEFAULT_PREFIX as AE_PREFIX, type ConfiguredAutoencoder } from '@diad/autoencoder';
 import {
   parseDiadConfig,
   DiadDenoiser,
@@ -62,9 +53,10 @@ export interface Models {
 
 /** What the ONNX export of a finished run needs. */
 export interface InferenceParams {
-  autoencoderConfig: AutoencoderConfig;
+  /** The run's autoencoder kind and its parsed config. */
+  autoencoder: ConfiguredAutoencoder;
+  autoencoderParams: Record<string, HostTensor<'float32'>>;
   diadConfig: DiadConfig;
-  autoencoder: Record<string, HostTensor<'float32'>>;
   denoiser: Record<string, HostTensor<'float32'>>;
   /** Cross-attention context of one item `[1, L, D]`. */
   context: HostTensor<'float32'>;
@@ -115,20 +107,22 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
   const trainEngine = options.trainEngine ?? 'ort';
   const tfjsName = formatEngineInfo(info);
   const engine = trainEngine === 'ort' ? `onnxruntime-node (training); ${tfjsName} (initialisation, encoding, validation)` : tfjsName;
-  const aeCfg: AutoencoderConfig = parseAutoencoderConfig(cfg.models.autoencoder, `${run.path('config.json')} models.autoencoder`);
+  const ae = configuredAutoencoder(cfg.models.autoencoder, `${run.path('config.json')} models.autoencoder`);
+  const aeCfg = ae.config;
+  const aeFactor = ae.kind.downsampleFactor(aeCfg);
   const dCfg: DiadConfig = parseDiadConfig(cfg.models.diad, `${run.path('config.json')} models.diad`);
-  if (dCfg.hint_downsample !== downsampleFactor(aeCfg)) {
+  if (dCfg.hint_downsample !== aeFactor) {
     throw new Error(
-      `${run.path('config.json')}: models.diad.hint_downsample is ${dCfg.hint_downsample} but the autoencoder downsamples by ${downsampleFactor(aeCfg)} (ch_mult ${JSON.stringify(aeCfg.ddconfig.ch_mult)}); set hint_downsample to ${downsampleFactor(aeCfg)} so the hint block meets the latents`,
+      `${run.path('config.json')}: models.diad.hint_downsample is ${dCfg.hint_downsample} but the autoencoder downsamples by ${aeFactor}; set hint_downsample to ${aeFactor} so the hint block meets the latents`,
     );
   }
   const schedule = new DiffusionSchedule();
-  const latentSize = cfg.data.imageSize / downsampleFactor(aeCfg);
+  const latentSize = cfg.data.imageSize / aeFactor;
   const constantContext = dCfg.context.kind === 'file' ? await readConstantContext(dCfg.context.path, dCfg.context.tensor, dCfg.unet.context_dim) : null;
 
   /** Autoencoder parameters: stage-1 checkpoint, else `--init`, else fresh (stage 1 starts from these). */
   const autoencoderStore = async (fresh: boolean): Promise<ParamStore> => {
-    const store = ParamStore.create(autoencoderParamSpec(aeCfg, AE_PREFIX), cfg.seed);
+    const store = ParamStore.create(ae.kind.paramSpec(aeCfg, AE_PREFIX), cfg.seed);
     try {
       const st = await run.readStage('autoencoder');
       if (!fresh && st?.checkpoint) store.load(await run.loadCheckpoint('autoencoder'), { strict: false, prefix: AE_PREFIX });
@@ -174,7 +168,7 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
     async autoencoderTrainer(images) {
       const sc = cfg.stages.autoencoder;
       const [height, width] = sc.crop ? [sc.crop, sc.crop] : [images.shape[2], images.shape[3]];
-      const f = downsampleFactor(aeCfg);
+      const f = aeFactor;
       // LDM's loss divided by the pixels per image, so the logged loss reads as a mean absolute
       // error (Adam is scale-invariant).
       const lossScale = 1 / (images.shape[1] * height * width);
@@ -187,22 +181,22 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
           const idx = batchIndices(step, images.shape[0], sc.batchSize, cfg.seed);
           const rng = new Rng(cfg.seed, STREAM.autoencoder + step);
           const x = sc.crop ? randomCrop(gather(images, idx), sc.crop, rng) : gather(images, idx);
-          const zShape = [idx.length, aeCfg.embed_dim, x.shape[2] / f, x.shape[3] / f];
+          const zShape = [idx.length, ae.kind.latentChannels(aeCfg), x.shape[2] / f, x.shape[3] / f];
           return { images: x, noise: tensor(rng.normals(zShape.reduce((a, b) => a * b, 1)), zShape, 'NCHW') };
         },
-        tfjsLoss: (ops, b) => ops.scale(autoencoderLoss(ops, aeCfg, b.images, b.noise, { klWeight: cfg.models.klWeight, prefix: AE_PREFIX }).loss, lossScale),
+        tfjsLoss: (ops, b) => ops.scale(ae.kind.loss(ops, aeCfg, b.images, b.noise, { klWeight: cfg.models.klWeight, prefix: AE_PREFIX }), lossScale),
         graph: (params) =>
-          recordAutoencoderTraining(aeCfg, params, { batch: sc.batchSize, height, width, klWeight: cfg.models.klWeight, prefix: AE_PREFIX, lossScale }),
+          ae.kind.recordTraining(aeCfg, params, { batch: sc.batchSize, height, width, klWeight: cfg.models.klWeight, prefix: AE_PREFIX, lossScale }),
       });
     },
 
     async encodeTrain(images) {
       const store = await autoencoderStore(false);
       try {
-        const ae = tfjsAutoencoder(store, aeCfg);
+        const stage = ae.kind.tfjs(store, aeCfg);
         const parts: HostTensor[] = [];
         const bs = cfg.inference.batchSize;
-        for (let i = 0; i < images.shape[0]; i += bs) parts.push(await ae.encode(sliceBatch(images, i, Math.min(images.shape[0], i + bs))));
+        for (let i = 0; i < images.shape[0]; i += bs) parts.push(await stage.encode(sliceBatch(images, i, Math.min(images.shape[0], i + bs))));
         return concatBatch(parts);
       } finally {
         store.dispose();
@@ -262,7 +256,7 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
         throw e;
       });
       return {
-        autoencoder: tfjsAutoencoder(aeStore, aeCfg),
+        autoencoder: ae.kind.tfjs(aeStore, aeCfg),
         denoiser,
         dispose() {
           aeStore.dispose();
@@ -279,9 +273,9 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
           const denoiser = await d.store.toHost();
           const constant = dCfg.context.kind === 'file' ? await readConstantContext(dCfg.context.path, dCfg.context.tensor, dCfg.unet.context_dim) : null;
           return {
-            autoencoderConfig: aeCfg,
+            autoencoder: ae,
             diadConfig: dCfg,
-            autoencoder: await aeStore.toHost(),
+            autoencoderParams: await aeStore.toHost(),
             denoiser,
             context: hostContext(dCfg, denoiser, constant, 1),
           };

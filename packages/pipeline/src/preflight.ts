@@ -7,7 +7,7 @@
  */
 import { promises as fs } from 'node:fs';
 import { readSafetensors, type ParamSpec, type SafetensorsFile } from '@diad/core';
-import { paramSpec as autoencoderParamSpec, parseAutoencoderConfig, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
+import { configuredAutoencoder, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
 import { diadParamSpec, parseDiadConfig } from '@diad/sg-diffusion';
 import { checkSettings } from './settings.js';
 import type { RunConfig } from './config.js';
@@ -27,6 +27,7 @@ export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEng
   const st = await fs.stat(out).catch(() => null);
   if (st && !st.isDirectory()) throw new Error(`--out ${out} is an existing file, not a folder; give a new folder path for the run (e.g. runs/NAME)`);
   await checkSettings(cfg.inference);
+  configuredAutoencoder(cfg.models.autoencoder, 'models.autoencoder'); // a registered kind with a valid config
   if (cfg.models.init) await checkInit(cfg, cfg.models.init);
   if (engine === 'ort') {
     const { probeOrtProviders } = await import('@diad/core/ort');
@@ -48,7 +49,8 @@ async function checkInit(cfg: RunConfig, path: string): Promise<void> {
       `--init ${path}: not a readable safetensors file (${(e as Error).message}); --init takes a converted official checkpoint in safetensors (official names: first_stage_model.*, model.diffusion_model.*, control_model.*)`,
     );
   }
-  const ae = autoencoderParamSpec(parseAutoencoderConfig(cfg.models.autoencoder, 'models.autoencoder'), AE_PREFIX);
+  const configured = configuredAutoencoder(cfg.models.autoencoder, 'models.autoencoder');
+  const ae = configured.kind.paramSpec(configured.config, AE_PREFIX);
   const dn = diadParamSpec(parseDiadConfig(cfg.models.diad, 'models.diad'));
   const problems = [...mismatches(file, ae, 'models.autoencoder'), ...mismatches(file, dn, 'models.diad')];
   if (problems.length === 0) return;

@@ -1,9 +1,7 @@
 import type { Command } from 'commander';
 import { join } from 'node:path';
 import { RunDir, ablate, ablationMarkdown, parseEngine } from '@diad/pipeline';
-import { addSettingsOptions, settingsFromFlags, type SettingsFlags } from './settings-flags.js';
-
-const collect = (v: string, prev: string[] = []) => [...prev, v];
+import { addSettingsOptions, collect, settingsFromFlags, type SettingsFlags } from './settings-flags.js';
 
 /**
  * `diad ablate --run R --vary key=v1,v2 [--vary ...] [--grid] [--out DIR] [--engine tfjs|ort]`:
@@ -21,10 +19,9 @@ export function register(program: Command): void {
       '--vary <key=v1,v2>',
       'an inference setting and its values (repeatable), e.g. reconstructor.steps=5,10 or featureExtractor=resnet50,mobilenet_v2',
       collect,
-      [],
     )
     .option('--grid', 'every combination of the --vary values (default: the base, then one setting changed at a time)')
-    .option('--data <dir>', "dataset root to test on (repeatable; default: the run's roots)", collect, [])
+    .option('--data <dir>', "dataset root to test on (repeatable; default: the run's roots)", collect)
     .option('--classes <list>', 'only these classes, comma-separated')
     .option('--out <dir>', 'output folder (default <run>/ablation)')
     .option('--overwrite', 'replace an ablation already in the output folder')

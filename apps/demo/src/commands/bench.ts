@@ -4,14 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Rng, tensor, type HostTensor } from '@diad/core';
 import { initTfjs, formatEngineInfo, ParamStore } from '@diad/core/tfjs';
-import {
-  downsampleFactor,
-  exportAutoencoderOnnx,
-  OrtAutoencoder,
-  parseAutoencoderConfig,
-  paramSpec as autoencoderParamSpec,
-  DEFAULT_PREFIX as AE_PREFIX,
-} from '@diad/autoencoder';
+import { configuredAutoencoder, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
 import {
   DdimReconstructor,
   DiadDenoiser,
@@ -83,20 +76,20 @@ export function register(program: Command): void {
       const cfg = resolveConfig(f.preset, { roots: ['(bench: random weights, no data)'] });
       const settings = { ...cfg.inference, batchSize: batch };
       if (f.hintWidths === 'official') cfg.models.diad.hint_widths = [...OFFICIAL_HINT_WIDTHS];
-      const aeCfg = parseAutoencoderConfig(cfg.models.autoencoder, `preset ${f.preset}`);
+      const { kind: aeKind, config: aeCfg } = configuredAutoencoder(cfg.models.autoencoder, `preset ${f.preset}`);
       const dCfg = parseDiadConfig(cfg.models.diad, `preset ${f.preset}`);
       const info = await initTfjs();
       const d = await DiadDenoiser.create(dCfg, 0);
       let disposed = false; // the tfjs training bench's trainer frees the denoiser
-      const aeStore = ParamStore.create(autoencoderParamSpec(aeCfg, AE_PREFIX), 0);
+      const aeStore = ParamStore.create(aeKind.paramSpec(aeCfg, AE_PREFIX), 0);
       const dir = mkdtempSync(join(tmpdir(), 'diad-bench-'));
       try {
         const size = cfg.data.imageSize;
-        const hw = size / downsampleFactor(aeCfg);
+        const hw = size / aeKind.downsampleFactor(aeCfg);
         const params = await d.store.toHost();
         const context = hostContext(dCfg, params, null, 1);
         const den = await exportDenoiserOnnx(dir, dCfg, params, { latentHeight: hw, latentWidth: hw, contextTokens: context.shape[1] });
-        const aeFiles = await exportAutoencoderOnnx(dir, aeCfg, await aeStore.toHost(), { height: size, width: size });
+        const aeFiles = await aeKind.exportOnnx(dir, aeCfg, await aeStore.toHost(), { height: size, width: size });
         const flops = den.flopsPerImage!;
         const gflop = (flops.hint + 10 * flops.step) / 1e9;
         const rng = new Rng(1);
@@ -108,7 +101,7 @@ export function register(program: Command): void {
         const ortDenoiser = await OrtGuidedDenoiser.open(den, context);
         const ort = new DdimReconstructor(ortDenoiser, ddim10);
         const ortWarm = new DdimReconstructor(ortDenoiser, { ...ddim10, steps: 2 });
-        const ortAe = await OrtAutoencoder.open(aeFiles, aeCfg);
+        const ortAe = await aeKind.openOnnx(aeFiles, aeCfg);
         const fe = await openFeatureExtractor({ engineName: 'ort', imageSize: size }, settings);
         let ortRuns: number[];
         let testRuns: number[];

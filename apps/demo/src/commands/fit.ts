@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { parseAutoencoderConfig, downsampleFactor, countParams, paramSpec as autoencoderParamSpec } from '@diad/autoencoder';
+import { configuredAutoencoder, countParams, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
 import { parseDiadConfig, diadParamSpec } from '@diad/sg-diffusion';
 import { resolveConfig, PRESETS, PRESET_COST, type ConfigOverrides } from '@diad/pipeline';
 import { RunDir } from '@diad/pipeline';
@@ -9,7 +9,7 @@ import { InterruptedError } from '@diad/pipeline';
 import { TRAIN_ENGINES, type TrainEngine } from '@diad/pipeline';
 import { openSplits } from '@diad/pipeline';
 import { preflightFit } from '@diad/pipeline';
-import { addSettingsOptions, settingsFromFlags, type SettingsFlags } from './settings-flags.js';
+import { addSettingsOptions, collect, settingsFromFlags, type SettingsFlags } from './settings-flags.js';
 
 export interface FitFlags extends SettingsFlags {
   data?: string[];
@@ -95,18 +95,16 @@ export function addModelOptions(cmd: Command): Command {
     .option('--quiet', 'no progress output');
 }
 
-const collect = (v: string, prev: string[] = []) => [...prev, v];
-
 /** One line per preset for `--help`: image and latent size, parameters, steps, and time on the 2-core development machine. */
 const PRESET_HELP: Record<string, string> = Object.fromEntries(
   Object.entries(PRESETS).map(([name, p]) => {
     const s = p.stages;
-    const ae = parseAutoencoderConfig(p.models.autoencoder, `preset ${name}`);
-    const latent = p.data.imageSize / downsampleFactor(ae);
-    const params = countParams(autoencoderParamSpec(ae)) + countParams(diadParamSpec(parseDiadConfig(p.models.diad, `preset ${name}`)));
+    const { kind, config: ae } = configuredAutoencoder(p.models.autoencoder, `preset ${name}`);
+    const latent = p.data.imageSize / kind.downsampleFactor(ae);
+    const params = countParams(kind.paramSpec(ae, AE_PREFIX)) + countParams(diadParamSpec(parseDiadConfig(p.models.diad, `preset ${name}`)));
     return [
       name,
-      `${p.data.imageSize} px, latents ${latent}x${latent}x${ae.embed_dim}, ${(params / 1e6).toFixed(1)}M parameters, ${s.autoencoder.steps}/${s.diffusion.steps}/${s.sg.steps} steps; ${PRESET_COST[name] ?? 'time not measured'}`,
+      `${p.data.imageSize} px, latents ${latent}x${latent}x${kind.latentChannels(ae)}, ${(params / 1e6).toFixed(1)}M parameters, ${s.autoencoder.steps}/${s.diffusion.steps}/${s.sg.steps} steps; ${PRESET_COST[name] ?? 'time not measured'}`,
     ];
   }),
 );

@@ -18,7 +18,8 @@ export interface SettingsFlags {
   targetFpr?: string;
 }
 
-const collect = (v: string, prev: string[] = []) => [...prev, v];
+/** Commander's collector of a repeatable option. */
+export const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** Adds `--set` and the shortcut flags to `cmd`. */
 export function addSettingsOptions(cmd: Command, whose = "the run's"): Command {
@@ -27,7 +28,6 @@ export function addSettingsOptions(cmd: Command, whose = "the run's"): Command {
       '--set <key=value>',
       `inference setting instead of ${whose} (repeatable): reconstructor.steps=5, reconstructor.tStart=500, featureExtractor=resnet50, anomalyMap.sigma=2, threshold.targetFpr=0.01, batchSize=4`,
       collect,
-      [],
     )
     .option('--backbone <name>', 'feature extractor by registered kind (resnet50, mobilenet_v2, ...): --set featureExtractor=NAME')
     .option('--onnx <file>', 'ONNX feature extractor file (outputs at strides 4/8/16)')

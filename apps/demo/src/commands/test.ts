@@ -2,11 +2,9 @@ import type { Command } from 'commander';
 import { join } from 'node:path';
 import { RunDir } from '@diad/pipeline';
 import { readValidation, resolveSettings, testRun } from '@diad/pipeline';
-import { addSettingsOptions, settingsFromFlags, type SettingsFlags } from './settings-flags.js';
+import { addSettingsOptions, collect, settingsFromFlags, type SettingsFlags } from './settings-flags.js';
 import { metricsMarkdown } from '@diad/pipeline';
 import { parseEngine } from '@diad/pipeline';
-
-const collect = (v: string, prev: string[]) => [...prev, v];
 
 /**
  * `diad test --run runs/NAME [--data DIR ...] [--classes a,b] [--out DIR] [--engine tfjs|ort] [--onnx-dir DIR] [--set key=value ...]`:
