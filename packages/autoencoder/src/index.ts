@@ -3,7 +3,7 @@
  * with the official state-dict names, a pipeline stage, its loss and its ONNX training graph.
  */
 export * from './config.js';
-export * from './layout.js';
+export * from './architecture.js';
 export * from './params.js';
 export * from './model.js';
 export * from './distribution.js';

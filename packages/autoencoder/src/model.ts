@@ -6,7 +6,7 @@
  */
 import type { Ops } from '@diad/core';
 import { downsampleFactor, NORM_EPS, NORM_GROUPS, type AutoencoderConfig } from './config.js';
-import { decoderLayout, encoderLayout, type CoderLayout } from './layout.js';
+import { decoderArch, encoderArch, type CoderArch } from './architecture.js';
 import { DEFAULT_PREFIX } from './params.js';
 
 /** `Normalize` (GroupNorm, 32 groups, eps 1e-6, affine). */
@@ -62,8 +62,8 @@ function midBlock<T>(ops: Ops<T>, x: T, name: string, c: number): T {
   return resnetBlock(ops, h, `${name}.block_2`, c, c);
 }
 
-function runLevels<T>(ops: Ops<T>, h: T, p: string, layout: CoderLayout, kind: 'down' | 'up'): T {
-  for (const level of layout.levels) {
+function runLevels<T>(ops: Ops<T>, h: T, p: string, arch: CoderArch, kind: 'down' | 'up'): T {
+  for (const level of arch.levels) {
     for (const b of level.blocks) {
       h = resnetBlock(ops, h, `${p}${b.path}`, b.inCh, b.outCh);
       if (b.attn) h = attnBlock(ops, h, `${p}${b.attn}`);
@@ -90,10 +90,10 @@ export function encodeMoments<T>(ops: Ops<T>, cfg: AutoencoderConfig, x: T, pref
   const shape = ops.shape(x);
   checkSpatial(shape, downsampleFactor(cfg), 'input image');
   if (shape[1] !== d.in_channels) throw new Error(`AutoencoderKL: input has ${shape[1]} channels, the config expects in_channels = ${d.in_channels}`);
-  const layout = encoderLayout(cfg);
+  const arch = encoderArch(cfg);
   let h = conv(ops, x, `${prefix}encoder.conv_in`, 1);
-  h = runLevels(ops, h, prefix, layout, 'down');
-  h = midBlock(ops, h, `${prefix}encoder.mid`, layout.midCh);
+  h = runLevels(ops, h, prefix, arch, 'down');
+  h = midBlock(ops, h, `${prefix}encoder.mid`, arch.midCh);
   h = ops.silu(normalize(ops, h, `${prefix}encoder.norm_out`));
   h = conv(ops, h, `${prefix}encoder.conv_out`, 1);
   return conv(ops, h, `${prefix}quant_conv`);
@@ -108,11 +108,11 @@ export function decodeLatent<T>(ops: Ops<T>, cfg: AutoencoderConfig, z: T, prefi
   const shape = ops.shape(z);
   checkSpatial(shape, 1, 'latent');
   if (shape[1] !== cfg.embed_dim) throw new Error(`AutoencoderKL: latent has ${shape[1]} channels, the config expects embed_dim = ${cfg.embed_dim}`);
-  const layout = decoderLayout(cfg);
+  const arch = decoderArch(cfg);
   let h = conv(ops, z, `${prefix}post_quant_conv`);
   h = conv(ops, h, `${prefix}decoder.conv_in`, 1);
-  h = midBlock(ops, h, `${prefix}decoder.mid`, layout.midCh);
-  h = runLevels(ops, h, prefix, layout, 'up');
+  h = midBlock(ops, h, `${prefix}decoder.mid`, arch.midCh);
+  h = runLevels(ops, h, prefix, arch, 'up');
   h = ops.silu(normalize(ops, h, `${prefix}decoder.norm_out`));
   return conv(ops, h, `${prefix}decoder.conv_out`, 1);
 }

@@ -6,7 +6,7 @@
  */
 import type { ParamSpec } from '@diad/core';
 import type { AutoencoderConfig } from './config.js';
-import { decoderLayout, encoderLayout, type CoderLayout, type ResBlockLayout } from './layout.js';
+import { decoderArch, encoderArch, type CoderArch, type ResBlockArch } from './architecture.js';
 
 /** The state-dict prefix of the first stage inside a LatentDiffusion/ControlLDM checkpoint. */
 export const DEFAULT_PREFIX = 'first_stage_model.';
@@ -22,7 +22,7 @@ function norm(out: ParamSpec[], name: string, c: number): void {
   out.push({ name: `${name}.bias`, shape: [c], init: 'zeros' });
 }
 
-function resBlock(out: ParamSpec[], p: string, b: ResBlockLayout): void {
+function resBlock(out: ParamSpec[], p: string, b: ResBlockArch): void {
   const name = `${p}${b.path}`;
   norm(out, `${name}.norm1`, b.inCh);
   conv(out, `${name}.conv1`, b.outCh, b.inCh, 3);
@@ -37,14 +37,14 @@ function attnBlock(out: ParamSpec[], name: string, c: number): void {
 }
 
 function mid(out: ParamSpec[], name: string, c: number): void {
-  const block = (path: string): ResBlockLayout => ({ path, inCh: c, outCh: c, attn: null });
+  const block = (path: string): ResBlockArch => ({ path, inCh: c, outCh: c, attn: null });
   resBlock(out, '', block(`${name}.block_1`));
   attnBlock(out, `${name}.attn_1`, c);
   resBlock(out, '', block(`${name}.block_2`));
 }
 
-function levels(out: ParamSpec[], p: string, layout: CoderLayout): void {
-  for (const level of layout.levels) {
+function levels(out: ParamSpec[], p: string, arch: CoderArch): void {
+  for (const level of arch.levels) {
     for (const b of level.blocks) {
       resBlock(out, p, b);
       if (b.attn) attnBlock(out, `${p}${b.attn}`, b.outCh);
@@ -62,14 +62,14 @@ function levels(out: ParamSpec[], p: string, layout: CoderLayout): void {
 export function paramSpec(cfg: AutoencoderConfig, prefix = DEFAULT_PREFIX): ParamSpec[] {
   const d = cfg.ddconfig;
   const out: ParamSpec[] = [];
-  const enc = encoderLayout(cfg);
+  const enc = encoderArch(cfg);
   conv(out, `${prefix}encoder.conv_in`, d.ch, d.in_channels, 3);
   levels(out, prefix, enc);
   mid(out, `${prefix}encoder.mid`, enc.midCh);
   norm(out, `${prefix}encoder.norm_out`, enc.outCh);
   conv(out, `${prefix}encoder.conv_out`, 2 * d.z_channels, enc.outCh, 3);
 
-  const dec = decoderLayout(cfg);
+  const dec = decoderArch(cfg);
   conv(out, `${prefix}decoder.conv_in`, dec.midCh, d.z_channels, 3);
   mid(out, `${prefix}decoder.mid`, dec.midCh);
   levels(out, prefix, dec);

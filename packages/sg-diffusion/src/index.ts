@@ -1,5 +1,5 @@
 export * from './config.js';
-export * from './layout.js';
+export * from './architecture.js';
 export * from './spec.js';
 export * from './layers.js';
 export * from './model.js';

@@ -5,7 +5,7 @@
  * `ldm/modules/diffusionmodules/util.py` timestep_embedding). Maps are logically NCHW.
  */
 import { tensor, type HostTensor, type Ops } from '@diad/core';
-import type { AttnLayout } from './layout.js';
+import type { AttnArch } from './architecture.js';
 
 /** GroupNorm32 of openaimodel (`normalization`): 32 groups, eps 1e-5. */
 const RES_NORM_EPS = 1e-5;
@@ -81,7 +81,7 @@ function crossAttention<T>(ops: Ops<T>, p: string, x: T, context: T, heads: numb
  * `x += ff(norm3 x)` with the GEGLU feed-forward `W2 (a * gelu(g))`, `[a, g] = W1 x`; proj_out; residual.
  * @param context `[N, L, context_dim]`.
  */
-export function spatialTransformer<T>(ops: Ops<T>, p: string, x: T, context: T, a: AttnLayout, depth: number): T {
+export function spatialTransformer<T>(ops: Ops<T>, p: string, x: T, context: T, a: AttnArch, depth: number): T {
   const [, , hgt, wid] = ops.shape(x);
   let h = ops.groupNorm(x, 32, `${p}.norm.weight`, `${p}.norm.bias`, ATTN_NORM_EPS);
   h = ops.toTokens(conv1(ops, h, `${p}.proj_in`));

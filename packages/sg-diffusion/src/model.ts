@@ -5,12 +5,12 @@
  */
 import type { Ops } from '@diad/core';
 import type { SGNConfig, UNetConfig } from './config.js';
-import { unetLayout, type UNetLayout } from './layout.js';
+import { unetArch, type UNetArch } from './architecture.js';
 import { conv1, conv3, resBlock, spatialTransformer, timeEmbed, upsample } from './layers.js';
 import { checkSgnConfig, SFF_SOURCES, SFF_TARGETS, SGN_PREFIX, UNET_PREFIX } from './spec.js';
 
 /** Runs `input_blocks` and returns every block's output; `afterFirst` is added to block 0's output. */
-function encoder<T>(ops: Ops<T>, p: string, c: UNetConfig, l: UNetLayout, x: T, embAct: T, context: T, afterFirst: T | null): T[] {
+function encoder<T>(ops: Ops<T>, p: string, c: UNetConfig, l: UNetArch, x: T, embAct: T, context: T, afterFirst: T | null): T[] {
   const outs: T[] = [];
   let h = x;
   l.input.forEach((b, i) => {
@@ -27,7 +27,7 @@ function encoder<T>(ops: Ops<T>, p: string, c: UNetConfig, l: UNetLayout, x: T, 
   return outs;
 }
 
-function middle<T>(ops: Ops<T>, p: string, c: UNetConfig, l: UNetLayout, h: T, embAct: T, context: T): T {
+function middle<T>(ops: Ops<T>, p: string, c: UNetConfig, l: UNetArch, h: T, embAct: T, context: T): T {
   h = resBlock(ops, `${p}middle_block.0`, h, embAct, l.midCh, l.midCh);
   h = spatialTransformer(ops, `${p}middle_block.1`, h, context, l.midAttn, c.transformer_depth);
   return resBlock(ops, `${p}middle_block.2`, h, embAct, l.midCh, l.midCh);
@@ -47,7 +47,7 @@ function middle<T>(ops: Ops<T>, p: string, c: UNetConfig, l: UNetLayout, h: T, e
  * @throws Error when `control` has the wrong count.
  */
 export function controlledUnet<T>(ops: Ops<T>, c: UNetConfig, x: T, tEmb: T, context: T, control: readonly T[] | null, onlyMidControl: boolean): T {
-  const l = unetLayout(c);
+  const l = unetArch(c);
   const p = UNET_PREFIX;
   if (control && control.length !== l.input.length + 1) {
     throw new Error(`controlledUnet: ${control.length} control tensors, the config needs ${l.input.length + 1}`);
@@ -95,13 +95,13 @@ export function hintBlock<T>(ops: Ops<T>, hint: T, downsample: 2 | 4 | 8 = 8): T
  * for k = 1..3, each `downjk` a bias-free 3x3 stride-2 conv, InstanceNorm (eps 1e-5, no affine)
  * and SiLU; the middle block's output through `middle_block_out` last.
  * @param guidedHint output of {@link hintBlock}.
- * @returns one map per input block plus the middle one (13 for the official layout), widths
+ * @returns one map per input block plus the middle one (13 for the official architecture), widths
  *   and sizes of the matching UNet skips.
  */
 export function semanticGuidedNetwork<T>(ops: Ops<T>, c: SGNConfig, x: T, guidedHint: T, tEmb: T, context: T): T[] {
   checkSgnConfig(c);
   const u = c.unet;
-  const l = unetLayout(u);
+  const l = unetArch(u);
   const p = SGN_PREFIX;
   const embAct = ops.silu(timeEmbed(ops, p, tEmb));
   const hs = encoder(ops, p, u, l, x, embAct, context, guidedHint);

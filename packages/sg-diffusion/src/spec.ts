@@ -7,7 +7,7 @@
  */
 import type { ParamSpec } from '@diad/core';
 import type { SGNConfig, UNetConfig } from './config.js';
-import { unetLayout, type AttnLayout, type UNetLayout } from './layout.js';
+import { unetArch, type AttnArch, type UNetArch } from './architecture.js';
 
 export const UNET_PREFIX = 'model.diffusion_model.';
 export const SGN_PREFIX = 'control_model.';
@@ -44,7 +44,7 @@ function resBlock(s: Specs, p: string, inCh: number, outCh: number, embDim: numb
   if (inCh !== outCh) conv(s, `${p}.skip_connection`, outCh, inCh, 1);
 }
 
-function transformer(s: Specs, p: string, ch: number, a: AttnLayout, contextDim: number, depth: number): void {
+function transformer(s: Specs, p: string, ch: number, a: AttnArch, contextDim: number, depth: number): void {
   const inner = a.heads * a.dimHead;
   norm(s, `${p}.norm`, ch);
   conv(s, `${p}.proj_in`, inner, ch, 1);
@@ -68,7 +68,7 @@ function transformer(s: Specs, p: string, ch: number, a: AttnLayout, contextDim:
   conv(s, `${p}.proj_out`, ch, inner, 1, { zero: true });
 }
 
-function encoder(s: Specs, p: string, c: UNetConfig, l: UNetLayout): void {
+function encoder(s: Specs, p: string, c: UNetConfig, l: UNetArch): void {
   timeEmbed(s, p, c.model_channels, l.timeEmbedDim);
   l.input.forEach((b, i) => {
     const q = `${p}input_blocks.${i}`;
@@ -81,7 +81,7 @@ function encoder(s: Specs, p: string, c: UNetConfig, l: UNetLayout): void {
   });
 }
 
-function middle(s: Specs, p: string, c: UNetConfig, l: UNetLayout): void {
+function middle(s: Specs, p: string, c: UNetConfig, l: UNetArch): void {
   resBlock(s, `${p}middle_block.0`, l.midCh, l.midCh, l.timeEmbedDim);
   transformer(s, `${p}middle_block.1`, l.midCh, l.midAttn, c.context_dim, c.transformer_depth);
   resBlock(s, `${p}middle_block.2`, l.midCh, l.midCh, l.timeEmbedDim);
@@ -89,7 +89,7 @@ function middle(s: Specs, p: string, c: UNetConfig, l: UNetLayout): void {
 
 /** Parameters of the controlled UNet (`model.diffusion_model.*`), in official order. */
 export function unetParamSpec(c: UNetConfig): ParamSpec[] {
-  const l = unetLayout(c);
+  const l = unetArch(c);
   const s: Specs = [];
   encoder(s, UNET_PREFIX, c, l);
   middle(s, UNET_PREFIX, c, l);
@@ -125,7 +125,7 @@ export function checkSgnConfig(c: SGNConfig): void {
 export function sgnParamSpec(c: SGNConfig): ParamSpec[] {
   checkSgnConfig(c);
   const u = c.unet;
-  const l = unetLayout(u);
+  const l = unetArch(u);
   const p = SGN_PREFIX;
   const s: Specs = [];
   encoder(s, p, u, l);

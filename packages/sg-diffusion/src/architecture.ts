@@ -5,41 +5,41 @@
  */
 import type { UNetConfig } from './config.js';
 
-/** Attention layout of a SpatialTransformer: heads x dimHead = inner width. */
-export interface AttnLayout {
+/** Attention shape of a SpatialTransformer: heads x dimHead = inner width. */
+export interface AttnArch {
   heads: number;
   dimHead: number;
 }
 
 /** One `input_blocks.{i}` entry. */
-export type InputBlock = { kind: 'conv'; outCh: number } | { kind: 'res'; inCh: number; outCh: number; attn: AttnLayout | null } | { kind: 'down'; ch: number };
+export type InputBlock = { kind: 'conv'; outCh: number } | { kind: 'res'; inCh: number; outCh: number; attn: AttnArch | null } | { kind: 'down'; ch: number };
 
 /** One `output_blocks.{i}` entry: ResBlock (skip concatenated), optional transformer, optional upsample. */
 export interface OutputBlock {
   inCh: number;
   outCh: number;
-  attn: AttnLayout | null;
+  attn: AttnArch | null;
   up: boolean;
 }
 
-export interface UNetLayout {
+export interface UNetArch {
   timeEmbedDim: number;
   input: InputBlock[];
   /** Width of each input block's output (the skips, and the SG network's control tensors). */
   inputChans: number[];
   /** Width of the middle block. */
   midCh: number;
-  midAttn: AttnLayout;
+  midAttn: AttnArch;
   output: OutputBlock[];
 }
 
-function attnFor(c: UNetConfig, ch: number): AttnLayout {
+function attnFor(c: UNetConfig, ch: number): AttnArch {
   if (c.num_head_channels === -1) return { heads: c.num_heads, dimHead: Math.floor(ch / c.num_heads) };
   return { heads: Math.floor(ch / c.num_head_channels), dimHead: c.num_head_channels };
 }
 
-/** Derives the block layout; heads follow `num_heads` or `num_head_channels` as the official code. */
-export function unetLayout(c: UNetConfig): UNetLayout {
+/** Derives the block architecture; heads follow `num_heads` or `num_head_channels` as the official code. */
+export function unetArch(c: UNetConfig): UNetArch {
   const mc = c.model_channels;
   const input: InputBlock[] = [{ kind: 'conv', outCh: mc }];
   const chans = [mc];

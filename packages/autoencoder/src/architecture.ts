@@ -6,7 +6,7 @@
 import type { AutoencoderConfig } from './config.js';
 
 /** One `ResnetBlock` (and the `AttnBlock` after it, if any). */
-export interface ResBlockLayout {
+export interface ResBlockArch {
   /** Module path without prefix, e.g. `encoder.down.1.block.0`. */
   path: string;
   inCh: number;
@@ -16,17 +16,17 @@ export interface ResBlockLayout {
 }
 
 /** One resolution level: its blocks, then an optional resampling conv. */
-export interface LevelLayout {
-  blocks: ResBlockLayout[];
+export interface LevelArch {
+  blocks: ResBlockArch[];
   /** Path of `Downsample`/`Upsample` (`encoder.down.0.downsample`), null on the last level. */
   resample: string | null;
   /** Channels at the resampling conv. */
   resampleCh: number;
 }
 
-export interface CoderLayout {
+export interface CoderArch {
   /** Levels in execution order (decoder: `up.{n-1}` first, as the official loop runs). */
-  levels: LevelLayout[];
+  levels: LevelArch[];
   /** Width of the middle block. */
   midCh: number;
   /** Width entering `norm_out`/`conv_out`. */
@@ -34,17 +34,17 @@ export interface CoderLayout {
 }
 
 /** The official Encoder's module tree. */
-export function encoderLayout(cfg: AutoencoderConfig): CoderLayout {
+export function encoderArch(cfg: AutoencoderConfig): CoderArch {
   const d = cfg.ddconfig;
   const n = d.ch_mult.length;
   const inMult = [1, ...d.ch_mult];
   let res = d.resolution;
   let blockIn = d.ch;
-  const levels: LevelLayout[] = [];
+  const levels: LevelArch[] = [];
   for (let i = 0; i < n; i++) {
     blockIn = d.ch * inMult[i];
     const blockOut = d.ch * d.ch_mult[i];
-    const blocks: ResBlockLayout[] = [];
+    const blocks: ResBlockArch[] = [];
     for (let j = 0; j < d.num_res_blocks; j++) {
       blocks.push({
         path: `encoder.down.${i}.block.${j}`,
@@ -62,16 +62,16 @@ export function encoderLayout(cfg: AutoencoderConfig): CoderLayout {
 }
 
 /** The official Decoder's module tree (levels in execution order: highest index first). */
-export function decoderLayout(cfg: AutoencoderConfig): CoderLayout {
+export function decoderArch(cfg: AutoencoderConfig): CoderArch {
   const d = cfg.ddconfig;
   const n = d.ch_mult.length;
   let blockIn = d.ch * d.ch_mult[n - 1];
   const midCh = blockIn;
   let res = Math.floor(d.resolution / 2 ** (n - 1));
-  const levels: LevelLayout[] = [];
+  const levels: LevelArch[] = [];
   for (let i = n - 1; i >= 0; i--) {
     const blockOut = d.ch * d.ch_mult[i];
-    const blocks: ResBlockLayout[] = [];
+    const blocks: ResBlockArch[] = [];
     for (let j = 0; j < d.num_res_blocks + 1; j++) {
       blocks.push({
         path: `decoder.up.${i}.block.${j}`,
