@@ -68,6 +68,27 @@ export function adamWLr(o: Required<AdamWOptions>, t: number): number {
   return o.warmupSteps > 0 ? o.lr * Math.min(1, t / o.warmupSteps) : o.lr;
 }
 
+/** The scalars of AdamW update `t` (1-based), the same on every engine. */
+export interface AdamWStep {
+  lr: number;
+  b1: number;
+  b2: number;
+  eps: number;
+  /** `1 - lr * weightDecay`, the decoupled decay factor. */
+  decay: number;
+  /** `lr / (1 - b1^t)`. */
+  stepSize: number;
+  /** `sqrt(1 - b2^t)`. */
+  bc2Sqrt: number;
+}
+
+/** The scalars of AdamW update `t` (torch's bias corrections and decoupled weight decay). */
+export function adamWStep(o: Required<AdamWOptions>, t: number): AdamWStep {
+  const lr = adamWLr(o, t);
+  const [b1, b2] = o.betas;
+  return { lr, b1, b2, eps: o.eps, decay: 1 - lr * o.weightDecay, stepSize: lr / (1 - b1 ** t), bc2Sqrt: Math.sqrt(1 - b2 ** t) };
+}
+
 /**
  * AdamW with `torch.optim.AdamW` semantics (torch/optim/adamw.py) on Float32Arrays, per update t:
  * `p *= 1 - lr*wd; m = b1*m + (1-b1)*g; v = b2*v + (1-b2)*g^2;`
@@ -97,16 +118,7 @@ export class HostAdamW {
    * @throws Error when a gradient has no parameter or another length.
    */
   apply(params: Record<string, Float32Array>, grads: Record<string, Float32Array>): number {
-    const t = ++this.step;
-    const lr = adamWLr(this.options, t);
-    const {
-      betas: [b1, b2],
-      eps,
-      weightDecay,
-    } = this.options;
-    const stepSize = lr / (1 - b1 ** t);
-    const bc2Sqrt = Math.sqrt(1 - b2 ** t);
-    const decay = 1 - lr * weightDecay;
+    const { lr, b1, b2, eps, decay, stepSize, bc2Sqrt } = adamWStep(this.options, ++this.step);
     const invBc2 = 1 / bc2Sqrt;
     for (const [name, g] of Object.entries(grads)) {
       const p = params[name];

@@ -9,7 +9,16 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { HostTensor } from '../tensor.js';
-import { adamWDefaults, adamWLr, clipCoefficient, nonFiniteGradientError, nonFiniteLossError, type AdamWOptions, type StepResult } from '../adamw.js';
+import {
+  adamWDefaults,
+  adamWLr,
+  adamWStep,
+  clipCoefficient,
+  nonFiniteGradientError,
+  nonFiniteLossError,
+  type AdamWOptions,
+  type StepResult,
+} from '../adamw.js';
 import { assertGradientsRegistered } from './engine.js';
 import { installConv2DGradOverride } from './conv-grad.js';
 
@@ -42,22 +51,14 @@ export class AdamW {
    * @returns the learning rate used.
    */
   apply(variables: Record<string, tf.Variable>, grads: Record<string, tf.Tensor>): number {
-    const t = ++this.step;
-    const lr = this.lrAt(t);
-    const {
-      betas: [b1, b2],
-      eps,
-      weightDecay,
-    } = this.options;
-    const stepSize = lr / (1 - b1 ** t);
-    const bc2Sqrt = Math.sqrt(1 - b2 ** t);
+    const { lr, b1, b2, eps, decay, stepSize, bc2Sqrt } = adamWStep(this.options, ++this.step);
     for (const [name, g] of Object.entries(grads)) {
       const p = variables[name];
       if (!p) throw new Error(`AdamW: gradient for "${name}" has no variable`);
       const m = this.state(this.expAvg, name, p);
       const v = this.state(this.expAvgSq, name, p);
       tf.tidy(() => {
-        const decayed = weightDecay ? tf.mul(p, 1 - lr * weightDecay) : p;
+        const decayed = decay !== 1 ? tf.mul(p, decay) : p;
         const m1 = tf.add(tf.mul(m, b1), tf.mul(g, 1 - b1));
         const v1 = tf.add(tf.mul(v, b2), tf.mul(tf.square(g), 1 - b2));
         const denom = tf.add(tf.div(tf.sqrt(v1), bc2Sqrt), eps);
