@@ -14,7 +14,7 @@ import { createReconstructor } from '@diad/sg-diffusion';
 import { applyInferenceSets, shortHash, type InferenceConfig } from './config.js';
 import type { RunDir } from './run-dir.js';
 import { sampleId } from './data.js';
-import { forEachTestChunk, openTestSet, describeSampler } from './evaluate.js';
+import { describeAnomalyMap, forEachTestChunk, openTestSet, describeSampler } from './evaluate.js';
 import { openDenoising, openFeatureExtractor, type EngineOptions } from './inference.js';
 import { reconstructImages, scoreReconstructions, type Stages } from './score.js';
 import { calibrate, checkSettings, readValidation, resolveSettings, settingsHash, type Calibration } from './settings.js';
@@ -43,14 +43,7 @@ export function ablationVariants(base: InferenceConfig, vary: readonly string[],
   if (vary.length === 0) throw new Error('give at least one --vary key=v1,v2 (e.g. --vary reconstructor.steps=5,10 --vary anomalyMap.sigma=2,4)');
   const axes = vary.map((v) => {
     const eq = v.indexOf('=');
-    const values =
-      eq > 0
-        ? v
-            .slice(eq + 1)
-            .split(',')
-            .map((x) => x.trim())
-            .filter(Boolean)
-        : [];
+    const values = eq > 0 ? splitValues(v.slice(eq + 1)) : [];
     if (eq <= 0 || values.length === 0) throw new Error(`--vary ${v}: expected key=v1,v2,... (e.g. reconstructor.steps=5,10)`);
     return values.map((x) => `${v.slice(0, eq).trim()}=${x}`);
   });
@@ -65,6 +58,26 @@ export function ablationVariants(base: InferenceConfig, vary: readonly string[],
     out.push({ name: sets.join(' '), sets, settings });
   }
   return out;
+}
+
+/** Splits `v1,v2,...` at the commas outside brackets and quotes, so JSON values (`[1,2]`) stay whole. */
+export function splitValues(list: string): string[] {
+  const out: string[] = [];
+  let depth = 0;
+  let quoted = false;
+  let start = 0;
+  for (let i = 0; i < list.length; i++) {
+    const c = list[i];
+    if (c === '"') quoted = !quoted;
+    else if (!quoted && (c === '[' || c === '{')) depth++;
+    else if (!quoted && (c === ']' || c === '}')) depth--;
+    else if (!quoted && depth === 0 && c === ',') {
+      out.push(list.slice(start, i));
+      start = i + 1;
+    }
+  }
+  out.push(list.slice(start));
+  return out.map((x) => x.trim()).filter(Boolean);
 }
 
 /** Options of {@link ablate}. */
@@ -298,7 +311,7 @@ export function ablationMarkdown(r: AblationResult): string {
       { lead: ['variant', 'class'], extra: ['s / image'] },
     );
   const settings = r.variants
-    .map((v) => `- **${v.name}**: ${describeSampler(v.settings)}; features ${v.featureProvenance}; sigma ${v.settings.anomalyMap.sigma} (${v.settingsHash})`)
+    .map((v) => `- **${v.name}**: ${describeSampler(v.settings)}; features ${v.featureProvenance}; ${describeAnomalyMap(v.settings)} (${v.settingsHash})`)
     .join('\n');
   return `# Ablation: ${r.run}\n\n${r.images} test images of ${r.classes.join(', ')}; engine ${r.engine}.\n\n${settings}\n\n${METRIC_MODES.map((m) => `## ${m} mode\n\n${table(m)}\n`).join('\n')}`;
 }
@@ -324,7 +337,7 @@ export function ablationHtml(r: AblationResult): string {
   const settings = r.variants
     .map(
       (v) =>
-        `<tr><th>${esc(v.name)}</th><td>${esc(describeSampler(v.settings))}</td><td>${esc(v.featureProvenance)}</td><td>${v.settings.anomalyMap.sigma}, ${v.settings.anomalyMap.combine}</td><td>${v.threshold.toPrecision(4)} (${v.calibration})</td><td><code>${v.settingsHash}</code></td></tr>`,
+        `<tr><th>${esc(v.name)}</th><td>${esc(describeSampler(v.settings))}</td><td>${esc(v.featureProvenance)}</td><td>${esc(describeAnomalyMap(v.settings))}</td><td>${v.threshold.toPrecision(4)} (${v.calibration})</td><td><code>${v.settingsHash}</code></td></tr>`,
     )
     .join('');
   const examples = r.examples
@@ -338,7 +351,7 @@ body{font-family:system-ui,sans-serif;margin:24px;color:#222}table{border-collap
 th{background:#f4f4f4;text-align:left}td.best{font-weight:bold;background:#e6f4e6}img{width:128px;height:128px;image-rendering:pixelated;display:block}
 </style></head><body><h1>Ablation: ${esc(r.run)}</h1>
 <p>${r.images} test images of ${esc(r.classes.join(', '))}; config ${r.configHash}; engine ${esc(r.engine)}; ${esc(r.date)}. Best value per column in bold. Every variant is scored on the same test images with the same trained weights; thresholds and heatmap ranges come from the normal validation images.</p>
-<h2>Variants</h2><table><tr><th>variant</th><th>sampler</th><th>feature extractor</th><th>anomaly map (sigma, combine)</th><th>threshold</th><th>settings hash</th></tr>${settings}</table>
+<h2>Variants</h2><table><tr><th>variant</th><th>sampler</th><th>feature extractor</th><th>anomaly map</th><th>threshold</th><th>settings hash</th></tr>${settings}</table>
 ${METRIC_MODES.map((m) => `<h2>Mean over classes, ${m} mode</h2>${table(m, null)}`).join('')}
 <h2>Per class (standard mode)</h2>${r.classes.map((c) => `<h3>${esc(c)}</h3>${table('standard', c)}`).join('')}
 <h2>Examples: each variant's anomaly map over the input (its own colour range, from validation)</h2>

@@ -47,6 +47,8 @@ export const inferenceConfigSchema = z
         /** Gaussian blur sigma in pixels (scipy defaults otherwise; official run 5). */
         sigma: z.number().min(0),
         combine: z.enum(['add', 'mul']),
+        /** Which of the feature extractor's maps to compare (0 = shallowest); absent = all (the paper: layer1-3). */
+        levels: z.array(z.number().int().min(0)).min(1).optional(),
       })
       .strict(),
     threshold: z

@@ -166,7 +166,7 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
       'test data': roots.join(', '),
       'test classes': test.classes.join(', '),
       sampler: describeSampler(settings),
-      'anomaly map': `sigma ${settings.anomalyMap.sigma}, ${settings.anomalyMap.combine}`,
+      'anomaly map': describeAnomalyMap(settings),
       'inference settings hash': settingsHash(settings),
       checkpoints: Object.values(provenance.checkpoints).filter(Boolean).join(', ') || 'none',
       versions: Object.entries(provenance.versions)
@@ -190,6 +190,12 @@ export function describeSampler(settings: InferenceConfig): string {
   const r = settings.reconstructor;
   if (r.kind !== 'ddim') return `${r.kind} ${JSON.stringify({ ...r, kind: undefined })}`;
   return `DDIM from t=${ddimStart(settings)}, ${r.steps} steps, eta ${r.eta}, ${r.schedule} schedule`;
+}
+
+/** The anomaly-map settings in words, e.g. `sigma 4, add, levels 1,2`. */
+export function describeAnomalyMap(settings: InferenceConfig): string {
+  const m = settings.anomalyMap;
+  return `sigma ${m.sigma}, ${m.combine}${m.levels ? `, levels ${m.levels.join(',')}` : ', all levels'}`;
 }
 
 /** The test split of a run's data (or of other roots / classes), capped per class as the run says. */

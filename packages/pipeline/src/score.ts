@@ -44,7 +44,9 @@ export async function reconstructImages(stages: Omit<Stages, 'featureExtractor'>
 
 /**
  * Anomaly maps and image scores of images and their reconstructions (both `[N, 3, H, W]`), in
- * batches of `batchSize`: 1 - cosine of the features at each stride, upsampled, combined, blurred.
+ * batches of `batchSize`: 1 - cosine of the features at each stride (or the `anomalyMap.levels`
+ * chosen), upsampled, combined, blurred.
+ * @throws Error when `anomalyMap.levels` names a map the extractor does not give.
  */
 export async function scoreReconstructions(
   featureExtractor: FeatureExtractor,
@@ -56,9 +58,20 @@ export async function scoreReconstructions(
   const [h, w] = [images.shape[2], images.shape[3]];
   const maps: HostTensor[] = [];
   const bs = settings.batchSize;
+  const levels = settings.anomalyMap.levels;
+  const pick = (features: HostTensor[]): HostTensor[] => {
+    if (!levels) return features;
+    const bad = levels.filter((l) => l >= features.length);
+    if (bad.length)
+      throw new Error(`anomalyMap.levels [${levels.join(', ')}]: the feature extractor gives ${features.length} maps (levels 0..${features.length - 1})`);
+    return levels.map((l) => features[l]);
+  };
   for (let b = 0; b < n; b += bs) {
     const e = Math.min(n, b + bs);
-    const [fIn, fRec] = [await featureExtractor.extract(sliceBatch(images, b, e)), await featureExtractor.extract(sliceBatch(reconstructions, b, e))];
+    const [fIn, fRec] = [
+      pick(await featureExtractor.extract(sliceBatch(images, b, e))),
+      pick(await featureExtractor.extract(sliceBatch(reconstructions, b, e))),
+    ];
     maps.push(anomalyMap(fIn, fRec, { size: [h, w], sigma: settings.anomalyMap.sigma, mode: settings.anomalyMap.combine }));
   }
   const m = concatBatch(maps);

@@ -4,6 +4,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { tensor, Rng, readSafetensors, type SafetensorsFile } from '@diad/core';
 import { applyInferenceSets, resolveConfig, configHash, diffConfigs, parseConfig, PRESETS } from '../src/config.js';
+import { ablationVariants, splitValues } from '../src/ablate.js';
+import { scoreReconstructions } from '../src/score.js';
+import { anomalyMap } from '@diad/feature-extractor';
+import type { FeatureExtractor } from '@diad/core';
 import { RunDir, ConfigMismatchError } from '../src/run-dir.js';
 import { runStage, NanLossError, type StageTrainer } from '../src/train-loop.js';
 import { decisionThreshold } from '../src/settings.js';
@@ -48,6 +52,48 @@ describe('run config', () => {
     expect(() => applyInferenceSets(base, ['anomalyMap.sigma=-1'])).toThrow(/invalid inference settings: anomalyMap\.sigma/);
     expect(() => applyInferenceSets(base, ['sigma'])).toThrow(/--set sigma: expected key=value/);
     expect(() => applyInferenceSets(base, ['anomalyMap.sigma.x=1'])).toThrow(/anomalyMap\.sigma\.x is not an inference setting/);
+  });
+
+  it('ablation variants: the base, then one setting at a time (or every combination); JSON values stay whole', () => {
+    expect(splitValues('5,10')).toEqual(['5', '10']);
+    expect(splitValues('[1,2],[0,1,2], "a,b"')).toEqual(['[1,2]', '[0,1,2]', '"a,b"']);
+    const base = resolveConfig('ci', { roots: ['/d'] }).inference;
+    const each = ablationVariants(base, ['reconstructor.steps=2,5', 'anomalyMap.levels=[1,2]']);
+    // steps=5 is the ci base's own value, so it is not repeated.
+    expect(each.map((v) => v.name)).toEqual(['base', 'reconstructor.steps=2', 'anomalyMap.levels=[1,2]']);
+    expect(each[2].settings.anomalyMap.levels).toEqual([1, 2]);
+    const grid = ablationVariants(base, ['reconstructor.steps=2,3', 'anomalyMap.sigma=1,2'], 'grid');
+    expect(grid.map((v) => v.name)).toEqual(['base', ...['2', '3'].flatMap((s) => ['1', '2'].map((g) => `reconstructor.steps=${s} anomalyMap.sigma=${g}`))]);
+    expect(() => ablationVariants(base, [])).toThrow(/give at least one --vary/);
+    expect(() => ablationVariants(base, ['anomalyMap.sigma'])).toThrow(/--vary anomalyMap\.sigma: expected key=v1,v2/);
+    expect(() => ablationVariants(base, ['anomalyMap.levels=[]'])).toThrow(/anomalyMap\.levels/);
+  });
+
+  it('anomalyMap.levels compares only the chosen feature maps; a level the extractor lacks is named', async () => {
+    // A fake extractor: three maps per image (strides 4, 8, 16) drawn from the image values.
+    const fake: FeatureExtractor = {
+      strides: [4, 8, 16],
+      async extract(x) {
+        const n = x.shape[0];
+        return [4, 8, 16].map((s, l) =>
+          tensor(
+            Float32Array.from({ length: n * 3 * (16 / s) ** 2 }, (_, i) => Math.sin(x.data[i % x.data.length] * (l + 1) + i)),
+            [n, 3, 16 / s, 16 / s],
+            'NCHW',
+          ),
+        );
+      },
+    };
+    const r = new Rng(1);
+    const [images, recs] = [tensor(r.normals(2 * 3 * 16 * 16), [2, 3, 16, 16], 'NCHW'), tensor(r.normals(2 * 3 * 16 * 16), [2, 3, 16, 16], 'NCHW')];
+    const settings = { anomalyMap: { sigma: 1, combine: 'add' as const, levels: [1, 2] }, batchSize: 2 };
+    const got = await scoreReconstructions(fake, images, recs, settings);
+    const [fi, fr] = [await fake.extract(images), await fake.extract(recs)];
+    const want = anomalyMap(fi.slice(1), fr.slice(1), { size: [16, 16], sigma: 1, mode: 'add' });
+    expect([...got.maps.data]).toEqual([...want.data]);
+    await expect(scoreReconstructions(fake, images, recs, { ...settings, anomalyMap: { ...settings.anomalyMap, levels: [3] } })).rejects.toThrow(
+      /anomalyMap\.levels \[3\]: the feature extractor gives 3 maps \(levels 0\.\.2\)/,
+    );
   });
 
   it('the hash covers the train config only; a version-1 config (inference at the top level) reads as version 2 with the same hash', () => {

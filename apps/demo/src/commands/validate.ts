@@ -1,6 +1,6 @@
 import type { Command } from 'commander';
 import { writeFileAtomic } from '@diad/core';
-import { RunDir, describeSampler, formatValidation, parseEngine, readValidation, resolveSettings, validateRun } from '@diad/pipeline';
+import { RunDir, describeAnomalyMap, describeSampler, formatValidation, parseEngine, readValidation, resolveSettings, validateRun } from '@diad/pipeline';
 import { addSettingsOptions, settingsFromFlags, type SettingsFlags } from './settings-flags.js';
 
 /**
@@ -23,7 +23,7 @@ export function register(program: Command): void {
     const requested = resolveSettings(run, await readValidation(run), sets);
     const { point, settings, featureProvenance } = await validateRun(run, requested, { engine }, log);
     process.stdout.write(
-      `feature extractor ${featureProvenance}, ${describeSampler(settings)}, sigma ${settings.anomalyMap.sigma}\n${formatValidation(point).join('\n')}\n`,
+      `feature extractor ${featureProvenance}, ${describeSampler(settings)}, anomaly map ${describeAnomalyMap(settings)}\n${formatValidation(point).join('\n')}\n`,
     );
     if (f.json) await writeFileAtomic(f.json, JSON.stringify({ settings: { ...settings, featureProvenance }, ...point }, null, 2) + '\n');
   });
