@@ -17,6 +17,7 @@ import { register as registerBaseline } from './commands/baseline.js';
 import { register as registerExport } from './commands/export.js';
 import { register as registerBench } from './commands/bench.js';
 import { register as registerAblate } from './commands/ablate.js';
+import { register as registerMerge } from './commands/merge.js';
 
 const program = new Command('diad')
   .description('DiAD: diffusion-based multi-class anomaly detection (He et al., AAAI 2024), in TypeScript')
@@ -41,6 +42,7 @@ registerFit(program);
 registerTest(program);
 registerValidate(program);
 registerAblate(program);
+registerMerge(program);
 registerPredict(program);
 registerDemo(program);
 registerBaseline(program);

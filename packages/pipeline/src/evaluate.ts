@@ -13,7 +13,7 @@ import { STAGES, type RunDir } from './run-dir.js';
 import { capPerClass, decodeSamples, sampleId, type Decoded, type Skipped } from './data.js';
 import { scoreImages } from './score.js';
 import { ddimStart } from './validate.js';
-import { calibrate, readValidation, resolveSettings, checkSettings, settingsHash } from './settings.js';
+import { calibrate, readValidation, resolveSettings, checkSettings, settingsHash, type Calibration } from './settings.js';
 import type { InferenceConfig, RunConfig } from './config.js';
 import { openInference, type EngineOptions } from './inference.js';
 import { Progress } from './progress.js';
@@ -39,78 +39,166 @@ export interface TestOptions extends EngineOptions {
   log?: (l: string) => void;
 }
 
+/** One scored test image: what the metrics and the report need of it. */
+export interface ScoredImage {
+  /** Position in the test set's sample order (what shards are merged by). */
+  index: number;
+  className: string;
+  defect: string;
+  label: 0 | 1;
+  /** `H*W` anomaly map. */
+  map: Float32Array;
+  /** `H*W` ground truth, null for a good image. */
+  mask: Uint8Array | null;
+  record: ImageRecord;
+}
+
+/** What a test is run with: the run's validation, the settings, the output folder, the test set. */
+export interface TestContext {
+  run: RunDir;
+  validation: ValidationInfo;
+  settings: InferenceConfig;
+  out: string;
+  test: TestSet;
+}
+
+/** What scored a test: engine, feature extractor and the threshold and heatmap range of the settings. */
+export interface TestScoring {
+  engine: string;
+  featureProvenance: string;
+  calibration: Calibration;
+}
+
 /**
- * Tests a fitted run and writes `metrics.{json,md,csv}`, `strips/*.png` and `report.html`.
- * @returns the output folder and the report input (metrics, timings).
- * @throws Error when the run is not fitted (no `validation.json`), or a DatasetError.
+ * Checks the settings and the output folder and opens the test set, before any scoring.
+ * @param marker the file whose presence means the folder already holds a result.
+ * @throws Error for bad settings, an unfitted run, or a folder that holds a result (without `overwrite`).
  */
-export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ out: string; report: ReportInput }> {
-  const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
+export async function prepareTest(run: RunDir, opts: TestOptions, marker: string, log: (l: string) => void): Promise<TestContext> {
   const validation = await readValidation(run);
-  const cfg = run.config;
   const settings = opts.settings ?? resolveSettings(run, validation);
   await checkSettings(settings);
   const out = resolve(opts.out ?? run.path('test'));
   // One test per folder: a second one would mix its strips with the first's and replace its metrics.
-  if (existsSync(join(out, 'metrics.json'))) {
+  if (existsSync(join(out, marker))) {
     if (!opts.overwrite) {
-      throw new Error(`${out} already holds a test result (metrics.json); write this test elsewhere with --out DIR, or replace it with --overwrite`);
+      throw new Error(`${out} already holds a test result (${marker}); write this test elsewhere with --out DIR, or replace it with --overwrite`);
     }
     await fs.rm(join(out, 'strips'), { recursive: true, force: true });
   }
   await fs.mkdir(join(out, 'strips'), { recursive: true });
-  const t0 = Date.now();
+  return { run, validation, settings, out, test: await openTestSet(run, validation, opts, log) };
+}
 
-  const test = await openTestSet(run, validation, opts, log);
-  const { roots, samples, unseen } = test;
+/**
+ * Scores test samples (each with its index in the test set) and writes their strips.
+ * @returns the scored images in sample order, the unreadable ones, and what scored them.
+ */
+export async function scoreTestSamples(
+  ctx: TestContext,
+  samples: readonly { sample: Sample; index: number }[],
+  opts: TestOptions,
+  log: (l: string) => void,
+): Promise<{ scored: ScoredImage[]; skipped: Skipped[]; scoring: TestScoring }> {
+  const { run, validation, settings, out } = ctx;
+  const cfg = run.config;
   const stages = await openInference(run, settings, opts, log);
   log(`engine: ${stages.engine}`);
   const calibration = await calibrate(run, validation, settings, stages, log).catch(async (e) => {
     await stages.dispose();
     throw e;
   });
-  const acc = new MetricsAccumulator();
-  const perClass = new Map<string, { scores: number[]; labels: number[]; stored: StoredImage[] }>();
-  const images: ImageRecord[] = [];
-  const skipped: Skipped[] = [];
+  const indexOf = new Map(samples.map((s) => [s.sample, s.index]));
+  const scored: ScoredImage[] = [];
   const size = cfg.data.imageSize;
   const hw = size * size;
+  const t0 = Date.now();
   const progress = new Progress('test', samples.length, 0, opts.quiet, false);
+  let skipped: Skipped[];
   try {
-    skipped.push(
-      ...(await forEachTestChunk(samples, size, settings.batchSize, async (dec, done) => {
-        const scored = await scoreImages(stages, dec.images, settings, cfg.seed);
+    skipped = await forEachTestChunk(
+      samples.map((s) => s.sample),
+      size,
+      settings.batchSize,
+      async (dec, done) => {
+        const result = await scoreImages(stages, dec.images, settings, cfg.seed);
         for (let k = 0; k < dec.samples.length; k++) {
           const s = dec.samples[k];
-          const map = scored.maps.data.slice(k * hw, (k + 1) * hw);
-          const mask = s.label ? dec.masks.data.slice(k * hw, (k + 1) * hw) : null;
-          acc.add(s.className, map, mask, { height: size, width: size, defectType: s.defect, label: s.label, copy: false });
-          const c = perClass.get(s.className) ?? { scores: [], labels: [], stored: [] };
-          c.scores.push(scored.scores[k]);
-          c.labels.push(s.label);
-          c.stored.push(storedImage(map, mask, size, size, s.label, s.defect));
-          perClass.set(s.className, c);
+          const map = result.maps.data.slice(k * hw, (k + 1) * hw) as Float32Array;
+          const mask = s.label ? (dec.masks.data.slice(k * hw, (k + 1) * hw) as Uint8Array) : null;
           const id = sampleId(s);
           const strip = `strips/${id}.png`;
           await writeStrip(join(out, strip), {
             input: sliceBatch(dec.images, k, k + 1).data,
-            reconstruction: sliceBatch(scored.reconstructions, k, k + 1).data,
+            reconstruction: sliceBatch(result.reconstructions, k, k + 1).data,
             map,
             mask,
             height: size,
             width: size,
             range: calibration.mapRange,
           });
-          images.push({ id, className: s.className, defectType: s.defect, label: s.label, path: s.imagePath, score: scored.scores[k], strip });
+          const record = { id, className: s.className, defectType: s.defect, label: s.label, path: s.imagePath, score: result.scores[k], strip };
+          scored.push({ index: indexOf.get(s)!, className: s.className, defect: s.defect, label: s.label, map, mask, record });
         }
         progress.update(done, { ips: done / Math.max(1e-9, (Date.now() - t0) / 1000) });
-      })),
+      },
     );
   } finally {
     progress.stop();
     await stages.dispose();
   }
-  if (images.length === 0) throw new Error(`no test image could be scored (${skipped.length} skipped)`);
+  return { scored, skipped, scoring: { engine: stages.engine, featureProvenance: stages.featureProvenance, calibration } };
+}
+
+/**
+ * Tests a fitted run and writes `metrics.{json,md,csv}`, `strips/*.png` and `report.html`.
+ * @returns the output folder and the report input (metrics, timings).
+ * @throws Error when the run is not fitted (no `validation.json`), for bad settings, or a DatasetError.
+ */
+export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ out: string; report: ReportInput }> {
+  const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
+  const t0 = Date.now();
+  const ctx = await prepareTest(run, opts, 'metrics.json', log);
+  const { scored, skipped, scoring } = await scoreTestSamples(
+    ctx,
+    ctx.test.samples.map((sample, index) => ({ sample, index })),
+    opts,
+    log,
+  );
+  const report = await writeTestReport(ctx, scoring, scored, skipped, (Date.now() - t0) / 1000);
+  return { out: ctx.out, report };
+}
+
+/**
+ * The seven metrics of scored images (added in sample order, so a merge of shards gives the
+ * numbers of one run), the report input, and `metrics.*` and `report.html` in the output folder.
+ * @throws Error when no image could be scored.
+ */
+export async function writeTestReport(
+  ctx: TestContext,
+  scoring: TestScoring,
+  scoredImages: ScoredImage[],
+  skipped: Skipped[],
+  testSeconds: number,
+): Promise<ReportInput> {
+  const { run, validation, settings, out, test } = ctx;
+  const { calibration } = scoring;
+  const cfg = run.config;
+  const { roots, unseen } = test;
+  const size = cfg.data.imageSize;
+  const scored = [...scoredImages].sort((a, b) => a.index - b.index);
+  if (scored.length === 0) throw new Error(`no test image could be scored (${skipped.length} skipped)`);
+  const acc = new MetricsAccumulator();
+  const perClass = new Map<string, { scores: number[]; labels: number[]; stored: StoredImage[] }>();
+  for (const s of scored) {
+    acc.add(s.className, s.map, s.mask, { height: size, width: size, defectType: s.defect, label: s.label, copy: false });
+    const c = perClass.get(s.className) ?? { scores: [], labels: [], stored: [] };
+    c.scores.push(s.record.score);
+    c.labels.push(s.label);
+    c.stored.push(storedImage(s.map, s.mask, size, size, s.label, s.defect));
+    perClass.set(s.className, c);
+  }
+  const images = scored.map((s) => s.record);
   const reports = acc.computeAll(METRIC_MODES, { byDefectType: false });
   const classReports: ClassReport[] = acc.classNames.map((name) => {
     const c = perClass.get(name)!;
@@ -122,7 +210,6 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
       curves: classCurves(c.scores, c.labels, c.stored),
     };
   });
-  const testSeconds = (Date.now() - t0) / 1000;
   const timings: ReportInput['timings'] = [];
   for (const st of STAGES) {
     const s = await run.readStage(st);
@@ -142,8 +229,8 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
     dataRoots: roots,
     classes: [...test.classes],
     unseenClasses: unseen,
-    engine: stages.engine,
-    featureExtractor: stages.featureProvenance,
+    engine: scoring.engine,
+    featureExtractor: scoring.featureProvenance,
     inference: settings,
     inferenceHash: settingsHash(settings),
     versions: diadVersions(),
@@ -161,8 +248,8 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
     ...(curve && validation.selected ? { validation: validationSummary(curve, validation.selected) } : {}),
     facts: {
       ...(unseen.length ? { 'unseen classes (not trained on)': unseen.join(', ') } : {}),
-      engine: stages.engine,
-      'feature extractor': stages.featureProvenance,
+      engine: scoring.engine,
+      'feature extractor': scoring.featureProvenance,
       'test data': roots.join(', '),
       'test classes': test.classes.join(', '),
       sampler: describeSampler(settings),
@@ -182,7 +269,7 @@ export async function testRun(run: RunDir, opts: TestOptions = {}): Promise<{ ou
     provenance,
   };
   await writeReport(out, report);
-  return { out, report };
+  return report;
 }
 
 /** The sampler of settings in words, e.g. `ddim from t=300, 5 steps, eta 0, partial schedule`. */

@@ -23,3 +23,4 @@ export * from './report/index.js';
 export * from './settings.js';
 export * from './ablate.js';
 export * from './trainers.js';
+export * from './shard.js';

@@ -6,6 +6,7 @@ import { tensor, Rng, readSafetensors, type SafetensorsFile } from '@diad/core';
 import { applyInferenceSets, resolveConfig, configHash, diffConfigs, parseConfig, PRESETS } from '../src/config.js';
 import { ablationVariants, splitValues } from '../src/ablate.js';
 import { scoreReconstructions } from '../src/score.js';
+import { parseShard, shardIndices } from '../src/shard.js';
 import { anomalyMap } from '@diad/feature-extractor';
 import type { FeatureExtractor } from '@diad/core';
 import { RunDir, ConfigMismatchError } from '../src/run-dir.js';
@@ -94,6 +95,20 @@ describe('run config', () => {
     await expect(scoreReconstructions(fake, images, recs, { ...settings, anomalyMap: { ...settings.anomalyMap, levels: [3] } })).rejects.toThrow(
       /anomalyMap\.levels \[3\]: the feature extractor gives 3 maps \(levels 0\.\.2\)/,
     );
+  });
+
+  it('shards: K/N or N with the index from a Kubernetes Indexed Job or a Slurm array; whole batches, round robin', () => {
+    expect(parseShard('1/3', {})).toEqual({ index: 1, count: 3 });
+    expect(parseShard('4', { JOB_COMPLETION_INDEX: '2' })).toEqual({ index: 2, count: 4 });
+    expect(parseShard('4', { SLURM_ARRAY_TASK_ID: '3' })).toEqual({ index: 3, count: 4 });
+    expect(() => parseShard('3/3', {})).toThrow(/--shard 3\/3: the index must be a whole number from 0 to 2/);
+    expect(() => parseShard('4', {})).toThrow(/no shard index; give K\/N/);
+    expect(() => parseShard('4', { JOB_COMPLETION_INDEX: '7' })).toThrow(/JOB_COMPLETION_INDEX=7/);
+    expect(() => parseShard('a/b', {})).toThrow(/expected K\/N/);
+    // 10 images in batches of 3: batches 0..3 -> shards 0, 1, 0, 1.
+    expect(shardIndices(10, 3, { index: 0, count: 2 })).toEqual([0, 1, 2, 6, 7, 8]);
+    expect(shardIndices(10, 3, { index: 1, count: 2 })).toEqual([3, 4, 5, 9]);
+    expect(shardIndices(2, 3, { index: 1, count: 2 })).toEqual([]);
   });
 
   it('the hash covers the train config only; a version-1 config (inference at the top level) reads as version 2 with the same hash', () => {

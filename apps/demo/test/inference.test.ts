@@ -1,7 +1,8 @@
 /**
- * `diad ablate` on one `ci` run (synthetic data, through the built CLI): three variants (DDIM
- * steps, backbone, blur sigma) next to the run's own settings, one table and one page, no refit;
- * each variant's numbers equal a separate `diad test` with the same settings.
+ * Inference on one fitted `ci` run (synthetic data, through the built CLI), no refit:
+ * - `diad ablate` with three variants (DDIM steps, backbone, blur sigma) next to the run's own
+ *   settings: one table and one page; each variant's numbers equal a separate `diad test`;
+ * - `diad test --shard K/N` in parallel processes and `diad merge`: the metrics of one unsharded test.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
@@ -13,7 +14,7 @@ import { diad } from './run-cli.js';
 type Row = Record<string, number | null>;
 type Metrics = { modes: Record<string, { classes: Record<string, Row>; mean: Row }> };
 
-describe('diad ablate (ci preset)', () => {
+describe('diad ablate and sharded testing (ci preset)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'diad-ablate-'));
   const data = join(dir, 'data');
   const run = join(dir, 'run');
@@ -93,6 +94,41 @@ describe('diad ablate (ci preset)', () => {
         for (const [c, want, got] of rows) for (const k of Object.keys(want)) expect(got[k], `${result.variants[i].name} ${mode} ${c} ${k}`).toBe(want[k]);
       }
     }
+  }, 900_000);
+
+  it('three shards tested in parallel processes merge into the metrics of one unsharded test; a missing or duplicated shard is refused', async () => {
+    const base = ['test', '--run', run, '--engine', 'ort', '--quiet'];
+    const shardDir = (k: number) => join(dir, `shard-${k}`);
+    const runs = await Promise.all([
+      diad([...base, '--out', join(dir, 'whole')], 300_000),
+      ...[0, 1, 2].map((k) => diad([...base, '--shard', `${k}/3`, '--out', shardDir(k)], 300_000)),
+    ]);
+    for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    const sizes = [0, 1, 2].map((k) => JSON.parse(readFileSync(join(shardDir(k), 'shard.json'), 'utf8')).images.length);
+    expect(sizes.every((n) => n > 0)).toBe(true);
+    const merged = await diad(['merge', '--run', run, '--out', join(dir, 'merged'), shardDir(2), shardDir(0), shardDir(1)]);
+    expect(merged.code, merged.stderr).toBe(0);
+    const [whole, joined] = ['whole', 'merged'].map((d) => JSON.parse(readFileSync(join(dir, d, 'metrics.json'), 'utf8')));
+    expect(sizes.reduce((a, b) => a + b, 0)).toBe(
+      Object.values(whole.counts as Record<string, { good: number; defective: number }>).reduce((a, c) => a + c.good + c.defective, 0),
+    );
+    expect(joined.modes).toEqual(whole.modes);
+    expect(joined.counts).toEqual(whole.counts);
+    expect(joined.provenance.inferenceHash).toBe(whole.provenance.inferenceHash);
+    // The merged report points at the shards' strips, copied beside it.
+    expect(readFileSync(join(dir, 'merged', 'report.html'), 'utf8')).toMatch(/shards\/[012]\/strips\//);
+
+    const missing = await diad(['merge', '--run', run, '--out', join(dir, 'm2'), shardDir(0), shardDir(1)]);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toMatch(/shards 2\/3 are missing; run `diad test --run .* --shard K\/3` for them/);
+    const twice = await diad(['merge', '--run', run, '--out', join(dir, 'm3'), shardDir(0), shardDir(1), shardDir(1), shardDir(2)]);
+    expect(twice.code).toBe(1);
+    expect(twice.stderr).toMatch(/shard 1\/3 is given twice \(.*shard-1 and .*shard-1\)/);
+    const other = await diad([...base, '--shard', '0/2', '--out', join(dir, 'other-0')], 300_000);
+    expect(other.code, other.stderr).toBe(0);
+    const mixed = await diad(['merge', '--run', run, '--out', join(dir, 'm4'), join(dir, 'other-0'), shardDir(1), shardDir(2)]);
+    expect(mixed.code).toBe(1);
+    expect(mixed.stderr).toMatch(/are shards of different tests \(shard count: 3 vs 2\)/);
   }, 900_000);
 
   it('refuses a malformed --vary and an unknown kind before scoring, and an existing ablation without --overwrite', async () => {
