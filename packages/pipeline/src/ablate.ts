@@ -159,7 +159,7 @@ export async function ablate(run: RunDir, o: AblateOptions): Promise<{ out: stri
       const key = shortHash(v.settings.featureExtractor);
       if (!extractors.has(key)) {
         const fe = await openFeatureExtractor(d, v.settings);
-        extractors.set(key, { extractor: fe.extractor, provenance: `${fe.provenance} (${fe.engineText})`, dispose: fe.dispose });
+        extractors.set(key, { extractor: fe.extractor, provenance: fe.provenance, dispose: fe.dispose });
         opened.push(extractors.get(key)!);
       }
       const fe = extractors.get(key)!;
