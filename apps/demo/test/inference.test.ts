@@ -118,9 +118,16 @@ describe('diad ablate and sharded testing (ci preset)', () => {
     // The merged report points at the shards' strips, copied beside it.
     expect(readFileSync(join(dir, 'merged', 'report.html'), 'utf8')).toMatch(/shards\/[012]\/strips\//);
 
+    // A folder holds one kind of result: no test into a shard's folder.
+    const into = await diad([...base, '--out', shardDir(0)]);
+    expect(into.code).toBe(1);
+    expect(into.stderr).toMatch(/already holds a test shard \(shard\.json\); write this test elsewhere with --out DIR/);
+
     const missing = await diad(['merge', '--run', run, '--out', join(dir, 'm2'), shardDir(0), shardDir(1)]);
     expect(missing.code).toBe(1);
-    expect(missing.stderr).toMatch(/shards 2\/3 are missing; run `diad test --run .* --shard K\/3` for them/);
+    expect(missing.stderr).toMatch(
+      /shards 2\/3 are missing; run `diad test --run .* --shard 2\/3 \.\.\.` for each, with the same --engine and --set options as the others/,
+    );
     const twice = await diad(['merge', '--run', run, '--out', join(dir, 'm3'), shardDir(0), shardDir(1), shardDir(1), shardDir(2)]);
     expect(twice.code).toBe(1);
     expect(twice.stderr).toMatch(/shard 1\/3 is given twice \(.*shard-1 and .*shard-1\)/);

@@ -40,6 +40,13 @@ export const featureExtractors = new Registry<FeatureExtractorEntry>('feature ex
 /** A shipped backbone: a Keras one runs on onnxruntime when asked (recorded as ONNX), a TF-graph one stays on tfjs. */
 function shipped(name: TfjsBackboneName): FeatureExtractorEntry {
   return {
+    async check(spec, source) {
+      const extra = Object.keys(spec).filter((k) => k !== 'kind');
+      if (extra.length)
+        throw new Error(
+          `${source}: the shipped backbone ${spec.kind} takes no options (got ${extra.join(', ')}); for an ONNX file use { "kind": "onnx", "path": ... }`,
+        );
+    },
     load: (_spec, ctx) => loadBackbone(name, ctx.engine === 'ort' && TFJS_BACKBONES[name].kind === 'layers' ? { engine: 'ort', imageSize: ctx.imageSize } : {}),
   };
 }

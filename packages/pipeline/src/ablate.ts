@@ -5,7 +5,7 @@
  * test image and differ only in how they score it. Each variant goes through the same batching and
  * the same functions as `diad test` with the same settings, so its numbers equal that test's.
  */
-import { existsSync, promises as fs } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { sliceBatch, writeFileAtomic, type HostTensor } from '@diad/core';
 import { METRIC_LABELS, METRIC_NAMES, MetricsAccumulator, formatPercent, metricTable } from '@diad/metrics';
@@ -144,7 +144,6 @@ export async function ablate(run: RunDir, o: AblateOptions): Promise<{ out: stri
   if (existsSync(join(out, 'ablation.json')) && !o.overwrite) {
     throw new Error(`${out} already holds an ablation (ablation.json); write this one elsewhere with --out DIR, or replace it with --overwrite`);
   }
-  await fs.mkdir(join(out, 'images'), { recursive: true });
   log(`ablate: ${variants.length} variants: ${variants.map((v) => v.name).join(' | ')}`);
   const test = await openTestSet(run, validation, o, log);
   const size = run.config.data.imageSize;

@@ -48,7 +48,11 @@ export const inferenceConfigSchema = z
         sigma: z.number().min(0),
         combine: z.enum(['add', 'mul']),
         /** Which of the feature extractor's maps to compare (0 = shallowest); absent = all (the paper: layer1-3). */
-        levels: z.array(z.number().int().min(0)).min(1).optional(),
+        levels: z
+          .array(z.number().int().min(0))
+          .min(1)
+          .refine((l) => l.every((x, i) => i === 0 || x > l[i - 1]), 'levels must be distinct and ascending, e.g. [1,2]')
+          .optional(),
       })
       .strict(),
     threshold: z
@@ -367,11 +371,11 @@ export function applyInferenceSets(base: InferenceConfig, sets: readonly string[
       continue;
     }
     let node = out;
-    for (const k of [head, ...rest.slice(0, -1)]) {
+    for (const k of path.slice(0, -1)) {
       if (!node[k] || typeof node[k] !== 'object') throw new Error(`${source} ${set}: ${path.join('.')} is not an inference setting`);
       node = node[k] as Record<string, unknown>;
     }
-    node[rest.length ? rest[rest.length - 1] : head] = value;
+    node[path[path.length - 1]] = value;
   }
   const r = inferenceConfigSchema.safeParse(out);
   if (!r.success)

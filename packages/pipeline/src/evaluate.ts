@@ -12,6 +12,7 @@ import { MetricsAccumulator, type StoredImage } from '@diad/metrics';
 import { STAGES, type RunDir } from './run-dir.js';
 import { capPerClass, decodeSamples, sampleId, type Decoded, type Skipped } from './data.js';
 import { scoreImages } from './score.js';
+import { ddimOptionsSchema, ddimVisitedSteps } from '@diad/sg-diffusion';
 import { ddimStart } from './validate.js';
 import { calibrate, readValidation, resolveSettings, checkSettings, settingsHash, type Calibration } from './settings.js';
 import type { InferenceConfig, RunConfig } from './config.js';
@@ -53,6 +54,9 @@ export interface ScoredImage {
   record: ImageRecord;
 }
 
+/** The files that mark a folder as holding a test result or a test shard. */
+const RESULT_FILES = ['metrics.json', 'shard.json'];
+
 /** What a test is run with: the run's validation, the settings, the output folder, the test set. */
 export interface TestContext {
   run: RunDir;
@@ -79,14 +83,16 @@ export async function prepareTest(run: RunDir, opts: TestOptions, marker: string
   const settings = opts.settings ?? resolveSettings(run, validation);
   await checkSettings(settings);
   const out = resolve(opts.out ?? run.path('test'));
-  // One test per folder: a second one would mix its strips with the first's and replace its metrics.
-  if (existsSync(join(out, marker))) {
-    if (!opts.overwrite) {
-      throw new Error(`${out} already holds a test result (${marker}); write this test elsewhere with --out DIR, or replace it with --overwrite`);
+  // One test (or shard) per folder: a second one would mix its strips with the first's and replace its results.
+  const held = RESULT_FILES.filter((f) => existsSync(join(out, f)));
+  if (held.length) {
+    if (!opts.overwrite || !held.includes(marker) || held.length > 1) {
+      throw new Error(
+        `${out} already holds a ${held.includes('shard.json') ? 'test shard (shard.json)' : 'test result (metrics.json)'}; write this ${marker === 'shard.json' ? 'shard' : 'test'} elsewhere with --out DIR${held.length === 1 && held[0] === marker ? ', or replace it with --overwrite' : ''}`,
+      );
     }
     await fs.rm(join(out, 'strips'), { recursive: true, force: true });
   }
-  await fs.mkdir(join(out, 'strips'), { recursive: true });
   return { run, validation, settings, out, test: await openTestSet(run, validation, opts, log) };
 }
 
@@ -276,7 +282,12 @@ export async function writeTestReport(
 export function describeSampler(settings: InferenceConfig): string {
   const r = settings.reconstructor;
   if (r.kind !== 'ddim') return `${r.kind} ${JSON.stringify({ ...r, kind: undefined })}`;
-  return `DDIM from t=${ddimStart(settings)}, ${r.steps} steps, eta ${r.eta}, ${r.schedule} schedule`;
+  const { kind: _kind, ...options } = r;
+  const parsed = ddimOptionsSchema.safeParse(options);
+  const visited = parsed.success ? ddimVisitedSteps(parsed.data) : null;
+  // The partial schedule starts at the last DDIM timestep at or below tStart: say when that skips steps.
+  const visits = visited !== null && visited !== r.steps ? ` (visits ${visited} of them from t=${ddimStart(settings)})` : '';
+  return `DDIM from t=${ddimStart(settings)}, ${r.steps} steps${visits}, eta ${r.eta}, ${r.schedule} schedule`;
 }
 
 /** The anomaly-map settings in words, e.g. `sigma 4, add, levels 1,2`. */

@@ -15,7 +15,7 @@
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic, writeSafetensors } from '@diad/core';
-import { DiffusionSchedule, exportDenoiserOnnx } from '@diad/sg-diffusion';
+import { DiffusionSchedule, ddimOptionsSchema, ddimVisitedSteps, exportDenoiserOnnx } from '@diad/sg-diffusion';
 import { STAGES, type RunDir, type StageName } from './run-dir.js';
 import { createModels } from './models.js';
 import { runInference } from './validate.js';
@@ -53,7 +53,7 @@ export interface OnnxManifest {
   schedule: { numTimesteps: number; betaSchedule: 'scaled_linear'; linearStart: number; linearEnd: number };
   /** The inference settings of the export (the run's defaults unless overridden): sampler, feature extractor, anomaly map, threshold. */
   inference: InferenceConfig;
-  /** FLOPs per image (convs, linears, attention): one hint-block run, one step, and a whole reconstruction (`steps` of the sampler). */
+  /** FLOPs per image (convs, linears, attention): one hint-block run, one step, and a whole reconstruction (the DDIM timesteps it visits). */
   flopsPerImage: { hint: number; step: number; reconstruction: number };
   createdAt: string;
 }
@@ -74,7 +74,10 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
   const size = cfg.data.imageSize;
   // The settings inference uses: given, else the config's with the DDIM start validation chose (when it chose one).
   const inference = settings ?? runInference(cfg, (await run.readJson<{ tStart?: number }>('validation.json')) ?? {});
-  const steps = typeof inference.reconstructor.steps === 'number' ? inference.reconstructor.steps : NaN;
+  // Model evaluations per reconstruction: the DDIM timesteps visited (fewer than its steps when the partial schedule starts low).
+  const { kind: _kind, ...ddim } = inference.reconstructor;
+  const parsed = ddimOptionsSchema.safeParse(ddim);
+  const steps = parsed.success ? ddimVisitedSteps(parsed.data) : NaN;
   const metadata = { preset: cfg.preset, config_hash: run.hash, diad_version: pipelineVersion() };
   const { kind, config: aeConfig } = p.autoencoder;
   const ae = await kind.exportOnnx(out, aeConfig, p.autoencoderParams, { height: size, width: size, metadata });
@@ -126,6 +129,8 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
   // The run remembers where it was exported, so `--engine ort` finds an export made with --out.
   const known = (await run.readJson<string[]>(EXPORTS)) ?? [];
   if (!known.includes(out)) await run.writeJson(EXPORTS, [...known, out]);
-  log(`export: ${out} (${(manifest.flopsPerImage.reconstruction / 1e9).toFixed(2)} GFLOP per image for ${steps} ${inference.reconstructor.kind} steps)`);
+  log(
+    `export: ${out} (${(manifest.flopsPerImage.reconstruction / 1e9).toFixed(2)} GFLOP per image for ${steps} ${inference.reconstructor.kind} model evaluations)`,
+  );
   return manifest;
 }

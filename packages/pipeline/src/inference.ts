@@ -116,7 +116,8 @@ export async function openDenoising(run: RunDir, o: EngineOptions, log: (l: stri
   const cfg = run.config;
   const imageSize = cfg.data.imageSize;
   if ((o.engine ?? 'tfjs') === 'tfjs') {
-    const models = await createModels(cfg, run, log);
+    // Inference only: the engine text names tfjs, not the fit's training engine.
+    const models = await createModels(cfg, run, log, { trainEngine: 'tfjs' });
     const d = await models.denoising();
     return {
       ...d,

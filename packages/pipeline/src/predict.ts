@@ -9,7 +9,7 @@ import { promises as fs } from 'node:fs';
 import { sliceBatch } from '@diad/core';
 import type { RunDir } from './run-dir.js';
 import type { InferenceConfig } from './config.js';
-import { calibrate, checkSettings, readValidation, resolveSettings } from './settings.js';
+import { calibrate, checkSettings, readValidation, resolveSettings, settingsHash } from './settings.js';
 import { openInference, type EngineOptions } from './inference.js';
 import { scoreImages } from './score.js';
 import { writeHeatmapPng } from './report/strip.js';
@@ -24,6 +24,8 @@ export interface Prediction {
   anomalous: boolean | null;
   /** Heatmap PNG (jet over the image, range median validation pixel .. threshold). */
   anomalyMap: string | null;
+  /** Hash of the inference settings it was scored with (as in metrics.json's `provenance.inferenceHash`). */
+  inferenceHash: string;
   error?: string;
 }
 
@@ -72,7 +74,7 @@ export async function predict(
       failed.push({ image: p, error: (e as Error).message.split('\n')[0] });
     }
   }
-  const out: Prediction[] = [];
+  const out: Omit<Prediction, 'inferenceHash'>[] = [];
   let threshold: number | null = null;
   if (ok.length) {
     const stages = await openInference(run, inference, engine, log);
@@ -93,5 +95,9 @@ export async function predict(
     }
   }
   // Unreadable images first, as before; their threshold is the one the others were decided with (null when none could be read).
-  return [...failed.map((f) => ({ ...f, score: null, threshold, anomalous: null, anomalyMap: null })), ...out];
+  const inferenceHash = settingsHash(inference);
+  return [
+    ...failed.map((f) => ({ ...f, score: null, threshold, anomalous: null, anomalyMap: null, inferenceHash })),
+    ...out.map((p) => ({ ...p, inferenceHash })),
+  ];
 }

@@ -44,7 +44,7 @@ export interface ShardManifest {
   images: { index: number; className: string; defect: string; label: 0 | 1; hasMask: boolean; record: ImageRecord }[];
   skipped: Skipped[];
   seconds: number;
-  /** SHA-256 of `shard.safetensors`. */
+  /** SHA-256 of `shard.safetensors` followed by the JSON of `images` (so neither can change unnoticed). */
   sha256: string;
 }
 
@@ -60,6 +60,7 @@ export function parseShard(value: string, vars: Record<string, string | undefine
   const m = /^(?:(\d+)\/)?(\d+)$/.exec(value.trim());
   if (!m) throw new Error(`--shard ${value}: expected K/N (K from 0 to N-1) or N (K from JOB_COMPLETION_INDEX or SLURM_ARRAY_TASK_ID)`);
   const count = Number(m[2]);
+  if (count < 1) throw new Error(`--shard ${value}: the shard count must be at least 1`);
   const source =
     m[1] !== undefined
       ? null
@@ -129,16 +130,19 @@ export async function testShard(run: RunDir, shard: ShardSpec, opts: TestOptions
     images: scored.map((s) => ({ index: s.index, className: s.className, defect: s.defect, label: s.label, hasMask: s.mask !== null, record: s.record })),
     skipped,
     seconds: (Date.now() - t0) / 1000,
-    sha256: await sha256(dataPath),
+    sha256: '',
   };
+  manifest.sha256 = await shardChecksum(dataPath, manifest.images);
   // Written last: a folder without it is an unfinished shard.
   await writeFileAtomic(join(ctx.out, MANIFEST), `${JSON.stringify(manifest, null, 2)}\n`);
   return { out: ctx.out, manifest };
 }
 
-async function sha256(path: string): Promise<string> {
+/** SHA-256 of the shard's data file and its image records. */
+async function shardChecksum(dataPath: string, images: ShardManifest['images']): Promise<string> {
   return createHash('sha256')
-    .update(await fs.readFile(path))
+    .update(await fs.readFile(dataPath))
+    .update(JSON.stringify(images))
     .digest('hex');
 }
 
@@ -163,7 +167,12 @@ export async function mergeShards(run: RunDir, dirs: readonly string[], o: Merge
   for (const d of dirs.map((x) => resolve(x))) {
     const path = join(d, MANIFEST);
     if (!existsSync(path)) throw new Error(`${d} holds no finished shard (no ${MANIFEST}); rerun its \`diad test --shard K/N\``);
-    const m = JSON.parse(await fs.readFile(path, 'utf8')) as ShardManifest;
+    let m: ShardManifest;
+    try {
+      m = JSON.parse(await fs.readFile(path, 'utf8')) as ShardManifest;
+    } catch (e) {
+      throw new Error(`${path} is not valid JSON (${(e as Error).message}); the shard is damaged: rerun it`);
+    }
     if (m.format !== 'diad-test-shard' || m.version !== 1) throw new Error(`${path}: not a diad test shard (format ${m.format}, version ${m.version})`);
     shards.push({ dir: d, m });
   }
@@ -193,7 +202,7 @@ export async function mergeShards(run: RunDir, dirs: readonly string[], o: Merge
   const missing = Array.from({ length: count }, (_, i) => i).filter((i) => !byIndex.has(i));
   if (missing.length)
     throw new Error(
-      `shards ${missing.map((i) => `${i}/${count}`).join(', ')} are missing; run \`diad test --run ${run.dir} --shard K/${count}\` for them and merge all ${count}`,
+      `shards ${missing.map((i) => `${i}/${count}`).join(', ')} are missing; run \`diad test --run ${run.dir} --shard ${missing[0]}/${count} ...\` for each, with the same --engine and --set options as the others (settings hash ${first.m.inferenceHash}), and merge all ${count}`,
     );
 
   const size = run.config.data.imageSize;
@@ -203,7 +212,9 @@ export async function mergeShards(run: RunDir, dirs: readonly string[], o: Merge
   let seconds = 0;
   for (const { dir, m } of shards) {
     const data = join(dir, DATA);
-    if ((await sha256(data)) !== m.sha256) throw new Error(`${data} does not match the checksum in ${join(dir, MANIFEST)}; the shard is damaged: rerun it`);
+    if ((await shardChecksum(data, m.images)) !== m.sha256) {
+      throw new Error(`${data} or the image records of ${join(dir, MANIFEST)} do not match the shard's checksum; the shard is damaged: rerun it`);
+    }
     const file = await readSafetensors(data);
     const maps = file.float32('maps');
     // 0/1 values: exact through int32.

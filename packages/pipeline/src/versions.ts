@@ -8,9 +8,10 @@ const HERE = dirname(fileURLToPath(import.meta.url));
  * The version of an installed package, found as Node does: `node_modules/<name>/package.json` in
  * this folder or a parent (works for workspace links and for a published install, and for
  * packages whose `exports` hide their package.json). Null when it is not installed.
+ * @param from the folder to start from (default this package's; an app passes its own to see its dependencies).
  */
-export function packageVersion(name: string): string | null {
-  for (let dir = HERE; ; dir = dirname(dir)) {
+export function packageVersion(name: string, from: string = HERE): string | null {
+  for (let dir = from; ; dir = dirname(dir)) {
     const pj = join(dir, 'node_modules', name, 'package.json');
     if (existsSync(pj)) return (JSON.parse(readFileSync(pj, 'utf8')) as { version?: string }).version ?? null;
     if (dir === dirname(dir)) return null;

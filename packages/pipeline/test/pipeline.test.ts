@@ -46,6 +46,8 @@ describe('run config', () => {
     expect(s.featureExtractor).toEqual({ kind: 'onnx', path: '/m/wrn.onnx' });
     // A name for an object-valued key is its kind; the old kind's options do not leak into it.
     expect(applyInferenceSets(s, ['featureExtractor=mobilenet_v2']).featureExtractor).toEqual({ kind: 'mobilenet_v2' });
+    expect(applyInferenceSets(base, ['batchSize=2']).batchSize).toBe(2);
+    expect(() => applyInferenceSets(base, ['anomalyMap.levels=[0,0]'])).toThrow(/levels must be distinct and ascending/);
     expect(base.reconstructor.steps).toBe(PRESETS.ci.inference.reconstructor.steps); // the base is not modified
     expect(() => applyInferenceSets(base, ['ddim.steps=3'])).toThrow(
       /--set ddim\.steps=3: unknown inference setting "ddim"; known: reconstructor, featureExtractor, anomalyMap, threshold, batchSize/,
@@ -105,6 +107,7 @@ describe('run config', () => {
     expect(() => parseShard('4', {})).toThrow(/no shard index; give K\/N/);
     expect(() => parseShard('4', { JOB_COMPLETION_INDEX: '7' })).toThrow(/JOB_COMPLETION_INDEX=7/);
     expect(() => parseShard('a/b', {})).toThrow(/expected K\/N/);
+    expect(() => parseShard('0/0', {})).toThrow(/the shard count must be at least 1/);
     // 10 images in batches of 3: batches 0..3 -> shards 0, 1, 0, 1.
     expect(shardIndices(10, 3, { index: 0, count: 2 })).toEqual([0, 1, 2, 6, 7, 8]);
     expect(shardIndices(10, 3, { index: 1, count: 2 })).toEqual([3, 4, 5, 9]);

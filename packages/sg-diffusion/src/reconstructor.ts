@@ -55,6 +55,15 @@ export type DdimOptions = z.infer<typeof ddimOptionsSchema>;
 /** The official test's DDIM: t_start 999, 10 steps, eta 0, official schedule. */
 export const OFFICIAL_DDIM: DdimOptions = { tStart: 999, steps: 10, eta: 0, schedule: 'official' };
 
+/**
+ * How many model evaluations a DDIM reconstruction makes: the DDIM timesteps it visits from
+ * `tStart` (with the `partial` schedule, those at or below `tStart`: fewer than `steps` when
+ * `tStart` is below the top of the schedule).
+ */
+export function ddimVisitedSteps(options: DdimOptions, schedule: DiffusionSchedule = new DiffusionSchedule()): number {
+  return schedule.visitOrder(schedule.ddim(options.steps, options.eta), options.tStart, options.schedule).length;
+}
+
 /** DDIM reconstruction with any {@link GuidedDenoiser}: core's `Reconstructor` stage. */
 export class DdimReconstructor implements Reconstructor {
   constructor(
@@ -96,6 +105,11 @@ reconstructors.register('ddim', (denoiser, spec, source, schedule) => {
   const { kind: _kind, ...options } = spec;
   const r = ddimOptionsSchema.safeParse(options);
   if (!r.success) throw new Error(`${source}: invalid DDIM options: ${r.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`).join('; ')}`);
+  try {
+    schedule.ddim(r.data.steps, r.data.eta); // the step count must give indexable timesteps: refused now, not after models load
+  } catch (e) {
+    throw new Error(`${source}: ${(e as Error).message}`);
+  }
   return new DdimReconstructor(denoiser, r.data, schedule);
 });
 

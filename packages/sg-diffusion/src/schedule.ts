@@ -118,7 +118,11 @@ export class DiffusionSchedule {
     const timesteps: number[] = [];
     // The official +1 shift can reach T when T // steps == 1; such a step cannot be indexed.
     for (let i = 0; i < T; i += c) timesteps.push(i + 1);
-    if (timesteps[timesteps.length - 1] >= T) throw new Error(`DDIM with ${steps} of ${T} steps reaches timestep ${T}; use fewer steps`);
+    if (timesteps[timesteps.length - 1] >= T) {
+      throw new Error(
+        `DDIM with ${steps} steps: the official spacing (every ${c} timesteps, shifted by 1) reaches timestep ${T}, past the last one; use a step count that divides ${T} (e.g. 5, 10, 20, 25, 50)`,
+      );
+    }
     const ac = this.alphasCumprod;
     const alphas = timesteps.map((t) => ac[t]);
     const alphasPrev = [ac[0], ...timesteps.slice(0, -1).map((t) => ac[t])];

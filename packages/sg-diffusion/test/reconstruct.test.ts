@@ -6,7 +6,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { Rng, tensor, writeSafetensors } from '@diad/core';
 import { parseDiadConfig, preset } from '../src/config.js';
 import { DiadDenoiser } from '../src/denoiser.js';
-import { createReconstructor, DdimReconstructor, reconstructors } from '../src/reconstructor.js';
+import { createReconstructor, DdimReconstructor, ddimVisitedSteps, reconstructors } from '../src/reconstructor.js';
 import { sgnParamSpec } from '../src/spec.js';
 import { DiffusionSchedule } from '../src/schedule.js';
 import { useBackend } from './backend.js';
@@ -81,6 +81,13 @@ describe('DdimReconstructor', () => {
     expect(() => createReconstructor({ kind: 'ddim', tStart: 0, steps: 5, eta: 0, schedule: 'official' }, d, 'inference.reconstructor')).toThrow(
       /inference\.reconstructor: invalid DDIM options: tStart/,
     );
+    // 3 steps: the official spacing (every 333, +1) would reach timestep 1000; refused when the sampler is made.
+    expect(() => createReconstructor({ kind: 'ddim', tStart: 500, steps: 3, eta: 0, schedule: 'partial' }, d, 'inference.reconstructor')).toThrow(
+      /inference\.reconstructor: DDIM with 3 steps: .*reaches timestep 1000.*divides 1000/,
+    );
+    expect(ddimVisitedSteps({ tStart: 999, steps: 10, eta: 0, schedule: 'partial' })).toBe(10);
+    expect(ddimVisitedSteps({ tStart: 200, steps: 5, eta: 0, schedule: 'partial' })).toBe(1); // timesteps 1, 201, ...: only t=1 is <= 200
+    expect(ddimVisitedSteps({ tStart: 200, steps: 5, eta: 0, schedule: 'official' })).toBe(5);
     expect(() => createReconstructor({ kind: 'dpm', steps: 5 }, d, 'inference.reconstructor')).toThrow(
       /inference\.reconstructor\.kind: unknown reconstructor "dpm"; registered: ddim/,
     );

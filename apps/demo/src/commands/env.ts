@@ -1,4 +1,6 @@
 import type { Command } from 'commander';
+import { dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { env, type DiadEnv } from '@diad/core';
 import { availableParallelism, cpus, platform, arch, totalmem } from 'node:os';
 import type { describeEngines, EngineInfo, TfjsEngine } from '@diad/core/tfjs';
@@ -53,7 +55,9 @@ export function register(program: Command): void {
 
 async function collectEnv(flags: EnvFlags): Promise<EnvReport> {
   const packages: Record<string, string | null> = {};
-  for (const p of [...DIAD_PACKAGES, ...OTHER_PACKAGES]) packages[p] = packageVersion(p);
+  // Looked up from this app, which depends on all of them.
+  const from = dirname(fileURLToPath(import.meta.url));
+  for (const p of [...DIAD_PACKAGES, ...OTHER_PACKAGES]) packages[p] = packageVersion(p, from);
   return {
     node: process.version,
     platform: `${platform()} ${arch()}`,

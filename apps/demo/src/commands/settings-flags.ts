@@ -26,7 +26,7 @@ export function addSettingsOptions(cmd: Command, whose = "the run's"): Command {
   return cmd
     .option(
       '--set <key=value>',
-      `inference setting instead of ${whose} (repeatable): reconstructor.steps=5, reconstructor.tStart=500, featureExtractor=resnet50, anomalyMap.sigma=2, threshold.targetFpr=0.01, batchSize=4`,
+      `inference setting instead of ${whose} (repeatable): reconstructor.steps=5, reconstructor.tStart=500, featureExtractor=resnet50, anomalyMap.sigma=2, anomalyMap.levels=[1,2], threshold.targetFpr=0.01, batchSize=4`,
       collect,
     )
     .option('--backbone <name>', 'feature extractor by registered kind (resnet50, mobilenet_v2, ...): --set featureExtractor=NAME')
