@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { generateSynthetic } from '@diad/datasets';
+import { ciFitArgs } from './run-cli.js';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const CLI = resolve(HERE, '..', 'dist', 'cli.js');
@@ -161,22 +162,7 @@ describe('diad fit checks options and files before writing the run folder', () =
     const gt = join(root, 'disc', 'ground_truth');
     const defect = readdirSync(gt)[0];
     rmSync(join(gt, defect, readdirSync(join(gt, defect))[0]));
-    const r = diad([
-      'fit',
-      '--data',
-      root,
-      '--preset',
-      'ci',
-      '--out',
-      join(tmp, 'nomask-run'),
-      '--ae-steps',
-      '1',
-      '--diffusion-steps',
-      '0',
-      '--sg-steps',
-      '0',
-      '--quiet',
-    ]);
+    const r = diad(ciFitArgs(root, join(tmp, 'nomask-run'), { ae: 1, diffusion: 0, sg: 0 }, '--quiet'));
     expect(r.code, r.stderr).toBe(0);
     const i = diad(['inspect', '--data', root]);
     expect(i.code).toBe(1);

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureSynthetic } from '@diad/datasets';
 import { readSafetensors, writeSafetensors, type HostTensor } from '@diad/core';
-import { diad } from './run-cli.js';
+import { ciFitArgs, diad } from './run-cli.js';
 import { findChromium, screenshot, imageStats } from '@diad/pipeline';
 
 describe('diad demo --preset ci (end to end)', () => {
@@ -238,24 +238,7 @@ describe('diad demo --preset ci (end to end)', () => {
     const runs: Record<string, string> = {};
     for (const engine of ['ort', 'tfjs']) {
       runs[engine] = join(dir, `one-step-${engine}`);
-      const r = await diad([
-        'fit',
-        '--data',
-        data,
-        '--preset',
-        'ci',
-        '--out',
-        runs[engine],
-        '--ae-steps',
-        '1',
-        '--diffusion-steps',
-        '0',
-        '--sg-steps',
-        '0',
-        '--engine',
-        engine,
-        '--quiet',
-      ]);
+      const r = await diad(ciFitArgs(data, runs[engine], { ae: 1, diffusion: 0, sg: 0 }, '--engine', engine, '--quiet'));
       expect(r.code, r.stderr).toBe(0);
     }
     const state = (e: string) => JSON.parse(readFileSync(join(runs[e], 'state', 'autoencoder.json'), 'utf8'));

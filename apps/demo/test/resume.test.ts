@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { ensureSynthetic } from '@diad/datasets';
 import { readSafetensors } from '@diad/core';
 import { resolveConfig } from '@diad/pipeline';
-import { CLI, diad as runCli } from './run-cli.js';
+import { CLI, ciFitArgs, diad as runCli } from './run-cli.js';
 
 /** The built CLI with this file's longer default time limit. */
 const diad = (args: string[], timeoutMs = 300_000) => runCli(args, timeoutMs);
@@ -31,26 +31,7 @@ describe('resume after Ctrl-C and kill -9 during stage 3', () => {
   const data = join(dir, 'data');
   const run = join(dir, 'run');
   const SG_STEPS = 10;
-  const fitArgs = () => [
-    'fit',
-    '--data',
-    data,
-    '--preset',
-    'ci',
-    '--out',
-    run,
-    '--ae-steps',
-    '2',
-    '--diffusion-steps',
-    '2',
-    '--sg-steps',
-    String(SG_STEPS),
-    '--checkpoint-every',
-    '2',
-    '--max-train-per-class',
-    '4',
-    '--quiet',
-  ];
+  const fitArgs = () => ciFitArgs(data, run, { ae: 2, diffusion: 2, sg: SG_STEPS }, '--checkpoint-every', '2', '--max-train-per-class', '4', '--quiet');
 
   beforeAll(async () => {
     await ensureSynthetic(data, { size: 64, train: 4, testGood: 1, testDefective: 1 });

@@ -15,3 +15,23 @@ export function diad(args: string[], timeoutMs = 240_000): Promise<{ code: numbe
     ),
   );
 }
+
+/** `diad fit` of the `ci` preset on `data` into `out`, with step counts per stage and more flags. */
+export function ciFitArgs(data: string, out: string, steps: { ae: number; diffusion: number; sg: number }, ...more: string[]): string[] {
+  return [
+    'fit',
+    '--data',
+    data,
+    '--preset',
+    'ci',
+    '--out',
+    out,
+    '--ae-steps',
+    String(steps.ae),
+    '--diffusion-steps',
+    String(steps.diffusion),
+    '--sg-steps',
+    String(steps.sg),
+    ...more,
+  ];
+}
