@@ -149,17 +149,15 @@ export async function ablate(run: RunDir, o: AblateOptions): Promise<{ out: stri
   const size = run.config.data.imageSize;
   const hw = size * size;
   const d = await openDenoising(run, o, log);
-  const opened: { extractor: Stages['featureExtractor']; provenance: string; dispose(): Promise<void> | void }[] = [];
+  // One feature extractor per distinct spec, one sampler per variant (both cheap next to a reconstruction).
+  const extractors = new Map<string, { extractor: Stages['featureExtractor']; provenance: string; dispose(): Promise<void> | void }>();
   try {
-    // One feature extractor per distinct spec, one sampler per variant (both cheap next to a reconstruction).
-    const extractors = new Map<string, (typeof opened)[number]>();
     const stages: (Stages & { provenance: string })[] = [];
     for (const v of variants) {
       const key = shortHash(v.settings.featureExtractor);
       if (!extractors.has(key)) {
         const fe = await openFeatureExtractor(d, v.settings);
         extractors.set(key, { extractor: fe.extractor, provenance: fe.provenance, dispose: fe.dispose });
-        opened.push(extractors.get(key)!);
       }
       const fe = extractors.get(key)!;
       stages.push({
@@ -252,7 +250,7 @@ export async function ablate(run: RunDir, o: AblateOptions): Promise<{ out: stri
     await writeFileAtomic(join(out, 'index.html'), ablationHtml(result));
     return { out, result };
   } finally {
-    for (const fe of opened) await fe.dispose();
+    for (const fe of extractors.values()) await fe.dispose();
     await d.dispose();
   }
 }

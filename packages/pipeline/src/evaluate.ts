@@ -12,8 +12,7 @@ import { MetricsAccumulator, type StoredImage } from '@diad/metrics';
 import { STAGES, type RunDir } from './run-dir.js';
 import { capPerClass, decodeSamples, sampleId, type Decoded, type Skipped } from './data.js';
 import { scoreImages } from './score.js';
-import { ddimOptionsSchema, ddimVisitedSteps } from '@diad/sg-diffusion';
-import { ddimStart } from './validate.js';
+import { ddimStart, ddimVisits } from './validate.js';
 import { calibrate, readValidation, resolveSettings, checkSettings, settingsHash, type Calibration } from './settings.js';
 import type { InferenceConfig, RunConfig } from './config.js';
 import { openInference, type EngineOptions } from './inference.js';
@@ -282,9 +281,7 @@ export async function writeTestReport(
 export function describeSampler(settings: InferenceConfig): string {
   const r = settings.reconstructor;
   if (r.kind !== 'ddim') return `${r.kind} ${JSON.stringify({ ...r, kind: undefined })}`;
-  const { kind: _kind, ...options } = r;
-  const parsed = ddimOptionsSchema.safeParse(options);
-  const visited = parsed.success ? ddimVisitedSteps(parsed.data) : null;
+  const visited = ddimVisits(settings);
   // The partial schedule starts at the last DDIM timestep at or below tStart: say when that skips steps.
   const visits = visited !== null && visited !== r.steps ? ` (visits ${visited} of them from t=${ddimStart(settings)})` : '';
   return `DDIM from t=${ddimStart(settings)}, ${r.steps} steps${visits}, eta ${r.eta}, ${r.schedule} schedule`;

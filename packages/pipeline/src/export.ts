@@ -15,10 +15,10 @@
 import { mkdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { writeFileAtomic, writeSafetensors } from '@diad/core';
-import { DiffusionSchedule, ddimOptionsSchema, ddimVisitedSteps, exportDenoiserOnnx } from '@diad/sg-diffusion';
+import { DiffusionSchedule, exportDenoiserOnnx } from '@diad/sg-diffusion';
 import { STAGES, type RunDir, type StageName } from './run-dir.js';
 import { createModels } from './models.js';
-import { runInference } from './validate.js';
+import { ddimVisits, runInference } from './validate.js';
 import type { InferenceConfig } from './config.js';
 import { pipelineVersion } from './versions.js';
 
@@ -75,9 +75,7 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
   // The settings inference uses: given, else the config's with the DDIM start validation chose (when it chose one).
   const inference = settings ?? runInference(cfg, (await run.readJson<{ tStart?: number }>('validation.json')) ?? {});
   // Model evaluations per reconstruction: the DDIM timesteps visited (fewer than its steps when the partial schedule starts low).
-  const { kind: _kind, ...ddim } = inference.reconstructor;
-  const parsed = ddimOptionsSchema.safeParse(ddim);
-  const steps = parsed.success ? ddimVisitedSteps(parsed.data) : NaN;
+  const steps = ddimVisits(inference) ?? NaN;
   const metadata = { preset: cfg.preset, config_hash: run.hash, diad_version: pipelineVersion() };
   const { kind, config: aeConfig } = p.autoencoder;
   const ae = await kind.exportOnnx(out, aeConfig, p.autoencoderParams, { height: size, width: size, metadata });

@@ -240,8 +240,8 @@ export async function mergeShards(run: RunDir, dirs: readonly string[], o: Merge
     throw new Error(`${out} already holds a test result (metrics.json); merge elsewhere with --out DIR, or replace it with --overwrite`);
   }
   // Each shard's strips (and its manifest) are copied under shards/<index>/, where the merged report points.
+  await fs.mkdir(join(out, 'shards'), { recursive: true });
   for (const { dir, m } of shards) {
-    await fs.mkdir(join(out, 'shards'), { recursive: true });
     const link = join(out, 'shards', String(m.shard.index));
     await fs.rm(link, { recursive: true, force: true });
     await fs.cp(dir, link, { recursive: true, filter: (src) => !src.endsWith(DATA) });

@@ -6,6 +6,7 @@
  * autoencoder's round trip and the full DiAD reconstruction (pixel L1 and feature distance).
  */
 import { sliceBatch, type Autoencoder, type HostTensor } from '@diad/core';
+import { ddimOptionsSchema, ddimVisitedSteps } from '@diad/sg-diffusion';
 import { SELF_CONTAINED_KINDS, synthesizeDefects, type DefectKind } from '@diad/datasets';
 import { MetricsAccumulator, type MetricValues } from '@diad/metrics';
 import type { InferenceConfig, RunConfig } from './config.js';
@@ -145,6 +146,16 @@ export async function evaluateValidation(
 export function ddimStart(settings: InferenceConfig): number | undefined {
   const r = settings.reconstructor;
   return r.kind === 'ddim' && typeof r.tStart === 'number' ? r.tStart : undefined;
+}
+
+/**
+ * Model evaluations per reconstruction of DDIM settings: the DDIM timesteps visited (fewer than its
+ * steps when the partial schedule starts low), or null for another sampler.
+ */
+export function ddimVisits(settings: InferenceConfig): number | null {
+  const { kind, ...options } = settings.reconstructor;
+  const parsed = kind === 'ddim' ? ddimOptionsSchema.safeParse(options) : null;
+  return parsed?.success ? ddimVisitedSteps(parsed.data) : null;
 }
 
 /** The settings with another DDIM start. */
