@@ -1,18 +1,21 @@
 /**
  * `diad export` and `--engine ort` on a small `ci` run (synthetic data, through the built CLI):
  * the manifest describes the files, the files open on onnxruntime and run at the manifest's
- * shapes, and `diad test` / `diad predict` give the same numbers on both engines.
+ * shapes, `diad test` / `diad predict` give the same numbers on both engines, and the bundle alone,
+ * loaded in a fresh process with @diad/core only, gives `diad test`'s scores.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ensureSynthetic } from '@diad/datasets';
-import { readSafetensors, tensor } from '@diad/core';
-import { OrtAutoencoder, parseAutoencoderConfig } from '@diad/autoencoder';
-import { DdimReconstructor, ddimVisitedSteps, OrtGuidedDenoiser, type DdimOptions } from '@diad/sg-diffusion';
+import { ensureSynthetic, loadRgb, rgbToTensor } from '@diad/datasets';
+import { DdimReconstructor, ddimVisitedSteps, readSafetensors, tensor, writeSafetensors, type DdimOptions } from '@diad/core';
+import { OrtAutoencoder, OrtGuidedDenoiser } from '@diad/core/ort';
+import { DiadBundle, sha256File, type BundleManifest } from '@diad/core/bundle';
 import { diad } from './run-cli.js';
-import type { OnnxManifest } from '@diad/pipeline';
 
 type Metrics = { modes: Record<string, { classes: Record<string, Record<string, number>>; mean: Record<string, number> }> };
 const metrics = (dir: string): Metrics => JSON.parse(readFileSync(join(dir, 'metrics.json'), 'utf8'));
@@ -22,7 +25,7 @@ describe('diad export and --engine ort (ci preset)', () => {
   const data = join(dir, 'data');
   const run = join(dir, 'run');
   const onnx = join(dir, 'onnx');
-  let manifest: OnnxManifest;
+  let manifest: BundleManifest;
 
   beforeAll(async () => {
     await ensureSynthetic(data, { size: 64, train: 4 });
@@ -38,10 +41,17 @@ describe('diad export and --engine ort (ci preset)', () => {
     const cfg = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8'));
     expect(JSON.parse(readFileSync(join(onnx, 'manifest.json'), 'utf8'))).toEqual(manifest);
     const v = JSON.parse(readFileSync(join(run, 'validation.json'), 'utf8'));
-    expect(manifest).toMatchObject({ format: 'diad-onnx', preset: 'ci', configHash: cfg.hash, scaleFactor: 0.18215 });
+    expect(manifest).toMatchObject({ format: 'diad-bundle', version: 1, preset: 'ci', configHash: cfg.hash, scaleFactor: 0.18215, seed: cfg.config.seed });
+    // The decision and class statistics come from the fit's validation scores.
+    expect(manifest.decision).toMatchObject({ threshold: v.threshold, targetFpr: v.targetFpr, source: 'fit' });
+    const woven = v.scores.filter((s: { className: string }) => s.className === 'woven').map((s: { score: number }) => s.score);
+    const mean = woven.reduce((a: number, b: number) => a + b, 0) / woven.length;
+    expect(manifest.classScores.woven.count).toBe(woven.length);
+    expect(manifest.classScores.woven.mean).toBeCloseTo(mean, 12);
     // The inference settings it records: the run's, with the DDIM start validation chose.
     expect(manifest.inference).toEqual({ ...cfg.config.inference, reconstructor: { ...cfg.config.inference.reconstructor, tStart: v.selected.tStart } });
-    for (const f of Object.values(manifest.files)) expect(existsSync(join(onnx, f))).toBe(true);
+    for (const f of Object.values(manifest.files)) expect(existsSync(join(onnx, f!))).toBe(true);
+    expect(manifest.files.featureExtractor).toBe('feature_extractor.onnx');
     // The checkpoints inference uses: each stage's last, or the SG checkpoint validation chose (selection.json).
     const selection = existsSync(join(run, 'selection.json')) ? JSON.parse(readFileSync(join(run, 'selection.json'), 'utf8')) : null;
     for (const st of ['autoencoder', 'diffusion', 'sg'] as const) {
@@ -63,11 +73,8 @@ describe('diad export and --engine ort (ci preset)', () => {
 
   it('the files open on onnxruntime and run at the manifest shapes', async () => {
     const cfg = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8')).config;
-    const f = (k: keyof OnnxManifest['files']) => join(onnx, manifest.files[k]);
-    const ae = await OrtAutoencoder.open(
-      { encode: f('autoencoderEncode'), decode: f('autoencoderDecode') },
-      parseAutoencoderConfig(cfg.models.autoencoder, 'config'),
-    );
+    const f = (k: keyof BundleManifest['files']) => join(onnx, manifest.files[k]!);
+    const ae = await OrtAutoencoder.open({ encode: f('autoencoderEncode'), decode: f('autoencoderDecode') }, { latentChannels: 4, downsampleFactor: 8 });
     const context = (await readSafetensors(f('context'))).float32('context');
     expect(context.shape).toEqual(manifest.shapes.context.context);
     const denoiser = await OrtGuidedDenoiser.open({ hint: f('hint'), step: f('step') }, context);
@@ -147,6 +154,56 @@ describe('diad export and --engine ort (ci preset)', () => {
     expect(b.gflop_per_image * 1e9).toBeCloseTo(manifest.flopsPerImage.hint + 10 * manifest.flopsPerImage.step, 0);
     for (const v of [b.ddim10_images_per_s.tfjs, b.ddim10_images_per_s.ort, b.test_ms_per_image, b.peak_rss_mb]) expect(v).toBeGreaterThan(0);
   }, 120_000);
+
+  it('the bundle alone, in a fresh process that may import only @diad/core and onnxruntime-node, gives the scores of diad test --engine ort (to 1e-5)', async () => {
+    const out = join(dir, 'test-ort');
+    if (!existsSync(join(out, 'scores.csv')))
+      expect((await diad(['test', '--run', run, '--engine', 'ort', '--onnx-dir', onnx, '--out', out, '--quiet'])).code).toBe(0);
+    const rows = readFileSync(join(out, 'scores.csv'), 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split(','));
+    expect(rows.length).toBeGreaterThan(4);
+    // The test images, preprocessed as diad test does (the manifest's preprocessing).
+    const size = manifest.preprocessing.size;
+    const images = rgbToTensor(await Promise.all(rows.map((r) => loadRgb(r[5], size))));
+    const inputs = join(dir, 'bundle-inputs.safetensors');
+    await writeSafetensors(inputs, { images });
+    const child = await promisify(execFile)(process.execPath, [fileURLToPath(new URL('bundle-child.mjs', import.meta.url)), onnx, inputs], {
+      maxBuffer: 1 << 24,
+    });
+    const got = JSON.parse(child.stdout) as { scores: number[]; anomalous: boolean[] };
+    let maxDiff = 0;
+    rows.forEach((r, i) => {
+      const d = Math.abs(Number(r[4]) - got.scores[i]);
+      maxDiff = Math.max(maxDiff, d);
+      expect(d, `${r[0]}: diad test ${r[4]}, bundle ${got.scores[i]}`).toBeLessThanOrEqual(1e-5);
+      expect(got.anomalous[i]).toBe(got.scores[i] >= manifest.decision!.threshold);
+    });
+    console.log(`[export test] bundle vs diad test --engine ort: max |score diff| ${maxDiff} over ${rows.length} images`);
+  }, 240_000);
+
+  it('a bundle with a changed file, a missing file or another version is refused by name', async () => {
+    const copy = join(dir, 'bundle-copy');
+    cpSync(onnx, copy, { recursive: true });
+    const hint = join(copy, 'hint.onnx');
+    const bytes = readFileSync(hint);
+    bytes[bytes.length - 1] ^= 1;
+    writeFileSync(hint, bytes);
+    await expect(DiadBundle.open(copy)).rejects.toThrow(/hint\.onnx was changed after export/);
+    writeFileSync(hint, readFileSync(join(onnx, 'hint.onnx')));
+    expect(await sha256File(hint)).toBe(manifest.checksums['hint.onnx']);
+    rmSync(join(copy, 'context.safetensors'));
+    await expect(DiadBundle.open(copy)).rejects.toThrow(/context\.safetensors is missing from the bundle/);
+    cpSync(join(onnx, 'context.safetensors'), join(copy, 'context.safetensors'));
+    writeFileSync(join(copy, 'manifest.json'), JSON.stringify({ ...manifest, version: 2 }));
+    await expect(DiadBundle.open(copy)).rejects.toThrow(/bundle version 2 .*this @diad\/core reads version 1/);
+    writeFileSync(join(copy, 'manifest.json'), JSON.stringify({ ...manifest, files: { ...manifest.files, step: '../step.onnx' } }));
+    await expect(DiadBundle.open(copy)).rejects.toThrow(/files\.step "\.\.\/step\.onnx" is not a file name inside the bundle/);
+    // The run's own models-only export (made for --engine ort) is not a bundle.
+    if (existsSync(join(run, 'onnx', 'manifest.json'))) await expect(DiadBundle.open(join(run, 'onnx'))).rejects.toThrow(/models-only export/);
+  });
 
   it('refuses an unknown engine and an --onnx-dir without an export, naming the fix', async () => {
     const bad = await diad(['test', '--run', run, '--engine', 'torch']);

@@ -2,7 +2,7 @@
  * ONNX export of the AutoencoderKL: the same `encodeMoments` / `decodeLatent` code recorded with
  * core's `OnnxRecorderOps` (no second definition of the network), weights as initializers.
  * The primitive graphs below; {@link exportAutoencoderOnnx} writes the stage graphs that
- * {@link OrtAutoencoder} runs.
+ * core's `OrtAutoencoder` (`@diad/core/ort`) runs.
  *
  * - encoder graph: input `image` `[N, in_channels, H, W]` (pixels in [-1, 1]), output `moments`
  *   `[N, 2 embed_dim, H/f, W/f]` (mean channels first, then the unclamped log-variance).
@@ -10,8 +10,8 @@
  *   latent by the scale factor first), output `image` `[N, out_ch, H, W]`.
  * The batch axis is dynamic (`N`); the spatial size is fixed at export.
  */
-import { Rng, tensor, type Autoencoder, type HostTensor } from '@diad/core';
-import type { OrtSession } from '@diad/core/ort';
+import type { HostTensor } from '@diad/core';
+import type { AutoencoderOnnxFiles } from '@diad/core/ort';
 import { OnnxRecorderOps } from '@diad/core/onnx';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -66,12 +66,6 @@ export interface AutoencoderStageOnnxOptions extends AutoencoderOnnxOptions {
   scaleFactor?: number;
 }
 
-/** Files of an exported autoencoder stage. */
-export interface AutoencoderOnnxFiles {
-  encode: string;
-  decode: string;
-}
-
 /**
  * Writes the autoencoder as the pipeline stage sees it (core's `Autoencoder`, pixel range
  * `imagenet` as the official DiAD) into `dir` (created if absent; files written atomically):
@@ -103,66 +97,4 @@ export async function exportAutoencoderOnnx(
   const dec = new OnnxRecorderOps(params, { graphName: 'autoencoder_decode', metadata: metadata('autoencoder_decode') });
   await dec.writeModel(files.decode, { image: decodeLatent(dec, cfg, dec.scale(dec.graphInput('latent', latentShape), 1 / sf), prefix) });
   return files;
-}
-
-/**
- * The autoencoder stage (core's `Autoencoder`) on onnxruntime sessions of
- * {@link exportAutoencoderOnnx}'s files: the same results as `AutoencoderKLStage` with pixel
- * range `imagenet` (the official DiAD convention) and the exported scale factor.
- */
-export class OrtAutoencoder implements Autoencoder {
-  readonly latentChannels: number;
-  readonly downsampleFactor: number;
-
-  private constructor(
-    readonly config: AutoencoderConfig,
-    readonly encoder: OrtSession,
-    readonly decoder: OrtSession,
-  ) {
-    this.latentChannels = config.embed_dim;
-    this.downsampleFactor = downsampleFactor(config);
-  }
-
-  /**
-   * Opens the two sessions (onnxruntime-node is loaded here, not when the package is imported).
-   * @throws Error naming a missing/corrupt model file or a provider that cannot load.
-   */
-  static async open(
-    files: AutoencoderOnnxFiles,
-    config: AutoencoderConfig,
-    options: { providers?: readonly string[]; threads?: number } = {},
-  ): Promise<OrtAutoencoder> {
-    const { createOrtSession } = await import('@diad/core/ort');
-    const encoder = await createOrtSession(files.encode, options);
-    const decoder = await createOrtSession(files.decode, options).catch(async (e) => {
-      await encoder.release();
-      throw e;
-    });
-    return new OrtAutoencoder(config, encoder, decoder);
-  }
-
-  /**
-   * Images `[N, 3, H, W]` (ImageNet-normalised) to scaled latents; `sample` draws the noise from
-   * `Rng(seed)` as `AutoencoderKLStage` does, otherwise the posterior mode.
-   * @throws Error on a size the exported graph does not take (onnxruntime's message, with the file).
-   */
-  async encode(images: HostTensor, options: { sample?: boolean; seed?: number } = {}): Promise<HostTensor> {
-    const [n, , h, w] = images.shape;
-    const f = this.downsampleFactor;
-    const shape = [n, this.latentChannels, Math.floor(h / f), Math.floor(w / f)];
-    const size = shape.reduce((a, d) => a * d, 1);
-    const noise = tensor(options.sample ? new Rng(options.seed ?? 0).normals(size) : new Float32Array(size), shape, 'NCHW');
-    return (await this.encoder.run({ image: images, noise })).latent as HostTensor;
-  }
-
-  /** Scaled latents `[N, embed_dim, h, w]` to images `[N, 3, h*f, w*f]` (ImageNet-normalised). */
-  async decode(latents: HostTensor): Promise<HostTensor> {
-    return (await this.decoder.run({ latent: latents })).image as HostTensor;
-  }
-
-  /** Frees the native sessions. */
-  async release(): Promise<void> {
-    await this.encoder.release();
-    await this.decoder.release();
-  }
 }

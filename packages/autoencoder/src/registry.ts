@@ -12,7 +12,8 @@ import { paramSpec } from './params.js';
 import { autoencoderLoss } from './loss.js';
 import { recordAutoencoderTraining } from './train-graph.js';
 import { tfjsAutoencoder } from './tfjs.js';
-import { exportAutoencoderOnnx, OrtAutoencoder, type AutoencoderOnnxFiles } from './onnx.js';
+import type { AutoencoderOnnxFiles } from '@diad/core/ort';
+import { exportAutoencoderOnnx } from './onnx.js';
 
 /** Host parameters by official name. */
 type Params = Record<string, HostTensor<'float32'>>;
@@ -66,7 +67,9 @@ export const KL_AUTOENCODER: AutoencoderKind<AutoencoderConfig> = {
   recordTraining: (cfg, params, o) => recordAutoencoderTraining(cfg, params, o),
   tfjs: (store, cfg) => tfjsAutoencoder(store, cfg),
   exportOnnx: (dir, cfg, params, o) => exportAutoencoderOnnx(dir, cfg, params, { ...o, scaleFactor: SCALE_FACTOR }),
-  openOnnx: (files, cfg) => OrtAutoencoder.open(files, cfg),
+  // onnxruntime-node loads here, not when the package is imported.
+  openOnnx: async (files, cfg) =>
+    (await import('@diad/core/ort')).OrtAutoencoder.open(files, { latentChannels: cfg.embed_dim, downsampleFactor: downsampleFactor(cfg) }),
 };
 autoencoders.register('kl', KL_AUTOENCODER);
 

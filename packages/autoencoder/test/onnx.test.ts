@@ -15,7 +15,9 @@ import { initTfjs, TfjsOps } from '@diad/core/tfjs';
 import { createOrtSession } from '@diad/core/ort';
 import { parseAutoencoderConfig } from '../src/config.js';
 import { decodeLatent, encodeMoments } from '../src/model.js';
-import { exportAutoencoderOnnx, OrtAutoencoder, recordAutoencoderDecoder, recordAutoencoderEncoder } from '../src/onnx.js';
+import { OrtAutoencoder } from '@diad/core/ort';
+import { downsampleFactor } from '../src/config.js';
+import { exportAutoencoderOnnx, recordAutoencoderDecoder, recordAutoencoderEncoder } from '../src/onnx.js';
 import { createAutoencoderParams, tfjsAutoencoder } from '../src/tfjs.js';
 import { HAS_REFERENCE, REFERENCE_DIR } from './fixture.js';
 
@@ -103,7 +105,7 @@ describe('AutoencoderKL ONNX vs TfjsOps on random weights', () => {
 
       // The stage graphs (scale factor, posterior sample) against the tfjs stage.
       const files = await exportAutoencoderOnnx(join(dir, 'stage'), cfg, params, { height: 32, width: 32, scaleFactor: 0.5 });
-      const ortStage = await OrtAutoencoder.open(files, cfg);
+      const ortStage = await OrtAutoencoder.open(files, { latentChannels: cfg.embed_dim, downsampleFactor: downsampleFactor(cfg) });
       const tfStage = tfjsAutoencoder(store, cfg, { scaleFactor: 0.5 });
       const image = tensor(new Rng(21).normals(2 * 3 * 32 * 32), [2, 3, 32, 32], 'NCHW');
       const pairs: [string, HostTensor, HostTensor][] = [

@@ -8,3 +8,8 @@ export * from './adamw.js';
 export * from './registry.js';
 export * from './env.js';
 export * from './checkpoint.js';
+export * from './schedule.js';
+export * from './item-noise.js';
+export * from './ddim.js';
+export * from './anomaly-map.js';
+export * from './scoring.js';

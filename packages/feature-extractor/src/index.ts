@@ -1,5 +1,3 @@
-export * from './anomaly-map.js';
-export * from './onnx.js';
 export * from './nsfwjs-models.js';
 export * from './tfjs-extractor.js';
 export * from './patch-bank.js';

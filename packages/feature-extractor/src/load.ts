@@ -1,6 +1,6 @@
 /** One entry point for every backbone: a shipped backbone by name (on tfjs or onnxruntime), or an ONNX file by path. */
 import type { FeatureExtractor } from '@diad/core';
-import { OnnxFeatureExtractor, type OnnxExtractorOptions } from './onnx.js';
+import { OnnxFeatureExtractor, type OnnxExtractorOptions } from '@diad/core/ort';
 import {
   TFJS_BACKBONES,
   TfjsFeatureExtractor,
@@ -38,6 +38,23 @@ export interface LoadBackboneOptions {
 }
 
 /**
+ * A shipped Keras backbone as an ONNX model for square `size` px inputs (ImageNet-normalised NCHW
+ * in, its taps out, shallow first), recorded from its weights (no download).
+ * @throws Error for a TF-graph backbone (it has no Keras layers to record).
+ */
+export async function shippedBackboneOnnx(name: TfjsBackboneName, size: number): Promise<{ bytes: Uint8Array; provenance: string }> {
+  const spec: TfjsBackboneSpec = TFJS_BACKBONES[name];
+  if (spec.kind !== 'layers') throw new Error(`backbone ${name} is a converted TF graph; only Keras backbones run on onnxruntime (use the tfjs engine for it)`);
+  // tfjs decodes (and dequantises) the weight shards on the host side.
+  await initTfjs();
+  const provenance = `${backboneProvenance(name, spec.taps)} on onnxruntime (${size} px graph)`;
+  return {
+    bytes: kerasOnnxModel(parseBackbone(spec, spec.taps), spec.taps, { input: spec.input, height: size, width: size, metadata: { provenance } }),
+    provenance,
+  };
+}
+
+/**
  * Loads `nameOrPath`: a name from {@link TFJS_BACKBONES} (installed from npm, no network), or
  * a path ending in `.onnx` (user-exported, run by onnxruntime-node).
  * @throws Error for an unknown name (listing the known ones), an unloadable ONNX file, or
@@ -53,17 +70,10 @@ export async function loadBackbone(nameOrPath: string, options: LoadBackboneOpti
   }
   const name = nameOrPath as TfjsBackboneName;
   if (options.engine === 'ort') {
-    const spec: TfjsBackboneSpec = TFJS_BACKBONES[name];
-    if (spec.kind !== 'layers')
-      throw new Error(`backbone ${name} is a converted TF graph; only Keras backbones run on onnxruntime (use the tfjs engine for it)`);
     if (options.tfjs?.taps || options.tfjs?.inputSize) throw new Error(`backbone ${name} on onnxruntime: custom taps and input resizing are tfjs-only options`);
-    const size = options.imageSize;
-    if (!size) throw new Error(`backbone ${name} on onnxruntime: give imageSize (the ONNX graph is recorded for one input size)`);
-    // tfjs decodes (and dequantises) the weight shards on the host side.
-    await initTfjs();
-    const provenance = `${backboneProvenance(name, spec.taps)} on onnxruntime (${size} px graph)`;
-    const bytes = kerasOnnxModel(parseBackbone(spec, spec.taps), spec.taps, { input: spec.input, height: size, width: size, metadata: { provenance } });
-    const ext = await OnnxFeatureExtractor.create(bytes, { ...options.onnx, label: `${name} (${size} px ONNX graph)` });
+    if (!options.imageSize) throw new Error(`backbone ${name} on onnxruntime: give imageSize (the ONNX graph is recorded for one input size)`);
+    const { bytes, provenance } = await shippedBackboneOnnx(name, options.imageSize);
+    const ext = await OnnxFeatureExtractor.create(bytes, { ...options.onnx, label: `${name} (${options.imageSize} px ONNX graph)` });
     return { extractor: ext, provenance, engine: 'onnxruntime', dispose: () => ext.dispose() };
   }
   const ext = await TfjsFeatureExtractor.load(name, options.tfjs);

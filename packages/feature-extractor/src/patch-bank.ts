@@ -10,9 +10,8 @@
  * the bank stored `[D, M]` so no operand is transposed (transposed matMuls are slow on wasm).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, tensor, type FeatureExtractor, type HostTensor } from '@diad/core';
+import { combineLevelMaps, Rng, tensor, type FeatureExtractor, type HostTensor } from '@diad/core';
 import { initTfjs, toTf } from '@diad/core/tfjs';
-import { combineLevelMaps } from './anomaly-map.js';
 
 /** Options of {@link PatchMemoryBank}. */
 export interface PatchBankOptions {

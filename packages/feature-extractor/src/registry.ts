@@ -4,9 +4,9 @@
  * (a user ONNX file, `{ kind: 'onnx', path }`). A new backbone is one file plus one
  * `featureExtractors.register(kind, entry)` call, from this package or from user code.
  */
-import { stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { Registry, modelPath } from '@diad/core';
-import { loadBackbone, type LoadedBackbone } from './load.js';
+import { loadBackbone, shippedBackboneOnnx, type LoadedBackbone } from './load.js';
 import { DEFAULT_BACKBONE, TFJS_BACKBONES, type TfjsBackboneName } from './tfjs-extractor.js';
 
 /** A feature extractor in a config: its kind and its own options (e.g. `path` for `onnx`). */
@@ -32,6 +32,18 @@ export interface FeatureExtractorEntry {
   load(spec: FeatureExtractorSpec, context: FeatureExtractorContext, source: string): Promise<LoadedBackbone>;
   /** Checks the spec without loading weights (run before long work starts); throws naming `source` and the fix. */
   check?(spec: FeatureExtractorSpec, source: string): Promise<void>;
+  /**
+   * Its ONNX form for a deployment bundle (ImageNet-normalised `[N, 3, S, S]` in, one NCHW map per
+   * level out, shallow first, as `extract` returns them); absent or null: it has none.
+   */
+  exportOnnx?(spec: FeatureExtractorSpec, context: FeatureExtractorContext, source: string): Promise<FeatureExtractorOnnx | null>;
+}
+
+/** A feature extractor as an ONNX model. */
+export interface FeatureExtractorOnnx {
+  bytes: Uint8Array;
+  /** Where its weights come from. */
+  provenance: string;
 }
 
 /** The feature extractors by kind. */
@@ -48,6 +60,7 @@ function shipped(name: TfjsBackboneName): FeatureExtractorEntry {
         );
     },
     load: (_spec, ctx) => loadBackbone(name, ctx.engine === 'ort' && TFJS_BACKBONES[name].kind === 'layers' ? { engine: 'ort', imageSize: ctx.imageSize } : {}),
+    exportOnnx: async (_spec, ctx) => (TFJS_BACKBONES[name].kind === 'layers' ? shippedBackboneOnnx(name, ctx.imageSize) : null),
   };
 }
 
@@ -63,6 +76,10 @@ const onnxPath = (spec: FeatureExtractorSpec, source: string): string => {
 
 featureExtractors.register('onnx', {
   load: (spec, _ctx, source) => loadBackbone(onnxPath(spec, source)),
+  exportOnnx: async (spec, _ctx, source) => {
+    const path = onnxPath(spec, source);
+    return { bytes: new Uint8Array(await readFile(path)), provenance: `ONNX ${path}` };
+  },
   async check(spec, source) {
     const path = onnxPath(spec, source);
     if (!(await stat(path).catch(() => null))?.isFile())
@@ -77,6 +94,20 @@ featureExtractors.register('onnx', {
  */
 export function loadFeatureExtractor(spec: FeatureExtractorSpec, context: FeatureExtractorContext, source = 'featureExtractor'): Promise<LoadedBackbone> {
   return featureExtractors.get(spec.kind, `${source}.kind`).load(spec, context, source);
+}
+
+/**
+ * The ONNX form of the feature extractor a spec names, for a deployment bundle.
+ * @returns null when it has none (a TF-graph backbone, or a registered extractor without `exportOnnx`).
+ * @throws Error for an unknown kind or from the extractor.
+ */
+export function featureExtractorOnnx(
+  spec: FeatureExtractorSpec,
+  context: FeatureExtractorContext,
+  source = 'featureExtractor',
+): Promise<FeatureExtractorOnnx | null> {
+  const entry = featureExtractors.get(spec.kind, `${source}.kind`);
+  return entry.exportOnnx ? entry.exportOnnx(spec, context, source) : Promise.resolve(null);
 }
 
 /**

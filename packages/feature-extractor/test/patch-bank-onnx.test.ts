@@ -1,7 +1,8 @@
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { concatBatch } from '@diad/core';
-import { OnnxFeatureExtractor, PatchMemoryBank } from '../src/index.js';
+import { OnnxFeatureExtractor } from '@diad/core/ort';
+import { PatchMemoryBank } from '../src/index.js';
 import { onnxFixtureDir, present } from './fixtures.js';
 import { texture } from './images.js';
 

@@ -1,8 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { readSafetensors, maxAbsDiff, tensor, type HostTensor } from '@diad/core';
-import { anomalyMap, combineLevelMaps, cosineDistance } from '../src/index.js';
+import { anomalyMap, combineLevelMaps, cosineDistance, readSafetensors, maxAbsDiff, tensor, type HostTensor } from '@diad/core';
 import { referenceDir, onnxFixtureDir, present } from './fixtures.js';
 
 const hasRef = present(referenceDir, 'anomaly_map parity (DIAD_REFERENCE_DIR)');
@@ -40,7 +39,7 @@ const hasOnnx = present(onnxFixtureDir, 'ONNX backbone parity (DIAD_ONNX_FIXTURE
 
 describe.skipIf(!hasOnnx)('ONNX backbone parity', () => {
   it('reproduces the PyTorch features of the probe input', async () => {
-    const { OnnxFeatureExtractor } = await import('../src/index.js');
+    const { OnnxFeatureExtractor } = await import('@diad/core/ort');
     const cfg = JSON.parse(readFileSync(join(onnxFixtureDir, 'resnet18_trunk.json'), 'utf8'));
     // "max abs error <= 1e-4 * max(1, max|expected|)"
     const rel = Number(/<=\s*([0-9.eE+-]+)/.exec(cfg.tolerance)![1]);

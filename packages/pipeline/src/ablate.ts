@@ -7,7 +7,7 @@
  */
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { sliceBatch, writeFileAtomic, type HostTensor } from '@diad/core';
+import { reconstructImages, scoreReconstructions, sliceBatch, writeFileAtomic, type HostTensor, type Stages } from '@diad/core';
 import { METRIC_LABELS, METRIC_NAMES, MetricsAccumulator, formatPercent, metricTable } from '@diad/metrics';
 import type { Sample } from '@diad/datasets';
 import { createReconstructor } from '@diad/sg-diffusion';
@@ -16,7 +16,6 @@ import type { RunDir } from './run-dir.js';
 import { sampleId } from './data.js';
 import { describeAnomalyMap, forEachTestChunk, openTestSet, describeSampler } from './evaluate.js';
 import { openDenoising, openFeatureExtractor, type EngineOptions } from './inference.js';
-import { reconstructImages, scoreReconstructions, type Stages } from './score.js';
 import { calibrate, checkSettings, readValidation, resolveSettings, settingsHash, type Calibration } from './settings.js';
 import { Progress } from './progress.js';
 import { METRIC_MODES, type MetricMode, type MetricRow } from './report/types.js';

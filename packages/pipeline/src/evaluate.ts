@@ -6,12 +6,11 @@
  */
 import { join, resolve } from 'node:path';
 import { existsSync, promises as fs } from 'node:fs';
-import { sliceBatch } from '@diad/core';
+import { scoreImages, sliceBatch } from '@diad/core';
 import { openDataset, type Sample } from '@diad/datasets';
 import { MetricsAccumulator, type StoredImage } from '@diad/metrics';
 import { STAGES, type RunDir } from './run-dir.js';
 import { capPerClass, decodeSamples, sampleId, type Decoded, type Skipped } from './data.js';
-import { scoreImages } from './score.js';
 import { ddimStart, ddimVisits } from './validate.js';
 import { calibrate, readValidation, resolveSettings, checkSettings, settingsHash, type Calibration } from './settings.js';
 import type { InferenceConfig, RunConfig } from './config.js';

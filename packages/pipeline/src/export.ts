@@ -1,28 +1,37 @@
 /**
- * `diad export`: the test-time models of a fitted run as ONNX files plus a manifest, recorded from
- * the same model code as the tfjs engine (core's `OnnxRecorderOps`, via @diad/autoencoder and
+ * `diad export`: a fitted run as a deployment bundle (@diad/core's `BundleManifest`), one folder
+ * that onnxruntime-node and @diad/core alone can run (`DiadBundle.open`). Recorded from the same
+ * model code as the tfjs engine (core's `OnnxRecorderOps`, via @diad/autoencoder and
  * @diad/sg-diffusion):
  * - `autoencoder_encode.onnx` / `autoencoder_decode.onnx` (image <-> scaled latent, ImageNet-normalised pixels),
  * - `hint.onnx` (ControlNet `input_hint_block`) and `step.onnx` (one eps-prediction: SG network +
- *   controlled UNet), see `exportDenoiserOnnx`,
+ *   controlled UNet), see `exportDenoiserOnnx` (weights past 1.5 GiB in `step.onnx.data`),
  * - `context.safetensors` (`context` `[1, L, D]`, the cross-attention context),
- * - `manifest.json` ({@link OnnxManifest}), written last: a folder without it (or with another
- *   config hash) is an unfinished or stale export.
- * Every file is written atomically. The feature extractor is not exported: it stays the configured
- * one (bundled tfjs backbone or the user's ONNX file). The graphs do not depend on the inference
- * settings; the manifest records the settings the export was made with (the run's by default).
+ * - `feature_extractor.onnx` (the settings' feature extractor, when it has an ONNX form),
+ * - `manifest.json`: versions, config hash and checkpoints, preprocessing, shapes, inference
+ *   settings, the decision threshold and per-class score statistics from normal validation images,
+ *   and every file's SHA-256. Written last: a folder without it (or with another config hash) is an
+ *   unfinished or stale export.
+ * Every file is written atomically. The `--engine ort` path of the other commands uses the same
+ * export without the feature extractor and the decision (`<run>/onnx`, also made during a fit,
+ * before validation has chosen anything).
  */
-import { mkdir } from 'node:fs/promises';
+import { readdir } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
-import { writeFileAtomic, writeSafetensors } from '@diad/core';
-import { DiffusionSchedule, exportDenoiserOnnx } from '@diad/sg-diffusion';
+import { DiffusionSchedule, IMAGENET_MEAN, IMAGENET_STD, writeFileAtomic, writeSafetensors } from '@diad/core';
+import { BUNDLE_FORMAT, BUNDLE_VERSION, checksumFiles, MANIFEST_FILE, openBundleStages, type BundleManifest } from '@diad/core/bundle';
+import { exportDenoiserOnnx } from '@diad/sg-diffusion';
+import { featureExtractorOnnx } from '@diad/feature-extractor';
 import { STAGES, type RunDir, type StageName } from './run-dir.js';
 import { createModels } from './models.js';
 import { ddimVisits, runInference } from './validate.js';
 import type { InferenceConfig } from './config.js';
-import { pipelineVersion } from './versions.js';
+import { diadVersions } from './versions.js';
+import type { ValidationInfo } from './fit.js';
+import { calibrate } from './settings.js';
 
-export const MANIFEST = 'manifest.json';
+export const MANIFEST = MANIFEST_FILE;
+const FEATURE_FILE = 'feature_extractor.onnx';
 
 /** The checkpoint each stage state names now (an export of other checkpoints is stale). */
 export async function runCheckpoints(run: RunDir): Promise<Record<StageName, string | null>> {
@@ -34,74 +43,81 @@ export async function runCheckpoints(run: RunDir): Promise<Record<StageName, str
 /** The run's list of export folders (absolute paths), newest last. */
 export const EXPORTS = 'exports.json';
 
-/** `manifest.json` of an export. Shapes use `N` for the dynamic batch axis. */
-export interface OnnxManifest {
-  format: 'diad-onnx';
-  version: 1;
-  /** @diad/pipeline version that wrote it. */
-  packageVersion: string;
-  preset: string;
-  configHash: string;
-  /** The stage checkpoints exported (paths relative to the run folder; null: none, e.g. `--init`). */
-  checkpoints: Record<StageName, string | null>;
-  /** Files relative to the manifest's folder. */
-  files: { autoencoderEncode: string; autoencoderDecode: string; hint: string; step: string; context: string };
-  shapes: Record<string, Record<string, (number | 'N')[]>>;
-  /** Latent scale factor baked into the autoencoder graphs. */
-  scaleFactor: number;
-  /** Diffusion schedule of the step graph (scaled-linear betas, `DiffusionSchedule.options`). */
-  schedule: { numTimesteps: number; betaSchedule: 'scaled_linear'; linearStart: number; linearEnd: number };
-  /** The inference settings of the export (the run's defaults unless overridden): sampler, feature extractor, anomaly map, threshold. */
-  inference: InferenceConfig;
-  /** FLOPs per image (convs, linears, attention): one hint-block run, one step, and a whole reconstruction (the DDIM timesteps it visits). */
-  flopsPerImage: { hint: number; step: number; reconstruction: number };
-  createdAt: string;
+/** Options of {@link exportRun}. */
+export interface ExportOptions {
+  /** Inference settings (default: the run's, with the DDIM start validation chose). */
+  settings?: InferenceConfig;
+  /**
+   * A complete bundle (default true): the feature extractor and the decision from validation
+   * included. False: the models only, as the `--engine ort` path needs them (also before the fit has validated).
+   */
+  bundle?: boolean;
 }
 
 /**
- * Exports a fitted run's test-time models into `outDir` (created if absent).
+ * Exports a fitted run into `outDir` (created if absent).
  * @returns the manifest written.
- * @throws Error when the run lacks a checkpoint a stage needs (the message names the fix).
+ * @throws Error when the run lacks a checkpoint a stage needs, is not fitted (bundle), or its
+ *   settings need a calibration their feature extractor cannot give (the message names the fix).
  */
-export async function exportRun(run: RunDir, outDir: string, log: (l: string) => void = () => {}, settings?: InferenceConfig): Promise<OnnxManifest> {
+export async function exportRun(run: RunDir, outDir: string, log: (l: string) => void = () => {}, o: ExportOptions = {}): Promise<BundleManifest> {
   const cfg = run.config;
   const out = resolve(outDir);
-  await mkdir(out, { recursive: true });
+  const bundle = o.bundle ?? true;
+  const validation = await run.readJson<ValidationInfo>('validation.json');
+  if (bundle && !validation) throw new Error(`${run.dir} is not fitted yet (no validation.json); run \`diad fit --resume ${run.dir}\` first, then export it`);
+  // The settings inference uses: given, else the config's with the DDIM start validation chose (when it chose one).
+  const inference = o.settings ?? runInference(cfg, validation ?? {});
   const checkpoints = await runCheckpoints(run);
   const models = await createModels(cfg, run, log);
   const p = await models.inferenceParams();
   models.dispose();
   const size = cfg.data.imageSize;
-  // The settings inference uses: given, else the config's with the DDIM start validation chose (when it chose one).
-  const inference = settings ?? runInference(cfg, (await run.readJson<{ tStart?: number }>('validation.json')) ?? {});
   // Model evaluations per reconstruction: the DDIM timesteps visited (fewer than its steps when the partial schedule starts low).
   const steps = ddimVisits(inference) ?? NaN;
-  const metadata = { preset: cfg.preset, config_hash: run.hash, diad_version: pipelineVersion() };
+  const versions = diadVersions();
+  const metadata = { preset: cfg.preset, config_hash: run.hash, diad_version: versions['@diad/pipeline'] ?? '' };
   const { kind, config: aeConfig } = p.autoencoder;
   const ae = await kind.exportOnnx(out, aeConfig, p.autoencoderParams, { height: size, width: size, metadata });
   const f = kind.downsampleFactor(aeConfig);
   const [h, w] = [size / f, size / f];
   const L = p.context.shape[1];
   const den = await exportDenoiserOnnx(out, p.diadConfig, p.denoiser, { latentHeight: h, latentWidth: w, contextTokens: L, metadata });
-  const context = join(out, 'context.safetensors');
-  await writeSafetensors(context, { context: p.context }, metadata);
-  const flops = den.flopsPerImage ?? { hint: NaN, step: NaN };
+  await writeSafetensors(join(out, 'context.safetensors'), { context: p.context }, metadata);
+  const fe = bundle ? await featureExtractorOnnx(inference.featureExtractor, { engine: 'ort', imageSize: size }, 'inference.featureExtractor') : null;
+  if (fe) await writeFileAtomic(join(out, FEATURE_FILE), fe.bytes);
+  else if (bundle)
+    log(
+      `export: warning: feature extractor ${inference.featureExtractor.kind} has no ONNX form; the bundle cannot run alone (re-export with --set featureExtractor=resnet50 or an ONNX file)`,
+    );
+  const flops = den.flopsPerImage;
   const { unet, hint_channels: hc } = p.diadConfig;
   const C = kind.latentChannels(aeConfig);
-  const manifest: OnnxManifest = {
-    format: 'diad-onnx',
-    version: 1,
-    packageVersion: pipelineVersion(),
+  const files: BundleManifest['files'] = {
+    autoencoderEncode: 'autoencoder_encode.onnx',
+    autoencoderDecode: 'autoencoder_decode.onnx',
+    hint: 'hint.onnx',
+    step: 'step.onnx',
+    context: 'context.safetensors',
+    featureExtractor: fe ? FEATURE_FILE : null,
+  };
+  if (ae.encode !== join(out, files.autoencoderEncode) || den.step !== join(out, files.step))
+    throw new Error('export: unexpected file names from the stage exports');
+  // Each named file and its ONNX external data (`step.onnx.data`).
+  const named = Object.values(files).filter((n): n is string => n !== null);
+  const present = await readdir(out);
+  const all = present.filter((n) => named.some((m) => n === m || (n.startsWith(`${m}.`) && !n.endsWith('.tmp'))));
+  const manifest: BundleManifest = {
+    format: BUNDLE_FORMAT,
+    version: BUNDLE_VERSION,
+    packageVersions: versions,
     preset: cfg.preset,
     configHash: run.hash,
     checkpoints,
-    files: {
-      autoencoderEncode: 'autoencoder_encode.onnx',
-      autoencoderDecode: 'autoencoder_decode.onnx',
-      hint: 'hint.onnx',
-      step: 'step.onnx',
-      context: 'context.safetensors',
-    },
+    classes: validation?.trainedClasses ?? [...new Set((validation?.scores ?? []).map((s) => s.className))].sort(),
+    preprocessing: { size, resize: 'bilinear', mean: [...IMAGENET_MEAN], std: [...IMAGENET_STD] },
+    files,
+    checksums: await checksumFiles(out, all),
     shapes: {
       autoencoderEncode: { image: ['N', 3, size, size], noise: ['N', C, h, w], latent: ['N', C, h, w] },
       autoencoderDecode: { latent: ['N', C, h, w], image: ['N', 3, size, size] },
@@ -118,11 +134,24 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
     scaleFactor: kind.scaleFactor,
     schedule: { betaSchedule: 'scaled_linear', ...new DiffusionSchedule().options },
     inference,
+    seed: cfg.seed,
+    featureProvenance: fe?.provenance ?? `${inference.featureExtractor.kind} (not in the bundle)`,
+    decision: null,
+    classScores: {},
     flopsPerImage: { hint: flops.hint, step: flops.step, reconstruction: flops.hint + steps * flops.step },
     createdAt: new Date().toISOString(),
   };
-  if (ae.encode !== join(out, manifest.files.autoencoderEncode) || den.step !== join(out, manifest.files.step))
-    throw new Error('export: unexpected file names from the stage exports');
+  if (bundle && validation) {
+    // Settings other than the fit's are calibrated on the normal validation images, scored by this bundle's own graphs.
+    const opened: Awaited<ReturnType<typeof openBundleStages>>[] = [];
+    try {
+      const cal = await calibrate(run, validation, inference, async () => opened[opened.push(await openBundleStages(out, manifest)) - 1], log);
+      manifest.decision = { threshold: cal.threshold, targetFpr: cal.targetFpr, mapRange: cal.mapRange, source: cal.source };
+      manifest.classScores = cal.classScores;
+    } finally {
+      for (const s of opened) await s.release();
+    }
+  }
   await writeFileAtomic(join(out, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
   // The run remembers where it was exported, so `--engine ort` finds an export made with --out.
   const known = (await run.readJson<string[]>(EXPORTS)) ?? [];

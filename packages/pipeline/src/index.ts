@@ -10,7 +10,6 @@ export * from './train-loop.js';
 export * from './models.js';
 export * from './fit.js';
 export * from './preflight.js';
-export * from './score.js';
 export * from './inference.js';
 export * from './export.js';
 export * from './evaluate.js';

@@ -10,15 +10,15 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { readSafetensors } from '@diad/core';
 import { initTfjs, formatEngineInfo } from '@diad/core/tfjs';
-import type { Autoencoder } from '@diad/core';
+import type { Autoencoder, GuidedDenoiser, Stages } from '@diad/core';
 import { configuredAutoencoder } from '@diad/autoencoder';
-import { OrtGuidedDenoiser, createReconstructor, type GuidedDenoiser } from '@diad/sg-diffusion';
+import { createReconstructor } from '@diad/sg-diffusion';
 import { loadFeatureExtractor, type LoadedBackbone } from '@diad/feature-extractor';
 import type { RunDir } from './run-dir.js';
-import type { Stages } from './score.js';
 import { createModels } from './models.js';
 import type { InferenceConfig } from './config.js';
-import { exportRun, runCheckpoints, EXPORTS, MANIFEST, type OnnxManifest } from './export.js';
+import { exportRun, runCheckpoints, EXPORTS, MANIFEST } from './export.js';
+import type { BundleManifest } from '@diad/core/bundle';
 
 export type EngineName = 'tfjs' | 'ort';
 export const ENGINES: readonly EngineName[] = ['tfjs', 'ort'];
@@ -62,11 +62,11 @@ export function parseEngine(v: string | undefined): EngineName {
 }
 
 /** The manifest in `dir`, or null when absent or unreadable (`strict`: an unreadable one is an error). */
-function readManifest(dir: string, strict: boolean, run: RunDir): OnnxManifest | null {
+function readManifest(dir: string, strict: boolean, run: RunDir): BundleManifest | null {
   const path = join(dir, MANIFEST);
   if (!existsSync(path)) return null;
   try {
-    return JSON.parse(readFileSync(path, 'utf8')) as OnnxManifest;
+    return JSON.parse(readFileSync(path, 'utf8')) as BundleManifest;
   } catch (e) {
     if (strict) throw new Error(`${path} is not valid JSON (${(e as Error).message}); re-export with \`diad export --run ${run.dir} --out ${dir}\``);
     return null;
@@ -79,9 +79,9 @@ function readManifest(dir: string, strict: boolean, run: RunDir): OnnxManifest |
  * or a `diad export --out` folder recorded in `exports.json`), else a new export into `<run>/onnx`.
  * @throws Error when an explicit folder holds no up-to-date export of this run.
  */
-export async function ensureExport(run: RunDir, dir: string | undefined, log: (l: string) => void): Promise<{ dir: string; manifest: OnnxManifest }> {
+export async function ensureExport(run: RunDir, dir: string | undefined, log: (l: string) => void): Promise<{ dir: string; manifest: BundleManifest }> {
   const current = JSON.stringify(await runCheckpoints(run));
-  const fresh = (m: OnnxManifest | null) => m !== null && m.configHash === run.hash && JSON.stringify(m.checkpoints) === current;
+  const fresh = (m: BundleManifest | null) => m !== null && m.configHash === run.hash && JSON.stringify(m.checkpoints) === current;
   if (dir) {
     const target = resolve(dir);
     const existing = readManifest(target, true, run);
@@ -105,7 +105,7 @@ export async function ensureExport(run: RunDir, dir: string | undefined, log: (l
     }
   }
   log(`engine ort: no up-to-date export of the run; exporting it to ${own}`);
-  return { dir: own, manifest: await exportRun(run, own, log) };
+  return { dir: own, manifest: await exportRun(run, own, log, { bundle: false }) };
 }
 
 /**
@@ -131,10 +131,11 @@ export async function openDenoising(run: RunDir, o: EngineOptions, log: (l: stri
     };
   }
   const { dir, manifest } = await ensureExport(run, o.onnxDir, log);
-  const f = (name: keyof OnnxManifest['files']) => join(dir, manifest.files[name]);
+  const f = (name: Exclude<keyof BundleManifest['files'], 'featureExtractor'>) => join(dir, manifest.files[name]);
   const ae = configuredAutoencoder(cfg.models.autoencoder, `${run.path('config.json')} models.autoencoder`);
   const context = (await readSafetensors(f('context'))).float32('context');
   const autoencoder = await ae.kind.openOnnx({ encode: f('autoencoderEncode'), decode: f('autoencoderDecode') }, ae.config);
+  const { OrtGuidedDenoiser } = await import('@diad/core/ort');
   const denoiser = await OrtGuidedDenoiser.open({ hint: f('hint'), step: f('step') }, context).catch(async (e) => {
     await autoencoder.release();
     throw e;

@@ -3,13 +3,12 @@
  * `diad fit` (which images, crops and noise each step draws; the trainers are in `trainers.ts`),
  * and the trained autoencoder and denoiser on tfjs for inference.
  */
-import { Rng, tensor, type Autoencoder, type HostTensor, sliceBatch, concatBatch, readSafetensors } from '@diad/core';
+import { DiffusionSchedule, Rng, tensor, type Autoencoder, type GuidedDenoiser, type HostTensor, sliceBatch, concatBatch, readSafetensors } from '@diad/core';
 import { initTfjs, formatEngineInfo, ParamStore } from '@diad/core/tfjs';
 import { configuredAutoencoder, DEFAULT_PREFIX as AE_PREFIX, type ConfiguredAutoencoder } from '@diad/autoencoder';
 import {
   parseDiadConfig,
   DiadDenoiser,
-  DiffusionSchedule,
   copyUnetEncoderToSgn,
   timestepEmbedding,
   trainableFilter,
@@ -18,7 +17,6 @@ import {
   hostContext,
   readConstantContext,
   type DiadConfig,
-  type GuidedDenoiser,
 } from '@diad/sg-diffusion';
 import type { RunConfig } from './config.js';
 import type { RunDir, StageName } from './run-dir.js';

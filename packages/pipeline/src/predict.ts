@@ -6,12 +6,11 @@
 import { basename, join, resolve } from 'node:path';
 import { loadImageFolder, loadRgb, rgbToTensor } from '@diad/datasets';
 import { promises as fs } from 'node:fs';
-import { sliceBatch } from '@diad/core';
+import { scoreImages, sliceBatch } from '@diad/core';
 import type { RunDir } from './run-dir.js';
 import type { InferenceConfig } from './config.js';
 import { calibrate, checkSettings, readValidation, resolveSettings, settingsHash } from './settings.js';
 import { openInference, type EngineOptions } from './inference.js';
-import { scoreImages } from './score.js';
 import { writeHeatmapPng } from './report/strip.js';
 
 export interface Prediction {

@@ -6,16 +6,16 @@
  * are in `validation.json`; for others they are computed on the normal validation images (never
  * the test split) and cached in `calibration/<hash>.json`.
  */
-import { createReconstructor, type GuidedDenoiser } from '@diad/sg-diffusion';
+import { scoreImages, type GuidedDenoiser, type Stages } from '@diad/core';
+import type { ClassScoreStats } from '@diad/core/bundle';
+import { createReconstructor } from '@diad/sg-diffusion';
 import { checkFeatureExtractor } from '@diad/feature-extractor';
 import { applyInferenceSets, shortHash, type InferenceConfig } from './config.js';
 import type { RunDir } from './run-dir.js';
 import type { ValidationInfo } from './fit.js';
 import { decodeSamples, openSplits } from './data.js';
-import { scoreImages } from './score.js';
 import { thresholdAtFpr } from '@diad/metrics';
 import { medianSample, runInference } from './validate.js';
-import type { Stages } from './score.js';
 
 /**
  * The fit's validation record of a run.
@@ -74,20 +74,38 @@ export interface Calibration {
   targetFpr: number;
   /** Heatmap colour range: median normal validation pixel .. threshold. */
   mapRange: [number, number];
+  /** Per class, the mean and spread of the normal validation scores (for class-normalised scores). */
+  classScores: Record<string, ClassScoreStats>;
   /** `fit`: the fit's own (validation.json); `validation`: computed now on the normal validation images; `cache`: computed before. */
   source: 'fit' | 'validation' | 'cache';
 }
 
 /**
+ * Per class, the count, mean and population standard deviation of image scores.
+ * @param scores image scores with their class.
+ */
+export function classScoreStats(scores: readonly { className: string; score: number }[]): Record<string, ClassScoreStats> {
+  const by = new Map<string, number[]>();
+  for (const s of scores) by.set(s.className, [...(by.get(s.className) ?? []), s.score]);
+  const out: Record<string, ClassScoreStats> = {};
+  for (const [c, v] of [...by].sort(([a], [b]) => a.localeCompare(b))) {
+    const mean = v.reduce((a, x) => a + x, 0) / v.length;
+    out[c] = { count: v.length, mean, std: Math.sqrt(v.reduce((a, x) => a + (x - mean) ** 2, 0) / v.length) };
+  }
+  return out;
+}
+
+/**
  * The threshold and heatmap range of `settings`: the fit's when the settings score as the fit's
- * do, else from the normal validation images scored with `stages` (opened with these settings).
+ * do, else from the normal validation images scored with `stages` (opened with these settings;
+ * a function is called only when scoring is needed).
  * @throws Error when the run's validation images cannot be read.
  */
 export async function calibrate(
   run: RunDir,
   validation: ValidationInfo,
   settings: InferenceConfig,
-  stages: Stages,
+  stages: Stages | (() => Promise<Stages>),
   log: (l: string) => void,
 ): Promise<Calibration> {
   const targetFpr = settings.threshold.targetFpr;
@@ -95,20 +113,35 @@ export async function calibrate(
   if (scoringKey(settings) === scoringKey(fitSettings)) {
     const scores = validation.scores.map((s) => s.score);
     const threshold = targetFpr === validation.targetFpr ? validation.threshold : decisionThreshold(scores, targetFpr);
-    return { threshold, targetFpr, mapRange: [Math.min(validation.mapRange[0], threshold), threshold], source: 'fit' };
+    return {
+      threshold,
+      targetFpr,
+      mapRange: [Math.min(validation.mapRange[0], threshold), threshold],
+      classScores: classScoreStats(validation.scores),
+      source: 'fit',
+    };
   }
   const file = `calibration/${scoringKey(settings)}.json`;
-  let cached = await run.readJson<{ scores: number[]; mapMedian: number }>(file);
+  let cached = await run.readJson<CalibrationCache>(file);
   let source: Calibration['source'] = 'cache';
-  if (!cached) {
+  // Caches written before they recorded each score's class are scored again.
+  if (!cached?.classes) {
     const splits = await openSplits(run.config);
     const val = await decodeSamples(splits.val, run.config.data.imageSize, 'validation');
     log(`calibration: scoring ${val.samples.length} normal validation images with these settings (threshold and heatmap range)`);
-    const scored = await scoreImages(stages, val.images, settings, run.config.seed);
-    cached = { scores: scored.scores, mapMedian: medianSample(scored.maps.data as Float32Array) };
+    const scored = await scoreImages(typeof stages === 'function' ? await stages() : stages, val.images, settings, run.config.seed);
+    cached = { scores: scored.scores, classes: val.samples.map((s) => s.className), mapMedian: medianSample(scored.maps.data as Float32Array) };
     await run.writeJson(file, { settings, ...cached });
     source = 'validation';
   }
   const threshold = decisionThreshold(cached.scores, targetFpr);
-  return { threshold, targetFpr, mapRange: [Math.min(cached.mapMedian, threshold), threshold], source };
+  const classScores = classScoreStats(cached.scores.map((score, i) => ({ score, className: cached.classes[i] })));
+  return { threshold, targetFpr, mapRange: [Math.min(cached.mapMedian, threshold), threshold], classScores, source };
+}
+
+/** `calibration/<hash>.json`: the normal validation images' scores (and classes) under some settings. */
+interface CalibrationCache {
+  scores: number[];
+  classes: string[];
+  mapMedian: number;
 }

@@ -5,13 +5,12 @@
  * Also measures, per class on the normal images, how well the model reconstructs: the
  * autoencoder's round trip and the full DiAD reconstruction (pixel L1 and feature distance).
  */
-import { sliceBatch, type Autoencoder, type HostTensor } from '@diad/core';
-import { ddimOptionsSchema, ddimVisitedSteps } from '@diad/sg-diffusion';
+import { ddimVisitedSteps, scoreImages, sliceBatch, type Autoencoder, type HostTensor, type Stages } from '@diad/core';
+import { ddimOptionsSchema } from '@diad/sg-diffusion';
 import { SELF_CONTAINED_KINDS, synthesizeDefects, type DefectKind } from '@diad/datasets';
 import { MetricsAccumulator, type MetricValues } from '@diad/metrics';
 import type { InferenceConfig, RunConfig } from './config.js';
 import type { Decoded } from './data.js';
-import { scoreImages, type Stages } from './score.js';
 
 /** The validation images: normal ones and a synthesised defective copy of each. */
 export interface ValidationSet {

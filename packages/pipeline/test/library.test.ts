@@ -8,10 +8,10 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { tensor, type FeatureExtractor, type HostTensor } from '@diad/core';
+import { scoreImages, tensor, type FeatureExtractor, type HostTensor } from '@diad/core';
 import { generateSynthetic, loadBatch, openDataset } from '@diad/datasets';
 import { featureExtractors } from '@diad/feature-extractor';
-import { RunDir, applyInferenceSets, fit, openInference, readValidation, resolveConfig, resolveSettings, scoreImages, testRun } from '../src/index.js';
+import { RunDir, applyInferenceSets, fit, openInference, readValidation, resolveConfig, resolveSettings, testRun } from '../src/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'diad-library-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -8,9 +8,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { readSafetensors, Rng, tensor, writeSafetensors, type HostTensor } from '@diad/core';
+import { DiffusionSchedule, readSafetensors, Rng, tensor, writeSafetensors, type HostTensor } from '@diad/core';
 import { initTfjs } from '@diad/core/tfjs';
-import { DiadDenoiser, DiffusionSchedule, parseDiadConfig, trainableFilter } from '@diad/sg-diffusion';
+import { DiadDenoiser, parseDiadConfig, trainableFilter } from '@diad/sg-diffusion';
 import { denoiserProblem, noisedBatch, resolveConfig, tfjsStageTrainer, type StageBatch } from '../src/index.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'diad-trainers-'));

@@ -4,7 +4,7 @@
  * and the trainable groups of the official `configure_optimizers` (`sgn/sgn.py`).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { readSafetensors, type HostTensor, type ParamSpec } from '@diad/core';
+import { readSafetensors, type GuidedDenoiser, type GuidedEps, type HostTensor, type ParamSpec } from '@diad/core';
 import { ParamStore, TfjsOps } from '@diad/core/tfjs';
 import { sgnConfigOf, type DiadConfig, type SGNConfig } from './config.js';
 import { contextFor, contextParamSpec, LEARNED_CONTEXT, readConstantContext } from './context.js';
@@ -12,7 +12,6 @@ import { timestepEmbedding } from './layers.js';
 import { hintBlock } from './model.js';
 import { guidedEps } from './loss.js';
 import { SGN_PREFIX, sgnParamSpec, UNET_PREFIX, unetParamSpec } from './spec.js';
-import type { GuidedDenoiser, GuidedEps } from './reconstructor.js';
 
 /** Which parameters train: the official groups, or everything (for models trained from scratch). */
 export type TrainableGroups = 'official' | 'all';

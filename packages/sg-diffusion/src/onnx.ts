@@ -15,14 +15,13 @@
  */
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { int32, tensor, type HostTensor } from '@diad/core';
-import type { OrtSession } from '@diad/core/ort';
+import { tensor, type HostTensor } from '@diad/core';
+import type { DenoiserOnnxFiles } from '@diad/core/ort';
 import { OnnxRecorderOps, type Sym } from '@diad/core/onnx';
 import { sgnConfigOf, type DiadConfig, type SGNConfig, type UNetConfig } from './config.js';
 import { LEARNED_CONTEXT } from './context.js';
 import { timestepEmbedding } from './layers.js';
 import { controlledUnet, hintBlock, semanticGuidedNetwork } from './model.js';
-import type { GuidedDenoiser, GuidedEps } from './reconstructor.js';
 
 /** Options of the denoiser exports. */
 export interface DenoiserOnnxOptions {
@@ -113,10 +112,8 @@ export function hostContext(config: DiadConfig, params: Params, constant: HostTe
 }
 
 /** Paths of an exported denoiser, and FLOPs per image of one hint-block and one step run. */
-export interface DenoiserOnnxFiles {
-  hint: string;
-  step: string;
-  flopsPerImage?: { hint: number; step: number };
+export interface DenoiserOnnxExport extends DenoiserOnnxFiles {
+  flopsPerImage: { hint: number; step: number };
 }
 
 /**
@@ -125,7 +122,7 @@ export interface DenoiserOnnxFiles {
  * (`step.onnx.data` beside the model; keep the two files together).
  * @param params every parameter by official name (e.g. `DiadDenoiser.store.toHost()`).
  */
-export async function exportDenoiserOnnx(dir: string, config: DiadConfig, params: Params, o: DenoiserOnnxOptions): Promise<DenoiserOnnxFiles> {
+export async function exportDenoiserOnnx(dir: string, config: DiadConfig, params: Params, o: DenoiserOnnxOptions): Promise<DenoiserOnnxExport> {
   await mkdir(dir, { recursive: true });
   const sgn = sgnConfigOf(config);
   const files = { hint: join(dir, 'hint.onnx'), step: join(dir, 'step.onnx') };
@@ -135,79 +132,4 @@ export async function exportDenoiserOnnx(dir: string, config: DiadConfig, params
   const step = stepRecording(config.unet, sgn, config.only_mid_control, params, { ...o, metadata });
   await step.rec.writeModel(files.step, step.outputs);
   return { ...files, flopsPerImage: { hint: hint.rec.flops, step: step.rec.flops } };
-}
-
-/** Options of {@link OrtGuidedDenoiser.open}. */
-export interface OrtDenoiserOptions {
-  /** Execution providers in priority order (default `env.ortProviders`: `DIAD_ORT_PROVIDERS`, else cpu). */
-  providers?: readonly string[];
-  /** Intra-op threads (default: onnxruntime's choice, one per physical core). */
-  threads?: number;
-}
-
-/**
- * The exported denoiser ({@link exportDenoiserOnnx}) on onnxruntime sessions, as a
- * {@link GuidedDenoiser} any sampler drives: the hint block runs once per batch, the step graph
- * once per timestep (sessions built once; the guided hint and the context reused across steps).
- */
-export class OrtGuidedDenoiser implements GuidedDenoiser {
-  private readonly contexts = new Map<number, HostTensor>();
-
-  private constructor(
-    readonly hint: OrtSession,
-    readonly step: OrtSession,
-    /** The context of one item, `[1, L, D]`. */
-    readonly context: HostTensor,
-  ) {}
-
-  /**
-   * Opens the two sessions (onnxruntime-node is loaded here, not when the package is imported).
-   * @param context `[1, L, D]` (e.g. `hostContext(config, params, constant, 1)`).
-   * @throws Error naming a missing/corrupt model file or a provider that cannot load.
-   */
-  static async open(files: DenoiserOnnxFiles, context: HostTensor, options: OrtDenoiserOptions = {}): Promise<OrtGuidedDenoiser> {
-    if (context.shape.length !== 3 || context.shape[0] !== 1)
-      throw new Error(`OrtGuidedDenoiser: context must be [1, L, D], got [${context.shape.join(', ')}]`);
-    const { createOrtSession } = await import('@diad/core/ort');
-    const so = { providers: options.providers, threads: options.threads };
-    const hint = await createOrtSession(files.hint, so);
-    const step = await createOrtSession(files.step, so).catch(async (e) => {
-      await hint.release();
-      throw e;
-    });
-    return new OrtGuidedDenoiser(hint, step, context);
-  }
-
-  private contextFor(n: number): HostTensor {
-    let c = this.contexts.get(n);
-    if (!c) {
-      const per = this.context.data.length;
-      const data = new Float32Array(per * n);
-      for (let b = 0; b < n; b++) data.set(this.context.data as Float32Array, b * per);
-      c = tensor(data, [n, this.context.shape[1], this.context.shape[2]]);
-      this.contexts.set(n, c);
-    }
-    return c;
-  }
-
-  /**
-   * @param hint the input images `[N, 3, f*h, f*w]` (f = `hint_downsample`) (image convention).
-   * @throws Error on shapes the exported graphs do not take (onnxruntime's message, with the file).
-   */
-  async guide(hint: HostTensor): Promise<GuidedEps> {
-    const n = hint.shape[0];
-    const guided = (await this.hint.run({ hint })).guided_hint;
-    const context = this.contextFor(n);
-    return {
-      eps: async (x, t) =>
-        (await this.step.run({ latent: x, guided_hint: guided, timestep: int32(new Int32Array(n).fill(t), [n]), context })).eps as HostTensor,
-      dispose: () => {},
-    };
-  }
-
-  /** Frees the native sessions. */
-  async release(): Promise<void> {
-    await this.hint.release();
-    await this.step.release();
-  }
 }

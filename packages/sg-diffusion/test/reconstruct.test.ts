@@ -3,12 +3,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { Rng, tensor, writeSafetensors } from '@diad/core';
+import { DdimReconstructor, ddimVisitedSteps, DiffusionSchedule, Rng, tensor, writeSafetensors } from '@diad/core';
 import { parseDiadConfig, preset } from '../src/config.js';
 import { DiadDenoiser } from '../src/denoiser.js';
-import { createReconstructor, DdimReconstructor, ddimVisitedSteps, reconstructors } from '../src/reconstructor.js';
+import { createReconstructor, reconstructors } from '../src/reconstructor.js';
 import { sgnParamSpec } from '../src/spec.js';
-import { DiffusionSchedule } from '../src/schedule.js';
 import { useBackend } from './backend.js';
 import { microBatch, microConfig } from './micro.js';
 

@@ -6,14 +6,13 @@
  */
 import { beforeAll, describe, expect, it } from 'vitest';
 import type * as tf from '@tensorflow/tfjs-core';
-import { readSafetensors, type HostTensor, type SafetensorsFile } from '@diad/core';
+import { DiffusionSchedule, readSafetensors, type HostTensor, type SafetensorsFile } from '@diad/core';
 import { ParamStore, TfjsOps, Trainer } from '@diad/core/tfjs';
 import { OrtTrainer } from '@diad/core/ort';
 import { OFFICIAL_HINT_WIDTHS, parseDiadConfig, parseUNetConfig, type DiadConfig } from '../src/config.js';
 import { diadParamSpec, trainableFilter } from '../src/denoiser.js';
 import { timestepEmbedding } from '../src/layers.js';
 import { denoiserEps, epsLoss } from '../src/loss.js';
-import { DiffusionSchedule } from '../src/schedule.js';
 import { recordDenoiserTraining } from '../src/train-graph.js';
 import { useBackend } from './backend.js';
 import { dir, json, present } from './fixtures.js';

@@ -4,12 +4,11 @@
  */
 import { describe, expect, it, beforeAll } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
-import { maxAbsDiff, readSafetensors, type HostTensor, type SafetensorsFile } from '@diad/core';
+import { DiffusionSchedule, maxAbsDiff, readSafetensors, type HostTensor, type SafetensorsFile } from '@diad/core';
 import { ParamStore, TfjsOps } from '@diad/core/tfjs';
 import { OFFICIAL_HINT_WIDTHS, parseUNetConfig, type SGNConfig } from '../src/config.js';
 import { controlledUnet, hintBlock, semanticGuidedNetwork } from '../src/model.js';
 import { timestepEmbedding } from '../src/layers.js';
-import { DiffusionSchedule } from '../src/schedule.js';
 import { sgnParamSpec, unetParamSpec } from '../src/spec.js';
 import { useBackend } from './backend.js';
 import { dir, json, present } from './fixtures.js';

@@ -2,25 +2,22 @@ import type { Command } from 'commander';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Rng, tensor, type HostTensor } from '@diad/core';
+import { DdimReconstructor, DiffusionSchedule, Rng, scoreImages, tensor, type HostTensor } from '@diad/core';
 import { initTfjs, formatEngineInfo, ParamStore } from '@diad/core/tfjs';
 import { configuredAutoencoder, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
 import {
-  DdimReconstructor,
   DiadDenoiser,
-  DiffusionSchedule,
   exportDenoiserOnnx,
   hostContext,
-  OrtGuidedDenoiser,
   parseDiadConfig,
   recordDenoiserTraining,
   trainableFilter,
   OFFICIAL_HINT_WIDTHS,
   createReconstructor,
 } from '@diad/sg-diffusion';
-import { OrtTrainer } from '@diad/core/ort';
+import { OrtGuidedDenoiser, OrtTrainer } from '@diad/core/ort';
 import { resolveConfig } from '@diad/pipeline';
-import { denoiserProblem, describeSampler, noisedBatch, openFeatureExtractor, scoreImages, tfjsStageTrainer, type StageBatch } from '@diad/pipeline';
+import { denoiserProblem, describeSampler, noisedBatch, openFeatureExtractor, tfjsStageTrainer, type StageBatch } from '@diad/pipeline';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 

@@ -19,7 +19,7 @@ export function register(program: Command): void {
     const sets = settingsFromFlags(f);
     const run = await RunDir.load(f.run);
     const settings = resolveSettings(run, await readValidation(run), sets);
-    const manifest = await exportRun(run, f.out, (l) => process.stderr.write(l + '\n'), settings);
+    const manifest = await exportRun(run, f.out, (l) => process.stderr.write(l + '\n'), { settings });
     process.stdout.write(JSON.stringify(manifest, null, 2) + '\n');
   });
 }

@@ -1,6 +1,7 @@
 /**
  * The metric table in three forms: `metrics.json` (fractions, both modes, per class and mean),
- * `metrics.md` (percent, one table per mode) and `metrics.csv` (one row per mode and class).
+ * `metrics.md` (percent, one table per mode) and `metrics.csv` (one row per mode and class); and
+ * `scores.csv`, every test image's score.
  */
 import { writeFileAtomic } from '@diad/core';
 import { join } from 'node:path';
@@ -51,11 +52,19 @@ export function metricsJson(r: ReportInput): unknown {
   };
 }
 
-/** Writes `metrics.json`, `metrics.md`, `metrics.csv` into `dir` atomically. */
+/** Every image's score as CSV: `id,class,defect,label,score,path` (score in full float64 precision), in test order. */
+export function imageScoresCsv(r: ReportInput): string {
+  const lines = ['id,class,defect,label,score,path'];
+  for (const i of r.images) lines.push([i.id, i.className, i.defectType, String(i.label), String(i.score), i.path].map(csvField).join(','));
+  return lines.join('\n') + '\n';
+}
+
+/** Writes `metrics.json`, `metrics.md`, `metrics.csv` and `scores.csv` into `dir` atomically. */
 export async function writeMetricFiles(dir: string, r: ReportInput): Promise<void> {
   await writeFileAtomic(join(dir, 'metrics.json'), JSON.stringify(metricsJson(r), null, 2) + '\n');
   await writeFileAtomic(join(dir, 'metrics.md'), `# ${r.title}\n\n${metricsMarkdown(r)}`);
   await writeFileAtomic(join(dir, 'metrics.csv'), metricsCsv(r));
+  await writeFileAtomic(join(dir, 'scores.csv'), imageScoresCsv(r));
 }
 
 /** Unreadable images left out, per split (images of runs made before splits were recorded count as train). */

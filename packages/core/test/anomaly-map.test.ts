@@ -1,6 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { tensor } from '@diad/core';
-import { combineLevelMaps, cosineDistance, gaussianBlur, gaussianKernel1d, resizeBilinearAlignCorners } from '../src/index.js';
+import { combineLevelMaps, cosineDistance, gaussianBlur, gaussianKernel1d, resizeBilinearAlignCorners, tensor } from '../src/index.js';
 
 describe('cosineDistance', () => {
   it('is 0 for parallel, 1 for orthogonal, 2 for opposite vectors', () => {

@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { Rng, tensor } from '@diad/core';
+import { Rng, tensor } from '../src/index.js';
 import { DiffusionSchedule } from '../src/schedule.js';
-import { timestepEmbedding } from '../src/layers.js';
 
 describe('DiffusionSchedule', () => {
   const s = new DiffusionSchedule();
@@ -52,13 +51,5 @@ describe('DiffusionSchedule', () => {
     const want = s.qSample(x0, d.timesteps[6], eps);
     for (let i = 0; i < 32; i++) expect(prev.data[i]).toBeCloseTo(want.data[i], 4);
     expect(() => s.qSample(x0, [1], eps)).toThrow(/timesteps for a batch of 2/);
-  });
-
-  it('timestep embedding: [cos(t f), sin(t f)], f_0 = 1', () => {
-    const e = timestepEmbedding([0, 10], 4);
-    expect([...e.data.slice(0, 4)]).toEqual([1, 1, 0, 0]);
-    expect(e.data[4]).toBeCloseTo(Math.cos(10), 6);
-    expect(e.data[5]).toBeCloseTo(Math.cos(10 * 0.01), 6); // f_1 = 10000^(-1/2)
-    expect(e.data[7]).toBeCloseTo(Math.sin(10 * 0.01), 6);
   });
 });

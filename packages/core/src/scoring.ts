@@ -5,9 +5,23 @@
  * so each stage can come from any engine. Reconstruction and scoring are separate steps, so
  * variants that differ only in how they score (`diad ablate`) share one reconstruction.
  */
-import { sliceBatch, concatBatch, type Autoencoder, type Reconstructor, type FeatureExtractor, type HostTensor } from '@diad/core';
-import { anomalyMap } from '@diad/feature-extractor';
-import type { InferenceConfig } from './config.js';
+import { anomalyMap, type AmapMode } from './anomaly-map.js';
+import type { Autoencoder, FeatureExtractor, Reconstructor } from './stages.js';
+import { concatBatch, sliceBatch, type HostTensor } from './tensor.js';
+
+/** How scores are computed from features: the anomaly map's settings and the batch size (a run's `inference` config has these fields). */
+export interface ScoringSettings {
+  anomalyMap: {
+    /** Gaussian blur sigma in image pixels (0: none). */
+    sigma: number;
+    /** How the per-level maps combine. */
+    combine: AmapMode;
+    /** Which feature maps (0 = shallowest) to compare; all when absent. */
+    levels?: readonly number[];
+  };
+  /** Images per feature-extractor call. */
+  batchSize: number;
+}
 
 /** The three stages a scorer needs. */
 export interface Stages {
@@ -52,7 +66,7 @@ export async function scoreReconstructions(
   featureExtractor: FeatureExtractor,
   images: HostTensor,
   reconstructions: HostTensor,
-  settings: Pick<InferenceConfig, 'anomalyMap' | 'batchSize'>,
+  settings: ScoringSettings,
 ): Promise<Omit<Scored, 'reconstructions'>> {
   const n = images.shape[0];
   const [h, w] = [images.shape[2], images.shape[3]];
@@ -88,7 +102,7 @@ export async function scoreReconstructions(
  * Scores images `[N, 3, H, W]` (ImageNet-normalised): {@link reconstructImages} then {@link scoreReconstructions}.
  * @param seed seed of the sampler's noise (each image draws its own).
  */
-export async function scoreImages(stages: Stages, images: HostTensor, settings: InferenceConfig, seed: number): Promise<Scored> {
+export async function scoreImages(stages: Stages, images: HostTensor, settings: ScoringSettings, seed: number): Promise<Scored> {
   const reconstructions = await reconstructImages(stages, images, settings.batchSize, seed);
   return { reconstructions, ...(await scoreReconstructions(stages.featureExtractor, images, reconstructions, settings)) };
 }

@@ -1,4 +1,4 @@
-import { Rng } from '@diad/core';
+import { Rng } from './random.js';
 
 /**
  * Noise for a batch where every item draws from its own copy of `Rng(seed)`: an image's noise

@@ -6,7 +6,7 @@
  *
  * Pure TypeScript on host typed arrays: no engine needed.
  */
-import { tensor, type HostTensor } from '@diad/core';
+import { tensor, type HostTensor } from './tensor.js';
 
 /** How per-level maps are combined: official `amap_mode` `'a'` (sum) or `'mul'` (product). */
 export type AmapMode = 'add' | 'mul';

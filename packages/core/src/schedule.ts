@@ -5,7 +5,8 @@
  * (`ldm/models/diffusion/ddim.py`, util.py make_ddim_timesteps / make_ddim_sampling_parameters).
  * Values are computed in float64 and rounded to float32 where the official code holds float32.
  */
-import { type Rng, tensor, type HostTensor } from '@diad/core';
+import type { Rng } from './random.js';
+import { tensor, type HostTensor } from './tensor.js';
 
 export interface ScheduleOptions {
   /** Number of training timesteps T (official 1000). */
