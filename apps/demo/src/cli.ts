@@ -18,6 +18,7 @@ import { register as registerExport } from './commands/export.js';
 import { register as registerBench } from './commands/bench.js';
 import { register as registerAblate } from './commands/ablate.js';
 import { register as registerMerge } from './commands/merge.js';
+import { register as registerServe } from './commands/serve.js';
 
 const program = new Command('diad')
   .description('DiAD: diffusion-based multi-class anomaly detection (He et al., AAAI 2024), in TypeScript')
@@ -48,6 +49,7 @@ registerDemo(program);
 registerBaseline(program);
 registerExport(program);
 registerBench(program);
+registerServe(program);
 
 try {
   await program.parseAsync(process.argv);

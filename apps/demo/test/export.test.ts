@@ -6,7 +6,7 @@
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
@@ -15,7 +15,7 @@ import { ensureSynthetic, loadRgb, rgbToTensor } from '@diad/datasets';
 import { DdimReconstructor, ddimVisitedSteps, readSafetensors, tensor, writeSafetensors, type DdimOptions } from '@diad/core';
 import { OrtAutoencoder, OrtGuidedDenoiser } from '@diad/core/ort';
 import { DiadBundle, sha256File, type BundleManifest } from '@diad/core/bundle';
-import { diad } from './run-cli.js';
+import { CLI, diad } from './run-cli.js';
 
 type Metrics = { modes: Record<string, { classes: Record<string, Record<string, number>>; mean: Record<string, number> }> };
 const metrics = (dir: string): Metrics => JSON.parse(readFileSync(join(dir, 'metrics.json'), 'utf8'));
@@ -204,6 +204,48 @@ describe('diad export and --engine ort (ci preset)', () => {
     // The run's own models-only export (made for --engine ort) is not a bundle.
     if (existsSync(join(run, 'onnx', 'manifest.json'))) await expect(DiadBundle.open(join(run, 'onnx'))).rejects.toThrow(/models-only export/);
   });
+
+  it('diad serve on the bundle answers test images with their diad test scores and decisions, and stops on SIGTERM after the requests in flight', async () => {
+    const rows = readFileSync(join(dir, 'test-ort', 'scores.csv'), 'utf8')
+      .trim()
+      .split('\n')
+      .slice(1)
+      .map((l) => l.split(','));
+    const server = spawn(process.execPath, [CLI, 'serve', '--bundle', onnx, '--port', '0', '--max-batch', '4'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    server.stderr.on('data', (d) => (stderr += d));
+    const exited = new Promise<number | null>((ok) => server.on('exit', ok));
+    try {
+      while (!/listening on (\S+) /.test(stderr)) {
+        if (server.exitCode !== null) throw new Error(`diad serve exited: ${stderr}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      const base = /listening on (\S+) /.exec(stderr)![1];
+      const picked = rows.slice(0, 6);
+      // Concurrent requests, so the server batches them.
+      const answers = await Promise.all(
+        picked.map(async (r) => {
+          const res = await fetch(`${base}/v1/score?class=${r[1]}`, { method: 'POST', body: readFileSync(r[5]), headers: { 'content-type': 'image/png' } });
+          return { status: res.status, body: (await res.json()) as { score: number; anomalous: boolean; classScore: number } };
+        }),
+      );
+      picked.forEach((r, i) => {
+        expect(answers[i].status).toBe(200);
+        expect(Math.abs(answers[i].body.score - Number(r[4])), r[0]).toBeLessThanOrEqual(1e-5);
+        expect(answers[i].body.anomalous).toBe(Number(r[4]) >= manifest.decision!.threshold);
+        const st = manifest.classScores[r[1]];
+        if (st.count >= 2 && st.std > 0) expect(answers[i].body.classScore).toBeCloseTo((answers[i].body.score - st.mean) / st.std, 6);
+        else expect(answers[i].body.classScore).toBeNull();
+      });
+      expect((await fetch(`${base}/readyz`)).status).toBe(200);
+      const metricsText = await (await fetch(`${base}/metrics`)).text();
+      expect(metricsText).toMatch(/diad_serve_requests_total\{route="\/v1\/score",code="200"\} 6/);
+    } finally {
+      server.kill('SIGTERM');
+    }
+    expect(await exited).toBe(0);
+    expect(stderr).toMatch(/SIGTERM: finishing the requests in flight[\s\S]*stopped/);
+  }, 120_000);
 
   it('refuses an unknown engine and an --onnx-dir without an export, naming the fix', async () => {
     const bad = await diad(['test', '--run', run, '--engine', 'torch']);

@@ -1,6 +1,7 @@
 import { promises as fs } from 'node:fs';
 import { writeFileAtomic } from '@diad/core';
 import sharp from 'sharp';
+import { imageSize } from 'image-size';
 import { DatasetError } from './errors.js';
 import type { Pixels } from './resample.js';
 
@@ -25,14 +26,57 @@ const UNREADABLE_FIX = 'replace it with a complete PNG or JPEG file (it may be t
  */
 export async function readRgb(path: string): Promise<RgbImage> {
   try {
-    const { data, info } = await sharp(path, { failOn: 'truncated' }).removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
-    if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
-    return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, channels: 3 };
+    return await toRgb(sharp(path, { failOn: 'truncated' }));
   } catch (e) {
     // A missing or empty file (an interrupted copy or download) says so instead of sharp's wording.
     const st = await fs.stat(path).catch(() => null);
     if (!st) throw DatasetError.of(path, 'no such file', 'check the path (and that a linked file still exists)');
     throw DatasetError.of(path, `unreadable image: ${st.size === 0 ? 'empty file (0 bytes)' : (e as Error).message}`, UNREADABLE_FIX);
+  }
+}
+
+async function toRgb(img: sharp.Sharp): Promise<RgbImage> {
+  const { data, info } = await img.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+  if (info.channels !== 3) throw new Error(`decoded to ${info.channels} channels`);
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height, channels: 3 };
+}
+
+/** Why {@link decodeRgb} refused bytes: not a readable image (`unreadable`) or more pixels than allowed (`too-large`). */
+export class ImageDecodeError extends Error {
+  constructor(
+    readonly reason: 'unreadable' | 'too-large',
+    message: string,
+  ) {
+    super(message);
+    this.name = 'ImageDecodeError';
+  }
+}
+
+/**
+ * Decodes image bytes (an upload) to 8-bit RGB at their own size, as {@link readRgb} decodes a
+ * file. The header is read first, so an image that claims more than `maxPixels` pixels is refused
+ * before any pixel is decoded.
+ * @param maxPixels largest width x height accepted.
+ * @throws ImageDecodeError `too-large` (with the size) or `unreadable` (empty, not an image, truncated, corrupt).
+ */
+export async function decodeRgb(bytes: Uint8Array, maxPixels: number): Promise<RgbImage> {
+  if (bytes.length === 0) throw new ImageDecodeError('unreadable', 'empty body: send the image bytes (PNG or JPEG)');
+  const buf = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length);
+  // image-size reads the header alone: a file that claims a huge size is refused even when its pixel data is missing.
+  let width = 0;
+  let height = 0;
+  try {
+    ({ width = 0, height = 0 } = imageSize(bytes));
+  } catch (e) {
+    throw new ImageDecodeError('unreadable', `not a readable image (${(e as Error).message}); send a PNG or JPEG`);
+  }
+  if (!(width > 0 && height > 0)) throw new ImageDecodeError('unreadable', 'the image header has no size; send a PNG or JPEG');
+  if (width * height > maxPixels)
+    throw new ImageDecodeError('too-large', `image is ${width}x${height} (${width * height} pixels); the limit is ${maxPixels} pixels: downscale it first`);
+  try {
+    return await toRgb(sharp(buf, { failOn: 'truncated', limitInputPixels: maxPixels }));
+  } catch (e) {
+    throw new ImageDecodeError('unreadable', `the image could not be decoded (${(e as Error).message.split('\n')[0]}): it may be truncated or corrupt`);
   }
 }
 

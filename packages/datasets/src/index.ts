@@ -14,6 +14,7 @@ export * from './folder.js';
 export * from './open.js';
 export * from './resample.js';
 export * from './image.js';
+export * from './heatmap.js';
 export * from './tensors.js';
 export * from './load.js';
 export * from './batches.js';

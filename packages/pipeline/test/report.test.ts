@@ -4,9 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { IMAGENET_MEAN, IMAGENET_STD } from '@diad/core';
+import { jet, overlayHeatmap } from '@diad/datasets';
 import {
-  jet,
-  overlayHeatmap,
   denormalizeToRgb,
   writeStrip,
   writeReport,

@@ -25,7 +25,11 @@ export interface BundleResult {
   score: number;
   /** Anomalous when `score >= decision.threshold`. */
   anomalous: boolean;
-  /** `(score - mean) / std` of the class's normal validation scores; null when no class was given or it is not one the bundle knows. */
+  /**
+   * `(score - mean) / std` of the class's normal validation scores: how many standard deviations
+   * above a normal image of its class. Null when no class was given, the bundle does not know it, or
+   * it had fewer than two normal validation images (or scores without spread).
+   */
   classScore: number | null;
 }
 
@@ -121,11 +125,9 @@ export class DiadBundle {
   /** The decision and class-normalised score of an image score. */
   judge(score: number, className?: string | null): BundleResult {
     const stats = className ? this.manifest.classScores[className] : undefined;
-    return {
-      score,
-      anomalous: score >= this.manifest.decision!.threshold,
-      classScore: stats ? (score - stats.mean) / Math.max(stats.std, 1e-12) : null,
-    };
+    // A class with fewer than two normal validation scores (or no spread) cannot be normalised.
+    const usable = stats !== undefined && stats.count >= 2 && stats.std > 0;
+    return { score, anomalous: score >= this.manifest.decision!.threshold, classScore: usable ? (score - stats.mean) / stats.std : null };
   }
 
   /** Frees the native sessions. */

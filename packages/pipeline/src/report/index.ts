@@ -1,7 +1,6 @@
 /** The report of `diad test`: metric files, strips, `report.html`. */
 export * from './types.js';
 export * from './tables.js';
-export * from './colormap.js';
 export * from './strip.js';
 export * from './svg.js';
 export * from './html.js';

@@ -4,7 +4,7 @@
  */
 import sharp from 'sharp';
 import { IMAGENET_MEAN, IMAGENET_STD, writeFileAtomic } from '@diad/core';
-import { overlayHeatmap } from './colormap.js';
+import { overlayHeatmap } from '@diad/datasets';
 
 /**
  * One ImageNet-normalised image `[3, H, W]` (planar float) back to interleaved RGB bytes.

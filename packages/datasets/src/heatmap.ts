@@ -1,6 +1,6 @@
 /**
  * Heatmaps: the jet colormap (as matplotlib's `jet`, piecewise linear) and its overlay on an
- * image, used by the report strips and `diad predict`.
+ * image, used by the report strips, `diad predict` and `diad serve`.
  */
 
 /** jet(v) for v in [0, 1] (clamped) as RGB bytes. */
