@@ -133,9 +133,9 @@ export class Batcher<I, O> {
       try {
         const outs = await this.run(batch.map((p) => p.item));
         if (outs.length !== batch.length) throw new Error(`the batch gave ${outs.length} answers for ${batch.length} items`);
-        batch.forEach((p, i) => settle(p, () => p.resolve(outs[i])));
+        for (const [i, p] of batch.entries()) settle(p, () => p.resolve(outs[i]));
       } catch (e) {
-        batch.forEach((p) => settle(p, () => p.reject(e as Error)));
+        for (const p of batch) settle(p, () => p.reject(e as Error));
       }
       const s = (performance.now() - t0) / 1000;
       this.batchSeconds = 0.8 * this.batchSeconds + 0.2 * s;
