@@ -67,8 +67,8 @@ export async function decodeRgb(bytes: Uint8Array, maxPixels: number): Promise<R
   let height = 0;
   try {
     ({ width = 0, height = 0 } = imageSize(bytes));
-  } catch (e) {
-    throw new ImageDecodeError('unreadable', `not a readable image (${(e as Error).message}); send a PNG or JPEG`);
+  } catch {
+    throw new ImageDecodeError('unreadable', 'not a readable image (the bytes start like no known image format); send a PNG or JPEG');
   }
   if (!(width > 0 && height > 0)) throw new ImageDecodeError('unreadable', 'the image header has no size; send a PNG or JPEG');
   if (width * height > maxPixels)
