@@ -100,7 +100,8 @@ const bad = {
   '20000x20000 PNG header': [bomb, 'image/png'],
   'truncated PNG': [png.subarray(0, Math.floor(png.length / 2)), 'image/png'],
 };
-const post = (body, type) => fetch(`${base}/v1/score`, { method: 'POST', body, headers: { 'content-type': type } }).then(async (r) => ({ status: r.status, body: await r.json() }));
+const post = (body, type) =>
+  fetch(`${base}/v1/score`, { method: 'POST', body, headers: { 'content-type': type } }).then(async (r) => ({ status: r.status, body: await r.json() }));
 const goods = Array.from({ length: 8 }, () => post(png, 'image/png'));
 const badResults = Object.fromEntries(await Promise.all(Object.entries(bad).map(async ([k, [b, t]]) => [k, await post(b, t)])));
 const goodStatus = (await Promise.all(goods)).map((r) => r.status);
