@@ -42,6 +42,8 @@ describe('diad export and --engine ort (ci preset)', () => {
     expect(JSON.parse(readFileSync(join(onnx, 'manifest.json'), 'utf8'))).toEqual(manifest);
     const v = JSON.parse(readFileSync(join(run, 'validation.json'), 'utf8'));
     expect(manifest).toMatchObject({ format: 'diad-bundle', version: 1, preset: 'ci', configHash: cfg.hash, scaleFactor: 0.18215, seed: cfg.config.seed });
+    const { inference: _defaults, ...trainConfig } = cfg.config;
+    expect(manifest.config).toEqual(trainConfig);
     // The decision and class statistics come from the fit's validation scores.
     expect(manifest.decision).toMatchObject({ threshold: v.threshold, targetFpr: v.targetFpr, source: 'fit' });
     const woven = v.scores.filter((s: { className: string }) => s.className === 'woven').map((s: { score: number }) => s.score);

@@ -76,6 +76,8 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
   // Model evaluations per reconstruction: the DDIM timesteps visited (fewer than its steps when the partial schedule starts low).
   const steps = ddimVisits(inference) ?? NaN;
   const versions = diadVersions();
+  // The run's inference defaults are not the bundle's settings (`inference` below is).
+  const { inference: _defaults, ...trainConfig } = cfg;
   const metadata = { preset: cfg.preset, config_hash: run.hash, diad_version: versions['@diad/pipeline'] ?? '' };
   const { kind, config: aeConfig } = p.autoencoder;
   const ae = await kind.exportOnnx(out, aeConfig, p.autoencoderParams, { height: size, width: size, metadata });
@@ -112,6 +114,7 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
     version: BUNDLE_VERSION,
     packageVersions: versions,
     preset: cfg.preset,
+    config: trainConfig,
     configHash: run.hash,
     checkpoints,
     classes: validation?.trainedClasses ?? [...new Set((validation?.scores ?? []).map((s) => s.className))].sort(),

@@ -58,7 +58,8 @@ export interface BundleManifest {
   /** Versions of the packages that wrote it (@diad/pipeline, @diad/core, ...). */
   packageVersions: Record<string, string | null>;
   preset: string;
-  /** Hash of the run's train config, and the checkpoints exported (relative to the run folder). */
+  /** The run's train config (data, model sizes, stages, seed) as fitted, its hash, and the checkpoints exported (relative to the run folder). */
+  config: Record<string, unknown>;
   configHash: string;
   checkpoints: Record<string, string | null>;
   /** The classes the model was trained on. */
