@@ -3,7 +3,7 @@
 // Reports p50/p99 latency, images/s, status codes, 503s, and the server's resident memory over the run.
 //
 //   node bench/serve-load.mjs --bundle DIR --images DIR [--requests 200] [--concurrency 8]
-//        [--max-batch 8] [--max-queue 32] [--burst 96] [--json OUT.json]
+//        [--max-batch 8] [--max-queue 16] [--burst 128] [--json OUT.json]
 import { spawn } from 'node:child_process';
 import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -18,8 +18,8 @@ const { values: a } = parseArgs({
     requests: { type: 'string', default: '200' },
     concurrency: { type: 'string', default: '8' },
     'max-batch': { type: 'string', default: '8' },
-    'max-queue': { type: 'string', default: '32' },
-    burst: { type: 'string', default: '96' },
+    'max-queue': { type: 'string', default: '16' },
+    burst: { type: 'string', default: '128' },
     json: { type: 'string' },
   },
 });
@@ -106,6 +106,9 @@ const goods = Array.from({ length: 8 }, () => post(png, 'image/png'));
 const badResults = Object.fromEntries(await Promise.all(Object.entries(bad).map(async ([k, [b, t]]) => [k, await post(b, t)])));
 const goodStatus = (await Promise.all(goods)).map((r) => r.status);
 const alive = (await fetch(`${base}/healthz`)).status;
+// The server's own count: every 503 it sent and why (queue_full is the only reason before shutdown).
+const metricsText = await (await fetch(`${base}/metrics`)).text();
+const serverErrors = Object.fromEntries([...metricsText.matchAll(/^diad_serve_errors_total\{reason="(\w+)"\} (\d+)/gm)].map((m) => [m[1], Number(m[2])]));
 
 stopping = true;
 server.kill('SIGTERM');
@@ -128,6 +131,7 @@ const summary = {
   badUploads: Object.fromEntries(Object.entries(badResults).map(([k, r]) => [k, `${r.status} ${r.body.error}`])),
   goodDuringBadUploads: goodStatus,
   aliveAfter: alive,
+  serverErrorsByReason: serverErrors,
   crashed,
   exitCode,
 };

@@ -186,7 +186,7 @@ describe('diad export and --engine ort (ci preset)', () => {
     console.log(`[export test] bundle vs diad test --engine ort: max |score diff| ${maxDiff} over ${rows.length} images`);
   }, 240_000);
 
-  it('a bundle with a changed file, a missing file or another version is refused by name', async () => {
+  it('a bundle with a changed file, a missing file or another version is refused by name; export refuses to write over other files', async () => {
     const copy = join(dir, 'bundle-copy');
     cpSync(onnx, copy, { recursive: true });
     const hint = join(copy, 'hint.onnx');
@@ -203,9 +203,23 @@ describe('diad export and --engine ort (ci preset)', () => {
     await expect(DiadBundle.open(copy)).rejects.toThrow(/bundle version 2 .*this @diad\/core reads version 1/);
     writeFileSync(join(copy, 'manifest.json'), JSON.stringify({ ...manifest, files: { ...manifest.files, step: '../step.onnx' } }));
     await expect(DiadBundle.open(copy)).rejects.toThrow(/files\.step "\.\.\/step\.onnx" is not a file name inside the bundle/);
+    // An export does not write over a folder of other files, nor over another run's export unless told to.
+    const other = join(dir, 'other-files');
+    mkdirSync(other);
+    writeFileSync(join(other, 'notes.txt'), 'mine');
+    const refused = await diad(['export', '--run', run, '--out', other]);
+    expect([refused.code, refused.stderr]).toEqual([
+      1,
+      expect.stringMatching(/holds other files \(notes\.txt\) and no diad export; give a new or empty folder/),
+    ]);
+    writeFileSync(join(copy, 'manifest.json'), JSON.stringify({ ...manifest, configHash: 'abcdef012345' }));
+    const foreign = await diad(['export', '--run', run, '--out', copy]);
+    expect([foreign.code, foreign.stderr]).toEqual([1, expect.stringMatching(/holds an export of another run \(config hash abcdef012345.*--overwrite/)]);
+    expect((await diad(['export', '--run', run, '--out', copy, '--overwrite'])).code).toBe(0);
+    expect(JSON.parse(readFileSync(join(copy, 'manifest.json'), 'utf8')).checksums).toEqual(manifest.checksums);
     // The run's own models-only export (made for --engine ort) is not a bundle.
     if (existsSync(join(run, 'onnx', 'manifest.json'))) await expect(DiadBundle.open(join(run, 'onnx'))).rejects.toThrow(/models-only export/);
-  });
+  }, 120_000);
 
   it('diad serve on the bundle answers test images with their diad test scores and decisions, and stops on SIGTERM after the requests in flight', async () => {
     const rows = readFileSync(join(dir, 'test-ort', 'scores.csv'), 'utf8')

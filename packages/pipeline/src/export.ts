@@ -16,7 +16,7 @@
  * export without the feature extractor and the decision (`<run>/onnx`, also made during a fit,
  * before validation has chosen anything).
  */
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile, stat } from 'node:fs/promises';
 import { join, resolve } from 'node:path';
 import { DiffusionSchedule, IMAGENET_MEAN, IMAGENET_STD, writeFileAtomic, writeSafetensors } from '@diad/core';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, checksumFiles, MANIFEST_FILE, openBundleStages, type BundleManifest } from '@diad/core/bundle';
@@ -52,6 +52,33 @@ export interface ExportOptions {
    * included. False: the models only, as the `--engine ort` path needs them (also before the fit has validated).
    */
   bundle?: boolean;
+  /** Replace an export of another run in the folder (default false: refused). */
+  overwrite?: boolean;
+}
+
+/**
+ * Refuses an output folder that would lose something: one with files but no diad export, or an
+ * export of another run (unless `overwrite`). An earlier export of the same run is replaced.
+ * @throws Error naming the folder and the fix.
+ */
+async function checkOutDir(out: string, run: RunDir, overwrite: boolean): Promise<void> {
+  const st = await stat(out).catch(() => null);
+  if (!st) return;
+  if (!st.isDirectory()) throw new Error(`--out ${out} is a file; give a folder for the bundle`);
+  const names = (await readdir(out)).filter((n) => !n.startsWith('.'));
+  if (names.length === 0) return;
+  const manifest = await readFile(join(out, MANIFEST), 'utf8').then(
+    (t) => JSON.parse(t) as { format?: string; configHash?: string },
+    () => null,
+  );
+  if (!manifest || !['diad-bundle', 'diad-onnx'].includes(manifest.format ?? ''))
+    throw new Error(
+      `--out ${out} holds other files (${names.slice(0, 3).join(', ')}${names.length > 3 ? ', ...' : ''}) and no diad export; give a new or empty folder`,
+    );
+  if (manifest.configHash !== run.hash && !overwrite)
+    throw new Error(
+      `--out ${out} holds an export of another run (config hash ${manifest.configHash}; this run has ${run.hash}); give another folder, or --overwrite to replace it`,
+    );
 }
 
 /**
@@ -64,6 +91,7 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
   const cfg = run.config;
   const out = resolve(outDir);
   const bundle = o.bundle ?? true;
+  await checkOutDir(out, run, o.overwrite ?? false);
   const validation = await run.readJson<ValidationInfo>('validation.json');
   if (bundle && !validation) throw new Error(`${run.dir} is not fitted yet (no validation.json); run \`diad fit --resume ${run.dir}\` first, then export it`);
   // The settings inference uses: given, else the config's with the DDIM start validation chose (when it chose one).
