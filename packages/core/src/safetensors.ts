@@ -6,6 +6,7 @@
  * Parameter names and layouts are kept as in the official PyTorch checkpoints
  * (conv weights `[out, in, kh, kw]`, linear `[out, in]`); engines convert on load.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { promises as fs } from 'node:fs';
 import { tensor, int32, type HostTensor } from './tensor.js';
 import { writeFileAtomic } from './atomic.js';
@@ -162,18 +163,41 @@ function halfToFloat(h: number): number {
   return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
+/** `fs.readFile` refuses files of 2 GiB or more (a Stable Diffusion checkpoint is 2-4 GiB): those are read in parts. */
+const MAX_LENGTH = bufferConstants.MAX_LENGTH;
+const READ_FILE_LIMIT = 2 ** 31 - 1;
+const READ_CHUNK = 2 ** 28;
+
 /**
- * Reads a safetensors file from disk.
- * @throws Error naming the path when it is missing, truncated or corrupt.
+ * Reads a safetensors file from disk (files past 2 GiB in 256 MiB parts into one buffer).
+ * @throws Error naming the path when it is missing, truncated, corrupt, or larger than a Node
+ *   buffer can hold (`buffer.constants.MAX_LENGTH`).
  */
 export async function readSafetensors(path: string): Promise<SafetensorsFile> {
-  let bytes: Buffer;
+  let bytes: Uint8Array;
   try {
-    bytes = await fs.readFile(path);
+    const size = (await fs.stat(path)).size;
+    bytes = size < READ_FILE_LIMIT ? await fs.readFile(path) : await readLarge(path, size);
   } catch (e) {
     throw new Error(`cannot read safetensors file ${path}: ${(e as Error).message}`);
   }
-  return new SafetensorsFile(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
+  return new SafetensorsFile(bytes, path);
+}
+
+async function readLarge(path: string, size: number): Promise<Uint8Array> {
+  if (size > MAX_LENGTH) throw new Error(`${(size / 2 ** 30).toFixed(2)} GiB is more than one buffer can hold (${(MAX_LENGTH / 2 ** 30).toFixed(2)} GiB)`);
+  const out = Buffer.allocUnsafe(size);
+  const h = await fs.open(path, 'r');
+  try {
+    for (let at = 0; at < size; ) {
+      const { bytesRead } = await h.read(out, at, Math.min(READ_CHUNK, size - at), at);
+      if (bytesRead === 0) throw new Error(`the file ended at byte ${at} of ${size} while it was read`);
+      at += bytesRead;
+    }
+  } finally {
+    await h.close();
+  }
+  return out;
 }
 
 /** A tensor to write: float32 as F32, int32 as I32, uint8 as U8. */

@@ -39,8 +39,8 @@ export async function readConstantContext(path: string, name: string, contextDim
  * @returns `[n, L, D]`.
  */
 export function contextFor<T>(ops: Ops<T>, c: ContextConfig, constant: HostTensor | null, n: number): T {
-  if (c.kind === 'file') {
-    if (!constant) throw new Error('contextFor: a file context needs the constant tensor (readConstantContext)');
+  if (c.kind !== 'learned') {
+    if (!constant) throw new Error(`contextFor: a ${c.kind} context needs the constant tensor (readConstantContext)`);
     const per = constant.data.length;
     const data = new Float32Array(per * n);
     for (let b = 0; b < n; b++) data.set(constant.data, b * per);

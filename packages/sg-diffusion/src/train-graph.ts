@@ -42,7 +42,7 @@ export function recordDenoiserTraining(config: DiadConfig, params: Readonly<Reco
   const tEmb = rec.graphInput('t_emb', [b, u.model_channels], false);
   const hint = o.guided ? rec.graphInput('hint', [b, config.hint_channels, config.hint_downsample * h, config.hint_downsample * w], false) : null;
   let context: Sym;
-  if (config.context.kind === 'file') {
+  if (config.context.kind !== 'learned') {
     if (!o.contextTokens) throw new Error('recordDenoiserTraining: a file context needs contextTokens (L of the [1, L, D] context)');
     context = rec.graphInput('context', [b, o.contextTokens, u.context_dim], false);
   } else context = contextFor(rec, config.context, null, b);
