@@ -79,6 +79,35 @@ export function clipTextParamSpec(c: ClipTextConfig, prefix = CLIP_TEXT_PREFIX):
   return specs;
 }
 
+/** Width of one attention head in every CLIP text transformer (ViT-B 512/8, ViT-L 768/12, ViT-H 1024/16). */
+export const CLIP_HEAD_WIDTH = 64;
+
+/**
+ * The sizes of the text transformer a checkpoint holds under `prefix`, read from its shapes (the
+ * head count, which shapes do not show, from {@link CLIP_HEAD_WIDTH}; eps 1e-5).
+ * @throws Error naming the file when it holds no text transformer (see {@link checkClipText}).
+ */
+export function clipTextConfigOf(file: SafetensorsFile, prefix = CLIP_TEXT_PREFIX): ClipTextConfig {
+  const shape = (name: string) => (file.has(prefix + name) ? file.entry(prefix + name).shape : null);
+  const token = shape('embeddings.token_embedding.weight');
+  const position = shape('embeddings.position_embedding.weight');
+  const fc1 = shape('encoder.layers.0.mlp.fc1.weight');
+  if (!token || !position || !fc1) {
+    checkClipText(file, CLIP_VIT_L14_TEXT, prefix); // names what is missing
+    throw new Error(`${file.source}: no CLIP text transformer under ${prefix}*`);
+  }
+  const layers = new Set(file.names().flatMap((n) => /^encoder\.layers\.(\d+)\./.exec(n.slice(prefix.length))?.[1] ?? []));
+  return {
+    vocab_size: token[0],
+    max_position_embeddings: position[0],
+    hidden_size: token[1],
+    intermediate_size: fc1[0],
+    num_hidden_layers: layers.size,
+    num_attention_heads: Math.max(1, Math.round(token[1] / CLIP_HEAD_WIDTH)),
+    layer_norm_eps: CLIP_VIT_L14_TEXT.layer_norm_eps,
+  };
+}
+
 /** `quick_gelu` (CLIP's activation): `x * sigmoid(1.702 x)`, written as `silu(1.702 x) / 1.702`. */
 function quickGelu<T>(ops: Ops<T>, x: T): T {
   return ops.scale(ops.silu(ops.scale(x, 1.702)), 1 / 1.702);
@@ -150,10 +179,15 @@ export function checkClipText(file: SafetensorsFile, c: ClipTextConfig = CLIP_VI
 /**
  * The encoding of the empty prompt (`last_hidden_state` of {@link emptyPromptIds}) with the text
  * transformer of a checkpoint, on tfjs (run once per run; the result is a constant context).
+ * @param c the transformer's sizes; default: read from the file ({@link clipTextConfigOf}).
  * @returns `[1, max_position_embeddings, hidden_size]`.
  * @throws Error from {@link checkClipText} when the file lacks the text transformer.
  */
-export async function clipEmptyPromptContext(file: SafetensorsFile, c: ClipTextConfig = CLIP_VIT_L14_TEXT, prefix = CLIP_TEXT_PREFIX): Promise<HostTensor<'float32'>> {
+export async function clipEmptyPromptContext(
+  file: SafetensorsFile,
+  prefix = CLIP_TEXT_PREFIX,
+  c: ClipTextConfig = clipTextConfigOf(file, prefix),
+): Promise<HostTensor<'float32'>> {
   checkClipText(file, c, prefix);
   const emb = clipEmbeddings(file.float32(`${prefix}embeddings.token_embedding.weight`), file.float32(`${prefix}embeddings.position_embedding.weight`), [
     emptyPromptIds(c.max_position_embeddings),
