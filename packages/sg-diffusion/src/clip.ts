@@ -9,7 +9,7 @@
  * transformer (pre-LN, causal self-attention, quick-GELU MLP) runs on any `Ops` engine.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { tensor, type HostTensor, type Ops, type ParamSpec, type SafetensorsFile } from '@diad/core';
+import { tensor, type HostTensor, type Ops, type ParamSpec, type SafetensorsFile, type SafetensorsIndex } from '@diad/core';
 import { ParamStore, TfjsOps } from '@diad/core/tfjs';
 
 /** A CLIP text transformer's sizes (HF `CLIPTextConfig` field names). */
@@ -87,7 +87,7 @@ export const CLIP_HEAD_WIDTH = 64;
  * head count, which shapes do not show, from {@link CLIP_HEAD_WIDTH}; eps 1e-5).
  * @throws Error naming the file when it holds no text transformer (see {@link checkClipText}).
  */
-export function clipTextConfigOf(file: SafetensorsFile, prefix = CLIP_TEXT_PREFIX): ClipTextConfig {
+export function clipTextConfigOf(file: SafetensorsIndex, prefix = CLIP_TEXT_PREFIX): ClipTextConfig {
   const shape = (name: string) => (file.has(prefix + name) ? file.entry(prefix + name).shape : null);
   const token = shape('embeddings.token_embedding.weight');
   const position = shape('embeddings.position_embedding.weight');
@@ -162,7 +162,7 @@ export function clipTextTransformer<T>(ops: Ops<T>, c: ClipTextConfig, x: T, pre
  * Checks that `file` holds the text transformer of `c` under `prefix`.
  * @throws Error naming the file, the missing or mis-shaped keys, and what the file must be.
  */
-export function checkClipText(file: SafetensorsFile, c: ClipTextConfig = CLIP_VIT_L14_TEXT, prefix = CLIP_TEXT_PREFIX): void {
+export function checkClipText(file: SafetensorsIndex, c: ClipTextConfig = CLIP_VIT_L14_TEXT, prefix = CLIP_TEXT_PREFIX): void {
   const bad: string[] = [];
   for (const s of clipTextParamSpec(c, prefix)) {
     if (!file.has(s.name)) bad.push(`${s.name} missing`);
