@@ -311,11 +311,18 @@ export interface ConfigOverrides {
   maxTestPerClass?: number | null;
   /** `key=value` settings of the inference defaults ({@link applyInferenceSets}). */
   inference?: readonly string[];
+  /**
+   * The `--init` checkpoint holds CLIP's text encoder (`cond_stage_model.transformer.*`, a Stable
+   * Diffusion checkpoint): its UNet was trained on CLIP's context, so the run conditions on CLIP's
+   * empty-prompt encoding (`clip`, the official DiAD conditioning) whatever context the preset has.
+   */
+  initTextEncoder?: boolean;
 }
 
 /**
  * Builds and validates the resolved config from a preset name and overrides.
- * With `init`, stages 1-2 are replaced by the checkpoint (their step counts become 0). An explicit
+ * With `init`, stages 1-2 are replaced by the checkpoint (their step counts become 0), and with
+ * `initTextEncoder` the context is CLIP's empty-prompt encoding. An explicit
  * DDIM start (`inference` sets `reconstructor.tStart`) is used as given: no start is then swept on validation.
  * @throws Error naming the unknown preset and listing the known ones, a bad inference setting, or zod's issues.
  */
@@ -340,7 +347,7 @@ export function resolveConfig(presetName: string, o: ConfigOverrides): RunConfig
       ...(o.maxTrainPerClass !== undefined ? { maxTrainPerClass: o.maxTrainPerClass } : {}),
       ...(o.maxTestPerClass !== undefined ? { maxTestPerClass: o.maxTestPerClass } : {}),
     },
-    models: { ...p.models, init: o.init ?? null },
+    models: { ...p.models, ...(o.init && o.initTextEncoder ? { diad: { ...p.models.diad, context: { kind: 'clip' } } } : {}), init: o.init ?? null },
     stages,
     ...(p.validation ? { validation: fixedStart ? { every: p.validation.every } : p.validation } : {}),
     inference: applyInferenceSets(p.inference, sets),

@@ -23,6 +23,7 @@ import {
 import type { RunConfig } from './config.js';
 import type { RunDir, StageName } from './run-dir.js';
 import { batchIndices, gather } from './batching.js';
+import { withRunContext } from './run-context.js';
 import { denoiserProblem, ortStageTrainer, tfjsStageTrainer, type DisposableTrainer, type StageBatch, type StageProblem } from './trainers.js';
 
 /** Options of {@link createModels}. */
@@ -110,7 +111,7 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
   const ae = configuredAutoencoder(cfg.models.autoencoder, `${run.path('config.json')} models.autoencoder`);
   const aeCfg = ae.config;
   const aeFactor = ae.kind.downsampleFactor(aeCfg);
-  const dCfg: DiadConfig = parseDiadConfig(cfg.models.diad, `${run.path('config.json')} models.diad`);
+  const dCfg: DiadConfig = await withRunContext(cfg, run, parseDiadConfig(cfg.models.diad, `${run.path('config.json')} models.diad`), log);
   if (dCfg.hint_downsample !== aeFactor) {
     throw new Error(
       `${run.path('config.json')}: models.diad.hint_downsample is ${dCfg.hint_downsample} but the autoencoder downsamples by ${aeFactor}; set hint_downsample to ${aeFactor} so the hint block meets the latents`,
