@@ -85,7 +85,7 @@ export function availableMemory(): { bytes: number; source: string } {
   return { bytes: totalmem(), source: 'os.totalmem' };
 }
 
-const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+const gib = (b: number) => (b >= 2 ** 30 ? `${(b / 2 ** 30).toFixed(1)} GiB` : `${(b / 2 ** 20).toFixed(0)} MiB`);
 
 /** One line: the total and its parts. */
 export function formatTrainingMemory(m: TrainingMemory): string {
