@@ -13,6 +13,7 @@ export * from './preflight.js';
 export * from './init-checkpoint.js';
 export * from './run-context.js';
 export * from './memory.js';
+export * from './step-bench.js';
 export * from './score.js';
 export * from './inference.js';
 export * from './export.js';
