@@ -6,16 +6,17 @@
  * and `test`; and the refusals of the layouts `--init` does not take.
  */
 import { describe, it, expect, beforeAll } from 'vitest';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureSynthetic } from '@diad/datasets';
 import { encodeSafetensors, int32, maxAbsDiff, readSafetensors, Rng, SafetensorsFile, tensor, type WritableTensor } from '@diad/core';
 import { initialValues, initTfjs } from '@diad/core/tfjs';
 import { configuredAutoencoder, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
-import { clipEmptyPromptContext, clipTextParamSpec, parseDiadConfig, unetParamSpec, type ClipTextConfig } from '@diad/sg-diffusion';
+import { CLIP_VIT_L14_TEXT, clipEmptyPromptContext, clipTextParamSpec, parseDiadConfig, unetParamSpec, type ClipTextConfig } from '@diad/sg-diffusion';
 import { resolveConfig } from '@diad/pipeline';
-import { diad } from './run-cli.js';
+import { CLI, diad } from './run-cli.js';
 
 describe('fit --init with a Stable Diffusion single-file checkpoint (tiny shapes), then test', () => {
   const dir = mkdtempSync(join(tmpdir(), 'diad-sd-init-'));
@@ -49,7 +50,10 @@ describe('fit --init with a Stable Diffusion single-file checkpoint (tiny shapes
       tensors[s.name] = tensor(v, s.shape);
     }
     // The other families of the real file, which --init ignores.
-    tensors['cond_stage_model.transformer.text_model.embeddings.position_ids'] = int32(Int32Array.from({ length: 77 }, (_, i) => i), [1, 77]);
+    tensors['cond_stage_model.transformer.text_model.embeddings.position_ids'] = int32(
+      Int32Array.from({ length: 77 }, (_, i) => i),
+      [1, 77],
+    );
     tensors.alphas_cumprod = tensor(new Float32Array(1000).fill(0.5), [1000]);
     tensors['model_ema.decay'] = tensor(Float32Array.of(0.9999), []);
     tensors['model_ema.diffusion_modelinput_blocks00weight'] = tensors['model.diffusion_model.input_blocks.0.0.weight'];
@@ -102,7 +106,9 @@ describe('fit --init with a Stable Diffusion single-file checkpoint (tiny shapes
     writeFileSync(join(folder, 'model_index.json'), '{}');
     const a = await diad(['fit', '--data', data, '--preset', 'ci', '--out', join(dir, 'r-a'), '--init', folder]);
     expect(a.code).toBe(1);
-    expect(a.stderr).toMatch(/is a diffusers-layout folder .*convert_diffusers_to_original_stable_diffusion\.py --model_path .*stable-diffusion-v1-5 --checkpoint_path sd15\.safetensors --use_safetensors/);
+    expect(a.stderr).toMatch(
+      /is a diffusers-layout folder .*convert_diffusers_to_original_stable_diffusion\.py --model_path .*stable-diffusion-v1-5 --checkpoint_path sd15\.safetensors --use_safetensors/,
+    );
     const pickle = join(dir, 'v1-5-pruned.ckpt');
     writeFileSync(pickle, Buffer.from('PK\x03\x04 a zip of pickles'));
     const b = await diad(['fit', '--data', data, '--preset', 'ci', '--out', join(dir, 'r-b'), '--init', pickle]);
@@ -112,5 +118,52 @@ describe('fit --init with a Stable Diffusion single-file checkpoint (tiny shapes
     expect(c.code).toBe(1);
     expect(c.stderr).toMatch(/preset sd15 conditions on CLIP's encoding of the empty prompt.*give --init/);
     for (const r of ['r-a', 'r-b', 'r-c']) expect(existsSync(join(dir, r))).toBe(false);
+  });
+});
+
+describe('fit --preset sd15 with an SD-1.5-shaped checkpoint (a sparse file: header only, data zeros)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'diad-sd15-'));
+  const ckpt = join(dir, 'v1-5-shaped.safetensors');
+  const fit = (out: string, env: Record<string, string>, ...more: string[]) =>
+    spawnSync(process.execPath, [CLI, 'fit', '--data', dir, '--preset', 'sd15', '--out', join(dir, out), '--init', ckpt, ...more], {
+      encoding: 'utf8',
+      env: { ...process.env, ...env },
+      timeout: 120_000,
+    });
+
+  beforeAll(() => {
+    const cfg = resolveConfig('sd15', { roots: [dir] });
+    const ae = configuredAutoencoder(cfg.models.autoencoder, 'sd15');
+    const specs = [
+      ...ae.kind.paramSpec(ae.config, AE_PREFIX),
+      ...unetParamSpec(parseDiadConfig(cfg.models.diad, 'sd15').unet),
+      ...clipTextParamSpec(CLIP_VIT_L14_TEXT),
+    ];
+    const header: Record<string, unknown> = {};
+    let at = 0;
+    for (const s of specs) {
+      const end = at + 4 * s.shape.reduce((a, b) => a * b, 1);
+      header[s.name] = { dtype: 'F32', shape: s.shape, data_offsets: [at, end] };
+      at = end;
+    }
+    const json = Buffer.from(JSON.stringify(header));
+    const len = Buffer.alloc(8);
+    len.writeBigUInt64LE(BigInt(json.length));
+    writeFileSync(ckpt, Buffer.concat([len, json]));
+    truncateSync(ckpt, 8 + json.length + at); // about 4 GB, no disk blocks
+  });
+
+  it('refuses up front: the weights past the tfjs-wasm heap, then the training memory with its estimate', () => {
+    const a = fit('r-wasm', { DIAD_TFJS_ENGINE: 'wasm' });
+    expect(a.status).toBe(1);
+    expect(a.stderr).toMatch(/preset sd15: the denoiser's 5\.0 GiB of float32 weights do not fit the 4 GiB heap of tfjs-wasm.*DIAD_TFJS_ENGINE=cpu/);
+    // A batch no machine holds, so the refusal does not depend on this one's memory.
+    const b = fit('r-mem', { DIAD_TFJS_ENGINE: 'cpu' }, '--batch-size', '4000');
+    expect(b.status).toBe(1);
+    expect(b.stderr).toMatch(
+      /preset sd15: the SG stage needs about [\d.]+ GiB at batch 4000 \(weights 9\.9 GiB, gradients 3\.7 GiB, AdamW state 7\.3 GiB, activations [\d.]+ GiB\), but this machine offers [\d.]+ GiB .*(lower --batch-size \(batch 1 needs 22\.6 GiB|even batch 1 needs 22\.6 GiB)/,
+    );
+    for (const r of ['r-wasm', 'r-mem']) expect(existsSync(join(dir, r))).toBe(false);
+    rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -58,7 +58,13 @@ export async function estimateTrainingMemory(cfg: RunConfig, batch = cfg.stages.
   const shapes: Record<string, HostTensor<'float32'>> = Object.fromEntries(
     specs.map((s) => [s.name, { dtype: 'float32', shape: s.shape, layout: 'any', data: new Float32Array(0) }]),
   );
-  const { rec, loss } = recordDenoiserLoss(d, shapes, { batch, latentHeight: latent, latentWidth: latent, guided: true, contextTokens: await contextTokens(d) });
+  const { rec, loss } = recordDenoiserLoss(d, shapes, {
+    batch,
+    latentHeight: latent,
+    latentWidth: latent,
+    guided: true,
+    contextTokens: await contextTokens(d),
+  });
   const forward = rec.graphNodes.length;
   const forwardValues = new Set(rec.graphNodes.flatMap((n) => n.output));
   appendBackward(rec, loss, rec.paramInputNames.filter(trainable));

@@ -9,7 +9,8 @@
 import { promises as fs } from 'node:fs';
 import type { ParamSpec, SafetensorsIndex } from '@diad/core';
 import { configuredAutoencoder, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
-import { checkClipText, clipTextConfigOf, diadParamSpec, LEARNED_CONTEXT, parseDiadConfig, SGN_PREFIX } from '@diad/sg-diffusion';
+import { initTfjs, TFJS_ENGINE_ENV, WASM_HEAP_BYTES } from '@diad/core/tfjs';
+import { checkClipText, clipTextConfigOf, diadParamSpec, LEARNED_CONTEXT, parameterCount, parseDiadConfig, SGN_PREFIX } from '@diad/sg-diffusion';
 import { inspectInit } from './init-checkpoint.js';
 import { availableMemory, checkTrainingMemory, formatTrainingMemory } from './memory.js';
 import { checkSettings } from './settings.js';
@@ -26,7 +27,8 @@ const SHOWN = 5;
  * @throws Error naming the option, the file and the fix: `out` is an existing file; an unknown
  *   sampler or feature extractor kind; a missing ONNX file; an `--init` file that is not safetensors or whose
  *   tensors are missing or mis-shaped for the configured models (diffusers folders and `.ckpt` pickles
- *   with how to convert them); a `clip` context without `--init`; a training-memory estimate past the memory seen.
+ *   with how to convert them); a `clip` context without `--init`; a denoiser too big for the
+ *   tfjs-wasm heap on that engine; a training-memory estimate past the memory seen.
  */
 export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEngine = 'ort', log?: (line: string) => void): Promise<void> {
   const st = await fs.stat(out).catch(() => null);
@@ -38,6 +40,7 @@ export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEng
     throw new Error(
       `preset ${cfg.preset} conditions on CLIP's encoding of the empty prompt, computed from a Stable Diffusion checkpoint's text encoder: give --init <v1-5-pruned-emaonly.safetensors> (the single-file layout)`,
     );
+  await checkTfjsHeap(cfg);
   if (cfg.stages.sg.steps > 0) {
     const seen = availableMemory();
     const memory = await checkTrainingMemory(cfg, seen);
@@ -52,6 +55,22 @@ export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEng
       );
     }
   }
+}
+
+/**
+ * `fit` loads and initialises the denoiser on tfjs (then trains on ort): on the wasm engine its
+ * float32 weights must fit the 4 GiB heap, which the `sd15` sizes (5.0 GiB) do not.
+ * @throws Error naming the sizes and the engine to use instead.
+ */
+async function checkTfjsHeap(cfg: RunConfig): Promise<void> {
+  const bytes = 4 * parameterCount(diadParamSpec(parseDiadConfig(cfg.models.diad, 'models.diad')));
+  if (bytes <= WASM_HEAP_BYTES) return;
+  const info = await initTfjs();
+  if (info.engine === 'wasm')
+    throw new Error(
+      `preset ${cfg.preset}: the denoiser's ${(bytes / 2 ** 30).toFixed(1)} GiB of float32 weights do not fit the 4 GiB heap of tfjs-wasm, on which fit loads and initialises them; ` +
+        `run with ${TFJS_ENGINE_ENV}=cpu (tfjs's plain JavaScript engine has no such limit) or install @tensorflow/tfjs-node`,
+    );
 }
 
 async function checkInit(cfg: RunConfig, path: string): Promise<void> {

@@ -31,7 +31,9 @@ export async function withRunContext(cfg: RunConfig, run: RunDir, dCfg: DiadConf
     const context = await clipEmptyPromptContext(await readSafetensors(init));
     const [, tokens, width] = context.shape;
     if (width !== dCfg.unet.context_dim)
-      throw new Error(`${init}: the CLIP text encoder is ${width} wide, but the UNet's context_dim is ${dCfg.unet.context_dim}; use the preset the checkpoint was made for`);
+      throw new Error(
+        `${init}: the CLIP text encoder is ${width} wide, but the UNet's context_dim is ${dCfg.unet.context_dim}; use the preset the checkpoint was made for`,
+      );
     await writeSafetensors(path, { context }, { prompt: '', token_ids: JSON.stringify(emptyPromptIds(tokens)), source: init });
     log(`context: CLIP's encoding of the empty prompt [1, ${tokens}, ${width}] from ${init} in ${((Date.now() - t0) / 1000).toFixed(1)} s, kept in ${path}`);
   }

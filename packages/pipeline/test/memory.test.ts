@@ -15,7 +15,7 @@ describe('training-memory estimate', () => {
     expect(m.total).toBe(m.weights + m.gradients + m.optimizer + m.activations);
   });
 
-  it("reads activations from the training graph: affine in the batch, growing with it", async () => {
+  it('reads activations from the training graph: affine in the batch, growing with it', async () => {
     const [a1, a2, a3] = await Promise.all([1, 2, 3].map(async (b) => (await estimateTrainingMemory(cfg, b)).activations));
     expect(a2 - a1).toBeGreaterThan(0);
     expect(a3 - a2).toBe(a2 - a1);
@@ -26,7 +26,9 @@ describe('training-memory estimate', () => {
     const one = await estimateTrainingMemory(cfg, 1);
     const between = { bytes: (atBatch.total + one.total) / 2, source: 'test limit' };
     await expect(checkTrainingMemory(cfg, between)).rejects.toThrow(
-      new RegExp(`preset ci: the SG stage needs about \\d+ MiB at batch ${cfg.stages.sg.batchSize} .*offers \\d+ MiB \\(test limit\\); lower --batch-size \\(batch 1 needs \\d+ MiB at batch 1`),
+      new RegExp(
+        `preset ci: the SG stage needs about \\d+ MiB at batch ${cfg.stages.sg.batchSize} .*offers \\d+ MiB \\(test limit\\); lower --batch-size \\(batch 1 needs \\d+ MiB at batch 1`,
+      ),
     );
     await expect(checkTrainingMemory(cfg, { bytes: one.total - 1, source: 'tiny' })).rejects.toThrow(/even batch 1 needs .*more memory/);
     expect((await checkTrainingMemory(cfg, { bytes: atBatch.total, source: 'exact' })).total).toBe(atBatch.total);

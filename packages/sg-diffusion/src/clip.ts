@@ -119,7 +119,11 @@ function quickGelu<T>(ops: Ops<T>, x: T): T {
  * @returns `[N, L, hidden_size]`.
  * @throws Error on an id outside the vocabulary or a row longer than the position table.
  */
-export function clipEmbeddings(tokenEmbedding: HostTensor<'float32'>, positionEmbedding: HostTensor<'float32'>, ids: readonly (readonly number[])[]): HostTensor<'float32'> {
+export function clipEmbeddings(
+  tokenEmbedding: HostTensor<'float32'>,
+  positionEmbedding: HostTensor<'float32'>,
+  ids: readonly (readonly number[])[],
+): HostTensor<'float32'> {
   const [vocab, D] = tokenEmbedding.shape;
   const L = ids[0]?.length ?? 0;
   if (L > positionEmbedding.shape[0]) throw new Error(`clipEmbeddings: ${L} tokens, but only ${positionEmbedding.shape[0]} positions`);

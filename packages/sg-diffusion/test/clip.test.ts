@@ -134,7 +134,8 @@ describe('CLIP text transformer', () => {
 
   it('is causal: a later token leaves the earlier positions unchanged', async () => {
     const p = randomParams(clipTextParamSpec(tiny, ''), 5);
-    const run = (ids: number[]) => onTfjs(p, tiny, clipEmbeddings(p['embeddings.token_embedding.weight'], p['embeddings.position_embedding.weight'], [ids]), '');
+    const run = (ids: number[]) =>
+      onTfjs(p, tiny, clipEmbeddings(p['embeddings.token_embedding.weight'], p['embeddings.position_embedding.weight'], [ids]), '');
     const a = await run([1, 2, 3, 4, 5, 6]);
     const b = await run([1, 2, 3, 9, 5, 6]);
     const at = (t: HostTensor, i: number) => Array.from(t.data.subarray(i * 8, (i + 1) * 8));
@@ -144,7 +145,15 @@ describe('CLIP text transformer', () => {
 
   it('encodes the empty prompt of an SD-layout file (sizes read from its shapes) as the reference does', async () => {
     // The real vocabulary size (the empty prompt's ids are 49406 and 49407); width 64 = one head.
-    const c: ClipTextConfig = { ...tiny, vocab_size: 49408, max_position_embeddings: 77, hidden_size: 64, intermediate_size: 16, num_hidden_layers: 1, num_attention_heads: 1 };
+    const c: ClipTextConfig = {
+      ...tiny,
+      vocab_size: 49408,
+      max_position_embeddings: 77,
+      hidden_size: 64,
+      intermediate_size: 16,
+      num_hidden_layers: 1,
+      num_attention_heads: 1,
+    };
     const p = randomParams(clipTextParamSpec(c), 7);
     const file = new SafetensorsFile(encodeSafetensors(p), 'sd-tiny.safetensors');
     expect(clipTextConfigOf(file)).toEqual(c);
@@ -157,7 +166,9 @@ describe('CLIP text transformer', () => {
 
   it('names a file without the text encoder and the fix', () => {
     const file = new SafetensorsFile(encodeSafetensors({ 'model.diffusion_model.out.2.bias': tensor(new Float32Array(4), [4]) }), 'unet-only.safetensors');
-    expect(() => checkClipText(file)).toThrow(/unet-only\.safetensors: no CLIP text encoder .*cond_stage_model\.transformer\.text_model\.embeddings\.token_embedding\.weight missing.*Stable Diffusion 1\.x single-file/);
+    expect(() => checkClipText(file)).toThrow(
+      /unet-only\.safetensors: no CLIP text encoder .*cond_stage_model\.transformer\.text_model\.embeddings\.token_embedding\.weight missing.*Stable Diffusion 1\.x single-file/,
+    );
   });
 });
 

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Rng, tensor, type HostTensor } from '@diad/core';
-import { initTfjs, formatEngineInfo, ParamStore } from '@diad/core/tfjs';
+import { initTfjs, formatEngineInfo, ParamStore, WASM_HEAP_BYTES } from '@diad/core/tfjs';
 import { configuredAutoencoder, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
 import {
   DdimReconstructor,
@@ -83,7 +83,7 @@ export function register(program: Command): void {
       if (f.hintWidths === 'official') cfg.models.diad.hint_widths = [...OFFICIAL_HINT_WIDTHS];
       const { kind: aeKind, config: aeCfg } = configuredAutoencoder(cfg.models.autoencoder, `preset ${f.preset}`);
       const dCfg = parseDiadConfig(cfg.models.diad, `preset ${f.preset}`);
-      if (4 * parameterCount(diadParamSpec(dCfg)) > TFJS_WASM_HEAP) {
+      if (4 * parameterCount(diadParamSpec(dCfg)) > WASM_HEAP_BYTES) {
         await largeModelBench(f.preset, cfg, dCfg, cfg.data.imageSize / aeKind.downsampleFactor(aeCfg), batch, runs, peak, log);
         return;
       }
@@ -184,9 +184,6 @@ export function register(program: Command): void {
     });
 }
 
-/** tfjs-wasm's heap (32-bit addresses): a denoiser whose float32 weights pass it cannot be made on tfjs. */
-const TFJS_WASM_HEAP = 4 * 2 ** 30;
-
 const GIB = 2 ** 30;
 const inGib = (m: TrainingMemory) =>
   Object.fromEntries(Object.entries(m).map(([k, v]) => [k, k === 'batch' ? v : Number((v / GIB).toFixed(2))])) as Record<keyof TrainingMemory, number>;
@@ -222,7 +219,9 @@ async function largeModelBench(
   );
   const train = { batch1: await estimateTrainingMemory(cfg, 1), batch12: await estimateTrainingMemory(cfg, 12) };
   const seen = availableMemory();
-  log(`training memory (SG stage, estimate): ${formatTrainingMemory(train.batch1)}; ${formatTrainingMemory(train.batch12)}; this machine offers ${(seen.bytes / GIB).toFixed(1)} GiB`);
+  log(
+    `training memory (SG stage, estimate): ${formatTrainingMemory(train.batch1)}; ${formatTrainingMemory(train.batch12)}; this machine offers ${(seen.bytes / GIB).toFixed(1)} GiB`,
+  );
   const gflop = r.export.flops.step / 1e9;
   const result = {
     preset,

@@ -506,7 +506,8 @@ export class OnnxRecorderOps implements Ops<Sym> {
     const vh = this.transpose(this.reshape(v, [n, lk, heads, d]), [0, 2, 1, 3]);
     if (options.causal && lq !== lk) throw new Error(`attention: a causal mask needs as many queries as keys, got ${lq} and ${lk}`);
     let scores = this.op('MatMul', [qh.name, kt.name], [n, heads, lq, lk]);
-    if (options.causal) scores = this.op('Add', [scores.name, this.constant(`causal:${lq}`, (name) => floatTensor(name, causalMask(lq), [lq, lk]))], scores.shape);
+    if (options.causal)
+      scores = this.op('Add', [scores.name, this.constant(`causal:${lq}`, (name) => floatTensor(name, causalMask(lq), [lq, lk]))], scores.shape);
     const p = this.op('Softmax', [scores.name], scores.shape, { axis: -1 });
     const o = this.op('MatMul', [p.name, vh.name], [n, heads, lq, d]);
     return this.reshape(this.transpose(o, [0, 2, 1, 3]), [n, lq, c]);
