@@ -66,7 +66,7 @@ export const sgnConfigSchema = z.object({
 
 export type SGNConfig = z.infer<typeof sgnConfigSchema>;
 
-/** The cross-attention context without a text encoder. */
+/** The cross-attention context: a constant (CLIP's empty prompt, computed or from a file) or learned. */
 export const contextConfigSchema = z.discriminatedUnion('kind', [
   /** A learned null context `[tokens, context_dim]` (models trained from scratch). */
   z.object({ kind: z.literal('learned'), tokens: z.number().int().positive() }),

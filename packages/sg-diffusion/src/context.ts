@@ -1,8 +1,9 @@
 /**
- * The cross-attention context without a text encoder. The official DiAD run conditions every
- * image on CLIP's embedding of the empty prompt (`get_learned_conditioning([""])`, `[1, 77, 768]`
- * for SD 1.5): a constant, so a file holding it replaces the text encoder. Models trained from
- * scratch use a learned null context instead (our addition; not in the official code).
+ * The cross-attention context. The official DiAD run conditions every image on CLIP's embedding of
+ * the empty prompt (`get_learned_conditioning([""])`, `[1, 77, 768]` for SD 1.5): a constant,
+ * computed once by the checkpoint's text encoder (`clip.ts`, a `clip` context) or read from a file
+ * (`file`), so no text encoder runs per image. Models trained from scratch use a learned null
+ * context instead (our addition; not in the official code).
  */
 import { readSafetensors, tensor, type HostTensor, type Ops, type ParamSpec } from '@diad/core';
 import type { ContextConfig } from './config.js';
