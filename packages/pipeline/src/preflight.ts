@@ -9,13 +9,13 @@
 import { promises as fs } from 'node:fs';
 import type { ParamSpec, SafetensorsIndex } from '@diad/core';
 import { configuredAutoencoder, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
-import { initTfjs, TFJS_ENGINE_ENV, WASM_HEAP_BYTES } from '@diad/core/tfjs';
-import { checkClipText, clipTextConfigOf, diadParamSpec, LEARNED_CONTEXT, parameterCount, parseDiadConfig, SGN_PREFIX } from '@diad/sg-diffusion';
+import { initTfjs } from '@diad/core/tfjs';
+import { checkClipText, clipTextConfigOf, diadParamSpec, LEARNED_CONTEXT, parseDiadConfig, SGN_PREFIX } from '@diad/sg-diffusion';
 import { inspectInit } from './init-checkpoint.js';
 import { availableMemory, checkTrainingMemory, formatTrainingMemory } from './memory.js';
 import { checkSettings } from './settings.js';
 import type { RunConfig } from './config.js';
-import type { TrainEngine } from './models.js';
+import { checkTfjsHeap, type TrainEngine } from './models.js';
 
 /** How many names a refusal lists before it gives a count. */
 const SHOWN = 5;
@@ -40,7 +40,7 @@ export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEng
     throw new Error(
       `preset ${cfg.preset} conditions on CLIP's encoding of the empty prompt, computed from a Stable Diffusion checkpoint's text encoder: give --init <v1-5-pruned-emaonly.safetensors> (the single-file layout)`,
     );
-  await checkTfjsHeap(cfg);
+  checkTfjsHeap(parseDiadConfig(cfg.models.diad, 'models.diad'), (await initTfjs()).engine, `preset ${cfg.preset}`);
   if (cfg.stages.sg.steps > 0) {
     const seen = availableMemory();
     const memory = await checkTrainingMemory(cfg, seen);
@@ -55,22 +55,6 @@ export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEng
       );
     }
   }
-}
-
-/**
- * `fit` loads and initialises the denoiser on tfjs (then trains on ort): on the wasm engine its
- * float32 weights must fit the 4 GiB heap, which the `sd15` sizes (5.0 GiB) do not.
- * @throws Error naming the sizes and the engine to use instead.
- */
-async function checkTfjsHeap(cfg: RunConfig): Promise<void> {
-  const bytes = 4 * parameterCount(diadParamSpec(parseDiadConfig(cfg.models.diad, 'models.diad')));
-  if (bytes <= WASM_HEAP_BYTES) return;
-  const info = await initTfjs();
-  if (info.engine === 'wasm')
-    throw new Error(
-      `preset ${cfg.preset}: the denoiser's ${(bytes / 2 ** 30).toFixed(1)} GiB of float32 weights do not fit the 4 GiB heap of tfjs-wasm, on which fit loads and initialises them; ` +
-        `run with ${TFJS_ENGINE_ENV}=cpu (tfjs's plain JavaScript engine has no such limit) or install @tensorflow/tfjs-node`,
-    );
 }
 
 async function checkInit(cfg: RunConfig, path: string): Promise<void> {
