@@ -31,6 +31,25 @@ export function pads(p: Padding | undefined): [number, number, number, number] {
   return out;
 }
 
+/** Options of {@link Ops.attention}. */
+export interface AttentionOptions {
+  /**
+   * Causal: query i attends to keys 0..i only (a text transformer's mask, e.g. CLIP's
+   * `_build_causal_attention_mask`); needs Lq = Lk. Default false.
+   */
+  causal?: boolean;
+}
+
+/**
+ * The additive causal mask `[L, L]`: 0 on and below the diagonal, float32's lowest value above it
+ * (as HF transformers' CLIP: exactly 0 after softmax, and never NaN where a row could be all masked).
+ */
+export function causalMask(length: number): Float32Array {
+  const m = new Float32Array(length * length);
+  for (let i = 0; i < length; i++) m.fill(-3.4028234663852886e38, i * length + i + 1, (i + 1) * length);
+  return m;
+}
+
 export interface Conv2dOptions {
   /** Stride in both directions. Default 1. */
   stride?: number;
@@ -81,9 +100,10 @@ export interface Ops<T = unknown> {
   gelu(x: T): T;
   /**
    * Scaled dot-product attention with `heads` heads: q `[N, Lq, C]`, k and v `[N, Lk, C]`,
-   * C split into heads of C/heads; softmax(q k^T / sqrt(C/heads)) v, heads merged back: `[N, Lq, C]`.
+   * C split into heads of C/heads; softmax(q k^T / sqrt(C/heads) + mask) v, heads merged back:
+   * `[N, Lq, C]`. The mask is {@link causalMask} with `causal`, none otherwise.
    */
-  attention(q: T, k: T, v: T, heads: number): T;
+  attention(q: T, k: T, v: T, heads: number, options?: AttentionOptions): T;
 
   /** Nearest-neighbour 2x upsampling of a map. */
   upsampleNearest2x(x: T): T;

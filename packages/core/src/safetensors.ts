@@ -6,6 +6,7 @@
  * Parameter names and layouts are kept as in the official PyTorch checkpoints
  * (conv weights `[out, in, kh, kw]`, linear `[out, in]`); engines convert on load.
  */
+import { constants as bufferConstants } from 'node:buffer';
 import { promises as fs } from 'node:fs';
 import { tensor, int32, type HostTensor } from './tensor.js';
 import { writeFileAtomic } from './atomic.js';
@@ -22,8 +23,62 @@ export interface SafetensorsEntry {
   data_offsets: [number, number];
 }
 
+/** The header of a safetensors file: its metadata and tensor entries. */
+interface Header {
+  metadata: Record<string, string>;
+  entries: Map<string, SafetensorsEntry>;
+  /** Byte offset of the data (8 + header length). */
+  dataStart: number;
+}
+
+/**
+ * Parses and checks the header from the file's first bytes (at least the 8-byte length and the header).
+ * @param fileSize the whole file's size, which the entries' offsets must fit.
+ * @throws Error when the header is truncated, not JSON, or an entry's offsets or size are inconsistent.
+ */
+function parseHeader(bytes: Uint8Array, fileSize: number, source: string): Header {
+  if (fileSize < 8 || bytes.length < 8) throw new Error(`${source}: not a safetensors file (${fileSize} bytes, need at least 8)`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = Number(view.getBigUint64(0, true));
+  if (n > fileSize - 8) throw new Error(`${source}: header length ${n} exceeds the file size ${fileSize}; the file is truncated or not safetensors`);
+  let header: Record<string, unknown>;
+  try {
+    header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
+  } catch (e) {
+    throw new Error(`${source}: header is not valid JSON (${(e as Error).message}); the file is corrupt or not safetensors`);
+  }
+  const entries = new Map<string, SafetensorsEntry>();
+  const dataLen = fileSize - 8 - n;
+  for (const [name, e] of Object.entries(header)) {
+    if (name === '__metadata__') continue;
+    const entry = e as SafetensorsEntry;
+    const bpe = BYTES[entry.dtype];
+    if (!bpe) throw new Error(`${source}: tensor "${name}" has unsupported dtype ${entry.dtype}`);
+    const [b, end] = entry.data_offsets;
+    const count = entry.shape.reduce((a, d) => a * d, 1);
+    if (end > dataLen || end - b !== count * bpe) {
+      throw new Error(
+        `${source}: tensor "${name}" (${entry.dtype} [${entry.shape.join(', ')}]) has offsets [${b}, ${end}] inconsistent with its size or the file (${dataLen} data bytes); the file is truncated or corrupt`,
+      );
+    }
+    entries.set(name, entry);
+  }
+  return { metadata: (header.__metadata__ as Record<string, string>) ?? {}, entries, dataStart: 8 + n };
+}
+
+/** The tensor names and entries of a safetensors file, without its data. */
+export interface SafetensorsIndex {
+  readonly source: string;
+  readonly metadata: Record<string, string>;
+  /** Tensor names in header order. */
+  names(): string[];
+  has(name: string): boolean;
+  /** Header entry (dtype, shape, offsets) of a tensor. @throws Error when absent. */
+  entry(name: string): SafetensorsEntry;
+}
+
 /** A parsed safetensors file: raw bytes plus header; tensors are decoded on demand. */
-export class SafetensorsFile {
+export class SafetensorsFile implements SafetensorsIndex {
   /** Free-form string metadata (`__metadata__`), empty when absent. */
   readonly metadata: Record<string, string>;
   private readonly entries: Map<string, SafetensorsEntry>;
@@ -37,34 +92,10 @@ export class SafetensorsFile {
     private readonly bytes: Uint8Array,
     readonly source = '<buffer>',
   ) {
-    if (bytes.length < 8) throw new Error(`${source}: not a safetensors file (${bytes.length} bytes, need at least 8)`);
-    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-    const n = Number(view.getBigUint64(0, true));
-    if (n > bytes.length - 8) throw new Error(`${source}: header length ${n} exceeds the file size ${bytes.length}; the file is truncated or not safetensors`);
-    let header: Record<string, unknown>;
-    try {
-      header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + n)));
-    } catch (e) {
-      throw new Error(`${source}: header is not valid JSON (${(e as Error).message}); the file is corrupt or not safetensors`);
-    }
-    this.metadata = (header.__metadata__ as Record<string, string>) ?? {};
-    this.entries = new Map();
-    const dataLen = bytes.length - 8 - n;
-    this.dataStart = 8 + n;
-    for (const [name, e] of Object.entries(header)) {
-      if (name === '__metadata__') continue;
-      const entry = e as SafetensorsEntry;
-      const bpe = BYTES[entry.dtype];
-      if (!bpe) throw new Error(`${source}: tensor "${name}" has unsupported dtype ${entry.dtype}`);
-      const [b, end] = entry.data_offsets;
-      const count = entry.shape.reduce((a, d) => a * d, 1);
-      if (end > dataLen || end - b !== count * bpe) {
-        throw new Error(
-          `${source}: tensor "${name}" (${entry.dtype} [${entry.shape.join(', ')}]) has offsets [${b}, ${end}] inconsistent with its size or the file (${dataLen} data bytes); the file is truncated or corrupt`,
-        );
-      }
-      this.entries.set(name, entry);
-    }
+    const h = parseHeader(bytes, bytes.length, source);
+    this.metadata = h.metadata;
+    this.entries = h.entries;
+    this.dataStart = h.dataStart;
   }
 
   private readonly dataStart: number;
@@ -162,18 +193,79 @@ function halfToFloat(h: number): number {
   return s * 2 ** (e - 15) * (1 + f / 1024);
 }
 
+/** `fs.readFile` refuses files of 2 GiB or more (a Stable Diffusion checkpoint is 2-4 GiB): those are read in parts. */
+const MAX_LENGTH = bufferConstants.MAX_LENGTH;
+const READ_FILE_LIMIT = 2 ** 31 - 1;
+const READ_CHUNK = 2 ** 28;
+
 /**
- * Reads a safetensors file from disk.
- * @throws Error naming the path when it is missing, truncated or corrupt.
+ * Reads a safetensors file from disk (files past 2 GiB in 256 MiB parts into one buffer).
+ * @throws Error naming the path when it is missing, truncated, corrupt, or larger than a Node
+ *   buffer can hold (`buffer.constants.MAX_LENGTH`).
  */
 export async function readSafetensors(path: string): Promise<SafetensorsFile> {
-  let bytes: Buffer;
+  let bytes: Uint8Array;
   try {
-    bytes = await fs.readFile(path);
+    const size = (await fs.stat(path)).size;
+    const b = size < READ_FILE_LIMIT ? await fs.readFile(path) : await readLarge(path, size);
+    // A plain Uint8Array view: Buffer's slice() shares memory, the decoders need a copy.
+    bytes = new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   } catch (e) {
     throw new Error(`cannot read safetensors file ${path}: ${(e as Error).message}`);
   }
-  return new SafetensorsFile(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), path);
+  return new SafetensorsFile(bytes, path);
+}
+
+async function readLarge(path: string, size: number): Promise<Buffer> {
+  if (size > MAX_LENGTH) throw new Error(`${(size / 2 ** 30).toFixed(2)} GiB is more than one buffer can hold (${(MAX_LENGTH / 2 ** 30).toFixed(2)} GiB)`);
+  const out = Buffer.allocUnsafe(size);
+  const h = await fs.open(path, 'r');
+  try {
+    for (let at = 0; at < size; ) {
+      const { bytesRead } = await h.read(out, at, Math.min(READ_CHUNK, size - at), at);
+      if (bytesRead === 0) throw new Error(`the file ended at byte ${at} of ${size} while it was read`);
+      at += bytesRead;
+    }
+  } finally {
+    await h.close();
+  }
+  return out;
+}
+
+/**
+ * Reads only the header of a safetensors file (a few MB of a multi-GiB checkpoint), to check names
+ * and shapes before loading anything.
+ * @throws Error naming the path when it is missing, not safetensors, or its header is inconsistent.
+ */
+export async function readSafetensorsIndex(path: string): Promise<SafetensorsIndex> {
+  let h: Header;
+  try {
+    const f = await fs.open(path, 'r');
+    try {
+      const size = (await f.stat()).size;
+      const len = Buffer.alloc(8);
+      await f.read(len, 0, 8, 0);
+      const n = size >= 8 ? Number(len.readBigUInt64LE(0)) : 0;
+      const bytes = Buffer.alloc(8 + Math.min(n, Math.max(0, size - 8)));
+      await f.read(bytes, 0, bytes.length, 0);
+      h = parseHeader(bytes, size, path);
+    } finally {
+      await f.close();
+    }
+  } catch (e) {
+    throw new Error(`cannot read safetensors file ${path}: ${(e as Error).message}`);
+  }
+  return {
+    source: path,
+    metadata: h.metadata,
+    names: () => [...h.entries.keys()],
+    has: (name) => h.entries.has(name),
+    entry: (name) => {
+      const e = h.entries.get(name);
+      if (!e) throw new Error(`${path}: no tensor named "${name}"`);
+      return e;
+    },
+  };
 }
 
 /** A tensor to write: float32 as F32, int32 as I32, uint8 as U8. */

@@ -1,8 +1,8 @@
 import { describe, it, expect } from 'vitest';
 import { readdirSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { readSafetensors, encodeSafetensors, SafetensorsFile, tensor, int32, writeSafetensors } from '../src/index.js';
-import { mkdtempSync } from 'node:fs';
+import { readSafetensors, readSafetensorsIndex, encodeSafetensors, SafetensorsFile, tensor, int32, writeSafetensors } from '../src/index.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { SHARED_DIR } from '../src/testing.js';
 
@@ -21,6 +21,20 @@ describe('safetensors', () => {
     const dir = mkdtempSync(join(tmpdir(), 'diad-st-'));
     await writeSafetensors(join(dir, 'x.safetensors'), { a });
     expect([...(await readSafetensors(join(dir, 'x.safetensors'))).float32('a').data]).toEqual([1.5, -2, 3.25, 0]);
+  });
+
+  it('reads the index (names, shapes, metadata) of a file without its data; refuses a truncated one', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'diad-st-'));
+    const bytes = encodeSafetensors({ 'm.w': tensor(new Float32Array(6), [2, 3]), 'm.b': int32(new Int32Array(2), [2]) }, { kind: 'x' });
+    writeFileSync(join(dir, 'ok.safetensors'), bytes);
+    const index = await readSafetensorsIndex(join(dir, 'ok.safetensors'));
+    expect(index.names()).toEqual(new SafetensorsFile(bytes).names());
+    expect(index.entry('m.w')).toEqual({ dtype: 'F32', shape: [2, 3], data_offsets: new SafetensorsFile(bytes).entry('m.w').data_offsets });
+    expect(index.metadata).toEqual({ kind: 'x' });
+    expect(index.has('m.x')).toBe(false);
+    writeFileSync(join(dir, 'cut.safetensors'), bytes.subarray(0, bytes.length - 4));
+    await expect(readSafetensorsIndex(join(dir, 'cut.safetensors'))).rejects.toThrow(/cut\.safetensors.*truncated/);
+    rmSync(dir, { recursive: true });
   });
 
   it('rejects truncated files and names the source', () => {

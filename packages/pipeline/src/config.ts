@@ -17,6 +17,11 @@ const stage = z.object({
   /** Optimiser steps of the stage (0 skips it, e.g. when `--init` provides its weights). */
   steps: z.number().int().min(0),
   batchSize: z.number().int().min(1),
+  /**
+   * Micro-batches of `batchSize` whose mean gradient makes one optimiser step (Lightning's
+   * `accumulate_grad_batches`; official DiAD 4); absent = 1.
+   */
+  accumulate: z.number().int().min(1).optional(),
   /** AdamW learning rate. */
   lr: z.number().positive(),
   /** AdamW betas; default [0.9, 0.999] (torch's). */
@@ -186,6 +191,40 @@ const cpuAutoencoder = {
 };
 
 /**
+ * `sd15`: the paper's run (`models/diad.yaml`, `train.py`, `test.py`): 256 px, the SD 1.x kl-f8
+ * AutoencoderKL (latents 32x32x4), the SD-1.5 UNet (859.52 M parameters) with the SG network + SFF
+ * (471.87 M), CLIP's empty-prompt context. It starts from a Stable Diffusion 1.5 checkpoint
+ * (`--init`), which replaces stages 1-2 and gives the text encoder the context is computed with.
+ * Stage 3 as `train.py`: batch 12, 4 accumulated batches per step, AdamW lr 1e-5 (torch defaults
+ * otherwise), Lightning's default 1000 epochs: for MVTec AD's 3629 train images 303 batches, 76
+ * steps an epoch, 76000 steps. Test as `test.py`: DDIM 10 steps from t=999 (`official` schedule),
+ * batch 1, ResNet-50 layer1-3 features, Gaussian sigma 5.
+ */
+const sd15: Preset = {
+  ...common,
+  preset: 'sd15',
+  data: { imageSize: 256, validationFraction: 0.1, maxTrainPerClass: null, maxTestPerClass: null },
+  models: {
+    autoencoder: { embed_dim: AUTOENCODER_PRESETS['kl-f8'].embed_dim, ddconfig: { ...AUTOENCODER_PRESETS['kl-f8'].ddconfig } },
+    klWeight: 1e-6,
+    diad: DIAD_PRESETS.sd15,
+  },
+  stages: {
+    // Replaced by the --init checkpoint (stage steps 0 with --init in any case).
+    autoencoder: { steps: 0, batchSize: 12, lr: 4.5e-6, checkpointEvery: 1000, crop: null },
+    diffusion: { steps: 0, batchSize: 12, lr: 1e-5, checkpointEvery: 1000 },
+    sg: { steps: 76000, batchSize: 12, accumulate: 4, lr: 1e-5, checkpointEvery: 1000 },
+  },
+  inference: {
+    ...inferenceDefaults({ tStart: 999, steps: 10, batchSize: 1, featureExtractor: 'resnet50' }),
+    reconstructor: { kind: 'ddim', tStart: 999, steps: 10, eta: 0, schedule: 'official' },
+    anomalyMap: { sigma: 5, combine: 'add' },
+  },
+  // Validation passes of the 256 px model are costly on a CPU: only at the end.
+  validation: { every: 0 },
+};
+
+/**
  * Presets. `tiny`: 128 px, sizes that train on a 2-core CPU (the demo's preset); `ci`: the same
  * architecture family at 64 px with a handful of steps and images, so CI exercises the whole path
  * in a few minutes (its metrics mean nothing).
@@ -248,6 +287,7 @@ export const PRESETS: Record<string, Preset> = {
     inference: inferenceDefaults({ tStart: 300, steps: 5, batchSize: 4 }),
     validation: { every: 4, tStarts: [200] },
   },
+  sd15,
 };
 
 /** What each preset costs, measured on the 2-core development machine (shown by `diad fit --help`). */
@@ -255,6 +295,7 @@ export const PRESET_COST: Record<string, string> = {
   tiny: 'the demo: fit about 12 min, test 1 min (synthetic data, 2 cores)',
   cpu: 'fit measured 63 min for six classes (914 train images) on 2 cores, about 60 min with its current validation interval',
   ci: 'seconds: for tests, its metrics mean nothing',
+  sd15: 'needs --init (a Stable Diffusion 1.5 checkpoint); see diad bench --preset sd15 for the time of a step and the memory it needs',
 };
 
 /** Command-line choices that override a preset. */
@@ -270,11 +311,18 @@ export interface ConfigOverrides {
   maxTestPerClass?: number | null;
   /** `key=value` settings of the inference defaults ({@link applyInferenceSets}). */
   inference?: readonly string[];
+  /**
+   * The `--init` checkpoint holds CLIP's text encoder (`cond_stage_model.transformer.*`, a Stable
+   * Diffusion checkpoint): its UNet was trained on CLIP's context, so the run conditions on CLIP's
+   * empty-prompt encoding (`clip`, the official DiAD conditioning) whatever context the preset has.
+   */
+  initTextEncoder?: boolean;
 }
 
 /**
  * Builds and validates the resolved config from a preset name and overrides.
- * With `init`, stages 1-2 are replaced by the checkpoint (their step counts become 0). An explicit
+ * With `init`, stages 1-2 are replaced by the checkpoint (their step counts become 0), and with
+ * `initTextEncoder` the context is CLIP's empty-prompt encoding. An explicit
  * DDIM start (`inference` sets `reconstructor.tStart`) is used as given: no start is then swept on validation.
  * @throws Error naming the unknown preset and listing the known ones, a bad inference setting, or zod's issues.
  */
@@ -299,7 +347,7 @@ export function resolveConfig(presetName: string, o: ConfigOverrides): RunConfig
       ...(o.maxTrainPerClass !== undefined ? { maxTrainPerClass: o.maxTrainPerClass } : {}),
       ...(o.maxTestPerClass !== undefined ? { maxTestPerClass: o.maxTestPerClass } : {}),
     },
-    models: { ...p.models, init: o.init ?? null },
+    models: { ...p.models, ...(o.init && o.initTextEncoder ? { diad: { ...p.models.diad, context: { kind: 'clip' } } } : {}), init: o.init ?? null },
     stages,
     ...(p.validation ? { validation: fixedStart ? { every: p.validation.every } : p.validation } : {}),
     inference: applyInferenceSets(p.inference, sets),

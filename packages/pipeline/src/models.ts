@@ -4,10 +4,12 @@
  * and the trained autoencoder and denoiser on tfjs for inference.
  */
 import { DiffusionSchedule, Rng, tensor, type Autoencoder, type GuidedDenoiser, type HostTensor, sliceBatch, concatBatch, readSafetensors } from '@diad/core';
-import { initTfjs, formatEngineInfo, ParamStore } from '@diad/core/tfjs';
+import { initTfjs, formatEngineInfo, ParamStore, TFJS_ENGINE_ENV, WASM_HEAP_BYTES } from '@diad/core/tfjs';
 import { configuredAutoencoder, DEFAULT_PREFIX as AE_PREFIX, type ConfiguredAutoencoder } from '@diad/autoencoder';
 import {
   parseDiadConfig,
+  parameterCount,
+  diadParamSpec,
   DiadDenoiser,
   copyUnetEncoderToSgn,
   timestepEmbedding,
@@ -21,6 +23,7 @@ import {
 import type { RunConfig } from './config.js';
 import type { RunDir, StageName } from './run-dir.js';
 import { batchIndices, gather } from './batching.js';
+import { withRunContext } from './run-context.js';
 import { denoiserProblem, ortStageTrainer, tfjsStageTrainer, type DisposableTrainer, type StageBatch, type StageProblem } from './trainers.js';
 
 /** Options of {@link createModels}. */
@@ -97,6 +100,22 @@ export function noisedBatch(rng: Rng, z: HostTensor, schedule: DiffusionSchedule
 }
 
 /**
+ * The denoiser is loaded and initialised on tfjs by every command (then trained or run on ort):
+ * on the wasm engine its float32 weights must fit the 4 GiB heap, which the `sd15` sizes (5.0 GiB) do not.
+ * @param engine the selected tfjs engine (`initTfjs().engine`).
+ * @param what names the model in the error (e.g. `preset sd15`).
+ * @throws Error naming the sizes and the engine to use instead.
+ */
+export function checkTfjsHeap(d: DiadConfig, engine: string, what: string): void {
+  const bytes = 4 * parameterCount(diadParamSpec(d));
+  if (engine === 'wasm' && bytes > WASM_HEAP_BYTES)
+    throw new Error(
+      `${what}: the denoiser's ${(bytes / 2 ** 30).toFixed(1)} GiB of float32 weights do not fit the 4 GiB heap of tfjs-wasm, on which they are loaded and initialised; ` +
+        `run with ${TFJS_ENGINE_ENV}=cpu (tfjs's plain JavaScript engine has no such limit) or install @tensorflow/tfjs-node`,
+    );
+}
+
+/**
  * Builds the models of a run (selecting the tfjs engine first).
  * @throws Error from the packages' config parsers naming the invalid field, or a checkpoint error.
  */
@@ -108,7 +127,9 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
   const ae = configuredAutoencoder(cfg.models.autoencoder, `${run.path('config.json')} models.autoencoder`);
   const aeCfg = ae.config;
   const aeFactor = ae.kind.downsampleFactor(aeCfg);
-  const dCfg: DiadConfig = parseDiadConfig(cfg.models.diad, `${run.path('config.json')} models.diad`);
+  const parsed = parseDiadConfig(cfg.models.diad, `${run.path('config.json')} models.diad`);
+  checkTfjsHeap(parsed, info.engine, `${run.dir} (preset ${cfg.preset})`);
+  const dCfg: DiadConfig = await withRunContext(cfg, run, parsed, log);
   if (dCfg.hint_downsample !== aeFactor) {
     throw new Error(
       `${run.path('config.json')}: models.diad.hint_downsample is ${dCfg.hint_downsample} but the autoencoder downsamples by ${aeFactor}; set hint_downsample to ${aeFactor} so the hint block meets the latents`,

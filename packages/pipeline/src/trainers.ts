@@ -38,6 +38,12 @@ export interface StageProblem {
 
 const optimizerOf = (cfg: StageConfig) => ({ lr: cfg.lr, betas: cfg.betas, weightDecay: cfg.weightDecay ?? 0.01 });
 
+/** The micro-batches of optimiser step `step`: `accumulate` consecutive batches of the problem's stream. */
+function microBatches(p: StageProblem, step: number): StageBatch[] {
+  const k = p.cfg.accumulate ?? 1;
+  return Array.from({ length: k }, (_, i) => p.batchOf(step * k + i));
+}
+
 /** core's tfjs `Trainer` over the stage's `ParamStore`, differentiating `tfjsLoss`. */
 export function tfjsStageTrainer(p: StageProblem): DisposableTrainer {
   const { store, cfg, stage } = p;
@@ -48,12 +54,13 @@ export function tfjsStageTrainer(p: StageProblem): DisposableTrainer {
   const ops = new TfjsOps(store);
   const trainer = new Trainer(variables, { optimizer: optimizerOf(cfg) });
   return {
-    batchSize: cfg.batchSize,
+    batchSize: cfg.batchSize * (cfg.accumulate ?? 1),
     async step(step: number): Promise<number> {
-      const batch = p.batchOf(step);
+      const losses = microBatches(p, step).map(
+        (batch) => () => p.tfjsLoss(ops, Object.fromEntries(Object.entries(batch).map(([k, v]) => [k, ops.input(v)]))) as tf.Scalar,
+      );
       try {
-        return (await trainer.trainStep([() => p.tfjsLoss(ops, Object.fromEntries(Object.entries(batch).map(([k, v]) => [k, ops.input(v)]))) as tf.Scalar]))
-          .loss;
+        return (await trainer.trainStep(losses)).loss;
       } catch (e) {
         // The trainers refuse non-finite losses/gradients before updating; the loop reports the step.
         if (/non-finite/.test((e as Error).message)) return NaN;
@@ -92,11 +99,11 @@ export async function ortStageTrainer(p: StageProblem, providers: readonly strin
   p.store.dispose();
   const trainer = await OrtTrainer.open(p.graph(params), params, { optimizer: optimizerOf(p.cfg), providers, label: `stage ${p.stage} training graph` });
   return {
-    batchSize: p.cfg.batchSize,
+    batchSize: p.cfg.batchSize * (p.cfg.accumulate ?? 1),
     providers: [trainer.providers.join(', '), ...trainer.session.skipped.map((k) => `skipped ${k.provider}: ${k.reason}`)].join('; '),
     async step(step: number): Promise<number> {
       try {
-        return (await trainer.trainStep([p.batchOf(step)])).loss;
+        return (await trainer.trainStep(microBatches(p, step))).loss;
       } catch (e) {
         if (/non-finite/.test((e as Error).message)) return NaN;
         throw e;

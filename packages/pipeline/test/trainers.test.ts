@@ -88,3 +88,20 @@ describe('tfjs stage trainer (SG stage)', () => {
     for (const x of [t, t2, t3]) x.dispose();
   }, 120_000);
 });
+
+describe('gradient accumulation (stages.*.accumulate)', () => {
+  it('one step takes `accumulate` consecutive batches of the stream: its loss is their mean, its images their sum', async () => {
+    const batches = [batchOf(4), batchOf(5), batchOf(6)];
+    const single = async (i: number) => {
+      const t = tfjsStageTrainer(denoiserProblem('sg', sc, dCfg, await perturbed(3), trainable, () => batches[i], hw, null));
+      const loss = await t.step(0);
+      t.dispose();
+      return loss;
+    };
+    const [l0, l1] = [await single(0), await single(1)];
+    const t = tfjsStageTrainer(denoiserProblem('sg', { ...sc, accumulate: 2 }, dCfg, await perturbed(3), trainable, (s) => batches[s], hw, null));
+    expect(t.batchSize).toBe(2 * sc.batchSize);
+    expect(Math.abs((await t.step(0)) - (l0 + l1) / 2)).toBeLessThan(1e-6 * Math.abs(l0 + l1));
+    t.dispose();
+  });
+});

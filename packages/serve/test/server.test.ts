@@ -6,7 +6,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { crc32 } from 'node:zlib';
 import { tensor, type HostTensor } from '@diad/core';
 import { decodeRgb, encodePng, resizeBilinear, rgbToTensor, type RgbImage } from '@diad/datasets';
-import { createServer, type DiadServer, type ServedModel } from '../src/index.js';
+import { createServer, type DiadServer, type ScoreResponse, type ServedModel } from '../src/index.js';
+
+/** What fetch takes as a body here. */
+type Body = string | Uint8Array | FormData;
+/** An answer: a score or an error. */
+type Answer = ScoreResponse & { error: string };
 
 const S = 16;
 
@@ -69,13 +74,12 @@ describe('diad serve HTTP server', () => {
     await server.shutdown();
   });
 
-  const post = (body: BodyInit, query = '', type = 'image/png') =>
-    fetch(`${base}/v1/score${query}`, { method: 'POST', body, headers: { 'content-type': type } });
+  const post = (body: Body, query = '', type = 'image/png') => fetch(`${base}/v1/score${query}`, { method: 'POST', body, headers: { 'content-type': type } });
 
   it('scores raw bytes and a multipart upload alike: the model score of the decoded, resized, normalised image', async () => {
     const a = await post(png, '?class=bottle');
     expect(a.status).toBe(200);
-    const ja = await a.json();
+    const ja = (await a.json()) as Answer;
     expect(ja.score).toBeCloseTo(expected, 6);
     expect(ja).toMatchObject({ anomalous: expected >= 1, class: 'bottle' });
     expect(ja.classScore).toBeCloseTo(expected - 1, 6);
@@ -87,15 +91,15 @@ describe('diad serve HTTP server', () => {
   });
 
   it('?heatmap=1 adds the map as an S x S PNG', async () => {
-    const r = await (await post(png, '?heatmap=1')).json();
-    const heat = Buffer.from(r.heatmapPng, 'base64');
+    const r = (await (await post(png, '?heatmap=1')).json()) as Answer;
+    const heat = Buffer.from(r.heatmapPng!, 'base64');
     expect(heat.subarray(1, 4).toString()).toBe('PNG');
     const img = await decodeRgb(heat, 1e6);
     expect([img.width, img.height]).toEqual([S, S]);
   });
 
   it('answers bad uploads with 400 or 413 and the reason, and keeps serving', async () => {
-    const cases: [string, BodyInit, string, number, RegExp][] = [
+    const cases: [string, Body, string, number, RegExp][] = [
       ['empty body', new Uint8Array(0), 'application/octet-stream', 400, /empty body/],
       ['a text file', 'hello, this is not an image\n', 'text/plain', 400, /not a readable image/],
       ['a JSON body', '{"image": "x"}', 'application/json', 400, /not a readable image/],
@@ -105,13 +109,13 @@ describe('diad serve HTTP server', () => {
     ];
     for (const [what, body, type, status, msg] of cases) {
       const r = await post(body, '', type);
-      const j = await r.json();
+      const j = (await r.json()) as Answer;
       expect(r.status, what).toBe(status);
       expect(j.error, what).toMatch(msg);
     }
     const unknown = await post(png, '?class=../../etc/passwd');
     expect(unknown.status).toBe(400);
-    expect((await unknown.json()).error).toMatch(/unknown class .*knows bottle, grid/);
+    expect(((await unknown.json()) as Answer).error).toMatch(/unknown class .*knows bottle, grid/);
     expect((await post(png)).status).toBe(200);
   });
 

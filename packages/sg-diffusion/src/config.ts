@@ -66,12 +66,19 @@ export const sgnConfigSchema = z.object({
 
 export type SGNConfig = z.infer<typeof sgnConfigSchema>;
 
-/** The cross-attention context without a text encoder. */
+/** The cross-attention context: a constant (CLIP's empty prompt, computed or from a file) or learned. */
 export const contextConfigSchema = z.discriminatedUnion('kind', [
   /** A learned null context `[tokens, context_dim]` (models trained from scratch). */
   z.object({ kind: z.literal('learned'), tokens: z.number().int().positive() }),
   /** A constant tensor `[1 or N, tokens, context_dim]` from a safetensors file (e.g. CLIP's empty-prompt embedding). */
   z.object({ kind: z.literal('file'), path: z.string(), tensor: z.string().default('context') }),
+  /**
+   * The official conditioning: CLIP ViT-L/14's encoding of the empty prompt `[1, 77, 768]`
+   * (`clip.ts`), computed from the text encoder (`cond_stage_model.transformer.*`) of the
+   * checkpoint the model starts from. A constant like `file`; whoever builds the model computes it
+   * and passes it on as a `file` context (the pipeline keeps it in the run's `context.safetensors`).
+   */
+  z.object({ kind: z.literal('clip') }),
 ]);
 
 export type ContextConfig = z.infer<typeof contextConfigSchema>;
@@ -123,7 +130,7 @@ export function sgnConfigOf(c: DiadConfig): SGNConfig {
 
 /**
  * Presets. `sd15`: the paper's sizes (`models/diad.yaml`, SD 1.5, 256 px images -> 32x32 latents,
- * CLIP context 77 x 768 from a file). `tiny`: 128 px images -> 16x16 latents, trains on a 2-core
+ * CLIP's empty-prompt context 77 x 768). `tiny`: 128 px images -> 16x16 latents, trains on a 2-core
  * CPU: attention only at 8x8 and 4x4 (and the 2x2 middle), a narrower hint block, 4 learned context
  * tokens. Levels 2 and 3 are equally wide (mult 2, 2) as in sd15 (4, 4), which the SFF convs assume.
  */
@@ -147,7 +154,7 @@ export const PRESETS = {
     hint_widths: [...OFFICIAL_HINT_WIDTHS],
     sff: true,
     only_mid_control: true,
-    context: { kind: 'file', path: 'clip_empty_prompt.safetensors', tensor: 'context' },
+    context: { kind: 'clip' },
   },
   tiny: {
     unet: {

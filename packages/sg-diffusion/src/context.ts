@@ -1,8 +1,9 @@
 /**
- * The cross-attention context without a text encoder. The official DiAD run conditions every
- * image on CLIP's embedding of the empty prompt (`get_learned_conditioning([""])`, `[1, 77, 768]`
- * for SD 1.5): a constant, so a file holding it replaces the text encoder. Models trained from
- * scratch use a learned null context instead (our addition; not in the official code).
+ * The cross-attention context. The official DiAD run conditions every image on CLIP's embedding of
+ * the empty prompt (`get_learned_conditioning([""])`, `[1, 77, 768]` for SD 1.5): a constant,
+ * computed once by the checkpoint's text encoder (`clip.ts`, a `clip` context) or read from a file
+ * (`file`), so no text encoder runs per image. Models trained from scratch use a learned null
+ * context instead (our addition; not in the official code).
  */
 import { readSafetensors, tensor, type HostTensor, type Ops, type ParamSpec } from '@diad/core';
 import type { ContextConfig } from './config.js';
@@ -39,8 +40,8 @@ export async function readConstantContext(path: string, name: string, contextDim
  * @returns `[n, L, D]`.
  */
 export function contextFor<T>(ops: Ops<T>, c: ContextConfig, constant: HostTensor | null, n: number): T {
-  if (c.kind === 'file') {
-    if (!constant) throw new Error('contextFor: a file context needs the constant tensor (readConstantContext)');
+  if (c.kind !== 'learned') {
+    if (!constant) throw new Error(`contextFor: a ${c.kind} context needs the constant tensor (readConstantContext)`);
     const per = constant.data.length;
     const data = new Float32Array(per * n);
     for (let b = 0; b < n; b++) data.set(constant.data, b * per);

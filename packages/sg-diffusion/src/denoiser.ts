@@ -63,9 +63,13 @@ export class DiadDenoiser implements GuidedDenoiser {
   }
 
   /**
-   * A denoiser with parameters from a safetensors checkpoint keyed by official names (e.g. a
-   * converted official `model.diffusion_model.*` + `control_model.*` checkpoint; other prefixes
-   * such as `first_stage_model.*` are ignored).
+   * A denoiser with parameters from a safetensors checkpoint keyed by official names; other
+   * prefixes such as `first_stage_model.*` are ignored. Two layouts:
+   * - a DiAD checkpoint (`model.diffusion_model.*` + `control_model.*`): every parameter from the file;
+   * - a Stable Diffusion single-file checkpoint (`model.diffusion_model.*`, no `control_model.*`):
+   *   the UNet from the file, the SG network as the official `build_model.py` makes it: each
+   *   `control_model.*` parameter the UNet has (time embedding, encoder, middle block) copied from
+   *   it, the others (hint block, zero convs, SFF) freshly initialised (seed 0).
    * @throws Error listing missing and mis-shaped keys.
    */
   static async load(config: DiadConfig, path: string): Promise<DiadDenoiser> {
@@ -73,6 +77,11 @@ export class DiadDenoiser implements GuidedDenoiser {
     try {
       const file = await readSafetensors(path);
       const report = store.load(file, { strict: false });
+      const stableDiffusion = !file.names().some((n) => n.startsWith(SGN_PREFIX));
+      if (stableDiffusion) {
+        report.missing = report.missing.filter((n) => !n.startsWith(SGN_PREFIX) && n !== LEARNED_CONTEXT);
+        copyUnetEncoderToSgn(store);
+      }
       const unexpected = report.unexpected.filter((n) => n.startsWith(SGN_PREFIX) || n.startsWith(UNET_PREFIX));
       if (report.missing.length || unexpected.length) {
         throw new Error(
@@ -180,6 +189,10 @@ export class DiadDenoiser implements GuidedDenoiser {
 }
 
 async function constantOf(c: DiadConfig): Promise<HostTensor | null> {
+  if (c.context.kind === 'clip')
+    throw new Error(
+      'a clip context is computed from a checkpoint (clipEmptyPromptContext): build the denoiser with it as a file context (the pipeline does, from --init)',
+    );
   return c.context.kind === 'file' ? readConstantContext(c.context.path, c.context.tensor, c.unet.context_dim) : null;
 }
 

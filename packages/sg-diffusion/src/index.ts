@@ -4,6 +4,7 @@ export * from './spec.js';
 export * from './layers.js';
 export * from './model.js';
 export * from './context.js';
+export * from './clip.js';
 export * from './denoiser.js';
 export * from './reconstructor.js';
 export * from './onnx.js';

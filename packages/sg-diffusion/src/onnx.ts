@@ -95,7 +95,7 @@ export function hostContext(config: DiadConfig, params: Params, constant: HostTe
   let one: Float32Array;
   let L: number;
   const D = config.unet.context_dim;
-  if (config.context.kind === 'file') {
+  if (config.context.kind !== 'learned') {
     if (!constant) throw new Error('hostContext: a file context needs the constant tensor (readConstantContext)');
     one = constant.data as Float32Array;
     L = constant.shape[1];

@@ -29,11 +29,17 @@ export interface DenoiserTrainingOptions {
 }
 
 /**
- * Records the eps-MSE training graph of a DiAD denoiser.
- * @param params every parameter by official name (their shapes define the inputs; values are not baked in).
- * @throws Error naming a missing parameter, or a file context without `contextTokens`.
+ * Records the forward pass of the eps-MSE loss (parameters as graph inputs): the recording and its
+ * scalar loss, before the backward pass is appended (what {@link recordDenoiserTraining} serialises;
+ * the training-memory estimate reads which forward values the backward pass needs).
+ * @param params every parameter by official name (only their shapes are read).
+ * @throws Error naming a missing parameter, or a constant context without `contextTokens`.
  */
-export function recordDenoiserTraining(config: DiadConfig, params: Readonly<Record<string, HostTensor<'float32'>>>, o: DenoiserTrainingOptions): TrainingGraph {
+export function recordDenoiserLoss(
+  config: DiadConfig,
+  params: Readonly<Record<string, HostTensor<'float32'>>>,
+  o: Omit<DenoiserTrainingOptions, 'trainable'>,
+): { rec: OnnxRecorderOps; loss: Sym } {
   const { batch: b, latentHeight: h, latentWidth: w } = o;
   const u = config.unet;
   const rec = new OnnxRecorderOps(params, { graphName: o.guided ? 'diad_sg_train' : 'diad_unet_train', paramInputs: true });
@@ -42,9 +48,19 @@ export function recordDenoiserTraining(config: DiadConfig, params: Readonly<Reco
   const tEmb = rec.graphInput('t_emb', [b, u.model_channels], false);
   const hint = o.guided ? rec.graphInput('hint', [b, config.hint_channels, config.hint_downsample * h, config.hint_downsample * w], false) : null;
   let context: Sym;
-  if (config.context.kind === 'file') {
-    if (!o.contextTokens) throw new Error('recordDenoiserTraining: a file context needs contextTokens (L of the [1, L, D] context)');
+  if (config.context.kind !== 'learned') {
+    if (!o.contextTokens) throw new Error('recordDenoiserTraining: a constant context needs contextTokens (L of the [1, L, D] context)');
     context = rec.graphInput('context', [b, o.contextTokens, u.context_dim], false);
   } else context = contextFor(rec, config.context, null, b);
-  return trainingGraph(rec, epsLoss(rec, denoiserEps(rec, config, x, hint, tEmb, context), noise), o.trainable);
+  return { rec, loss: epsLoss(rec, denoiserEps(rec, config, x, hint, tEmb, context), noise) };
+}
+
+/**
+ * Records the eps-MSE training graph of a DiAD denoiser.
+ * @param params every parameter by official name (their shapes define the inputs; values are not baked in).
+ * @throws Error naming a missing parameter, or a file context without `contextTokens`.
+ */
+export function recordDenoiserTraining(config: DiadConfig, params: Readonly<Record<string, HostTensor<'float32'>>>, o: DenoiserTrainingOptions): TrainingGraph {
+  const { rec, loss } = recordDenoiserLoss(config, params, o);
+  return trainingGraph(rec, loss, o.trainable);
 }

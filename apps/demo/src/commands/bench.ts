@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DdimReconstructor, DiffusionSchedule, Rng, scoreImages, tensor, type HostTensor } from '@diad/core';
-import { initTfjs, formatEngineInfo, ParamStore } from '@diad/core/tfjs';
+import { initTfjs, formatEngineInfo, ParamStore, WASM_HEAP_BYTES } from '@diad/core/tfjs';
 import { configuredAutoencoder, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
 import {
   DiadDenoiser,
@@ -14,9 +14,12 @@ import {
   trainableFilter,
   OFFICIAL_HINT_WIDTHS,
   createReconstructor,
+  CLIP_VIT_L14_TEXT,
+  diadParamSpec,
+  parameterCount,
 } from '@diad/sg-diffusion';
 import { OrtGuidedDenoiser, OrtTrainer } from '@diad/core/ort';
-import { resolveConfig } from '@diad/pipeline';
+import { availableMemory, estimateTrainingMemory, formatTrainingMemory, resolveConfig, stepBenchmark, type TrainingMemory } from '@diad/pipeline';
 import { denoiserProblem, describeSampler, noisedBatch, openFeatureExtractor, tfjsStageTrainer, type StageBatch } from '@diad/pipeline';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -50,6 +53,8 @@ async function timed(runs: number, warm: () => Promise<unknown>, f: () => Promis
  * Training: images/s of one AdamW step of the SG network + UNet (official trainable groups: SG
  * network, UNet output blocks and `out`) at batch `--batch`, on ort (`OrtTrainer` on the recorded
  * training graph) and tfjs (the pipeline's tfjs stage trainer), and ort's fraction of the CPU's float32 peak.
+ * A preset too big for tfjs (`sd15`) gets {@link largeModelBench} instead: one DDIM step's time
+ * and peak RSS on ort, and the training-memory estimate.
  */
 export function register(program: Command): void {
   program
@@ -75,6 +80,10 @@ export function register(program: Command): void {
       if (f.hintWidths === 'official') cfg.models.diad.hint_widths = [...OFFICIAL_HINT_WIDTHS];
       const { kind: aeKind, config: aeCfg } = configuredAutoencoder(cfg.models.autoencoder, `preset ${f.preset}`);
       const dCfg = parseDiadConfig(cfg.models.diad, `preset ${f.preset}`);
+      if (4 * parameterCount(diadParamSpec(dCfg)) > WASM_HEAP_BYTES) {
+        await largeModelBench(f.preset, cfg, dCfg, cfg.data.imageSize / aeKind.downsampleFactor(aeCfg), batch, runs, peak, log);
+        return;
+      }
       const info = await initTfjs();
       const d = await DiadDenoiser.create(dCfg, 0);
       let disposed = false; // the tfjs training bench's trainer frees the denoiser
@@ -170,6 +179,66 @@ export function register(program: Command): void {
         rmSync(dir, { recursive: true, force: true });
       }
     });
+}
+
+const GIB = 2 ** 30;
+const inGib = (m: TrainingMemory) =>
+  Object.fromEntries(Object.entries(m).map(([k, v]) => [k, k === 'batch' ? v : Number((v / GIB).toFixed(2))])) as Record<keyof TrainingMemory, number>;
+
+/**
+ * The bench of a denoiser too big for tfjs (`sd15`): one DDIM step (one run of the step graph:
+ * SG network + UNet) at `batch` on onnxruntime-node with external-data weights, its time and the
+ * peak RSS of the process that ran it (`stepBenchmark`: random weights of the official shapes in
+ * a temporary folder, removed afterwards), and the training-memory estimate at batch 1 and 12
+ * (`estimateTrainingMemory`: what `diad fit` checks before it starts).
+ */
+async function largeModelBench(
+  preset: string,
+  cfg: ReturnType<typeof resolveConfig>,
+  dCfg: ReturnType<typeof parseDiadConfig>,
+  latentSize: number,
+  batch: number,
+  runs: number,
+  peak: number,
+  log: (l: string) => void,
+): Promise<void> {
+  const contextTokens = dCfg.context.kind === 'learned' ? dCfg.context.tokens : CLIP_VIT_L14_TEXT.max_position_embeddings;
+  log(
+    `${preset}: ${(parameterCount(diadParamSpec(dCfg)) / 1e6).toFixed(1)} M denoiser parameters, more than tfjs-wasm holds: ` +
+      'timing one DDIM step on onnxruntime-node only (random weights written to a temporary folder first, about 5.3 GB)',
+  );
+  const r = await stepBenchmark(dCfg, { latentSize, contextTokens, batch, runs });
+  const step = median(r.step.stepSeconds);
+  log(
+    `export: ${(r.export.weightBytes / GIB).toFixed(2)} GiB of weights in ${r.export.seconds.toFixed(0)} s (peak RSS ${r.export.peakRssMb} MB); ` +
+      `sessions opened in ${r.step.openSeconds.toFixed(0)} s (RSS ${r.step.rssAfterOpenMb} MB); hint block ${r.step.hintSeconds.toFixed(2)} s; ` +
+      `DDIM step, batch ${batch}: ${r.step.stepSeconds.map((x) => x.toFixed(2)).join(', ')} s`,
+  );
+  const train = { batch1: await estimateTrainingMemory(cfg, 1), batch12: await estimateTrainingMemory(cfg, 12) };
+  const seen = availableMemory();
+  log(
+    `training memory (SG stage, estimate): ${formatTrainingMemory(train.batch1)}; ${formatTrainingMemory(train.batch12)}; this machine offers ${(seen.bytes / GIB).toFixed(1)} GiB`,
+  );
+  const gflop = r.export.flops.step / 1e9;
+  const result = {
+    preset,
+    batch,
+    engine: 'onnxruntime-node (external-data weights)',
+    weights_gib: Number((r.export.weightBytes / GIB).toFixed(2)),
+    gflop_per_step_image: gflop,
+    ddim_step_s: step,
+    ddim10_images_per_s: batch / (10 * step + r.step.hintSeconds),
+    ddim_step_fraction_of_peak: (batch * gflop) / step / peak,
+    hint_s: r.step.hintSeconds,
+    session_open_s: r.step.openSeconds,
+    step_peak_rss_mb: r.step.peakRssMb,
+    export_peak_rss_mb: r.export.peakRssMb,
+    train_memory_gib: { batch1: inGib(train.batch1), batch12: inGib(train.batch12) },
+    memory_seen_gib: Number((seen.bytes / GIB).toFixed(1)),
+    runs,
+    peak_gflops: peak,
+  };
+  process.stdout.write(JSON.stringify(result) + '\n');
 }
 
 /**

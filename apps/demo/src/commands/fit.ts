@@ -8,7 +8,7 @@ import { fit } from '@diad/pipeline';
 import { InterruptedError } from '@diad/pipeline';
 import { TRAIN_ENGINES, type TrainEngine } from '@diad/pipeline';
 import { openSplits } from '@diad/pipeline';
-import { preflightFit } from '@diad/pipeline';
+import { inspectInit, preflightFit } from '@diad/pipeline';
 import { addSettingsOptions, collect, settingsFromFlags, type SettingsFlags } from './settings-flags.js';
 
 export interface FitFlags extends SettingsFlags {
@@ -47,8 +47,11 @@ const int = (v: string | undefined, name: string): number | undefined => {
   return n;
 };
 
-/** The run config from fit/demo flags (data roots made absolute so the hash does not depend on the cwd). */
-export function configFromFlags(f: FitFlags) {
+/**
+ * The run config from fit/demo flags (data roots made absolute so the hash does not depend on the cwd).
+ * @param initTextEncoder the `--init` checkpoint holds CLIP's text encoder (`inspectInit`): the context becomes `clip`.
+ */
+export function configFromFlags(f: FitFlags, initTextEncoder = false) {
   const o: ConfigOverrides = {
     roots: (f.data ?? []).map((d) => resolve(d)),
     classes:
@@ -62,6 +65,7 @@ export function configFromFlags(f: FitFlags) {
     batchSize: int(f.batchSize, '--batch-size'),
     checkpointEvery: int(f.checkpointEvery, '--checkpoint-every'),
     inference: settingsFromFlags(f),
+    initTextEncoder,
     ...(f.maxTrainPerClass !== undefined ? { maxTrainPerClass: int(f.maxTrainPerClass, '--max-train-per-class') } : {}),
     ...(f.maxTestPerClass !== undefined ? { maxTestPerClass: int(f.maxTestPerClass, '--max-test-per-class') } : {}),
   };
@@ -78,7 +82,10 @@ export function addModelOptions(cmd: Command): Command {
         .join('; ')}`,
       'tiny',
     )
-    .option('--init <ckpt>', 'converted official checkpoint (safetensors) replacing stages 1-2')
+    .option(
+      '--init <ckpt>',
+      'checkpoint (safetensors) replacing stages 1-2: Stable Diffusion 1.5 in the single-file layout (its CLIP text encoder gives the context) or a converted DiAD one',
+    )
     .option('--seed <n>', 'seed of initialisation, data order, noise and splits')
     .option('--ae-steps <n>', 'stage 1 (autoencoder) steps')
     .option('--diffusion-steps <n>', 'stage 2 (latent-diffusion UNet) steps')
@@ -139,9 +146,10 @@ export function register(program: Command): void {
     } else {
       if (!flags.out) throw new Error('--out <dir> is required (the run folder), or --resume <dir> to continue a run');
       if (!flags.data?.length) throw new Error('--data <dir> is required (a dataset root; repeat for several)');
-      const cfg = configFromFlags(flags);
       // Refusals come before the run folder is written: a bad option or file leaves nothing behind.
-      await preflightFit(cfg, resolve(flags.out), engine);
+      const init = flags.init ? await inspectInit(resolve(flags.init)) : null;
+      const cfg = configFromFlags(flags, init?.textEncoder);
+      await preflightFit(cfg, resolve(flags.out), engine, flags.quiet ? undefined : (l) => process.stderr.write(`${l}\n`));
       await openSplits(cfg);
       run = await RunDir.open(flags.out, cfg);
     }

@@ -21,7 +21,7 @@
  */
 import { basename, dirname, join } from 'node:path';
 import { writeFileAtomic } from '../atomic.js';
-import { pads, type Conv2dOptions, type Ops } from '../ops.js';
+import { causalMask, pads, type AttentionOptions, type Conv2dOptions, type Ops } from '../ops.js';
 import { sizeOf, type HostTensor } from '../tensor.js';
 import { attribute, floatTensor, int64Tensor, onnx, valueInfo, type AttrValue, type NodeProto, type TensorProto, type ValueInfoProto } from './proto.js';
 
@@ -487,8 +487,8 @@ export class OnnxRecorderOps implements Ops<Sym> {
     return this.op('Mul', [this.op('Mul', [x.name, this.floats([0.5], [])], x.shape).name, one.name], x.shape);
   }
 
-  /** softmax(q k^T / sqrt(d)) v over `[N, heads, L, d]`, heads merged back to `[N, Lq, C]`. */
-  attention(q: Sym, k: Sym, v: Sym, heads: number): Sym {
+  /** softmax(q k^T / sqrt(d) (+ the causal mask, a constant `[L, L]`)) v over `[N, heads, L, d]`, heads merged back to `[N, Lq, C]`. */
+  attention(q: Sym, k: Sym, v: Sym, heads: number, options: AttentionOptions = {}): Sym {
     if (q.shape.length !== 3 || k.shape.length !== 3 || v.shape.length !== 3) {
       throw new Error(`attention: q, k, v must be tokens [N, L, C], got ${fmt(q.shape)}, ${fmt(k.shape)}, ${fmt(v.shape)}`);
     }
@@ -504,7 +504,10 @@ export class OnnxRecorderOps implements Ops<Sym> {
     const qh = this.transpose(this.reshape(qs, [n, lq, heads, d]), [0, 2, 1, 3]);
     const kt = this.transpose(this.reshape(k, [n, lk, heads, d]), [0, 2, 3, 1]);
     const vh = this.transpose(this.reshape(v, [n, lk, heads, d]), [0, 2, 1, 3]);
-    const scores = this.op('MatMul', [qh.name, kt.name], [n, heads, lq, lk]);
+    if (options.causal && lq !== lk) throw new Error(`attention: a causal mask needs as many queries as keys, got ${lq} and ${lk}`);
+    let scores = this.op('MatMul', [qh.name, kt.name], [n, heads, lq, lk]);
+    if (options.causal)
+      scores = this.op('Add', [scores.name, this.constant(`causal:${lq}`, (name) => floatTensor(name, causalMask(lq), [lq, lk]))], scores.shape);
     const p = this.op('Softmax', [scores.name], scores.shape, { axis: -1 });
     const o = this.op('MatMul', [p.name, vh.name], [n, heads, lq, d]);
     return this.reshape(this.transpose(o, [0, 2, 1, 3]), [n, lq, c]);

@@ -32,6 +32,9 @@ export const TFJS_ENGINES: readonly TfjsEngine[] = ['tfjs-node-gpu', 'tfjs-node'
 /** Environment variable that overrides the automatic choice (`auto` or one of {@link TFJS_ENGINES}). */
 export const TFJS_ENGINE_ENV = 'DIAD_TFJS_ENGINE';
 
+/** The wasm engine's heap (32-bit addresses): all its tensors together stay under 4 GiB. */
+export const WASM_HEAP_BYTES = 4 * 2 ** 30;
+
 const PACKAGES: Record<TfjsEngine, string> = {
   'tfjs-node-gpu': '@tensorflow/tfjs-node-gpu',
   'tfjs-node': '@tensorflow/tfjs-node',

@@ -10,7 +10,7 @@
  * the caller disposes what an op returns (typically with a `tf.tidy` around the whole model).
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { pads, type Conv2dOptions, type Ops } from '../ops.js';
+import { causalMask, pads, type AttentionOptions, type Conv2dOptions, type Ops } from '../ops.js';
 import type { HostTensor } from '../tensor.js';
 import { fromTf, toTf } from './convert.js';
 import type { ParamStore } from './params.js';
@@ -169,9 +169,10 @@ export class TfjsOps implements Ops<tf.Tensor> {
    * once beforehand (measured for N 2, L 1024, C 320, 8 heads: 0.8 s, against 6.4 s batched and
    * 1.8 s batched with transposed k); for the short sequences of CPU presets one batched matMul
    * (measured fwd+bwd, q [8, 64, 64], 4 heads: 62 ms against 376 ms per head).
-   * @throws Error on mismatched shapes or C not divisible by `heads`.
+   * With `causal`, {@link causalMask} is added to the scores before the softmax.
+   * @throws Error on mismatched shapes, C not divisible by `heads`, or a causal mask with Lq != Lk.
    */
-  attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: number): tf.Tensor {
+  attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, heads: number, options: AttentionOptions = {}): tf.Tensor {
     if (q.rank !== 3 || k.rank !== 3 || v.rank !== 3) {
       throw new Error(`attention: q, k, v must be tokens [N, L, C], got ${fmt(q.shape)}, ${fmt(k.shape)}, ${fmt(v.shape)}`);
     }
@@ -181,9 +182,12 @@ export class TfjsOps implements Ops<tf.Tensor> {
       throw new Error(`attention: shapes q ${fmt(q.shape)}, k ${fmt(k.shape)}, v ${fmt(v.shape)} do not agree`);
     }
     if (!Number.isInteger(heads) || heads <= 0 || c % heads !== 0) throw new Error(`attention: ${c} channels cannot be split into ${heads} heads`);
+    if (options.causal && lq !== lk) throw new Error(`attention: a causal mask needs as many queries as keys, got ${lq} and ${lk}`);
     const d = c / heads;
     const nh = n * heads;
     return tf.tidy(() => {
+      const mask = options.causal ? tf.tensor2d(causalMask(lq), [lq, lk]) : null;
+      const softmax = (scores: tf.Tensor) => tf.softmax(mask ? tf.add(scores, mask) : scores);
       // [N, L, C] -> [N*heads, L, d] (or [N*heads, d, L] for k^T).
       const split = (t: tf.Tensor, len: number, perm: number[], shape: number[]): tf.Tensor =>
         tf.reshape(tf.transpose(tf.reshape(t, [n, len, heads, d]), perm), shape);
@@ -191,12 +195,12 @@ export class TfjsOps implements Ops<tf.Tensor> {
       const vh = split(v, lk, [0, 2, 1, 3], [nh, lk, d]);
       let out: tf.Tensor;
       if (lq * lk <= SHORT_ATTENTION) {
-        out = tf.matMul(tf.softmax(tf.matMul(qh, split(k, lk, [0, 2, 1, 3], [nh, lk, d]), false, true)), vh);
+        out = tf.matMul(softmax(tf.matMul(qh, split(k, lk, [0, 2, 1, 3], [nh, lk, d]), false, true)), vh);
       } else {
         const kth = split(k, lk, [0, 2, 3, 1], [nh, d, lk]);
         const one = (i: number, t: tf.Tensor, rows: number, cols: number) => tf.reshape(tf.slice(t, [i, 0, 0], [1, rows, cols]), [rows, cols]);
         const outs: tf.Tensor[] = [];
-        for (let i = 0; i < nh; i++) outs.push(tf.matMul(tf.softmax(tf.matMul(one(i, qh, lq, d), one(i, kth, d, lk))), one(i, vh, lk, d)));
+        for (let i = 0; i < nh; i++) outs.push(tf.matMul(softmax(tf.matMul(one(i, qh, lq, d), one(i, kth, d, lk))), one(i, vh, lk, d)));
         out = nh === 1 ? outs[0] : tf.stack(outs);
       }
       return tf.reshape(tf.transpose(tf.reshape(out, [n, heads, lq, d]), [0, 2, 1, 3]), [n, lq, c]);

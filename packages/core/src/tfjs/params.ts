@@ -83,8 +83,12 @@ export async function officialHost(t: tf.Tensor): Promise<HostTensor<'float32'>>
   }
 }
 
-/** Official-layout initial values of one spec, drawn from `rng` (PyTorch default inits). */
-function initialValues(spec: ParamSpec, rng: Rng): Float32Array {
+/**
+ * Official-layout initial values of one spec, drawn from `rng` (PyTorch default inits; see
+ * {@link ParamStore.create}). On the host, for models too big for a tfjs engine (e.g. random `sd15` weights).
+ * @throws Error on an unknown init or a `bias` spec without `fanIn`.
+ */
+export function initialValues(spec: ParamSpec, rng: Rng): Float32Array {
   const n = sizeOf(spec.shape);
   const out = new Float32Array(n);
   switch (spec.init) {
