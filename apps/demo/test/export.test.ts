@@ -5,7 +5,7 @@
  * loaded in a fresh process with @diad/core only, gives `diad test`'s scores.
  */
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { fileURLToPath } from 'node:url';
@@ -203,6 +203,21 @@ describe('diad export and --engine ort (ci preset)', () => {
     await expect(DiadBundle.open(copy)).rejects.toThrow(/bundle version 2 .*this @diad\/core reads version 1/);
     writeFileSync(join(copy, 'manifest.json'), JSON.stringify({ ...manifest, files: { ...manifest.files, step: '../step.onnx' } }));
     await expect(DiadBundle.open(copy)).rejects.toThrow(/files\.step "\.\.\/step\.onnx" is not a file name inside the bundle/);
+    // A hand-edited manifest whose decision is no number would flip decisions: refused.
+    writeFileSync(join(copy, 'manifest.json'), JSON.stringify({ ...manifest, decision: { ...manifest.decision, threshold: 'abc' } }));
+    await expect(DiadBundle.open(copy)).rejects.toThrow(/manifest is damaged \(decision has no numeric threshold/);
+    const { inference: _gone, ...noInference } = manifest;
+    writeFileSync(join(copy, 'manifest.json'), JSON.stringify(noInference));
+    await expect(DiadBundle.open(copy)).rejects.toThrow(/manifest is damaged \(inference\.reconstructor\.kind is missing/);
+    await expect(DiadBundle.open(run)).rejects.toThrow(/is a run folder, not a bundle; export it first: `diad export --run/);
+    await expect(DiadBundle.open(join(dir, 'nowhere'))).rejects.toThrow(/nowhere does not exist/);
+    // A failed export leaves the folder as it was: here the models are written (to a folder beside it)
+    // before the calibration of the changed settings finds that a TF-graph backbone has no ONNX form.
+    writeFileSync(join(copy, 'manifest.json'), readFileSync(join(onnx, 'manifest.json')));
+    const failed = await diad(['export', '--run', run, '--out', copy, '--set', 'featureExtractor=mobilenet_v2_mid']);
+    expect([failed.code, failed.stderr]).toEqual([1, expect.stringMatching(/has no feature extractor \(mobilenet_v2_mid has no ONNX form\)/)]);
+    expect(readdirSync(dir).filter((n) => n.includes('.partial-'))).toEqual([]);
+    for (const f of Object.keys(manifest.checksums)) expect(await sha256File(join(copy, f)), f).toBe(manifest.checksums[f]);
     // An export does not write over a folder of other files, nor over another run's export unless told to.
     const other = join(dir, 'other-files');
     mkdirSync(other);

@@ -16,8 +16,8 @@
  * export without the feature extractor and the decision (`<run>/onnx`, also made during a fit,
  * before validation has chosen anything).
  */
-import { readdir, readFile, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
 import { DiffusionSchedule, IMAGENET_MEAN, IMAGENET_STD, writeFileAtomic, writeSafetensors } from '@diad/core';
 import { BUNDLE_FORMAT, BUNDLE_VERSION, checksumFiles, MANIFEST_FILE, openBundleStages, type BundleManifest } from '@diad/core/bundle';
 import { exportDenoiserOnnx } from '@diad/sg-diffusion';
@@ -28,7 +28,7 @@ import { ddimVisits, runInference } from './validate.js';
 import type { InferenceConfig } from './config.js';
 import { diadVersions } from './versions.js';
 import type { ValidationInfo } from './fit.js';
-import { calibrate } from './settings.js';
+import { calibrate, checkSettings } from './settings.js';
 
 export const MANIFEST = MANIFEST_FILE;
 const FEATURE_FILE = 'feature_extractor.onnx';
@@ -82,20 +82,60 @@ async function checkOutDir(out: string, run: RunDir, overwrite: boolean): Promis
 }
 
 /**
- * Exports a fitted run into `outDir` (created if absent).
+ * Exports a fitted run into `outDir` (created if absent). The bundle is written into a sibling
+ * folder and renamed into place once complete, so a failed export leaves `outDir` as it was.
  * @returns the manifest written.
- * @throws Error when the run lacks a checkpoint a stage needs, is not fitted (bundle), or its
- *   settings need a calibration their feature extractor cannot give (the message names the fix).
+ * @throws Error when the run lacks a checkpoint a stage needs, is not fitted (bundle), its settings
+ *   are invalid or need a calibration their feature extractor cannot give, or `outDir` holds
+ *   something else (the message names the fix).
  */
 export async function exportRun(run: RunDir, outDir: string, log: (l: string) => void = () => {}, o: ExportOptions = {}): Promise<BundleManifest> {
-  const cfg = run.config;
   const out = resolve(outDir);
-  const bundle = o.bundle ?? true;
   await checkOutDir(out, run, o.overwrite ?? false);
   const validation = await run.readJson<ValidationInfo>('validation.json');
-  if (bundle && !validation) throw new Error(`${run.dir} is not fitted yet (no validation.json); run \`diad fit --resume ${run.dir}\` first, then export it`);
+  if ((o.bundle ?? true) && !validation)
+    throw new Error(`${run.dir} is not fitted yet (no validation.json); run \`diad fit --resume ${run.dir}\` first, then export it`);
   // The settings inference uses: given, else the config's with the DDIM start validation chose (when it chose one).
-  const inference = o.settings ?? runInference(cfg, validation ?? {});
+  const inference = o.settings ?? runInference(run.config, validation ?? {});
+  await checkSettings(inference);
+  const work = join(dirname(out), `.${basename(out)}.partial-${process.pid}`);
+  await rm(work, { recursive: true, force: true });
+  await mkdir(work, { recursive: true }).catch((e: Error) => {
+    throw new Error(`could not create the bundle folder next to ${out} (${e.message}); give --out a path in a writable folder`);
+  });
+  try {
+    const manifest = await writeExport(run, work, log, { ...o, bundle: o.bundle ?? true, inference, validation });
+    // Swap the finished folder in: an earlier export moves aside and is removed only after.
+    const old = join(dirname(out), `.${basename(out)}.old-${process.pid}`);
+    const had = await stat(out).then(
+      () => true,
+      () => false,
+    );
+    if (had) await rename(out, old);
+    await rename(work, out);
+    if (had) await rm(old, { recursive: true, force: true });
+    // The run remembers where it was exported, so `--engine ort` finds an export made with --out.
+    const known = (await run.readJson<string[]>(EXPORTS)) ?? [];
+    if (!known.includes(out)) await run.writeJson(EXPORTS, [...known, out]);
+    const visits = ddimVisits(inference) ?? NaN;
+    log(
+      `export: ${out} (${(manifest.flopsPerImage.reconstruction / 1e9).toFixed(2)} GFLOP per image for ${visits} ${inference.reconstructor.kind} model evaluation${visits === 1 ? '' : 's'})`,
+    );
+    return manifest;
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/** Writes every file of the export into `out` (a fresh folder), the manifest last. */
+async function writeExport(
+  run: RunDir,
+  out: string,
+  log: (l: string) => void,
+  o: { bundle: boolean; inference: InferenceConfig; validation: ValidationInfo | null },
+): Promise<BundleManifest> {
+  const { bundle, inference, validation } = o;
+  const cfg = run.config;
   const checkpoints = await runCheckpoints(run);
   const models = await createModels(cfg, run, log);
   const p = await models.inferenceParams();
@@ -184,11 +224,5 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
     }
   }
   await writeFileAtomic(join(out, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
-  // The run remembers where it was exported, so `--engine ort` finds an export made with --out.
-  const known = (await run.readJson<string[]>(EXPORTS)) ?? [];
-  if (!known.includes(out)) await run.writeJson(EXPORTS, [...known, out]);
-  log(
-    `export: ${out} (${(manifest.flopsPerImage.reconstruction / 1e9).toFixed(2)} GFLOP per image for ${steps} ${inference.reconstructor.kind} model evaluations)`,
-  );
   return manifest;
 }

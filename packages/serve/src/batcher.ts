@@ -81,6 +81,12 @@ export class Batcher<I, O> {
     return this.queue.length >= this.options.maxQueue;
   }
 
+  /** Seconds until the queue has room, estimated from recent batch times (at least 1). */
+  retryAfterSeconds(): number {
+    const batchesAhead = Math.ceil(this.queue.length / this.options.maxBatch) + (this.running ? 1 : 0);
+    return Math.max(1, Math.ceil(batchesAhead * this.batchSeconds));
+  }
+
   /**
    * Queues an item.
    * @returns its output, once its batch has run.
@@ -88,10 +94,7 @@ export class Batcher<I, O> {
    *   the batch's error when `run` fails.
    */
   submit(item: I): Promise<O> {
-    if (this.full) {
-      const batchesAhead = Math.ceil(this.queue.length / this.options.maxBatch) + (this.running ? 1 : 0);
-      return Promise.reject(new QueueFullError(Math.max(1, Math.ceil(batchesAhead * this.batchSeconds))));
-    }
+    if (this.full) return Promise.reject(new QueueFullError(this.retryAfterSeconds()));
     return new Promise<O>((resolve, reject) => {
       const p: Pending<I, O> = {
         item,

@@ -3,3 +3,4 @@ export * from './batcher.js';
 export * from './metrics.js';
 export * from './model.js';
 export * from './server.js';
+export * from './decoder.js';

@@ -9,7 +9,8 @@
 import multipart from '@fastify/multipart';
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { concatBatch, sliceBatch, type HostTensor } from '@diad/core';
-import { decodeRgb, encodePng, ImageDecodeError, overlayHeatmap, resizeBilinear, rgbToTensor, type RgbImage } from '@diad/datasets';
+import { encodePng, ImageDecodeError, overlayHeatmap, rgbToTensor } from '@diad/datasets';
+import { UploadDecoder } from './decoder.js';
 import { Batcher, QueueFullError, RequestTimeoutError, type BatcherOptions } from './batcher.js';
 import { serverMetrics, type ServerMetrics } from './metrics.js';
 import type { ServedModel } from './model.js';
@@ -20,6 +21,8 @@ export interface ServeOptions extends Partial<BatcherOptions> {
   maxBytes?: number;
   /** Largest image, width x height (default 40 M pixels); larger answers 413 before decoding. */
   maxPixels?: number;
+  /** Worker threads decoding uploads (default 2). */
+  decodeThreads?: number;
 }
 
 /** The defaults of {@link ServeOptions}. */
@@ -30,6 +33,7 @@ export const SERVE_DEFAULTS: Required<ServeOptions> = {
   timeoutMs: 60_000,
   maxBytes: 20 * 1024 * 1024,
   maxPixels: 40_000_000,
+  decodeThreads: 2,
 };
 
 /** The answer of `POST /v1/score`. */
@@ -81,7 +85,8 @@ function classify(e: unknown): HttpError {
   return new HttpError(500, 'internal', 'internal error while scoring; see the server log');
 }
 
-const truthy = (v: unknown) => v === '1' || v === 'true' || v === '';
+/** `?heatmap=` values: on, off. */
+const HEATMAP_VALUES: Record<string, boolean> = { '': true, '1': true, true: true, '0': false, false: false };
 
 /**
  * Builds the server (not yet listening) around a loaded model.
@@ -91,6 +96,7 @@ export async function createServer(model: ServedModel, options: ServeOptions = {
   const o = { ...SERVE_DEFAULTS, ...options };
   for (const k of ['maxBytes', 'maxPixels'] as const) if (!(Number.isInteger(o[k]) && o[k] > 0)) throw new Error(`${k} ${o[k]}: give a positive whole number`);
   const S = model.imageSize;
+  const decoder = new UploadDecoder(S, o.maxPixels, o.decodeThreads);
   let metrics: ServerMetrics | undefined;
   const batcher = new Batcher<HostTensor, { score: number; map: Float32Array }>(
     async (items) => {
@@ -108,7 +114,7 @@ export async function createServer(model: ServedModel, options: ServeOptions = {
   const app = Fastify({ bodyLimit: o.maxBytes, requestTimeout: o.timeoutMs + 5_000, return503OnClosing: true, logger: false });
   // Every body arrives as bytes, whatever its declared type: the image decoder decides what it is.
   app.removeAllContentTypeParsers();
-  await app.register(multipart, { limits: { fileSize: o.maxBytes, files: 1, fields: 8 } });
+  await app.register(multipart, { limits: { fileSize: o.maxBytes, files: 2, fields: 8 } });
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
 
   app.addHook('onResponse', async (req, reply) => {
@@ -133,10 +139,13 @@ export async function createServer(model: ServedModel, options: ServeOptions = {
 
   async function imageBytes(req: FastifyRequest): Promise<Uint8Array> {
     if (req.isMultipart()) {
-      const file = await req.file();
-      if (!file) throw new HttpError(400, 'bad_request', 'multipart body without a file: send the image as one file field');
-      const buf = await file.toBuffer(); // throws a 413 error past maxBytes
-      return new Uint8Array(buf.buffer, buf.byteOffset, buf.length);
+      let image: Buffer | null = null;
+      for await (const file of req.files()) {
+        if (image) throw new HttpError(400, 'bad_request', 'multipart body with more than one file: send one image per request');
+        image = await file.toBuffer(); // throws a 413 error past maxBytes
+      }
+      if (!image) throw new HttpError(400, 'bad_request', 'multipart body without a file: send the image as one file field');
+      return new Uint8Array(image.buffer, image.byteOffset, image.length);
     }
     const body = req.body;
     if (body === undefined || body === null) return new Uint8Array(0);
@@ -154,11 +163,16 @@ export async function createServer(model: ServedModel, options: ServeOptions = {
         'bad_request',
         `unknown class ${JSON.stringify(className)}; this model knows ${model.classes.join(', ') || 'no classes'} (or leave out ?class=)`,
       );
-    const rgb = resizeBilinear(await decodeRgb(await imageBytes(req), o.maxPixels), S, S) as RgbImage;
+    const heatmap = q.heatmap === undefined ? false : HEATMAP_VALUES[q.heatmap];
+    if (heatmap === undefined)
+      throw new HttpError(400, 'bad_request', `heatmap=${q.heatmap}: use heatmap=1 (or true) for the heatmap, 0 (or false) or nothing for none`);
+    // Admission before any decoding: uploads being decoded count toward the queue.
+    if (decoder.inFlight + batcher.depth >= o.maxQueue) throw new QueueFullError(batcher.retryAfterSeconds());
+    const rgb = await decoder.decode(await imageBytes(req));
     const { score, map } = await batcher.submit(rgbToTensor([rgb]));
     const j = model.judge(score, className);
     const out: ScoreResponse = { score, anomalous: j.anomalous, class: className, classScore: j.classScore };
-    if (q.heatmap !== undefined && truthy(q.heatmap)) {
+    if (heatmap) {
       const heat = overlayHeatmap(map, rgb.data, model.mapRange[0], model.mapRange[1]);
       out.heatmapPng = Buffer.from(await encodePng({ data: heat, width: S, height: S, channels: 3 })).toString('base64');
     }
@@ -167,7 +181,7 @@ export async function createServer(model: ServedModel, options: ServeOptions = {
   });
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async (_req, reply) => {
-    const ready = !draining && !batcher.full;
+    const ready = !draining && decoder.inFlight + batcher.depth < o.maxQueue;
     void reply.code(ready ? 200 : 503);
     return { ready, draining, queueDepth: batcher.depth, maxQueue: o.maxQueue, model: model.description };
   });
@@ -182,7 +196,10 @@ export async function createServer(model: ServedModel, options: ServeOptions = {
     shutdown() {
       draining = true;
       // Fastify's close waits for the requests in flight (each awaits its batch); new ones get 503.
-      closing ??= app.close().then(() => batcher.drain());
+      closing ??= app
+        .close()
+        .then(() => batcher.drain())
+        .then(() => decoder.close());
       return closing;
     },
   };

@@ -113,6 +113,13 @@ describe('diad serve HTTP server', () => {
       expect(r.status, what).toBe(status);
       expect(j.error, what).toMatch(msg);
     }
+    const two = new FormData();
+    two.append('a', new Blob([png], { type: 'image/png' }), 'a.png');
+    two.append('b', new Blob([png], { type: 'image/png' }), 'b.png');
+    const twoFiles = await fetch(`${base}/v1/score`, { method: 'POST', body: two });
+    expect([twoFiles.status, ((await twoFiles.json()) as Answer).error]).toEqual([400, expect.stringMatching(/more than one file/)]);
+    const badFlag = await post(png, '?heatmap=yes');
+    expect([badFlag.status, ((await badFlag.json()) as Answer).error]).toEqual([400, expect.stringMatching(/heatmap=yes: use heatmap=1/)]);
     const unknown = await post(png, '?class=../../etc/passwd');
     expect(unknown.status).toBe(400);
     expect(((await unknown.json()) as Answer).error).toMatch(/unknown class .*knows bottle, grid/);

@@ -1,16 +1,18 @@
 import type { Command } from 'commander';
 
-/** Parses a whole-number flag. @throws Error naming the flag. */
-function count(flag: string, v: string, min: number): number {
+/** Parses a whole-number flag in [min, max]. @throws Error naming the flag. */
+function count(flag: string, v: string, min: number, max = Number.MAX_SAFE_INTEGER): number {
   const n = Number(v);
-  if (!(Number.isInteger(n) && n >= min)) throw new Error(`${flag} ${v}: give a whole number >= ${min}`);
+  if (!/^\d+$/.test(v.trim()) || n < min || n > max) throw new Error(`${flag} ${JSON.stringify(v)}: give a whole number from ${min} to ${max}`);
   return n;
 }
 
 /**
  * `diad serve --bundle DIR [--port P]`: serves a bundle made by `diad export` over HTTP (see
  * @diad/serve): `POST /v1/score` (raw image bytes or multipart; `?class=NAME`, `?heatmap=1`),
- * `/healthz`, `/readyz`, `/metrics`. SIGINT or SIGTERM finishes the requests in flight, then exits.
+ * `/healthz`, `/readyz`, `/metrics`. SIGINT or SIGTERM finishes the requests in flight, then exits
+ * (run it with `node`, not through `pnpm`, where a process manager sends the signal: pnpm does not
+ * forward SIGTERM to its child).
  */
 export function register(program: Command): void {
   program
@@ -25,6 +27,7 @@ export function register(program: Command): void {
     .option('--timeout-ms <n>', 'longest time to answer a request, ms (then 504)', '60000')
     .option('--max-bytes <n>', 'largest request body, bytes (then 413)', String(20 * 1024 * 1024))
     .option('--max-pixels <n>', 'largest image, width x height (then 413, before decoding)', '40000000')
+    .option('--decode-threads <n>', 'worker threads decoding uploads', '2')
     .action(async (f: Record<string, string>) => {
       const log = (l: string) => process.stderr.write(`${l}\n`);
       const options = {
@@ -34,8 +37,9 @@ export function register(program: Command): void {
         timeoutMs: count('--timeout-ms', f.timeoutMs, 1),
         maxBytes: count('--max-bytes', f.maxBytes, 1),
         maxPixels: count('--max-pixels', f.maxPixels, 1),
+        decodeThreads: count('--decode-threads', f.decodeThreads, 1, 64),
       };
-      const port = count('--port', f.port, 0);
+      const port = count('--port', f.port, 0, 65535);
       // Loaded here: the other commands do not need the HTTP stack.
       const { DiadBundle } = await import('@diad/core/bundle');
       const { createServer, servedBundle } = await import('@diad/serve');

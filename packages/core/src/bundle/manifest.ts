@@ -116,7 +116,7 @@ function isPlainName(name: unknown): name is string {
 export async function readBundleManifest(dir: string): Promise<BundleManifest> {
   const path = join(dir, MANIFEST_FILE);
   const text = await fs.readFile(path, 'utf8').catch(() => null);
-  if (text === null) throw new Error(`${dir} is not a diad bundle (no ${MANIFEST_FILE}); make one with \`diad export --run RUN --out ${dir}\``);
+  if (text === null) throw new Error(await notABundle(dir));
   let m: BundleManifest;
   try {
     m = JSON.parse(text) as BundleManifest;
@@ -127,7 +127,7 @@ export async function readBundleManifest(dir: string): Promise<BundleManifest> {
     throw new Error(`${path}: format ${JSON.stringify(m?.format)} is not a diad bundle (${BUNDLE_FORMAT}); re-export it with \`diad export\``);
   if (m.version !== BUNDLE_VERSION)
     throw new Error(
-      `${path}: bundle version ${m.version} (written by @diad/core ${m.packageVersions?.['@diad/core'] ?? 'unknown'}); this @diad/core reads version ${BUNDLE_VERSION}: re-export the run with this version's \`diad export\`, or load it with the version that wrote it`,
+      `${path}: bundle version ${JSON.stringify(m.version)} (written by @diad/core ${m.packageVersions?.['@diad/core'] ?? 'unknown'}); this @diad/core reads version ${BUNDLE_VERSION}: re-export the run with this version's \`diad export\`, or load it with the version that wrote it`,
     );
   const names = Object.entries(m.files ?? {}).filter(([, v]) => v !== null);
   for (const [k, v] of names) {
@@ -137,9 +137,62 @@ export async function readBundleManifest(dir: string): Promise<BundleManifest> {
   }
   for (const name of Object.keys(m.checksums ?? {}))
     if (!isPlainName(name)) throw new Error(`${path}: checksum entry ${JSON.stringify(name)} is not a file name inside the bundle; re-export it`);
-  const size = m.preprocessing?.size;
-  if (!(Number.isInteger(size) && size > 0)) throw new Error(`${path}: preprocessing.size ${JSON.stringify(size)} is not a positive integer; re-export it`);
+  const bad = manifestProblems(m);
+  if (bad.length) throw new Error(`${path}: the manifest is damaged (${bad.join('; ')}); re-export the bundle with \`diad export\``);
   return m;
+}
+
+/** Why `dir` holds no manifest, and what to do. */
+async function notABundle(dir: string): Promise<string> {
+  const st = await fs.stat(dir).catch(() => null);
+  if (!st) return `${dir} does not exist; give the folder \`diad export --run RUN --out DIR\` wrote`;
+  if (!st.isDirectory()) return `${dir} is a file; give the bundle's folder (the one holding ${MANIFEST_FILE})`;
+  const isRun = await fs.stat(join(dir, 'config.json')).then(
+    () => true,
+    () => false,
+  );
+  return isRun
+    ? `${dir} is a run folder, not a bundle; export it first: \`diad export --run ${dir} --out BUNDLE_DIR\``
+    : `${dir} is not a diad bundle (no ${MANIFEST_FILE}); make one with \`diad export --run RUN --out DIR\``;
+}
+
+const isNum = (v: unknown): v is number => typeof v === 'number' && Number.isFinite(v);
+const isCount = (v: unknown, min = 1): v is number => Number.isInteger(v) && (v as number) >= min;
+
+/** The fields the runtime reads that are missing or of the wrong type (a hand-edited or damaged manifest). */
+function manifestProblems(m: BundleManifest): string[] {
+  const out: string[] = [];
+  const need = (ok: boolean, what: string) => {
+    if (!ok) out.push(what);
+  };
+  const p = m.preprocessing;
+  need(isCount(p?.size), `preprocessing.size ${JSON.stringify(p?.size)} is not a positive integer`);
+  need(Array.isArray(p?.mean) && p.mean.length === 3 && p.mean.every(isNum), 'preprocessing.mean is not 3 numbers');
+  need(Array.isArray(p?.std) && p.std.length === 3 && p.std.every((v) => isNum(v) && v > 0), 'preprocessing.std is not 3 positive numbers');
+  const latent = m.shapes?.autoencoderEncode?.latent;
+  need(
+    Array.isArray(latent) && isCount(latent[1]) && isCount(latent[2]) && isCount(p?.size) && p.size % (latent[2] as number) === 0,
+    'shapes.autoencoderEncode.latent does not fit preprocessing.size',
+  );
+  const inf = m.inference;
+  need(typeof inf?.reconstructor?.kind === 'string', 'inference.reconstructor.kind is missing');
+  need(isNum(inf?.anomalyMap?.sigma) && inf.anomalyMap.sigma >= 0, 'inference.anomalyMap.sigma is not a number >= 0');
+  need(inf?.anomalyMap?.combine === 'add' || inf?.anomalyMap?.combine === 'mul', 'inference.anomalyMap.combine is not add or mul');
+  need(
+    inf?.anomalyMap?.levels === undefined || (Array.isArray(inf.anomalyMap.levels) && inf.anomalyMap.levels.every((l) => isCount(l, 0))),
+    'inference.anomalyMap.levels is not a list of levels',
+  );
+  need(isCount(inf?.batchSize), 'inference.batchSize is not a positive integer');
+  need(Number.isInteger(m.seed), 'seed is not an integer');
+  need(isCount(m.schedule?.numTimesteps) && isNum(m.schedule?.linearStart) && isNum(m.schedule?.linearEnd), 'schedule is incomplete');
+  const d = m.decision;
+  need(
+    d === null || (isNum(d?.threshold) && isNum(d?.targetFpr) && Array.isArray(d?.mapRange) && d.mapRange.length === 2 && d.mapRange.every(isNum)),
+    'decision has no numeric threshold, targetFpr and mapRange',
+  );
+  for (const [c, v] of Object.entries(m.classScores ?? {}))
+    need(isCount(v?.count, 0) && isNum(v?.mean) && isNum(v?.std) && v.std >= 0, `classScores.${c} is not { count, mean, std }`);
+  return out;
 }
 
 /**

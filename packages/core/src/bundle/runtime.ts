@@ -115,23 +115,38 @@ export class DiadBundle {
    * @throws Error when the images are not `[N, 3, S, S]`.
    */
   async score(images: HostTensor): Promise<Scored> {
+    if (this.released) throw new Error(`DiadBundle ${this.dir}: released; open it again to score`);
     const S = this.imageSize;
     const [n, c, h, w] = images.shape;
     if (images.shape.length !== 4 || c !== 3 || h !== S || w !== S || n < 1)
       throw new Error(`DiadBundle.score: images must be [N, 3, ${S}, ${S}] (NCHW, ImageNet-normalised), got [${images.shape.join(', ')}]`);
-    return scoreImages(this.stages, images, this.manifest.inference, this.manifest.seed);
+    const bad = images.data.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0)
+      throw new Error(`DiadBundle.score: image ${Math.floor(bad / (3 * S * S))} holds a non-finite value (${images.data[bad]}); check its preprocessing`);
+    const scored = await scoreImages(this.stages, images, this.manifest.inference, this.manifest.seed);
+    const nan = scored.scores.findIndex((v) => !Number.isFinite(v));
+    if (nan >= 0)
+      throw new Error(
+        `DiadBundle ${this.dir}: the model gave image ${nan} a non-finite score (${scored.scores[nan]}); the bundle's weights are broken: re-export it`,
+      );
+    return scored;
   }
 
   /** The decision and class-normalised score of an image score. */
   judge(score: number, className?: string | null): BundleResult {
+    if (!Number.isFinite(score)) throw new Error(`DiadBundle.judge: score ${score} is not a finite number`);
     const stats = className ? this.manifest.classScores[className] : undefined;
     // A class with fewer than two normal validation scores (or no spread) cannot be normalised.
     const usable = stats !== undefined && stats.count >= 2 && stats.std > 0;
     return { score, anomalous: score >= this.manifest.decision!.threshold, classScore: usable ? (score - stats.mean) / stats.std : null };
   }
 
-  /** Frees the native sessions. */
+  private released = false;
+
+  /** Frees the native sessions (once; later calls do nothing). */
   async release(): Promise<void> {
+    if (this.released) return;
+    this.released = true;
     await this.stages.release();
   }
 }
