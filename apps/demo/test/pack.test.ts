@@ -75,7 +75,7 @@ describe('packed tarballs', () => {
     const core = packed('core');
     const datasets = packed('datasets');
     expect(datasets.dependencies?.['@diad/core']).toBe(`^${core.version}`);
-    expect(Object.keys(datasets.dependencies ?? {}).sort()).toEqual(['@diad/core', 'sharp']);
+    expect(Object.keys(datasets.dependencies ?? {}).sort()).toEqual(['@diad/core', 'image-size', 'sharp']);
     expect(datasets.peerDependencies).toBeUndefined();
     expect(Object.keys(core.dependencies ?? {}).filter((d) => d.startsWith('@tensorflow') || d.startsWith('onnxruntime'))).toEqual([]);
     for (const peer of Object.keys(core.peerDependencies ?? {})) expect(core.peerDependenciesMeta?.[peer]?.optional, peer).toBe(true);
