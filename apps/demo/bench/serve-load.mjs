@@ -114,6 +114,12 @@ stopping = true;
 server.kill('SIGTERM');
 const exitCode = await new Promise((ok) => (server.exitCode !== null ? ok(server.exitCode) : server.on('exit', ok)));
 
+/** The largest RSS sample of each quarter of the run: flat memory shows as equal quarters. */
+function quarterMaxima(xs) {
+  const q = Math.ceil(xs.length / 4);
+  return [0, 1, 2, 3].map((i) => Math.round(Math.max(...xs.slice(i * q, (i + 1) * q))));
+}
+
 const summary = {
   bundle: a.bundle,
   requests: N,
@@ -126,7 +132,7 @@ const summary = {
   statusCodes: codes(main),
   errors: main.errors,
   timeouts: main.timeouts,
-  rssMb: { afterWarmup: Math.round(rss0), max: Math.round(Math.max(...samples, rss1)), end: Math.round(rss1) },
+  rssMb: { afterWarmup: Math.round(rss0), max: Math.round(Math.max(...samples, rss1)), end: Math.round(rss1), quarterMaxima: quarterMaxima(samples) },
   burst: { requests: Number(a.burst), concurrency: Number(a.burst), statusCodes: codes(burst), errors: burst.errors },
   badUploads: Object.fromEntries(Object.entries(badResults).map(([k, r]) => [k, `${r.status} ${r.body.error}`])),
   goodDuringBadUploads: goodStatus,
