@@ -85,6 +85,9 @@ function classify(e: unknown): HttpError {
   return new HttpError(500, 'internal', 'internal error while scoring; see the server log');
 }
 
+/** The server's paths and their methods (the `Allow` header of a 405). */
+const ROUTES: Record<string, string> = { '/v1/score': 'POST', '/healthz': 'GET, HEAD', '/readyz': 'GET, HEAD', '/metrics': 'GET, HEAD' };
+
 /** `?heatmap=` values: on, off. */
 const HEATMAP_VALUES: Record<string, boolean> = { '': true, '1': true, true: true, '0': false, false: false };
 
@@ -127,12 +130,18 @@ export async function createServer(model: ServedModel, options: ServeOptions = {
     if (draining) void reply.header('Connection', 'close');
   });
   app.setErrorHandler((e, _req, reply) => sendError(reply, classify(e)));
-  app.setNotFoundHandler((req, reply) =>
-    sendError(reply, new HttpError(404, 'not_found', `no route ${req.method} ${req.url}; POST /v1/score, GET /healthz, /readyz, /metrics`)),
-  );
+  app.setNotFoundHandler((req, reply) => {
+    // A known path with another method is 405 with the methods it takes (Fastify answers both with 404).
+    const allow = ROUTES[req.url.split('?')[0]];
+    if (allow) {
+      void reply.header('Allow', allow);
+      return sendError(reply, new HttpError(405, 'method_not_allowed', `${req.method} ${req.url.split('?')[0]}: use ${allow}`));
+    }
+    return sendError(reply, new HttpError(404, 'not_found', `no route ${req.method} ${req.url}; POST /v1/score, GET /healthz, /readyz, /metrics`));
+  });
 
   function sendError(reply: FastifyReply, h: HttpError) {
-    if (h.statusCode >= 400 && h.reason !== 'not_found') m.errors.inc({ reason: h.reason });
+    if (h.statusCode >= 400 && h.reason !== 'not_found' && h.reason !== 'method_not_allowed') m.errors.inc({ reason: h.reason });
     if (h.retryAfter !== undefined) void reply.header('Retry-After', String(h.retryAfter));
     return reply.code(h.statusCode).send({ error: h.message, reason: h.reason });
   }

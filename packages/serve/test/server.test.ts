@@ -145,6 +145,14 @@ describe('diad serve HTTP server', () => {
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
   });
 
+  it('a known path with another method is 405 with Allow; an unknown path 404', async () => {
+    const get = await fetch(`${base}/v1/score`);
+    expect([get.status, get.headers.get('allow')]).toEqual([405, 'POST']);
+    const put = await fetch(`${base}/healthz`, { method: 'POST', body: 'x' });
+    expect([put.status, put.headers.get('allow'), ((await put.json()) as Answer).error]).toEqual([405, 'GET, HEAD', 'POST /healthz: use GET, HEAD']);
+    expect((await fetch(`${base}/v2/score`, { method: 'POST', body: png })).status).toBe(404);
+  });
+
   it('/healthz, /readyz and /metrics (requests, latency, queue depth, errors, process memory)', async () => {
     expect(await (await fetch(`${base}/healthz`)).json()).toEqual({ status: 'ok' });
     const ready = await (await fetch(`${base}/readyz`)).json();
