@@ -32,6 +32,8 @@ import { calibrate, checkSettings } from './settings.js';
 
 export const MANIFEST = MANIFEST_FILE;
 const FEATURE_FILE = 'feature_extractor.onnx';
+/** The `format` of exports written before bundles (models only); the `--engine ort` path still reads them. */
+const LEGACY_FORMAT = 'diad-onnx';
 
 /** The checkpoint each stage state names now (an export of other checkpoints is stale). */
 export async function runCheckpoints(run: RunDir): Promise<Record<StageName, string | null>> {
@@ -71,7 +73,7 @@ async function checkOutDir(out: string, run: RunDir, overwrite: boolean): Promis
     (t) => JSON.parse(t) as { format?: string; configHash?: string },
     () => null,
   );
-  if (!manifest || !['diad-bundle', 'diad-onnx'].includes(manifest.format ?? ''))
+  if (!manifest || ![BUNDLE_FORMAT, LEGACY_FORMAT].includes(manifest.format ?? ''))
     throw new Error(
       `--out ${out} holds other files (${names.slice(0, 3).join(', ')}${names.length > 3 ? ', ...' : ''}) and no diad export; give a new or empty folder`,
     );
@@ -98,13 +100,15 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
   // The settings inference uses: given, else the config's with the DDIM start validation chose (when it chose one).
   const inference = o.settings ?? runInference(run.config, validation ?? {});
   await checkSettings(inference);
+  // Model evaluations per reconstruction: the DDIM timesteps visited (fewer than its steps when the partial schedule starts low).
+  const visits = ddimVisits(inference) ?? NaN;
   const work = join(dirname(out), `.${basename(out)}.partial-${process.pid}`);
   await rm(work, { recursive: true, force: true });
   await mkdir(work, { recursive: true }).catch((e: Error) => {
     throw new Error(`could not create the bundle folder next to ${out} (${e.message}); give --out a path in a writable folder`);
   });
   try {
-    const manifest = await writeExport(run, work, log, { ...o, bundle: o.bundle ?? true, inference, validation });
+    const manifest = await writeExport(run, work, log, { bundle: o.bundle ?? true, inference, validation, visits });
     // Swap the finished folder in: an earlier export moves aside and is removed only after.
     const old = join(dirname(out), `.${basename(out)}.old-${process.pid}`);
     const had = await stat(out).then(
@@ -117,7 +121,6 @@ export async function exportRun(run: RunDir, outDir: string, log: (l: string) =>
     // The run remembers where it was exported, so `--engine ort` finds an export made with --out.
     const known = (await run.readJson<string[]>(EXPORTS)) ?? [];
     if (!known.includes(out)) await run.writeJson(EXPORTS, [...known, out]);
-    const visits = ddimVisits(inference) ?? NaN;
     log(
       `export: ${out} (${(manifest.flopsPerImage.reconstruction / 1e9).toFixed(2)} GFLOP per image for ${visits} ${inference.reconstructor.kind} model evaluation${visits === 1 ? '' : 's'})`,
     );
@@ -132,17 +135,15 @@ async function writeExport(
   run: RunDir,
   out: string,
   log: (l: string) => void,
-  o: { bundle: boolean; inference: InferenceConfig; validation: ValidationInfo | null },
+  o: { bundle: boolean; inference: InferenceConfig; validation: ValidationInfo | null; visits: number },
 ): Promise<BundleManifest> {
-  const { bundle, inference, validation } = o;
+  const { bundle, inference, validation, visits } = o;
   const cfg = run.config;
   const checkpoints = await runCheckpoints(run);
   const models = await createModels(cfg, run, log);
   const p = await models.inferenceParams();
   models.dispose();
   const size = cfg.data.imageSize;
-  // Model evaluations per reconstruction: the DDIM timesteps visited (fewer than its steps when the partial schedule starts low).
-  const steps = ddimVisits(inference) ?? NaN;
   const versions = diadVersions();
   // The run's inference defaults are not the bundle's settings (`inference` below is).
   const { inference: _defaults, ...trainConfig } = cfg;
@@ -209,18 +210,18 @@ async function writeExport(
     featureProvenance: fe?.provenance ?? `${inference.featureExtractor.kind} (not in the bundle)`,
     decision: null,
     classScores: {},
-    flopsPerImage: { hint: flops.hint, step: flops.step, reconstruction: flops.hint + steps * flops.step },
+    flopsPerImage: { hint: flops.hint, step: flops.step, reconstruction: flops.hint + visits * flops.step },
     createdAt: new Date().toISOString(),
   };
   if (bundle && validation) {
     // Settings other than the fit's are calibrated on the normal validation images, scored by this bundle's own graphs.
-    const opened: Awaited<ReturnType<typeof openBundleStages>>[] = [];
+    const opened: { stages?: Awaited<ReturnType<typeof openBundleStages>> } = {};
     try {
-      const cal = await calibrate(run, validation, inference, async () => opened[opened.push(await openBundleStages(out, manifest)) - 1], log);
+      const cal = await calibrate(run, validation, inference, async () => (opened.stages = await openBundleStages(out, manifest)), log);
       manifest.decision = { threshold: cal.threshold, targetFpr: cal.targetFpr, mapRange: cal.mapRange, source: cal.source };
       manifest.classScores = cal.classScores;
     } finally {
-      for (const s of opened) await s.release();
+      await opened.stages?.release();
     }
   }
   await writeFileAtomic(join(out, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');

@@ -99,6 +99,11 @@ export function noisedBatch(rng: Rng, z: HostTensor, schedule: DiffusionSchedule
   return { x_noisy: schedule.qSample(z, t, noise), noise, t_emb: timestepEmbedding(t, modelChannels) };
 }
 
+/** Bytes of the denoiser's float32 weights (UNet, SG network, context). */
+export function denoiserWeightBytes(d: DiadConfig): number {
+  return 4 * parameterCount(diadParamSpec(d));
+}
+
 /**
  * The denoiser is loaded and initialised on tfjs by every command (then trained or run on ort):
  * on the wasm engine its float32 weights must fit the 4 GiB heap, which the `sd15` sizes (5.0 GiB) do not.
@@ -107,7 +112,7 @@ export function noisedBatch(rng: Rng, z: HostTensor, schedule: DiffusionSchedule
  * @throws Error naming the sizes and the engine to use instead.
  */
 export function checkTfjsHeap(d: DiadConfig, engine: string, what: string): void {
-  const bytes = 4 * parameterCount(diadParamSpec(d));
+  const bytes = denoiserWeightBytes(d);
   if (engine === 'wasm' && bytes > WASM_HEAP_BYTES)
     throw new Error(
       `${what}: the denoiser's ${(bytes / 2 ** 30).toFixed(1)} GiB of float32 weights do not fit the 4 GiB heap of tfjs-wasm, on which they are loaded and initialised; ` +

@@ -10,7 +10,7 @@ import { promises as fs } from 'node:fs';
 import type { ParamSpec, SafetensorsIndex } from '@diad/core';
 import { configuredAutoencoder, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
 import { initTfjs } from '@diad/core/tfjs';
-import { checkClipText, clipTextConfigOf, diadParamSpec, LEARNED_CONTEXT, parseDiadConfig, SGN_PREFIX } from '@diad/sg-diffusion';
+import { checkClipText, clipTextConfigOf, diadParamSpec, LEARNED_CONTEXT, parseDiadConfig, SGN_PREFIX, type DiadConfig } from '@diad/sg-diffusion';
 import { inspectInit } from './init-checkpoint.js';
 import { availableMemory, checkTrainingMemory, formatTrainingMemory } from './memory.js';
 import { checkSettings } from './settings.js';
@@ -35,12 +35,13 @@ export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEng
   if (st && !st.isDirectory()) throw new Error(`--out ${out} is an existing file, not a folder; give a new folder path for the run (e.g. runs/NAME)`);
   await checkSettings(cfg.inference);
   configuredAutoencoder(cfg.models.autoencoder, 'models.autoencoder'); // a registered kind with a valid config
-  if (cfg.models.init) await checkInit(cfg, cfg.models.init);
-  else if (parseDiadConfig(cfg.models.diad, 'models.diad').context.kind === 'clip')
+  const d = parseDiadConfig(cfg.models.diad, 'models.diad');
+  if (cfg.models.init) await checkInit(cfg, d, cfg.models.init);
+  else if (d.context.kind === 'clip')
     throw new Error(
       `preset ${cfg.preset} conditions on CLIP's encoding of the empty prompt, computed from a Stable Diffusion checkpoint's text encoder: give --init <v1-5-pruned-emaonly.safetensors> (the single-file layout)`,
     );
-  checkTfjsHeap(parseDiadConfig(cfg.models.diad, 'models.diad'), (await initTfjs()).engine, `preset ${cfg.preset}`);
+  checkTfjsHeap(d, (await initTfjs()).engine, `preset ${cfg.preset}`);
   if (cfg.stages.sg.steps > 0) {
     const seen = availableMemory();
     const memory = await checkTrainingMemory(cfg, seen);
@@ -57,12 +58,11 @@ export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEng
   }
 }
 
-async function checkInit(cfg: RunConfig, path: string): Promise<void> {
+async function checkInit(cfg: RunConfig, d: DiadConfig, path: string): Promise<void> {
   const init = await inspectInit(path);
   const file = init.index;
   const configured = configuredAutoencoder(cfg.models.autoencoder, 'models.autoencoder');
   const ae = configured.kind.paramSpec(configured.config, AE_PREFIX);
-  const d = parseDiadConfig(cfg.models.diad, 'models.diad');
   // A Stable Diffusion checkpoint has no SG network (made from its UNet) and no learned context.
   const dn = diadParamSpec(d).filter((s) => init.layout === 'diad' || (!s.name.startsWith(SGN_PREFIX) && s.name !== LEARNED_CONTEXT));
   const problems = [...mismatches(file, ae, 'models.autoencoder'), ...mismatches(file, dn, 'models.diad')];

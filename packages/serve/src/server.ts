@@ -100,17 +100,16 @@ export async function createServer(model: ServedModel, options: ServeOptions = {
   for (const k of ['maxBytes', 'maxPixels'] as const) if (!(Number.isInteger(o[k]) && o[k] > 0)) throw new Error(`${k} ${o[k]}: give a positive whole number`);
   const S = model.imageSize;
   const decoder = new UploadDecoder(S, o.maxPixels, o.decodeThreads);
-  let metrics: ServerMetrics | undefined;
+  // The queue-depth gauge reads the batcher at scrape time, after both exist.
+  const m = serverMetrics(() => batcher.depth, o.maxBatch);
   const batcher = new Batcher<HostTensor, { score: number; map: Float32Array }>(
     async (items) => {
       const { scores, maps } = await model.score(concatBatch(items));
       return scores.map((score, i) => ({ score, map: sliceBatch(maps, i, i + 1).data as Float32Array }));
     },
     o,
-    (size) => metrics?.batchSize.observe(size),
+    (size) => m.batchSize.observe(size),
   );
-  metrics = serverMetrics(() => batcher.depth, o.maxBatch);
-  const m = metrics;
   let draining = false;
   let closing: Promise<void> | null = null;
 

@@ -19,7 +19,15 @@ import {
   parameterCount,
 } from '@diad/sg-diffusion';
 import { OrtGuidedDenoiser, OrtTrainer } from '@diad/core/ort';
-import { availableMemory, estimateTrainingMemory, formatTrainingMemory, resolveConfig, stepBenchmark, type TrainingMemory } from '@diad/pipeline';
+import {
+  availableMemory,
+  denoiserWeightBytes,
+  estimateTrainingMemory,
+  formatTrainingMemory,
+  resolveConfig,
+  stepBenchmark,
+  type TrainingMemory,
+} from '@diad/pipeline';
 import { denoiserProblem, describeSampler, noisedBatch, openFeatureExtractor, tfjsStageTrainer, type StageBatch } from '@diad/pipeline';
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -80,7 +88,7 @@ export function register(program: Command): void {
       if (f.hintWidths === 'official') cfg.models.diad.hint_widths = [...OFFICIAL_HINT_WIDTHS];
       const { kind: aeKind, config: aeCfg } = configuredAutoencoder(cfg.models.autoencoder, `preset ${f.preset}`);
       const dCfg = parseDiadConfig(cfg.models.diad, `preset ${f.preset}`);
-      if (4 * parameterCount(diadParamSpec(dCfg)) > WASM_HEAP_BYTES) {
+      if (denoiserWeightBytes(dCfg) > WASM_HEAP_BYTES) {
         await largeModelBench(f.preset, cfg, dCfg, cfg.data.imageSize / aeKind.downsampleFactor(aeCfg), batch, runs, peak, log);
         return;
       }
