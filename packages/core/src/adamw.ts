@@ -17,6 +17,13 @@ export interface AdamWOptions {
   weightDecay?: number;
   /** Linear warm-up: update `t` (1-based) uses `lr * min(1, t / warmupSteps)`; 0 (default) = none. */
   warmupSteps?: number;
+  /**
+   * Cosine decay over the run (SGDR's annealing without restarts, `torch.optim.lr_scheduler.CosineAnnealingLR`
+   * with `T_max = decaySteps`, `eta_min = 0`): update `t` (1-based) uses `lr * (1 + cos(pi * min(t - 1, decaySteps) / decaySteps)) / 2`
+   * (times the warm-up factor); 0 (default) = constant. A run that ends at a noisy high learning rate keeps
+   * the last step's noise in its weights; annealing to 0 lands in the basin instead.
+   */
+  decaySteps?: number;
 }
 
 /** What one optimizer update did. */
@@ -57,15 +64,18 @@ export function clipCoefficient(gradNorm: number, maxNorm: number | undefined): 
  */
 export function adamWDefaults(options: AdamWOptions): Required<AdamWOptions> {
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as AdamWOptions;
-  const o = { betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0.01, warmupSteps: 0, ...given };
+  const o = { betas: [0.9, 0.999] as [number, number], eps: 1e-8, weightDecay: 0.01, warmupSteps: 0, decaySteps: 0, ...given };
   if (!(o.lr > 0)) throw new Error(`AdamW: learning rate must be > 0, got ${o.lr}`);
   if (!o.betas.every((b) => b >= 0 && b < 1)) throw new Error(`AdamW: betas must be in [0, 1), got [${o.betas.join(', ')}]`);
+  if (!(Number.isInteger(o.decaySteps) && o.decaySteps >= 0)) throw new Error(`AdamW: decaySteps must be an integer >= 0, got ${o.decaySteps}`);
   return o;
 }
 
-/** Learning rate of update `t` (1-based), after the linear warm-up. */
+/** Learning rate of update `t` (1-based): the peak times the linear warm-up and the cosine decay factors. */
 export function adamWLr(o: Required<AdamWOptions>, t: number): number {
-  return o.warmupSteps > 0 ? o.lr * Math.min(1, t / o.warmupSteps) : o.lr;
+  const warm = o.warmupSteps > 0 ? Math.min(1, t / o.warmupSteps) : 1;
+  const decay = o.decaySteps > 0 ? (1 + Math.cos((Math.PI * Math.min(t - 1, o.decaySteps)) / o.decaySteps)) / 2 : 1;
+  return o.lr * warm * decay;
 }
 
 /** The scalars of AdamW update `t` (1-based), the same on every engine. */

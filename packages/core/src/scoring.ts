@@ -18,10 +18,21 @@ export interface ScoringSettings {
     combine: AmapMode;
     /** Which feature maps (0 = shallowest) to compare; all when absent. */
     levels?: readonly number[];
+    /**
+     * What the reconstruction is compared with: `input` (absent; the paper's map: the image itself) or
+     * `autoencoded`, the image through the autoencoder alone (decode of its latent, no noise). The
+     * DiAD reconstruction passes through the same autoencoder, so with `autoencoded` what the
+     * autoencoder cannot carry (fine grain, sharp edges) is in both images and drops out of the map,
+     * and what is left is what the diffusion changed: the repaired defect. One decode more per image.
+     */
+    reference?: MapReference;
   };
   /** Images per feature-extractor call. */
   batchSize: number;
 }
+
+/** What the anomaly map compares a reconstruction with (see {@link ScoringSettings}). */
+export type MapReference = 'input' | 'autoencoded';
 
 /** The three stages a scorer needs. */
 export interface Stages {
@@ -33,31 +44,49 @@ export interface Stages {
 export interface Scored {
   /** Decoded reconstructions `[N, 3, H, W]` (image convention). */
   reconstructions: HostTensor;
+  /** The images the reconstructions were compared with: the inputs, or their autoencoded copies (`anomalyMap.reference`). */
+  references: HostTensor;
   /** Anomaly maps `[N, 1, H, W]`. */
   maps: HostTensor;
   /** Image scores: max of each map. */
   scores: number[];
 }
 
-/**
- * Reconstructs images `[N, 3, H, W]` (ImageNet-normalised) in batches of `batchSize`: encode,
- * sample, decode.
- * @param seed seed of the sampler's noise; every image draws its own copy, so its reconstruction does not depend on its batch.
- * @returns the decoded reconstructions `[N, 3, H, W]`.
- */
-export async function reconstructImages(stages: Omit<Stages, 'featureExtractor'>, images: HostTensor, batchSize: number, seed: number): Promise<HostTensor> {
-  const n = images.shape[0];
-  const recs: HostTensor[] = [];
-  for (let b = 0; b < n; b += batchSize) {
-    const x = sliceBatch(images, b, Math.min(n, b + batchSize));
-    const z = await stages.autoencoder.encode(x);
-    recs.push(await stages.autoencoder.decode(await stages.reconstructor.reconstruct(z, x, { seed })));
-  }
-  return concatBatch(recs);
+/** Reconstructions and the images the map compares them with ({@link reconstructImages}). */
+export interface Reconstructed {
+  /** Decoded reconstructions `[N, 3, H, W]`. */
+  reconstructions: HostTensor;
+  /** `[N, 3, H, W]`: the inputs themselves (`input`) or decode(encode(input)) (`autoencoded`). */
+  references: HostTensor;
 }
 
 /**
- * Anomaly maps and image scores of images and their reconstructions (both `[N, 3, H, W]`), in
+ * Reconstructs images `[N, 3, H, W]` (ImageNet-normalised) in batches of `batchSize`: encode,
+ * sample, decode; with `reference: 'autoencoded'` also decodes each image's own latent.
+ * @param seed seed of the sampler's noise; every image draws its own copy, so its reconstruction does not depend on its batch.
+ */
+export async function reconstructImages(
+  stages: Omit<Stages, 'featureExtractor'>,
+  images: HostTensor,
+  batchSize: number,
+  seed: number,
+  reference: MapReference = 'input',
+): Promise<Reconstructed> {
+  const n = images.shape[0];
+  const recs: HostTensor[] = [];
+  const refs: HostTensor[] = [];
+  for (let b = 0; b < n; b += batchSize) {
+    const x = sliceBatch(images, b, Math.min(n, b + batchSize));
+    const z = await stages.autoencoder.encode(x);
+    if (reference === 'autoencoded') refs.push(await stages.autoencoder.decode(z));
+    recs.push(await stages.autoencoder.decode(await stages.reconstructor.reconstruct(z, x, { seed })));
+  }
+  return { reconstructions: concatBatch(recs), references: reference === 'autoencoded' ? concatBatch(refs) : images };
+}
+
+/**
+ * Anomaly maps and image scores of references and their reconstructions (both `[N, 3, H, W]`; the
+ * references are the images, or their autoencoded copies, see {@link reconstructImages}), in
  * batches of `batchSize`: 1 - cosine of the features at each stride (or the `anomalyMap.levels`
  * chosen), upsampled, combined, blurred.
  * @throws Error when `anomalyMap.levels` names a map the extractor does not give.
@@ -67,7 +96,7 @@ export async function scoreReconstructions(
   images: HostTensor,
   reconstructions: HostTensor,
   settings: ScoringSettings,
-): Promise<Omit<Scored, 'reconstructions'>> {
+): Promise<Omit<Scored, 'reconstructions' | 'references'>> {
   const n = images.shape[0];
   const [h, w] = [images.shape[2], images.shape[3]];
   const maps: HostTensor[] = [];
@@ -103,6 +132,6 @@ export async function scoreReconstructions(
  * @param seed seed of the sampler's noise (each image draws its own).
  */
 export async function scoreImages(stages: Stages, images: HostTensor, settings: ScoringSettings, seed: number): Promise<Scored> {
-  const reconstructions = await reconstructImages(stages, images, settings.batchSize, seed);
-  return { reconstructions, ...(await scoreReconstructions(stages.featureExtractor, images, reconstructions, settings)) };
+  const r = await reconstructImages(stages, images, settings.batchSize, seed, settings.anomalyMap.reference);
+  return { ...r, ...(await scoreReconstructions(stages.featureExtractor, r.references, r.reconstructions, settings)) };
 }

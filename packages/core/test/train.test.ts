@@ -70,7 +70,21 @@ describe('AdamW', () => {
     close(w.dataSync(), torchAdamW(P0, quadGrad, lrs, 0.05).p);
   });
 
+  it('anneals the learning rate on a cosine over decaySteps (CosineAnnealingLR, eta_min 0), after the warm-up', async () => {
+    const w = tf.variable(tf.tensor1d(P0));
+    const tr = new Trainer({ w }, { optimizer: { lr: 0.1, decaySteps: 4 } });
+    const lrs: number[] = [];
+    for (let i = 0; i < 5; i++) lrs.push((await tr.trainStep([quadLoss(w)])).lr);
+    // torch: lr_t = 0.1 * (1 + cos(pi * (t - 1) / 4)) / 2 for t = 1..4, held at 0 after T_max.
+    const want = [0.1, 0.0853553390593, 0.05, 0.0146446609407, 0];
+    lrs.forEach((lr, i) => expect(lr).toBeCloseTo(want[i], 12));
+    close(w.dataSync(), torchAdamW(P0, quadGrad, want).p);
+    const both = new AdamW({ lr: 0.1, warmupSteps: 2, decaySteps: 3 });
+    expect([1, 2, 3].map((t) => both.lrAt(t))).toEqual([0.05 * 1, 0.1 * 0.75, 0.1 * 0.25].map((x) => expect.closeTo(x, 12)));
+  });
+
   it('validates its hyper-parameters', () => {
+    expect(() => new AdamW({ lr: 1, decaySteps: 1.5 })).toThrow('AdamW: decaySteps must be an integer >= 0, got 1.5');
     expect(() => new AdamW({ lr: 0 })).toThrow('AdamW: learning rate must be > 0, got 0');
     expect(() => new AdamW({ lr: 1, betas: [0.9, 1] })).toThrow(/betas must be in \[0, 1\)/);
   });

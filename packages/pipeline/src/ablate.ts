@@ -186,11 +186,13 @@ export async function ablate(run: RunDir, o: AblateOptions): Promise<{ out: stri
         const first = variants[members[0]].settings;
         await forEachTestChunk(test.samples, size, first.batchSize, async (dec, upTo) => {
           const t0 = Date.now();
-          const recs = await reconstructImages(stages[members[0]], dec.images, first.batchSize, run.config.seed);
+          const autoencoded = members.some((i) => variants[i].settings.anomalyMap.reference === 'autoencoded');
+          const recs = await reconstructImages(stages[members[0]], dec.images, first.batchSize, run.config.seed, autoencoded ? 'autoencoded' : 'input');
           const share = (Date.now() - t0) / 1000 / members.length;
           for (const i of members) {
             const t1 = Date.now();
-            const scored = await scoreReconstructions(stages[i].featureExtractor, dec.images, recs, variants[i].settings);
+            const reference = variants[i].settings.anomalyMap.reference === 'autoencoded' ? recs.references : dec.images;
+            const scored = await scoreReconstructions(stages[i].featureExtractor, reference, recs.reconstructions, variants[i].settings);
             seconds[i] += share + (Date.now() - t1) / 1000;
             for (let k = 0; k < dec.samples.length; k++) {
               const s = dec.samples[k];

@@ -22,8 +22,10 @@ const stage = z.object({
    * `accumulate_grad_batches`; official DiAD 4); absent = 1.
    */
   accumulate: z.number().int().min(1).optional(),
-  /** AdamW learning rate. */
+  /** AdamW (peak) learning rate. */
   lr: z.number().positive(),
+  /** `constant` (absent; the official trainers') or `cosine`: annealed to 0 over the stage's `steps` (core's AdamW `decaySteps`). */
+  lrSchedule: z.enum(['constant', 'cosine']).optional(),
   /** AdamW betas; default [0.9, 0.999] (torch's). */
   betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).optional(),
   /** AdamW decoupled weight decay; default 0.01 (torch's). */
@@ -58,6 +60,8 @@ export const inferenceConfigSchema = z
           .min(1)
           .refine((l) => l.every((x, i) => i === 0 || x > l[i - 1]), 'levels must be distinct and ascending, e.g. [1,2]')
           .optional(),
+        /** What the reconstruction is compared with: `input` (absent; the paper's) or `autoencoded` (core's `ScoringSettings`). */
+        reference: z.enum(['input', 'autoencoded']).optional(),
       })
       .strict(),
     threshold: z

@@ -36,7 +36,12 @@ export interface StageProblem {
   graph(params: Record<string, HostTensor<'float32'>>): TrainingGraph;
 }
 
-const optimizerOf = (cfg: StageConfig) => ({ lr: cfg.lr, betas: cfg.betas, weightDecay: cfg.weightDecay ?? 0.01 });
+const optimizerOf = (cfg: StageConfig) => ({
+  lr: cfg.lr,
+  betas: cfg.betas,
+  weightDecay: cfg.weightDecay ?? 0.01,
+  decaySteps: cfg.lrSchedule === 'cosine' ? cfg.steps : 0,
+});
 
 /** The micro-batches of optimiser step `step`: `accumulate` consecutive batches of the problem's stream. */
 function microBatches(p: StageProblem, step: number): StageBatch[] {

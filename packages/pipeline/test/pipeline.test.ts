@@ -2,11 +2,11 @@ import { describe, it, expect } from 'vitest';
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { anomalyMap, scoreReconstructions, tensor, Rng, readSafetensors, type SafetensorsFile } from '@diad/core';
+import { anomalyMap, scoreImages, scoreReconstructions, tensor, Rng, readSafetensors, type SafetensorsFile } from '@diad/core';
 import { applyInferenceSets, resolveConfig, configHash, diffConfigs, parseConfig, PRESETS } from '../src/config.js';
 import { ablationVariants, splitValues } from '../src/ablate.js';
 import { parseShard, shardIndices } from '../src/shard.js';
-import type { FeatureExtractor } from '@diad/core';
+import type { Autoencoder, FeatureExtractor, HostTensor, Reconstructor } from '@diad/core';
 import { RunDir, ConfigMismatchError } from '../src/run-dir.js';
 import { runStage, NanLossError, type StageTrainer } from '../src/train-loop.js';
 import { decisionThreshold } from '../src/settings.js';
@@ -95,6 +95,31 @@ describe('run config', () => {
     await expect(scoreReconstructions(fake, images, recs, { ...settings, anomalyMap: { ...settings.anomalyMap, levels: [3] } })).rejects.toThrow(
       /anomalyMap\.levels \[3\]: the feature extractor gives 3 maps \(levels 0\.\.2\)/,
     );
+  });
+
+  it('anomalyMap.reference autoencoded compares the reconstruction with decode(encode(x)), not x', async () => {
+    // Fake stages with hand-checkable outputs: encode halves, decode adds 1, the sampler negates.
+    const map = (t: HostTensor, f: (v: number) => number) => tensor(Float32Array.from(t.data, f), [...t.shape], 'NCHW');
+    const autoencoder: Autoencoder = { latentChannels: 3, downsampleFactor: 1, encode: async (x) => map(x, (v) => v / 2), decode: async (z) => map(z, (v) => v + 1) };
+    const reconstructor: Reconstructor = { reconstruct: async (z) => map(z, (v) => -v) };
+    // The identity as a feature extractor at stride 1, so the map is 1 - cosine over the 3 channels of each pixel.
+    const featureExtractor: FeatureExtractor = { strides: [1], extract: async (x) => [x] };
+    const images = tensor(new Rng(3).normals(2 * 3 * 4 * 4), [2, 3, 4, 4], 'NCHW');
+    const settings = { anomalyMap: { sigma: 0, combine: 'add' as const }, batchSize: 1 };
+    const paper = await scoreImages({ autoencoder, reconstructor, featureExtractor }, images, settings, 0);
+    const ours = await scoreImages({ autoencoder, reconstructor, featureExtractor }, images, { ...settings, anomalyMap: { ...settings.anomalyMap, reference: 'autoencoded' } }, 0);
+    expect(paper.references).toBe(images);
+    expect([...ours.references.data]).toEqual([...map(images, (v) => v / 2 + 1).data]);
+    // The reconstruction is the same in both: 1 - x/2.
+    expect([...ours.reconstructions.data]).toEqual([...paper.reconstructions.data]);
+    expect([...ours.reconstructions.data]).toEqual([...map(images, (v) => 1 - v / 2).data]);
+    // Pixel 0 of image 0 by hand: 1 - cos(ref, rec) over its 3 channels.
+    const at = (t: HostTensor, c: number) => t.data[c * 16];
+    const cos = (a: number[], b: number[]) => a.reduce((s, v, i) => s + v * b[i], 0) / Math.hypot(...a) / Math.hypot(...b);
+    const rec = [0, 1, 2].map((c) => at(ours.reconstructions, c));
+    expect(ours.maps.data[0]).toBeCloseTo(1 - cos([0, 1, 2].map((c) => at(ours.references, c)), rec), 5);
+    expect(paper.maps.data[0]).toBeCloseTo(1 - cos([0, 1, 2].map((c) => at(images, c)), rec), 5);
+    expect(ours.maps.data[0]).not.toBeCloseTo(paper.maps.data[0], 3);
   });
 
   it('shards: K/N or N with the index from a Kubernetes Indexed Job or a Slurm array; whole batches, round robin', () => {

@@ -182,6 +182,10 @@ function manifestProblems(m: BundleManifest): string[] {
     inf?.anomalyMap?.levels === undefined || (Array.isArray(inf.anomalyMap.levels) && inf.anomalyMap.levels.every((l) => isCount(l, 0))),
     'inference.anomalyMap.levels is not a list of levels',
   );
+  need(
+    inf?.anomalyMap?.reference === undefined || inf.anomalyMap.reference === 'input' || inf.anomalyMap.reference === 'autoencoded',
+    'inference.anomalyMap.reference is not input or autoencoded',
+  );
   need(isCount(inf?.batchSize), 'inference.batchSize is not a positive integer');
   need(Number.isInteger(m.seed), 'seed is not an integer');
   need(isCount(m.schedule?.numTimesteps) && isNum(m.schedule?.linearStart) && isNum(m.schedule?.linearEnd), 'schedule is incomplete');

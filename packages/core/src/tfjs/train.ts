@@ -41,7 +41,7 @@ export class AdamW {
     this.options = adamWDefaults(options);
   }
 
-  /** Learning rate of update `t` (1-based), after warm-up. */
+  /** Learning rate of update `t` (1-based): warm-up and decay applied. */
   lrAt(t: number): number {
     return adamWLr(this.options, t);
   }
