@@ -34,8 +34,9 @@ export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEng
   const st = await fs.stat(out).catch(() => null);
   if (st && !st.isDirectory()) throw new Error(`--out ${out} is an existing file, not a folder; give a new folder path for the run (e.g. runs/NAME)`);
   await checkSettings(cfg.inference);
-  configuredAutoencoder(cfg.models.autoencoder, 'models.autoencoder'); // a registered kind with a valid config
+  const ae = configuredAutoencoder(cfg.models.autoencoder, 'models.autoencoder'); // a registered kind with a valid config
   const d = parseDiadConfig(cfg.models.diad, 'models.diad');
+  checkLatentFit(ae.kind.latentChannels(ae.config), ae.kind.downsampleFactor(ae.config), d);
   if (cfg.models.init) await checkInit(cfg, d, cfg.models.init);
   else if (d.context.kind === 'clip')
     throw new Error(
@@ -56,6 +57,23 @@ export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEng
       );
     }
   }
+}
+
+/**
+ * The denoiser works on the autoencoder's latents: its UNet takes and gives their channels, and the
+ * hint block brings the image down to their size.
+ * @throws Error naming both fields and the values that would agree.
+ */
+export function checkLatentFit(channels: number, factor: number, d: DiadConfig): void {
+  const u = d.unet;
+  if (u.in_channels !== channels || u.out_channels !== channels)
+    throw new Error(
+      `models.diad.unet has in_channels ${u.in_channels} and out_channels ${u.out_channels}, but the autoencoder's latents have ${channels} channels (models.autoencoder embed_dim): set both to ${channels}`,
+    );
+  if (d.hint_downsample !== factor)
+    throw new Error(
+      `models.diad.hint_downsample is ${d.hint_downsample}, but the autoencoder downsamples by ${factor} (models.autoencoder ch_mult): set hint_downsample to ${factor} so the hint block's output has the latents' size`,
+    );
 }
 
 async function checkInit(cfg: RunConfig, d: DiadConfig, path: string): Promise<void> {

@@ -10,6 +10,8 @@ import type { Autoencoder, FeatureExtractor, HostTensor, Reconstructor } from '@
 import { RunDir, ConfigMismatchError } from '../src/run-dir.js';
 import { runStage, NanLossError, type StageTrainer } from '../src/train-loop.js';
 import { decisionThreshold } from '../src/settings.js';
+import { checkLatentFit } from '../src/preflight.js';
+import { parseDiadConfig } from '@diad/sg-diffusion';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'diad-pipeline-'));
 
@@ -95,6 +97,16 @@ describe('run config', () => {
     await expect(scoreReconstructions(fake, images, recs, { ...settings, anomalyMap: { ...settings.anomalyMap, levels: [3] } })).rejects.toThrow(
       /anomalyMap\.levels \[3\]: the feature extractor gives 3 maps \(levels 0\.\.2\)/,
     );
+  });
+
+  it('refuses a denoiser that does not fit the autoencoder latents, naming the fields', () => {
+    for (const name of ['tiny', 'cpu', 'ci']) {
+      const c = PRESETS[name].models;
+      expect(() => checkLatentFit(c.autoencoder.embed_dim as number, 2 ** ((c.autoencoder.ddconfig as { ch_mult: number[] }).ch_mult.length - 1), parseDiadConfig(c.diad))).not.toThrow();
+    }
+    const cpu = parseDiadConfig(PRESETS.cpu.models.diad);
+    expect(() => checkLatentFit(8, 4, cpu)).toThrow(/unet has in_channels 4 and out_channels 4, but the autoencoder's latents have 8 channels .*set both to 8/);
+    expect(() => checkLatentFit(4, 8, cpu)).toThrow(/hint_downsample is 4, but the autoencoder downsamples by 8 .*set hint_downsample to 8/);
   });
 
   it('anomalyMap.reference autoencoded compares the reconstruction with decode(encode(x)), not x', async () => {
