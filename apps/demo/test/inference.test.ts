@@ -44,7 +44,7 @@ describe('diad ablate and sharded testing (ci preset)', () => {
         '--vary',
         'featureExtractor=mobilenet_v2',
         '--vary',
-        'anomalyMap.sigma=1',
+        'anomalyMap.reference=autoencoded',
         '--engine',
         'ort',
         '--out',
@@ -59,11 +59,12 @@ describe('diad ablate and sharded testing (ci preset)', () => {
       'base',
       'reconstructor.steps=2',
       'featureExtractor=mobilenet_v2',
-      'anomalyMap.sigma=1',
+      'anomalyMap.reference=autoencoded',
     ]);
     expect(result.variants[1].settings.reconstructor.steps).toBe(2);
     expect(result.variants[2].featureProvenance).toMatch(/MobileNetV2|mobilenet_v2/i);
-    expect(result.variants[3].settings.anomalyMap.sigma).toBe(1);
+    expect(result.variants[3].settings.anomalyMap.reference).toBe('autoencoded');
+    expect(result.variants[3].metrics.standard.mean).not.toEqual(result.variants[0].metrics.standard.mean);
     for (const v of result.variants) expect(v.secondsPerImage).toBeGreaterThan(0);
     // One table: per mode, a row per variant and class plus its mean.
     const md = readFileSync(join(out, 'ablation.md'), 'utf8');
@@ -78,8 +79,9 @@ describe('diad ablate and sharded testing (ci preset)', () => {
     // No refit: the checkpoints are the ones the fit left.
     expect(checkpoints()).toEqual(before);
 
-    // Each variant equals a separate `diad test` with the same settings (shortcut flags or --set).
-    const flags: string[][] = [[], ['--ddim-steps', '2'], ['--backbone', 'mobilenet_v2'], ['--set', 'anomalyMap.sigma=1']];
+    // Each variant equals a separate `diad test` with the same settings (shortcut flags or --set); the
+    // reference variant shares the base's reconstructions in the ablation, while test decodes its own.
+    const flags: string[][] = [[], ['--ddim-steps', '2'], ['--backbone', 'mobilenet_v2'], ['--reference', 'autoencoded']];
     for (let i = 0; i < flags.length; i++) {
       const t = await diad(['test', '--run', run, '--engine', 'ort', '--out', join(dir, `test-${i}`), '--quiet', ...flags[i]], 300_000);
       expect(t.code, t.stderr).toBe(0);

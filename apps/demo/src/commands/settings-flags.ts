@@ -15,6 +15,7 @@ export interface SettingsFlags {
   ddimSteps?: string;
   schedule?: string;
   sigma?: string;
+  reference?: string;
   targetFpr?: string;
 }
 
@@ -26,7 +27,7 @@ export function addSettingsOptions(cmd: Command, whose = "the run's"): Command {
   return cmd
     .option(
       '--set <key=value>',
-      `inference setting instead of ${whose} (repeatable): reconstructor.steps=5, reconstructor.tStart=500, featureExtractor=resnet50, anomalyMap.sigma=2, anomalyMap.levels=[1,2], threshold.targetFpr=0.01, batchSize=4`,
+      `inference setting instead of ${whose} (repeatable): reconstructor.steps=5, reconstructor.tStart=500, featureExtractor=resnet50, anomalyMap.sigma=2, anomalyMap.levels=[1,2], anomalyMap.reference=autoencoded, threshold.targetFpr=0.01, batchSize=4`,
       collect,
     )
     .option('--backbone <name>', 'feature extractor by registered kind (resnet50, mobilenet_v2, ...): --set featureExtractor=NAME')
@@ -35,6 +36,7 @@ export function addSettingsOptions(cmd: Command, whose = "the run's"): Command {
     .option('--ddim-steps <n>', 'DDIM steps')
     .option('--schedule <s>', 'DDIM schedule: official | partial')
     .option('--sigma <s>', 'anomaly-map Gaussian blur sigma (pixels, >= 0)')
+    .option('--reference <r>', 'what the reconstruction is compared with: input (the paper) | autoencoded (the input through the autoencoder alone)')
     .option('--target-fpr <f>', 'decision threshold: allowed false-positive rate on normal validation images');
 }
 
@@ -53,6 +55,7 @@ export function settingsFromFlags(f: SettingsFlags): string[] {
   if (f.ddimSteps !== undefined) sets.push(`reconstructor.steps=${f.ddimSteps}`);
   if (f.schedule !== undefined) sets.push(`reconstructor.schedule=${JSON.stringify(f.schedule)}`);
   if (f.sigma !== undefined) sets.push(`anomalyMap.sigma=${f.sigma}`);
+  if (f.reference !== undefined) sets.push(`anomalyMap.reference=${JSON.stringify(f.reference)}`);
   if (f.targetFpr !== undefined) sets.push(`threshold.targetFpr=${f.targetFpr}`);
   return [...sets, ...(f.set ?? [])];
 }
