@@ -102,7 +102,9 @@ describe('run config', () => {
   it('refuses a denoiser that does not fit the autoencoder latents, naming the fields', () => {
     for (const name of ['tiny', 'cpu', 'ci']) {
       const c = PRESETS[name].models;
-      expect(() => checkLatentFit(c.autoencoder.embed_dim as number, 2 ** ((c.autoencoder.ddconfig as { ch_mult: number[] }).ch_mult.length - 1), parseDiadConfig(c.diad))).not.toThrow();
+      expect(() =>
+        checkLatentFit(c.autoencoder.embed_dim as number, 2 ** ((c.autoencoder.ddconfig as { ch_mult: number[] }).ch_mult.length - 1), parseDiadConfig(c.diad)),
+      ).not.toThrow();
     }
     const cpu = parseDiadConfig(PRESETS.cpu.models.diad);
     expect(() => checkLatentFit(8, 4, cpu)).toThrow(/unet has in_channels 4 and out_channels 4, but the autoencoder's latents have 8 channels .*set both to 8/);
@@ -112,14 +114,24 @@ describe('run config', () => {
   it('anomalyMap.reference autoencoded compares the reconstruction with decode(encode(x)), not x', async () => {
     // Fake stages with hand-checkable outputs: encode halves, decode adds 1, the sampler negates.
     const map = (t: HostTensor, f: (v: number) => number) => tensor(Float32Array.from(t.data, f), [...t.shape], 'NCHW');
-    const autoencoder: Autoencoder = { latentChannels: 3, downsampleFactor: 1, encode: async (x) => map(x, (v) => v / 2), decode: async (z) => map(z, (v) => v + 1) };
+    const autoencoder: Autoencoder = {
+      latentChannels: 3,
+      downsampleFactor: 1,
+      encode: async (x) => map(x, (v) => v / 2),
+      decode: async (z) => map(z, (v) => v + 1),
+    };
     const reconstructor: Reconstructor = { reconstruct: async (z) => map(z, (v) => -v) };
     // The identity as a feature extractor at stride 1, so the map is 1 - cosine over the 3 channels of each pixel.
     const featureExtractor: FeatureExtractor = { strides: [1], extract: async (x) => [x] };
     const images = tensor(new Rng(3).normals(2 * 3 * 4 * 4), [2, 3, 4, 4], 'NCHW');
     const settings = { anomalyMap: { sigma: 0, combine: 'add' as const }, batchSize: 1 };
     const paper = await scoreImages({ autoencoder, reconstructor, featureExtractor }, images, settings, 0);
-    const ours = await scoreImages({ autoencoder, reconstructor, featureExtractor }, images, { ...settings, anomalyMap: { ...settings.anomalyMap, reference: 'autoencoded' } }, 0);
+    const ours = await scoreImages(
+      { autoencoder, reconstructor, featureExtractor },
+      images,
+      { ...settings, anomalyMap: { ...settings.anomalyMap, reference: 'autoencoded' } },
+      0,
+    );
     expect(paper.references).toBe(images);
     expect([...ours.references.data]).toEqual([...map(images, (v) => v / 2 + 1).data]);
     // The reconstruction is the same in both: 1 - x/2.
@@ -128,9 +140,10 @@ describe('run config', () => {
     // Pixel 0 of image 0 by hand: 1 - cos(ref, rec) over its 3 channels.
     const at = (t: HostTensor, c: number) => t.data[c * 16];
     const cos = (a: number[], b: number[]) => a.reduce((s, v, i) => s + v * b[i], 0) / Math.hypot(...a) / Math.hypot(...b);
-    const rec = [0, 1, 2].map((c) => at(ours.reconstructions, c));
-    expect(ours.maps.data[0]).toBeCloseTo(1 - cos([0, 1, 2].map((c) => at(ours.references, c)), rec), 5);
-    expect(paper.maps.data[0]).toBeCloseTo(1 - cos([0, 1, 2].map((c) => at(images, c)), rec), 5);
+    const pixel = (t: HostTensor) => [0, 1, 2].map((c) => at(t, c));
+    const rec = pixel(ours.reconstructions);
+    expect(ours.maps.data[0]).toBeCloseTo(1 - cos(pixel(ours.references), rec), 5);
+    expect(paper.maps.data[0]).toBeCloseTo(1 - cos(pixel(images), rec), 5);
     expect(ours.maps.data[0]).not.toBeCloseTo(paper.maps.data[0], 3);
   });
 
