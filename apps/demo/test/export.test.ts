@@ -41,7 +41,7 @@ describe('diad export and --engine ort (ci preset)', () => {
     const cfg = JSON.parse(readFileSync(join(run, 'config.json'), 'utf8'));
     expect(JSON.parse(readFileSync(join(onnx, 'manifest.json'), 'utf8'))).toEqual(manifest);
     const v = JSON.parse(readFileSync(join(run, 'validation.json'), 'utf8'));
-    expect(manifest).toMatchObject({ format: 'diad-bundle', version: 1, preset: 'ci', configHash: cfg.hash, scaleFactor: 0.18215, seed: cfg.config.seed });
+    expect(manifest).toMatchObject({ format: 'diad-bundle', version: 2, preset: 'ci', configHash: cfg.hash, scaleFactor: 0.18215, seed: cfg.config.seed });
     const { inference: _defaults, ...trainConfig } = cfg.config;
     expect(manifest.config).toEqual(trainConfig);
     // The decision and class statistics come from the fit's validation scores.
@@ -199,8 +199,8 @@ describe('diad export and --engine ort (ci preset)', () => {
     rmSync(join(copy, 'context.safetensors'));
     await expect(DiadBundle.open(copy)).rejects.toThrow(/context\.safetensors is missing from the bundle/);
     cpSync(join(onnx, 'context.safetensors'), join(copy, 'context.safetensors'));
-    writeFileSync(join(copy, 'manifest.json'), JSON.stringify({ ...manifest, version: 2 }));
-    await expect(DiadBundle.open(copy)).rejects.toThrow(/bundle version 2 .*this @diad\/core reads version 1/);
+    writeFileSync(join(copy, 'manifest.json'), JSON.stringify({ ...manifest, version: 3 }));
+    await expect(DiadBundle.open(copy)).rejects.toThrow(/bundle version 3 .*this @diad\/core reads versions 1, 2/);
     writeFileSync(join(copy, 'manifest.json'), JSON.stringify({ ...manifest, files: { ...manifest.files, step: '../step.onnx' } }));
     await expect(DiadBundle.open(copy)).rejects.toThrow(/files\.step "\.\.\/step\.onnx" is not a file name inside the bundle/);
     // A hand-edited manifest whose decision is no number would flip decisions: refused.

@@ -18,10 +18,11 @@ export interface AdamWOptions {
   /** Linear warm-up: update `t` (1-based) uses `lr * min(1, t / warmupSteps)`; 0 (default) = none. */
   warmupSteps?: number;
   /**
-   * Cosine decay over the run (SGDR's annealing without restarts, `torch.optim.lr_scheduler.CosineAnnealingLR`
-   * with `T_max = decaySteps`, `eta_min = 0`): update `t` (1-based) uses `lr * (1 + cos(pi * min(t - 1, decaySteps) / decaySteps)) / 2`
-   * (times the warm-up factor); 0 (default) = constant. A run that ends at a noisy high learning rate keeps
-   * the last step's noise in its weights; annealing to 0 lands in the basin instead.
+   * Cosine decay over `decaySteps` updates (`torch.optim.lr_scheduler.CosineAnnealingLR` with
+   * `T_max = decaySteps`, `eta_min = 0`, stepped once per update): update `t` (1-based) uses
+   * `lr * (1 + cos(pi * min(t - 1, decaySteps) / decaySteps)) / 2` (times the warm-up factor), so the
+   * last of the `decaySteps` updates uses `lr * (1 - cos(pi / decaySteps)) / 2` and any later one 0
+   * (torch's would rise again). 0 (default) = constant, as the official trainers.
    */
   decaySteps?: number;
 }
@@ -60,7 +61,7 @@ export function clipCoefficient(gradNorm: number, maxNorm: number | undefined): 
 
 /**
  * The options with PyTorch's defaults filled in.
- * @throws Error on a non-positive learning rate or betas outside [0, 1).
+ * @throws Error on a non-positive learning rate, betas outside [0, 1), or a `decaySteps` that is not an integer >= 0.
  */
 export function adamWDefaults(options: AdamWOptions): Required<AdamWOptions> {
   const given = Object.fromEntries(Object.entries(options).filter(([, v]) => v !== undefined)) as AdamWOptions;
@@ -115,7 +116,7 @@ export class HostAdamW {
   private readonly expAvg = new Map<string, Float32Array>();
   private readonly expAvgSq = new Map<string, Float32Array>();
 
-  /** @throws Error on a non-positive learning rate or betas outside [0, 1). */
+  /** @throws Error on a non-positive learning rate, betas outside [0, 1), or a bad `decaySteps` ({@link adamWDefaults}). */
   constructor(options: AdamWOptions) {
     this.options = adamWDefaults(options);
   }

@@ -93,12 +93,12 @@ export async function reconstructImages(
  */
 export async function scoreReconstructions(
   featureExtractor: FeatureExtractor,
-  images: HostTensor,
+  references: HostTensor,
   reconstructions: HostTensor,
   settings: ScoringSettings,
 ): Promise<Omit<Scored, 'reconstructions' | 'references'>> {
-  const n = images.shape[0];
-  const [h, w] = [images.shape[2], images.shape[3]];
+  const n = references.shape[0];
+  const [h, w] = [references.shape[2], references.shape[3]];
   const maps: HostTensor[] = [];
   const bs = settings.batchSize;
   const levels = settings.anomalyMap.levels;
@@ -112,7 +112,7 @@ export async function scoreReconstructions(
   for (let b = 0; b < n; b += bs) {
     const e = Math.min(n, b + bs);
     const [fIn, fRec] = [
-      pick(await featureExtractor.extract(sliceBatch(images, b, e))),
+      pick(await featureExtractor.extract(sliceBatch(references, b, e))),
       pick(await featureExtractor.extract(sliceBatch(reconstructions, b, e))),
     ];
     maps.push(anomalyMap(fIn, fRec, { size: [h, w], sigma: settings.anomalyMap.sigma, mode: settings.anomalyMap.combine }));

@@ -435,6 +435,8 @@ export function applyInferenceSets(base: InferenceConfig, sets: readonly string[
   const r = inferenceConfigSchema.safeParse(out);
   if (!r.success)
     throw new Error(`${source} ${sets.join(' ')}: invalid inference settings: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  // `input` is the default: written out, it would hash (and calibrate) as another setting.
+  if (r.data.anomalyMap.reference === 'input') delete r.data.anomalyMap.reference;
   return r.data;
 }
 

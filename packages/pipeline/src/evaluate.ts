@@ -289,7 +289,8 @@ export function describeSampler(settings: InferenceConfig): string {
 /** The anomaly-map settings in words, e.g. `sigma 4, add, levels 1,2`. */
 export function describeAnomalyMap(settings: InferenceConfig): string {
   const m = settings.anomalyMap;
-  return `sigma ${m.sigma}, ${m.combine}${m.levels ? `, levels ${m.levels.join(',')}` : ', all levels'}`;
+  const reference = m.reference === 'autoencoded' ? ', compared with the autoencoded input' : '';
+  return `sigma ${m.sigma}, ${m.combine}${m.levels ? `, levels ${m.levels.join(',')}` : ', all levels'}${reference}`;
 }
 
 /** The test split of a run's data (or of other roots / classes), capped per class as the run says. */

@@ -135,11 +135,7 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
   const parsed = parseDiadConfig(cfg.models.diad, `${run.path('config.json')} models.diad`);
   checkTfjsHeap(parsed, info.engine, `${run.dir} (preset ${cfg.preset})`);
   const dCfg: DiadConfig = await withRunContext(cfg, run, parsed, log);
-  if (dCfg.hint_downsample !== aeFactor) {
-    throw new Error(
-      `${run.path('config.json')}: models.diad.hint_downsample is ${dCfg.hint_downsample} but the autoencoder downsamples by ${aeFactor}; set hint_downsample to ${aeFactor} so the hint block meets the latents`,
-    );
-  }
+  checkLatentFit(ae.kind.latentChannels(aeCfg), aeFactor, dCfg, run.path('config.json'));
   const schedule = new DiffusionSchedule();
   const latentSize = cfg.data.imageSize / aeFactor;
   const constantContext = dCfg.context.kind === 'file' ? await readConstantContext(dCfg.context.path, dCfg.context.tensor, dCfg.unet.context_dim) : null;
@@ -314,3 +310,29 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
     dispose() {},
   };
 }
+
+/**
+ * The denoiser works on the autoencoder's latents: its UNet takes and gives their channels, and the
+ * hint block brings the image down to their size. Checked by `preflightFit` and again when a run's
+ * models are made (`createModels`), so a library `fit` is refused too.
+ * @param where what the config came from, named in the error (e.g. the run's config.json).
+ * @throws Error naming both fields and the values that would agree (or, for a factor the hint block
+ *   cannot make, the factors it can).
+ */
+export function checkLatentFit(channels: number, factor: number, d: DiadConfig, where: string): void {
+  const u = d.unet;
+  if (u.in_channels !== channels || u.out_channels !== channels)
+    throw new Error(
+      `${where}: models.diad.unet has in_channels ${u.in_channels} and out_channels ${u.out_channels}, but the autoencoder's latents have ${channels} channels (models.autoencoder embed_dim): set both to ${channels}`,
+    );
+  if (d.hint_downsample === factor) return;
+  const fix = HINT_FACTORS.includes(factor)
+    ? `set hint_downsample to ${factor} so the hint block's output has the latents' size`
+    : `the hint block downsamples by ${HINT_FACTORS.join(', ')} only: use an autoencoder with ${HINT_FACTORS.map((f) => Math.log2(f) + 1).join(', ')} ch_mult levels`;
+  throw new Error(
+    `${where}: models.diad.hint_downsample is ${d.hint_downsample}, but the autoencoder downsamples by ${factor} (models.autoencoder ch_mult): ${fix}`,
+  );
+}
+
+/** The factors `hint_downsample` takes (@diad/sg-diffusion's config). */
+const HINT_FACTORS = [2, 4, 8];

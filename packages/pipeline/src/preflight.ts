@@ -15,7 +15,7 @@ import { inspectInit } from './init-checkpoint.js';
 import { availableMemory, checkTrainingMemory, formatTrainingMemory } from './memory.js';
 import { checkSettings } from './settings.js';
 import type { RunConfig } from './config.js';
-import { checkTfjsHeap, type TrainEngine } from './models.js';
+import { checkLatentFit, checkTfjsHeap, type TrainEngine } from './models.js';
 
 /** How many names a refusal lists before it gives a count. */
 const SHOWN = 5;
@@ -28,7 +28,8 @@ const SHOWN = 5;
  *   sampler or feature extractor kind; a missing ONNX file; an `--init` file that is not safetensors or whose
  *   tensors are missing or mis-shaped for the configured models (diffusers folders and `.ckpt` pickles
  *   with how to convert them); a `clip` context without `--init`; a denoiser too big for the
- *   tfjs-wasm heap on that engine; a training-memory estimate past the memory seen.
+ *   tfjs-wasm heap on that engine; a denoiser that does not fit the autoencoder's latents
+ *   ({@link checkLatentFit}); a training-memory estimate past the memory seen.
  */
 export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEngine = 'ort', log?: (line: string) => void): Promise<void> {
   const st = await fs.stat(out).catch(() => null);
@@ -36,7 +37,7 @@ export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEng
   await checkSettings(cfg.inference);
   const ae = configuredAutoencoder(cfg.models.autoencoder, 'models.autoencoder'); // a registered kind with a valid config
   const d = parseDiadConfig(cfg.models.diad, 'models.diad');
-  checkLatentFit(ae.kind.latentChannels(ae.config), ae.kind.downsampleFactor(ae.config), d);
+  checkLatentFit(ae.kind.latentChannels(ae.config), ae.kind.downsampleFactor(ae.config), d, 'the run config');
   if (cfg.models.init) await checkInit(cfg, d, cfg.models.init);
   else if (d.context.kind === 'clip')
     throw new Error(
@@ -57,23 +58,6 @@ export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEng
       );
     }
   }
-}
-
-/**
- * The denoiser works on the autoencoder's latents: its UNet takes and gives their channels, and the
- * hint block brings the image down to their size.
- * @throws Error naming both fields and the values that would agree.
- */
-export function checkLatentFit(channels: number, factor: number, d: DiadConfig): void {
-  const u = d.unet;
-  if (u.in_channels !== channels || u.out_channels !== channels)
-    throw new Error(
-      `models.diad.unet has in_channels ${u.in_channels} and out_channels ${u.out_channels}, but the autoencoder's latents have ${channels} channels (models.autoencoder embed_dim): set both to ${channels}`,
-    );
-  if (d.hint_downsample !== factor)
-    throw new Error(
-      `models.diad.hint_downsample is ${d.hint_downsample}, but the autoencoder downsamples by ${factor} (models.autoencoder ch_mult): set hint_downsample to ${factor} so the hint block's output has the latents' size`,
-    );
 }
 
 async function checkInit(cfg: RunConfig, d: DiadConfig, path: string): Promise<void> {

@@ -59,9 +59,12 @@ export class RunDir {
    * Opens `dir` for `config`: a new folder gets `config.json`; an existing one must hold the same
    * config, else it refuses, listing each differing field. The inference defaults count too (the
    * fit validates with them), though the hash covers the train config only.
-   * @throws ConfigMismatchError naming the fields that differ and the way out.
+   * The config is validated first (a script may have changed a resolved preset), so a run folder
+   * never holds a config that its own later commands would refuse.
+   * @throws Error naming each invalid field; ConfigMismatchError naming the fields that differ and the way out.
    */
-  static async open(dir: string, config: RunConfig): Promise<RunDir> {
+  static async open(dir: string, given: RunConfig): Promise<RunDir> {
+    const config = parseConfig(given, `${dir}: the config to open the run with`);
     const abs = resolve(dir);
     const hash = configHash(config);
     const path = join(abs, 'config.json');

@@ -10,7 +10,7 @@ import type { Autoencoder, FeatureExtractor, HostTensor, Reconstructor } from '@
 import { RunDir, ConfigMismatchError } from '../src/run-dir.js';
 import { runStage, NanLossError, type StageTrainer } from '../src/train-loop.js';
 import { decisionThreshold } from '../src/settings.js';
-import { checkLatentFit } from '../src/preflight.js';
+import { checkLatentFit } from '../src/models.js';
 import { parseDiadConfig } from '@diad/sg-diffusion';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'diad-pipeline-'));
@@ -65,6 +65,10 @@ describe('run config', () => {
     // steps=5 is the ci base's own value, so it is not repeated.
     expect(each.map((v) => v.name)).toEqual(['base', 'reconstructor.steps=2', 'anomalyMap.levels=[1,2]']);
     expect(each[2].settings.anomalyMap.levels).toEqual([1, 2]);
+    // The default reference written out is the default: the same settings, the same hash.
+    expect(applyInferenceSets(base, ['anomalyMap.reference=input'])).toEqual(base);
+    expect(applyInferenceSets(base, ['anomalyMap.reference=autoencoded']).anomalyMap.reference).toBe('autoencoded');
+    expect(() => applyInferenceSets(base, ['anomalyMap.reference=3'])).toThrow(/anomalyMap\.reference/);
     const grid = ablationVariants(base, ['reconstructor.steps=2,3', 'anomalyMap.sigma=1,2'], 'grid');
     expect(grid.map((v) => v.name)).toEqual(['base', ...['2', '3'].flatMap((s) => ['1', '2'].map((g) => `reconstructor.steps=${s} anomalyMap.sigma=${g}`))]);
     expect(() => ablationVariants(base, [])).toThrow(/give at least one --vary/);
@@ -103,12 +107,22 @@ describe('run config', () => {
     for (const name of ['tiny', 'cpu', 'ci']) {
       const c = PRESETS[name].models;
       expect(() =>
-        checkLatentFit(c.autoencoder.embed_dim as number, 2 ** ((c.autoencoder.ddconfig as { ch_mult: number[] }).ch_mult.length - 1), parseDiadConfig(c.diad)),
+        checkLatentFit(
+          c.autoencoder.embed_dim as number,
+          2 ** ((c.autoencoder.ddconfig as { ch_mult: number[] }).ch_mult.length - 1),
+          parseDiadConfig(c.diad),
+          'preset',
+        ),
       ).not.toThrow();
     }
     const cpu = parseDiadConfig(PRESETS.cpu.models.diad);
-    expect(() => checkLatentFit(8, 4, cpu)).toThrow(/unet has in_channels 4 and out_channels 4, but the autoencoder's latents have 8 channels .*set both to 8/);
-    expect(() => checkLatentFit(4, 8, cpu)).toThrow(/hint_downsample is 4, but the autoencoder downsamples by 8 .*set hint_downsample to 8/);
+    expect(() => checkLatentFit(8, 4, cpu, 'x.json')).toThrow(
+      /^x\.json: models\.diad\.unet has in_channels 4 and out_channels 4, but the autoencoder's latents have 8 channels .*set both to 8/,
+    );
+    expect(() => checkLatentFit(4, 8, cpu, 'x.json')).toThrow(/hint_downsample is 4, but the autoencoder downsamples by 8 .*set hint_downsample to 8/);
+    expect(() => checkLatentFit(4, 16, cpu, 'x.json')).toThrow(
+      /downsamples by 16 .*the hint block downsamples by 2, 4, 8 only: use an autoencoder with 2, 3, 4 ch_mult levels/,
+    );
   });
 
   it('anomalyMap.reference autoencoded compares the reconstruction with decode(encode(x)), not x', async () => {

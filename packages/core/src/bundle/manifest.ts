@@ -13,8 +13,14 @@ import type { ScoringSettings } from '../scoring.js';
 export const MANIFEST_FILE = 'manifest.json';
 /** The `format` field of a bundle manifest. */
 export const BUNDLE_FORMAT = 'diad-bundle';
-/** The bundle layout this code reads and writes; a bundle of another version is refused. */
-export const BUNDLE_VERSION = 1;
+/**
+ * The bundle layout this code writes. 2 added `inference.anomalyMap.reference`: a runtime that read
+ * only version 1 would ignore it and score against the input with the autoencoded reference's
+ * threshold, so it must refuse these bundles.
+ */
+export const BUNDLE_VERSION = 2;
+/** The versions this code reads (a version 1 bundle compares with the input, as version 2's default). */
+export const READABLE_BUNDLE_VERSIONS: readonly number[] = [1, 2];
 
 /** The graph and data files of a bundle (names relative to the bundle folder). */
 export interface BundleFiles {
@@ -125,9 +131,9 @@ export async function readBundleManifest(dir: string): Promise<BundleManifest> {
   }
   if (m?.format !== BUNDLE_FORMAT)
     throw new Error(`${path}: format ${JSON.stringify(m?.format)} is not a diad bundle (${BUNDLE_FORMAT}); re-export it with \`diad export\``);
-  if (m.version !== BUNDLE_VERSION)
+  if (!READABLE_BUNDLE_VERSIONS.includes(m.version))
     throw new Error(
-      `${path}: bundle version ${JSON.stringify(m.version)} (written by @diad/core ${m.packageVersions?.['@diad/core'] ?? 'unknown'}); this @diad/core reads version ${BUNDLE_VERSION}: re-export the run with this version's \`diad export\`, or load it with the version that wrote it`,
+      `${path}: bundle version ${JSON.stringify(m.version)} (written by @diad/core ${m.packageVersions?.['@diad/core'] ?? 'unknown'}); this @diad/core reads versions ${READABLE_BUNDLE_VERSIONS.join(', ')}: re-export the run with this version's \`diad export\`, or load it with the version that wrote it`,
     );
   const names = Object.entries(m.files ?? {}).filter(([, v]) => v !== null);
   for (const [k, v] of names) {

@@ -36,7 +36,7 @@ export class AdamW {
   private readonly expAvg = new Map<string, tf.Variable>();
   private readonly expAvgSq = new Map<string, tf.Variable>();
 
-  /** @throws Error on a non-positive learning rate or betas outside [0, 1). */
+  /** @throws Error on a non-positive learning rate, betas outside [0, 1), or a bad `decaySteps` ({@link adamWDefaults}). */
   constructor(options: AdamWOptions) {
     this.options = adamWDefaults(options);
   }
