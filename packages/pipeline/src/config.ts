@@ -63,7 +63,12 @@ export const inferenceConfigSchema = z
         /** What the reconstruction is compared with: `input` (absent; the paper's) or `autoencoded` (core's `ScoringSettings`). */
         reference: z.enum(['input', 'autoencoded']).optional(),
       })
-      .strict(),
+      .strict()
+      // `input` is the default: written out, it would hash (and calibrate) as another setting.
+      .transform((m) => {
+        if (m.reference === 'input') delete m.reference;
+        return m;
+      }),
     threshold: z
       .object({
         /**
@@ -435,8 +440,6 @@ export function applyInferenceSets(base: InferenceConfig, sets: readonly string[
   const r = inferenceConfigSchema.safeParse(out);
   if (!r.success)
     throw new Error(`${source} ${sets.join(' ')}: invalid inference settings: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
-  // `input` is the default: written out, it would hash (and calibrate) as another setting.
-  if (r.data.anomalyMap.reference === 'input') delete r.data.anomalyMap.reference;
   return r.data;
 }
 

@@ -12,6 +12,7 @@ import { runStage, NanLossError, type StageTrainer } from '../src/train-loop.js'
 import { decisionThreshold } from '../src/settings.js';
 import { checkLatentFit } from '../src/models.js';
 import { parseDiadConfig } from '@diad/sg-diffusion';
+import { configuredAutoencoder } from '@diad/autoencoder';
 
 const tmp = () => mkdtempSync(join(tmpdir(), 'diad-pipeline-'));
 
@@ -67,6 +68,9 @@ describe('run config', () => {
     expect(each[2].settings.anomalyMap.levels).toEqual([1, 2]);
     // The default reference written out is the default: the same settings, the same hash.
     expect(applyInferenceSets(base, ['anomalyMap.reference=input'])).toEqual(base);
+    const ci = resolveConfig('ci', { roots: ['/d'] });
+    const written = { ...ci, inference: { ...ci.inference, anomalyMap: { ...ci.inference.anomalyMap, reference: 'input' } } };
+    expect(parseConfig(written, 'config.json').inference).toEqual(ci.inference);
     expect(applyInferenceSets(base, ['anomalyMap.reference=autoencoded']).anomalyMap.reference).toBe('autoencoded');
     expect(() => applyInferenceSets(base, ['anomalyMap.reference=3'])).toThrow(/anomalyMap\.reference/);
     const grid = ablationVariants(base, ['reconstructor.steps=2,3', 'anomalyMap.sigma=1,2'], 'grid');
@@ -106,14 +110,8 @@ describe('run config', () => {
   it('refuses a denoiser that does not fit the autoencoder latents, naming the fields', () => {
     for (const name of ['tiny', 'cpu', 'ci']) {
       const c = PRESETS[name].models;
-      expect(() =>
-        checkLatentFit(
-          c.autoencoder.embed_dim as number,
-          2 ** ((c.autoencoder.ddconfig as { ch_mult: number[] }).ch_mult.length - 1),
-          parseDiadConfig(c.diad),
-          'preset',
-        ),
-      ).not.toThrow();
+      const ae = configuredAutoencoder(c.autoencoder, name);
+      expect(() => checkLatentFit(ae.kind.latentChannels(ae.config), ae.kind.downsampleFactor(ae.config), parseDiadConfig(c.diad), name)).not.toThrow();
     }
     const cpu = parseDiadConfig(PRESETS.cpu.models.diad);
     expect(() => checkLatentFit(8, 4, cpu, 'x.json')).toThrow(
