@@ -26,6 +26,12 @@ describe('run config', () => {
     expect(c.data.imageSize).toBe(128);
     expect(parseConfig(JSON.parse(JSON.stringify(c)), 'x')).toEqual(c);
   });
+  it('--lr-schedule sets every stage; the preset has none', () => {
+    expect(Object.values(resolveConfig('ci', { roots: ['/d'] }).stages).map((s) => s.lrSchedule)).toEqual([undefined, undefined, undefined]);
+    const c = resolveConfig('ci', { roots: ['/d'], lrSchedule: 'cosine' });
+    expect(Object.values(c.stages).map((s) => s.lrSchedule)).toEqual(['cosine', 'cosine', 'cosine']);
+    expect(configHash(c)).not.toBe(configHash(resolveConfig('ci', { roots: ['/d'] })));
+  });
   it('an explicit DDIM start is used as given: no start is chosen on validation then', () => {
     expect(resolveConfig('ci', { roots: ['/d'] }).validation).toEqual({ every: 4, tStarts: [200] });
     const c = resolveConfig('ci', { roots: ['/d'], inference: ['reconstructor.tStart=100'] });
@@ -49,6 +55,11 @@ describe('run config', () => {
     expect(applyInferenceSets(s, ['featureExtractor=mobilenet_v2']).featureExtractor).toEqual({ kind: 'mobilenet_v2' });
     expect(applyInferenceSets(base, ['batchSize=2']).batchSize).toBe(2);
     expect(() => applyInferenceSets(base, ['anomalyMap.levels=[0,0]'])).toThrow(/levels must be distinct and ascending/);
+    // null removes an optional setting: back to every level.
+    const layer2 = applyInferenceSets(base, ['anomalyMap.levels=[1]']);
+    expect(layer2.anomalyMap.levels).toEqual([1]);
+    expect(applyInferenceSets(layer2, ['anomalyMap.levels=null']).anomalyMap).toEqual(base.anomalyMap);
+    expect(() => applyInferenceSets(base, ['anomalyMap.sigma=null'])).toThrow(/anomalyMap\.sigma/);
     expect(base.reconstructor.steps).toBe(PRESETS.ci.inference.reconstructor.steps); // the base is not modified
     expect(() => applyInferenceSets(base, ['ddim.steps=3'])).toThrow(
       /--set ddim\.steps=3: unknown inference setting "ddim"; known: reconstructor, featureExtractor, anomalyMap, threshold, batchSize/,

@@ -24,6 +24,7 @@ export interface FitFlags extends SettingsFlags {
   sgSteps?: string;
   batchSize?: string;
   checkpointEvery?: string;
+  lrSchedule?: string;
   maxTrainPerClass?: string;
   maxTestPerClass?: string;
   quiet?: boolean;
@@ -47,6 +48,18 @@ const int = (v: string | undefined, name: string): number | undefined => {
   return n;
 };
 
+const LR_SCHEDULES = ['constant', 'cosine'] as const;
+
+/**
+ * Parses `--lr-schedule` (absent = the preset's).
+ * @throws Error naming the known schedules.
+ */
+function lrSchedule(v: string | undefined): (typeof LR_SCHEDULES)[number] | undefined {
+  if (v === undefined) return undefined;
+  if (!LR_SCHEDULES.includes(v as (typeof LR_SCHEDULES)[number])) throw new Error(`--lr-schedule ${v}: unknown schedule; use ${LR_SCHEDULES.join(' or ')}`);
+  return v as (typeof LR_SCHEDULES)[number];
+}
+
 /**
  * The run config from fit/demo flags (data roots made absolute so the hash does not depend on the cwd).
  * @param initTextEncoder the `--init` checkpoint holds CLIP's text encoder (`inspectInit`): the context becomes `clip`.
@@ -64,6 +77,7 @@ export function configFromFlags(f: FitFlags, initTextEncoder = false) {
     steps: { autoencoder: int(f.aeSteps, '--ae-steps'), diffusion: int(f.diffusionSteps, '--diffusion-steps'), sg: int(f.sgSteps, '--sg-steps') },
     batchSize: int(f.batchSize, '--batch-size'),
     checkpointEvery: int(f.checkpointEvery, '--checkpoint-every'),
+    lrSchedule: lrSchedule(f.lrSchedule),
     inference: settingsFromFlags(f),
     initTextEncoder,
     ...(f.maxTrainPerClass !== undefined ? { maxTrainPerClass: int(f.maxTrainPerClass, '--max-train-per-class') } : {}),
@@ -92,6 +106,7 @@ export function addModelOptions(cmd: Command): Command {
     .option('--sg-steps <n>', 'stage 3 (SG network + SFF) steps')
     .option('--batch-size <n>', 'batch size of every stage')
     .option('--checkpoint-every <n>', 'checkpoint interval (steps) of every stage')
+    .option('--lr-schedule <s>', "learning-rate schedule of every stage: constant (the official trainers') | cosine (annealed to 0 over the stage)")
     .option('--max-train-per-class <n>', 'use at most this many train images per class')
     .option('--max-test-per-class <n>', 'test at most this many images per class')
     .option(

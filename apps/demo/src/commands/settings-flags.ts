@@ -15,6 +15,7 @@ export interface SettingsFlags {
   ddimSteps?: string;
   schedule?: string;
   sigma?: string;
+  levels?: string;
   reference?: string;
   targetFpr?: string;
 }
@@ -36,13 +37,29 @@ export function addSettingsOptions(cmd: Command, whose = "the run's"): Command {
     .option('--ddim-steps <n>', 'DDIM steps')
     .option('--schedule <s>', 'DDIM schedule: official | partial')
     .option('--sigma <s>', 'anomaly-map Gaussian blur sigma (pixels, >= 0)')
+    .option('--levels <list>', 'feature maps compared, comma-separated indices from 0 (resnet50: 0 = layer1, 1 = layer2, 2 = layer3) or "all"')
     .option('--reference <r>', 'what the reconstruction is compared with: input (the paper) | autoencoded (the input through the autoencoder alone)')
     .option('--target-fpr <f>', 'decision threshold: allowed false-positive rate on normal validation images');
 }
 
+/** A shortcut flag whose value must be one of `choices`. */
+function oneOf(flag: string, v: string, choices: readonly string[]): string {
+  if (!choices.includes(v)) throw new Error(`${flag} ${v}: use one of ${choices.join(', ')}`);
+  return v;
+}
+
+/** `--levels 1,2` as a JSON list; `all` as null (every level: the setting is removed). */
+function levelsValue(v: string): string {
+  if (v.trim() === 'all') return 'null';
+  const parts = v.split(',').map((x) => x.trim());
+  if (!parts.every((x) => /^\d+$/.test(x))) throw new Error(`--levels ${v}: expected comma-separated indices such as 1 or 1,2 (or all)`);
+  return `[${parts.join(',')}]`;
+}
+
 /**
  * The `key=value` settings of the flags, shortcuts first, then `--set` in order.
- * @throws Error for `--backbone` with `--onnx`, or an `--onnx` that is not an .onnx file.
+ * @throws Error for `--backbone` with `--onnx`, an `--onnx` that is not an .onnx file, or a
+ *   `--schedule`, `--reference` or `--levels` value outside its choices.
  */
 export function settingsFromFlags(f: SettingsFlags): string[] {
   if (f.backbone && f.onnx) throw new Error('--backbone and --onnx exclude each other: pick a registered feature extractor or an ONNX file');
@@ -53,9 +70,10 @@ export function settingsFromFlags(f: SettingsFlags): string[] {
   if (f.onnx) sets.push('featureExtractor.kind=onnx', `featureExtractor.path=${JSON.stringify(resolve(f.onnx))}`);
   if (f.tStart !== undefined) sets.push(`reconstructor.tStart=${f.tStart}`);
   if (f.ddimSteps !== undefined) sets.push(`reconstructor.steps=${f.ddimSteps}`);
-  if (f.schedule !== undefined) sets.push(`reconstructor.schedule=${JSON.stringify(f.schedule)}`);
+  if (f.schedule !== undefined) sets.push(`reconstructor.schedule=${JSON.stringify(oneOf('--schedule', f.schedule, ['official', 'partial']))}`);
   if (f.sigma !== undefined) sets.push(`anomalyMap.sigma=${f.sigma}`);
-  if (f.reference !== undefined) sets.push(`anomalyMap.reference=${JSON.stringify(f.reference)}`);
+  if (f.levels !== undefined) sets.push(`anomalyMap.levels=${levelsValue(f.levels)}`);
+  if (f.reference !== undefined) sets.push(`anomalyMap.reference=${JSON.stringify(oneOf('--reference', f.reference, ['input', 'autoencoded']))}`);
   if (f.targetFpr !== undefined) sets.push(`threshold.targetFpr=${f.targetFpr}`);
   return [...sets, ...(f.set ?? [])];
 }

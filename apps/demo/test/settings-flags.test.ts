@@ -1,0 +1,30 @@
+import { describe, expect, it } from 'vitest';
+import { applyInferenceSets, resolveConfig } from '@diad/pipeline';
+import { settingsFromFlags } from '../src/commands/settings-flags.js';
+
+describe('inference shortcut flags', () => {
+  it('become key=value settings that the inference schema accepts', () => {
+    const sets = settingsFromFlags({ tStart: '400', sigma: '2', levels: '0, 2', reference: 'autoencoded', schedule: 'official' });
+    expect(sets).toEqual([
+      'reconstructor.tStart=400',
+      'reconstructor.schedule="official"',
+      'anomalyMap.sigma=2',
+      'anomalyMap.levels=[0,2]',
+      'anomalyMap.reference="autoencoded"',
+    ]);
+    const cpu = resolveConfig('cpu', { roots: ['/d'] }).inference;
+    const s = applyInferenceSets(cpu, sets);
+    expect(s.anomalyMap).toEqual({ sigma: 2, combine: 'add', levels: [0, 2], reference: 'autoencoded' });
+    // `all` removes the cpu preset's layer2-only choice: every level, as the paper.
+    expect(cpu.anomalyMap.levels).toEqual([1]);
+    expect(applyInferenceSets(cpu, settingsFromFlags({ levels: 'all' })).anomalyMap).toEqual({ sigma: 4, combine: 'add' });
+  });
+
+  it('refuses values outside their choices before any work, naming the flag', () => {
+    expect(() => settingsFromFlags({ reference: 'foo' })).toThrow('--reference foo: use one of input, autoencoded');
+    expect(() => settingsFromFlags({ schedule: 'linear' })).toThrow('--schedule linear: use one of official, partial');
+    expect(() => settingsFromFlags({ levels: '1;2' })).toThrow(/--levels 1;2: expected comma-separated indices/);
+    expect(() => settingsFromFlags({ levels: '-1' })).toThrow(/--levels -1/);
+    expect(() => settingsFromFlags({ backbone: 'resnet50', onnx: 'a.onnx' })).toThrow(/exclude each other/);
+  });
+});
