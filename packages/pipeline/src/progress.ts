@@ -27,7 +27,7 @@ export class Progress {
     this.bar = tty
       ? new cliProgress.SingleBar(
           {
-            format: `${label} [{bar}] {value}/{total}${showLoss ? ' | loss {loss}' : ''} | {ips} img/s | {eta_formatted} left`,
+            format: `${label} [{bar}] {value}/{total}${showLoss ? ' | loss {loss} | lr {lr}' : ''} | {ips} img/s | {eta_formatted} left`,
             stream: process.stderr,
             hideCursor: true,
             etaBuffer: 20,
@@ -36,7 +36,7 @@ export class Progress {
         )
       : null;
     this.value = start;
-    this.bar?.start(total, start, { loss: '-', ips: '-' });
+    this.bar?.start(total, start, { loss: '-', lr: '-', ips: '-' });
   }
 
   /** Takes the bar off the terminal so other lines can be printed; {@link resume} puts it back. */
@@ -45,16 +45,17 @@ export class Progress {
   }
 
   resume(): void {
-    this.bar?.start(this.total, this.value, { loss: '-', ips: '-' });
+    this.bar?.start(this.total, this.value, { loss: '-', lr: '-', ips: '-' });
   }
 
-  /** Reports `value` steps done; `loss` and `ips` (images/s) are shown when given. */
-  update(value: number, info: { loss?: number; ips?: number } = {}): void {
+  /** Reports `value` steps done; `loss`, `lr` (the learning rate of the step) and `ips` (images/s) are shown when given. */
+  update(value: number, info: { loss?: number; lr?: number; ips?: number } = {}): void {
     const loss = info.loss === undefined ? '-' : info.loss.toPrecision(4);
+    const lr = info.lr === undefined ? '-' : info.lr.toExponential(2);
     const ips = info.ips === undefined ? '-' : info.ips.toFixed(2);
     this.value = value;
     if (this.bar) {
-      this.bar.update(value, { loss, ips });
+      this.bar.update(value, { loss, lr, ips });
       return;
     }
     if (this.quiet) return;
@@ -65,7 +66,7 @@ export class Progress {
     const elapsed = (Date.now() - this.t0) / 1000;
     const left = done > 0 ? ((this.total - value) * elapsed) / done : NaN;
     process.stderr.write(
-      `${this.label}: ${value}/${this.total}${this.showLoss ? ` | loss ${loss}` : ''} | ${ips} img/s | ${Number.isFinite(left) ? `${left.toFixed(0)} s left` : '-'}\n`,
+      `${this.label}: ${value}/${this.total}${this.showLoss ? ` | loss ${loss} | lr ${lr}` : ''} | ${ips} img/s | ${Number.isFinite(left) ? `${left.toFixed(0)} s left` : '-'}\n`,
     );
   }
 

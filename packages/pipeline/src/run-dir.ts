@@ -27,8 +27,11 @@ export interface StageState {
   seconds: number;
   /** Images per second of the last session. */
   imagesPerSecond: number;
-  /** Loss per logged step (every checkpoint interval, the mean over the interval). */
-  losses: { step: number; loss: number }[];
+  /**
+   * Loss per logged step (every checkpoint interval, the mean over the interval) and the learning
+   * rate of that step's update (absent in runs made before it was logged).
+   */
+  losses: { step: number; loss: number; lr?: number }[];
 }
 
 /**

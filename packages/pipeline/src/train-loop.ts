@@ -8,6 +8,7 @@ import type { SafetensorsFile, WritableTensor } from '@diad/core';
 import type { StageConfig } from './config.js';
 import type { RunDir, StageName, StageState } from './run-dir.js';
 import { Progress } from './progress.js';
+import { stageLr } from './trainers.js';
 
 /** What a stage trains: one optimiser step, and its full state to save and restore. */
 export interface StageTrainer {
@@ -108,10 +109,11 @@ export async function runStage(run: RunDir, stage: StageName, cfg: StageConfig, 
       const seconds = (Date.now() - t0) / 1000;
       const ips = (sessionSteps * trainer.batchSize) / Math.max(seconds, 1e-9);
       state = { ...state, step: state.step + 1, imagesPerSecond: ips };
-      progress.update(state.step, { loss, ips });
+      const lr = stageLr(cfg, state.step);
+      progress.update(state.step, { loss, ips, lr });
       const last = state.step === cfg.steps;
       if (last || state.step % cfg.checkpointEvery === 0 || interrupted) {
-        state.losses = [...state.losses, { step: state.step, loss: sumLoss / nLoss }];
+        state.losses = [...state.losses, { step: state.step, loss: sumLoss / nLoss, lr }];
         sumLoss = nLoss = 0;
         const seconds = earlierSeconds + (Date.now() - t0) / 1000;
         state = await run.saveCheckpoint({ ...state, done: last, seconds }, await trainer.state());

@@ -8,7 +8,7 @@
  * differentiated). Checkpoints are core's one training format (`trainingCheckpoint`) on both engines.
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import { readOptimizerState, tensor, trainingCheckpoint, type HostTensor, type SafetensorsFile, type WritableTensor } from '@diad/core';
+import { adamWDefaults, adamWLr, readOptimizerState, tensor, trainingCheckpoint, type HostTensor, type SafetensorsFile, type WritableTensor } from '@diad/core';
 import { engineTensor, officialHost, Trainer, TfjsOps, type ParamStore } from '@diad/core/tfjs';
 import type { TrainingGraph } from '@diad/core/onnx';
 import { denoiserEps, epsLoss, hostContext, recordDenoiserTraining, type DiadConfig, type DiadDenoiser } from '@diad/sg-diffusion';
@@ -42,6 +42,11 @@ const optimizerOf = (cfg: StageConfig) => ({
   weightDecay: cfg.weightDecay ?? 0.01,
   decaySteps: cfg.lrSchedule === 'cosine' ? cfg.steps : 0,
 });
+
+/** The learning rate of the stage's update `t` (1-based), as both engines' AdamW applies it (`lrSchedule` included). */
+export function stageLr(cfg: StageConfig, t: number): number {
+  return adamWLr(adamWDefaults(optimizerOf(cfg)), t);
+}
 
 /** The micro-batches of optimiser step `step`: `accumulate` consecutive batches of the problem's stream. */
 function microBatches(p: StageProblem, step: number): StageBatch[] {

@@ -302,6 +302,13 @@ describe('resumable training loop', () => {
     const stA = await runStage(runA, 'sg', cfg, full, { quiet: true });
     expect(stA).toMatchObject({ step: 10, done: true, checkpoint: 'checkpoints/sg-000010.safetensors' });
     expect(stA.losses.map((l) => l.step)).toEqual([3, 6, 9, 10]);
+    expect(stA.losses.map((l) => l.lr)).toEqual([0.1, 0.1, 0.1, 0.1]);
+    // A cosine stage logs the rate of each logged update: lr (1 + cos(pi (t - 1) / 10)) / 2.
+    const cosine = await runStage(await RunDir.open(tmp(), resolveConfig('ci', { roots: ['/d'] })), 'sg', { ...cfg, lrSchedule: 'cosine' }, new ToyTrainer(), {
+      quiet: true,
+    });
+    const want = [3, 6, 9, 10].map((t) => (0.1 * (1 + Math.cos((Math.PI * (t - 1)) / 10))) / 2);
+    cosine.losses.forEach((l, i) => expect(l.lr).toBeCloseTo(want[i], 12));
 
     const runB = await RunDir.open(tmp(), resolveConfig('ci', { roots: ['/d'] }));
     // Crash at step 7 (after the step-6 checkpoint), as a kill would.
