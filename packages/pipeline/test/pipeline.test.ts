@@ -308,7 +308,7 @@ describe('resumable training loop', () => {
       quiet: true,
     });
     const want = [3, 6, 9, 10].map((t) => (0.1 * (1 + Math.cos((Math.PI * (t - 1)) / 10))) / 2);
-    cosine.losses.forEach((l, i) => expect(l.lr).toBeCloseTo(want[i], 12));
+    for (const [i, l] of cosine.losses.entries()) expect(l.lr).toBeCloseTo(want[i], 12);
 
     const runB = await RunDir.open(tmp(), resolveConfig('ci', { roots: ['/d'] }));
     // Crash at step 7 (after the step-6 checkpoint), as a kill would.
