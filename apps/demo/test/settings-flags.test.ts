@@ -15,8 +15,8 @@ describe('inference shortcut flags', () => {
     const cpu = resolveConfig('cpu', { roots: ['/d'] }).inference;
     const s = applyInferenceSets(cpu, sets);
     expect(s.anomalyMap).toEqual({ sigma: 2, combine: 'add', levels: [0, 2], reference: 'autoencoded' });
-    // `all` removes the cpu preset's layer2-only choice: every level, as the paper.
-    expect(cpu.anomalyMap.levels).toEqual([1]);
+    // `all` removes the cpu preset's layer2-3 choice: every level, as the paper.
+    expect(cpu.anomalyMap.levels).toEqual([1, 2]);
     expect(applyInferenceSets(cpu, settingsFromFlags({ levels: 'all' })).anomalyMap).toEqual({ sigma: 4, combine: 'add' });
   });
 
