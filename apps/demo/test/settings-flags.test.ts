@@ -25,6 +25,7 @@ describe('inference shortcut flags', () => {
     expect(() => settingsFromFlags({ schedule: 'linear' })).toThrow('--schedule linear: use one of official, partial');
     expect(() => settingsFromFlags({ levels: '1;2' })).toThrow(/--levels 1;2: expected comma-separated indices/);
     expect(() => settingsFromFlags({ levels: '-1' })).toThrow(/--levels -1/);
+    expect(() => settingsFromFlags({ levels: '2,1' })).toThrow('--levels 2,1: give distinct indices in ascending order, e.g. 1,2');
     expect(() => settingsFromFlags({ backbone: 'resnet50', onnx: 'a.onnx' })).toThrow(/exclude each other/);
   });
 });

@@ -32,6 +32,8 @@ export interface FeatureExtractorEntry {
   load(spec: FeatureExtractorSpec, context: FeatureExtractorContext, source: string): Promise<LoadedBackbone>;
   /** Checks the spec without loading weights (run before long work starts); throws naming `source` and the fix. */
   check?(spec: FeatureExtractorSpec, source: string): Promise<void>;
+  /** How many feature maps (levels) it gives, when known without loading it; absent: known only once loaded. */
+  mapCount?(spec: FeatureExtractorSpec): number;
   /**
    * Its ONNX form for a deployment bundle (ImageNet-normalised `[N, 3, S, S]` in, one NCHW map per
    * level out, shallow first, as `extract` returns them); absent or null: it has none.
@@ -59,6 +61,7 @@ function shipped(name: TfjsBackboneName): FeatureExtractorEntry {
           `${source}: the shipped backbone ${spec.kind} takes no options (got ${extra.join(', ')}); for an ONNX file use { "kind": "onnx", "path": ... }`,
         );
     },
+    mapCount: () => TFJS_BACKBONES[name].taps.length,
     load: (_spec, ctx) => loadBackbone(name, ctx.engine === 'ort' && TFJS_BACKBONES[name].kind === 'layers' ? { engine: 'ort', imageSize: ctx.imageSize } : {}),
     exportOnnx: async (_spec, ctx) => (TFJS_BACKBONES[name].kind === 'layers' ? shippedBackboneOnnx(name, ctx.imageSize) : null),
   };
@@ -116,4 +119,13 @@ export function featureExtractorOnnx(
  */
 export async function checkFeatureExtractor(spec: FeatureExtractorSpec, source = 'featureExtractor'): Promise<void> {
   await featureExtractors.get(spec.kind, `${source}.kind`).check?.(spec, source);
+}
+
+/**
+ * How many feature maps the extractor gives, when its entry knows without loading it (the shipped
+ * backbones: 3); null otherwise (an ONNX file: known once loaded).
+ * @throws Error for an unknown kind, listing the registered ones.
+ */
+export function featureMapCount(spec: FeatureExtractorSpec, source = 'featureExtractor'): number | null {
+  return featureExtractors.get(spec.kind, `${source}.kind`).mapCount?.(spec) ?? null;
 }

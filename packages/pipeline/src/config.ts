@@ -24,8 +24,14 @@ const stage = z.object({
   accumulate: z.number().int().min(1).optional(),
   /** AdamW (peak) learning rate. */
   lr: z.number().positive(),
-  /** `constant` (absent; the official trainers') or `cosine`: annealed to 0 over the stage's `steps` (core's AdamW `decaySteps`). */
-  lrSchedule: z.enum(['constant', 'cosine']).optional(),
+  /**
+   * `constant` (absent; the official trainers') or `cosine`: annealed to 0 over the stage's `steps`
+   * (core's AdamW `decaySteps`). `constant` written out is the default: dropped, so it hashes alike.
+   */
+  lrSchedule: z
+    .enum(['constant', 'cosine'])
+    .optional()
+    .transform((v) => (v === 'constant' ? undefined : v)),
   /** AdamW betas; default [0.9, 0.999] (torch's). */
   betas: z.tuple([z.number().min(0).lt(1), z.number().min(0).lt(1)]).optional(),
   /** AdamW decoupled weight decay; default 0.01 (torch's). */
@@ -56,7 +62,7 @@ export const inferenceConfigSchema = z
         combine: z.enum(['add', 'mul']),
         /** Which of the feature extractor's maps to compare (0 = shallowest); absent = all (the paper: layer1-3). */
         levels: z
-          .array(z.number().int().min(0))
+          .array(z.number().int().min(0), { invalid_type_error: 'expected a list of feature-map indices such as [1,2], or null for every level' })
           .min(1)
           .refine((l) => l.every((x, i) => i === 0 || x > l[i - 1]), 'levels must be distinct and ascending, e.g. [1,2]')
           .optional(),
@@ -331,7 +337,7 @@ export interface ConfigOverrides {
   batchSize?: number;
   checkpointEvery?: number;
   /** The learning-rate schedule of every stage (`stages.*.lrSchedule`). */
-  lrSchedule?: NonNullable<StageConfig['lrSchedule']>;
+  lrSchedule?: 'constant' | 'cosine';
   maxTrainPerClass?: number | null;
   maxTestPerClass?: number | null;
   /** `key=value` settings of the inference defaults ({@link applyInferenceSets}). */
@@ -359,7 +365,8 @@ export function resolveConfig(presetName: string, o: ConfigOverrides): RunConfig
   for (const [k, v] of Object.entries(o.steps ?? {})) if (v !== undefined) stages[k as keyof typeof stages].steps = v;
   if (o.batchSize !== undefined) for (const s of Object.values(stages)) s.batchSize = o.batchSize;
   if (o.checkpointEvery !== undefined) for (const s of Object.values(stages)) s.checkpointEvery = o.checkpointEvery;
-  if (o.lrSchedule !== undefined) for (const s of Object.values(stages)) s.lrSchedule = o.lrSchedule;
+  if (o.lrSchedule === 'cosine') for (const s of Object.values(stages)) s.lrSchedule = 'cosine';
+  if (o.lrSchedule === 'constant') for (const s of Object.values(stages)) delete s.lrSchedule;
   if (o.init) stages.autoencoder.steps = stages.diffusion.steps = 0;
   const sets = o.inference ?? [];
   const fixedStart = sets.some((s) => s.split('=')[0].trim() === 'reconstructor.tStart');
@@ -472,7 +479,9 @@ export function canonicalJson(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonicalJson).join(',')}]`;
   if (v && typeof v === 'object') {
     const o = v as Record<string, unknown>;
+    // An undefined field is absent, as in the JSON written out.
     return `{${Object.keys(o)
+      .filter((k) => o[k] !== undefined)
       .sort()
       .map((k) => `${JSON.stringify(k)}:${canonicalJson(o[k])}`)
       .join(',')}}`;

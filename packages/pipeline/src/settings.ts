@@ -9,7 +9,7 @@
 import { scoreImages, type GuidedDenoiser, type Stages } from '@diad/core';
 import type { ClassScoreStats } from '@diad/core/bundle';
 import { createReconstructor } from '@diad/sg-diffusion';
-import { checkFeatureExtractor } from '@diad/feature-extractor';
+import { checkFeatureExtractor, featureMapCount } from '@diad/feature-extractor';
 import { applyInferenceSets, shortHash, type InferenceConfig } from './config.js';
 import type { RunDir } from './run-dir.js';
 import type { ValidationInfo } from './fit.js';
@@ -37,13 +37,21 @@ export function resolveSettings(run: RunDir, validation: ValidationInfo, sets: r
 
 /**
  * Checks settings before long work: the sampler and feature extractor kinds are registered, the
- * sampler's options are valid, and the feature extractor's own check passes (e.g. its ONNX file exists).
- * @throws Error naming the setting and listing the registered kinds.
+ * sampler's options are valid, the feature extractor's own check passes (e.g. its ONNX file
+ * exists), and `anomalyMap.levels` names maps it gives (when that is known without loading it).
+ * @throws Error naming the setting and the fix, listing the registered kinds for an unknown one.
  */
 export async function checkSettings(settings: InferenceConfig): Promise<void> {
   // Making a sampler only validates its options; it runs nothing until reconstruct().
   createReconstructor(settings.reconstructor, UNOPENED, 'inference.reconstructor');
   await checkFeatureExtractor(settings.featureExtractor, 'inference.featureExtractor');
+  const n = featureMapCount(settings.featureExtractor, 'inference.featureExtractor');
+  const levels = settings.anomalyMap.levels;
+  if (n !== null && levels?.some((l) => l >= n))
+    throw new Error(
+      `inference.anomalyMap.levels [${levels.join(', ')}]: ${settings.featureExtractor.kind} gives ${n} feature maps (levels 0..${n - 1}); ` +
+        `fix: --levels with indices below ${n}, or --levels all (a run's default is inference.anomalyMap.levels in its config.json)`,
+    );
 }
 
 const UNOPENED: GuidedDenoiser = {

@@ -2,6 +2,7 @@ import { describe, it, expect } from 'vitest';
 import { mkdtempSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { anomalyMap, scoreImages, scoreReconstructions, tensor, Rng, readSafetensors, type SafetensorsFile } from '@diad/core';
 import { applyInferenceSets, resolveConfig, configHash, diffConfigs, parseConfig, PRESETS } from '../src/config.js';
 import { ablationVariants, splitValues } from '../src/ablate.js';
@@ -9,7 +10,7 @@ import { parseShard, shardIndices } from '../src/shard.js';
 import type { Autoencoder, FeatureExtractor, HostTensor, Reconstructor } from '@diad/core';
 import { RunDir, ConfigMismatchError } from '../src/run-dir.js';
 import { runStage, NanLossError, type StageTrainer } from '../src/train-loop.js';
-import { decisionThreshold } from '../src/settings.js';
+import { checkSettings, decisionThreshold } from '../src/settings.js';
 import { checkLatentFit } from '../src/models.js';
 import { parseDiadConfig } from '@diad/sg-diffusion';
 import { configuredAutoencoder } from '@diad/autoencoder';
@@ -31,6 +32,12 @@ describe('run config', () => {
     const c = resolveConfig('ci', { roots: ['/d'], lrSchedule: 'cosine' });
     expect(Object.values(c.stages).map((s) => s.lrSchedule)).toEqual(['cosine', 'cosine', 'cosine']);
     expect(configHash(c)).not.toBe(configHash(resolveConfig('ci', { roots: ['/d'] })));
+    // `constant` is the default: written out or given, it hashes as the preset does (a resume is not refused).
+    const constant = resolveConfig('ci', { roots: ['/d'], lrSchedule: 'constant' });
+    expect(configHash(constant)).toBe(configHash(resolveConfig('ci', { roots: ['/d'] })));
+    expect(configHash(resolveConfig('ci', { roots: ['/d'], lrSchedule: 'constant' }))).toBe(configHash(constant));
+    const written = { ...constant, stages: { ...constant.stages, sg: { ...constant.stages.sg, lrSchedule: 'constant' } } };
+    expect(configHash(parseConfig(written, 'config.json'))).toBe(configHash(constant));
   });
   it('an explicit DDIM start is used as given: no start is chosen on validation then', () => {
     expect(resolveConfig('ci', { roots: ['/d'] }).validation).toEqual({ every: 4, tStarts: [200] });
@@ -60,6 +67,7 @@ describe('run config', () => {
     expect(layer2.anomalyMap.levels).toEqual([1]);
     expect(applyInferenceSets(layer2, ['anomalyMap.levels=null']).anomalyMap).toEqual(base.anomalyMap);
     expect(() => applyInferenceSets(base, ['anomalyMap.sigma=null'])).toThrow(/anomalyMap\.sigma/);
+    expect(() => applyInferenceSets(base, ['anomalyMap.levels=1,2'])).toThrow(/such as \[1,2\], or null for every level/);
     expect(base.reconstructor.steps).toBe(PRESETS.ci.inference.reconstructor.steps); // the base is not modified
     expect(() => applyInferenceSets(base, ['ddim.steps=3'])).toThrow(
       /--set ddim\.steps=3: unknown inference setting "ddim"; known: reconstructor, featureExtractor, anomalyMap, threshold, batchSize/,
@@ -89,6 +97,21 @@ describe('run config', () => {
     expect(() => ablationVariants(base, [])).toThrow(/give at least one --vary/);
     expect(() => ablationVariants(base, ['anomalyMap.sigma'])).toThrow(/--vary anomalyMap\.sigma: expected key=v1,v2/);
     expect(() => ablationVariants(base, ['anomalyMap.levels=[]'])).toThrow(/anomalyMap\.levels/);
+  });
+
+  it('a level the shipped backbone lacks is refused before any work; an ONNX file is checked once loaded', async () => {
+    const base = resolveConfig('ci', { roots: ['/d'] }).inference;
+    await expect(checkSettings(applyInferenceSets(base, ['anomalyMap.levels=[1,2]']))).resolves.toBeUndefined();
+    await expect(checkSettings(applyInferenceSets(base, ['anomalyMap.levels=[1,3]']))).rejects.toThrow(
+      'inference.anomalyMap.levels [1, 3]: default gives 3 feature maps (levels 0..2); fix: --levels with indices below 3, or --levels all',
+    );
+    // An ONNX extractor's map count is not known before it is loaded: only its file is checked here.
+    const onnx = applyInferenceSets(base, [
+      'featureExtractor.kind=onnx',
+      `featureExtractor.path=${JSON.stringify(fileURLToPath(import.meta.url))}`,
+      'anomalyMap.levels=[7]',
+    ]);
+    await expect(checkSettings(onnx)).resolves.toBeUndefined();
   });
 
   it('anomalyMap.levels compares only the chosen feature maps; a level the extractor lacks is named', async () => {

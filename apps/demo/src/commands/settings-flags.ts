@@ -53,6 +53,7 @@ function levelsValue(v: string): string {
   if (v.trim() === 'all') return 'null';
   const parts = v.split(',').map((x) => x.trim());
   if (!parts.every((x) => /^\d+$/.test(x))) throw new Error(`--levels ${v}: expected comma-separated indices such as 1 or 1,2 (or all)`);
+  if (!parts.every((x, i) => i === 0 || Number(x) > Number(parts[i - 1]))) throw new Error(`--levels ${v}: give distinct indices in ascending order, e.g. 1,2`);
   return `[${parts.join(',')}]`;
 }
 
