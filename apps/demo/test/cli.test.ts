@@ -203,8 +203,12 @@ describe('help and providers', () => {
     expect(r.stdout).not.toContain('(default: [])');
     // Each preset: image and latent size, parameters, steps, cost.
     const help = r.stdout.replace(/\s+/g, ' ');
-    expect(help).toMatch(/tiny \(128 px, latents 16x16x4, 8\.7M parameters, 1600\/1000\/800 steps; the demo: fit about \d+ min/);
-    expect(help).toMatch(/cpu \(128 px, latents 32x32x4, \d+\.\dM parameters, 4000\/2000\/1600 steps; fit measured \d+ min for six classes/);
+    expect(help).toMatch(
+      /tiny \(128 px, latents 16x16x4, 8\.7M parameters, 1600\/1000\/800 steps, default features at every level; the demo: fit about \d+ min/,
+    );
+    expect(help).toMatch(
+      /cpu \(128 px, latents 32x32x4, \d+\.\dM parameters, 4000\/2000\/1600 steps, resnet50 features at levels 1,2; fit measured \d+ min for six classes/,
+    );
     const d = diad(['demo', '--preset', 'ci', '--help']);
     expect(d.stdout).not.toContain('fit (tiny)');
   });

@@ -127,7 +127,7 @@ const PRESET_HELP: Record<string, string> = Object.fromEntries(
     return [
       name,
       `${p.data.imageSize} px, latents ${latent}x${latent}x${kind.latentChannels(ae)}, ${(params / 1e6).toFixed(1)}M parameters, ${s.autoencoder.steps}/${s.diffusion.steps}/${s.sg.steps} steps, ` +
-        `${p.inference.featureExtractor.kind} maps at ${p.inference.anomalyMap.levels ? `levels ${p.inference.anomalyMap.levels.join(',')}` : 'every level'}; ${PRESET_COST[name] ?? 'time not measured'}`,
+        `${p.inference.featureExtractor.kind} features at ${p.inference.anomalyMap.levels ? `levels ${p.inference.anomalyMap.levels.join(',')}` : 'every level'}; ${PRESET_COST[name] ?? 'time not measured'}`,
     ];
   }),
 );
