@@ -13,6 +13,11 @@ import { z } from 'zod';
 import { PRESETS as AUTOENCODER_PRESETS } from '@diad/autoencoder';
 import { PRESETS as DIAD_PRESETS } from '@diad/sg-diffusion';
 
+/** The learning-rate schedules of a stage (`lrSchedule`). */
+export const LR_SCHEDULES = ['constant', 'cosine'] as const;
+/** What an anomaly map compares the reconstruction with (`anomalyMap.reference`). */
+export const MAP_REFERENCES = ['input', 'autoencoded'] as const;
+
 const stage = z.object({
   /** Optimiser steps of the stage (0 skips it, e.g. when `--init` provides its weights). */
   steps: z.number().int().min(0),
@@ -29,7 +34,7 @@ const stage = z.object({
    * (core's AdamW `decaySteps`). `constant` written out is the default: dropped, so it hashes alike.
    */
   lrSchedule: z
-    .enum(['constant', 'cosine'])
+    .enum(LR_SCHEDULES)
     .optional()
     .transform((v) => (v === 'constant' ? undefined : v)),
   /** AdamW betas; default [0.9, 0.999] (torch's). */
@@ -67,7 +72,7 @@ export const inferenceConfigSchema = z
           .refine((l) => l.every((x, i) => i === 0 || x > l[i - 1]), 'levels must be distinct and ascending, e.g. [1,2]')
           .optional(),
         /** What the reconstruction is compared with: `input` (absent; the paper's) or `autoencoded` (core's `ScoringSettings`). */
-        reference: z.enum(['input', 'autoencoded']).optional(),
+        reference: z.enum(MAP_REFERENCES).optional(),
       })
       .strict()
       // `input` is the default: written out, it would hash (and calibrate) as another setting.
@@ -337,7 +342,7 @@ export interface ConfigOverrides {
   batchSize?: number;
   checkpointEvery?: number;
   /** The learning-rate schedule of every stage (`stages.*.lrSchedule`). */
-  lrSchedule?: 'constant' | 'cosine';
+  lrSchedule?: (typeof LR_SCHEDULES)[number];
   maxTrainPerClass?: number | null;
   maxTestPerClass?: number | null;
   /** `key=value` settings of the inference defaults ({@link applyInferenceSets}). */

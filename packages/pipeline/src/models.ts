@@ -18,6 +18,7 @@ import {
   LEARNED_CONTEXT,
   hostContext,
   readConstantContext,
+  HINT_DOWNSAMPLES,
   type DiadConfig,
 } from '@diad/sg-diffusion';
 import type { RunConfig } from './config.js';
@@ -326,13 +327,10 @@ export function checkLatentFit(channels: number, factor: number, d: DiadConfig, 
       `${where}: models.diad.unet has in_channels ${u.in_channels} and out_channels ${u.out_channels}, but the autoencoder's latents have ${channels} channels (models.autoencoder embed_dim): set both to ${channels}`,
     );
   if (d.hint_downsample === factor) return;
-  const fix = HINT_FACTORS.includes(factor)
+  const fix = (HINT_DOWNSAMPLES as readonly number[]).includes(factor)
     ? `set hint_downsample to ${factor} so the hint block's output has the latents' size`
-    : `the hint block downsamples by ${HINT_FACTORS.join(', ')} only: use an autoencoder with ${HINT_FACTORS.map((f) => Math.log2(f) + 1).join(', ')} ch_mult levels`;
+    : `the hint block downsamples by ${HINT_DOWNSAMPLES.join(', ')} only: use an autoencoder with ${HINT_DOWNSAMPLES.map((f) => Math.log2(f) + 1).join(', ')} ch_mult levels`;
   throw new Error(
     `${where}: models.diad.hint_downsample is ${d.hint_downsample}, but the autoencoder downsamples by ${factor} (models.autoencoder ch_mult): ${fix}`,
   );
 }
-
-/** The factors `hint_downsample` takes (@diad/sg-diffusion's config). */
-const HINT_FACTORS = [2, 4, 8];

@@ -98,6 +98,7 @@ export async function runStage(run: RunDir, stage: StageName, cfg: StageConfig, 
   let sessionSteps = 0;
   let sumLoss = 0;
   let nLoss = 0;
+  const lrOf = stageLr(cfg);
   inStage = true;
   try {
     while (state.step < cfg.steps) {
@@ -109,7 +110,7 @@ export async function runStage(run: RunDir, stage: StageName, cfg: StageConfig, 
       const seconds = (Date.now() - t0) / 1000;
       const ips = (sessionSteps * trainer.batchSize) / Math.max(seconds, 1e-9);
       state = { ...state, step: state.step + 1, imagesPerSecond: ips };
-      const lr = stageLr(cfg, state.step);
+      const lr = lrOf(state.step);
       progress.update(state.step, { loss, ips, lr });
       const last = state.step === cfg.steps;
       if (last || state.step % cfg.checkpointEvery === 0 || interrupted) {

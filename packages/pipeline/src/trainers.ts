@@ -43,9 +43,14 @@ const optimizerOf = (cfg: StageConfig) => ({
   decaySteps: cfg.lrSchedule === 'cosine' ? cfg.steps : 0,
 });
 
-/** The learning rate of the stage's update `t` (1-based), as both engines' AdamW applies it (`lrSchedule` included). */
-export function stageLr(cfg: StageConfig, t: number): number {
-  return adamWLr(adamWDefaults(optimizerOf(cfg)), t);
+/**
+ * The learning rate of the stage's update `t` (1-based), as both engines' AdamW applies it
+ * (`lrSchedule` included).
+ * @throws Error on bad AdamW options ({@link adamWDefaults}).
+ */
+export function stageLr(cfg: StageConfig): (t: number) => number {
+  const o = adamWDefaults(optimizerOf(cfg));
+  return (t) => adamWLr(o, t);
 }
 
 /** The micro-batches of optimiser step `step`: `accumulate` consecutive batches of the problem's stream. */

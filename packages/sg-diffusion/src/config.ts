@@ -7,6 +7,10 @@ import { z } from 'zod';
 /** The official hint-block widths of `sgn/sgn.py` (`input_hint_block`), before the last conv to model_channels. */
 export const OFFICIAL_HINT_WIDTHS = [16, 16, 32, 32, 96, 96, 256] as const;
 
+/** The factors the hint block can bring an image down by (`hint_downsample`): 2, 4 or 8. */
+export const HINT_DOWNSAMPLES = [2, 4, 8] as const;
+const hintDownsample = z.union([z.literal(HINT_DOWNSAMPLES[0]), z.literal(HINT_DOWNSAMPLES[1]), z.literal(HINT_DOWNSAMPLES[2])]).default(8);
+
 /**
  * UNet config (openaimodel.UNetModel params, spatial-transformer variant, `legacy: false`).
  * `num_heads` / `num_head_channels`: set one (the other -1), as in the official code.
@@ -59,7 +63,7 @@ export const sgnConfigSchema = z.object({
    * How much smaller the latent is than the hint image: 8 (official, a kl-f8 autoencoder; stride 2 at
    * convs 3, 5 and 7), 4 (convs 3 and 5; a kl-f4 autoencoder) or 2 (conv 3). Same parameters in all cases.
    */
-  hint_downsample: z.union([z.literal(2), z.literal(4), z.literal(8)]).default(8),
+  hint_downsample: hintDownsample,
   /** Whether the SFF block (DiAD) is present; false gives a plain ControlNet. */
   sff: z.boolean().default(true),
 });
@@ -91,7 +95,7 @@ export const diadConfigSchema = z.object({
     .array(z.number().int().positive())
     .length(7)
     .default([...OFFICIAL_HINT_WIDTHS]),
-  hint_downsample: z.union([z.literal(2), z.literal(4), z.literal(8)]).default(8),
+  hint_downsample: hintDownsample,
   sff: z.boolean().default(true),
   /** Official test and train scripts set this true. */
   only_mid_control: z.boolean().default(true),

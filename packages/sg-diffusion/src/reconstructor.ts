@@ -7,6 +7,9 @@
 import { z } from 'zod';
 import { DdimReconstructor, DiffusionSchedule, Registry, type DdimOptions, type GuidedDenoiser, type Reconstructor } from '@diad/core';
 
+/** The DDIM schedules `ddimOptionsSchema` takes (`DdimOptions.schedule`). */
+export const DDIM_SCHEDULES = ['official', 'partial'] as const;
+
 /** Validates core's DDIM settings (paper Sec. 3.3; official `ddim.py`) from a config. */
 export const ddimOptionsSchema: z.ZodType<DdimOptions> = z
   .object({
@@ -17,7 +20,7 @@ export const ddimOptionsSchema: z.ZodType<DdimOptions> = z
     /** DDIM eta (0 = deterministic). */
     eta: z.number().min(0),
     /** `official` visits every DDIM timestep whatever tStart is; `partial` starts at the last one <= tStart. */
-    schedule: z.enum(['official', 'partial']),
+    schedule: z.enum(DDIM_SCHEDULES),
   })
   .strict();
 /** A sampler's settings in a config: its `kind` and its own options (DDIM: {@link DdimOptions}). */

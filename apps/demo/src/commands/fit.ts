@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { configuredAutoencoder, countParams, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
 import { parseDiadConfig, diadParamSpec } from '@diad/sg-diffusion';
-import { resolveConfig, PRESETS, PRESET_COST, type ConfigOverrides } from '@diad/pipeline';
+import { resolveConfig, LR_SCHEDULES, PRESETS, PRESET_COST, type ConfigOverrides } from '@diad/pipeline';
 import { RunDir } from '@diad/pipeline';
 import { fit } from '@diad/pipeline';
 import { InterruptedError } from '@diad/pipeline';
@@ -47,8 +47,6 @@ const int = (v: string | undefined, name: string): number | undefined => {
   if (!Number.isInteger(n)) throw new Error(`${name} must be an integer, got "${v}"`);
   return n;
 };
-
-const LR_SCHEDULES = ['constant', 'cosine'] as const;
 
 /**
  * Parses `--lr-schedule` (absent = the preset's).

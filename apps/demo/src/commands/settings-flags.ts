@@ -6,6 +6,8 @@
  */
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
+import { MAP_REFERENCES } from '@diad/pipeline';
+import { DDIM_SCHEDULES } from '@diad/sg-diffusion';
 
 export interface SettingsFlags {
   set?: string[];
@@ -71,10 +73,10 @@ export function settingsFromFlags(f: SettingsFlags): string[] {
   if (f.onnx) sets.push('featureExtractor.kind=onnx', `featureExtractor.path=${JSON.stringify(resolve(f.onnx))}`);
   if (f.tStart !== undefined) sets.push(`reconstructor.tStart=${f.tStart}`);
   if (f.ddimSteps !== undefined) sets.push(`reconstructor.steps=${f.ddimSteps}`);
-  if (f.schedule !== undefined) sets.push(`reconstructor.schedule=${JSON.stringify(oneOf('--schedule', f.schedule, ['official', 'partial']))}`);
+  if (f.schedule !== undefined) sets.push(`reconstructor.schedule=${JSON.stringify(oneOf('--schedule', f.schedule, DDIM_SCHEDULES))}`);
   if (f.sigma !== undefined) sets.push(`anomalyMap.sigma=${f.sigma}`);
   if (f.levels !== undefined) sets.push(`anomalyMap.levels=${levelsValue(f.levels)}`);
-  if (f.reference !== undefined) sets.push(`anomalyMap.reference=${JSON.stringify(oneOf('--reference', f.reference, ['input', 'autoencoded']))}`);
+  if (f.reference !== undefined) sets.push(`anomalyMap.reference=${JSON.stringify(oneOf('--reference', f.reference, MAP_REFERENCES))}`);
   if (f.targetFpr !== undefined) sets.push(`threshold.targetFpr=${f.targetFpr}`);
   return [...sets, ...(f.set ?? [])];
 }
