@@ -25,7 +25,7 @@ import type { RunConfig } from './config.js';
 import type { RunDir, StageName } from './run-dir.js';
 import { batchIndices, gather } from './batching.js';
 import { withRunContext } from './run-context.js';
-import { denoiserProblem, ortStageTrainer, tfjsStageTrainer, type DisposableTrainer, type StageBatch, type StageProblem } from './trainers.js';
+import { denoiserProblem, ortStageTrainer, phasedTrainer, tfjsStageTrainer, type DisposableTrainer, type StageBatch, type StageProblem } from './trainers.js';
 
 /** Options of {@link createModels}. */
 export interface ModelOptions {
@@ -188,27 +188,37 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
 
     async autoencoderTrainer(images) {
       const sc = cfg.stages.autoencoder;
-      const [height, width] = sc.crop ? [sc.crop, sc.crop] : [images.shape[2], images.shape[3]];
       const f = aeFactor;
-      // LDM's loss divided by the pixels per image, so the logged loss reads as a mean absolute
-      // error (Adam is scale-invariant).
-      const lossScale = 1 / (images.shape[1] * height * width);
-      return trainerFor({
-        stage: 'autoencoder',
-        cfg: sc,
-        store: await autoencoderStore(true),
-        trainable: (n: string) => n.startsWith(AE_PREFIX),
-        batchOf(step) {
-          const idx = batchIndices(step, images.shape[0], sc.batchSize, cfg.seed);
-          const rng = new Rng(cfg.seed, STREAM.autoencoder + step);
-          const x = sc.crop ? randomCrop(gather(images, idx), sc.crop, rng) : gather(images, idx);
-          const zShape = [idx.length, ae.kind.latentChannels(aeCfg), x.shape[2] / f, x.shape[3] / f];
-          return { images: x, noise: tensor(rng.normals(zShape.reduce((a, b) => a * b, 1)), zShape, 'NCHW') };
-        },
-        tfjsLoss: (ops, b) => ops.scale(ae.kind.loss(ops, aeCfg, b.images, b.noise, { klWeight: cfg.models.klWeight, prefix: AE_PREFIX }), lossScale),
-        graph: (params) =>
-          ae.kind.recordTraining(aeCfg, params, { batch: sc.batchSize, height, width, klWeight: cfg.models.klWeight, prefix: AE_PREFIX, lossScale }),
-      });
+      /** Stage 1 on `crop`-sided crops (null: whole images), `batchSize` images a step. */
+      const phase = async (crop: number | null, batchSize: number): Promise<DisposableTrainer> => {
+        const [height, width] = crop ? [crop, crop] : [images.shape[2], images.shape[3]];
+        // LDM's loss divided by the pixels per image, so the logged loss reads as a mean absolute
+        // error (Adam is scale-invariant).
+        const lossScale = 1 / (images.shape[1] * height * width);
+        return trainerFor({
+          stage: 'autoencoder',
+          cfg: { ...sc, batchSize },
+          store: await autoencoderStore(true),
+          trainable: (n: string) => n.startsWith(AE_PREFIX),
+          batchOf(step) {
+            const idx = batchIndices(step, images.shape[0], batchSize, cfg.seed);
+            const rng = new Rng(cfg.seed, STREAM.autoencoder + step);
+            const x = crop ? randomCrop(gather(images, idx), crop, rng) : gather(images, idx);
+            const zShape = [idx.length, ae.kind.latentChannels(aeCfg), x.shape[2] / f, x.shape[3] / f];
+            return { images: x, noise: tensor(rng.normals(zShape.reduce((a, b) => a * b, 1)), zShape, 'NCHW') };
+          },
+          tfjsLoss: (ops, b) => ops.scale(ae.kind.loss(ops, aeCfg, b.images, b.noise, { klWeight: cfg.models.klWeight, prefix: AE_PREFIX }), lossScale),
+          graph: (params) =>
+            ae.kind.recordTraining(aeCfg, params, { batch: batchSize, height, width, klWeight: cfg.models.klWeight, prefix: AE_PREFIX, lossScale }),
+        });
+      };
+      const whole = sc.wholeImages;
+      if (!whole) return phase(sc.crop, sc.batchSize);
+      const from = Math.max(0, sc.steps - whole.steps);
+      return phasedTrainer([
+        ...(from > 0 ? [{ from: 0, batchSize: sc.batchSize, open: () => phase(sc.crop, sc.batchSize) }] : []),
+        { from, batchSize: whole.batchSize, open: () => phase(null, whole.batchSize) },
+      ]);
     },
 
     async encodeTrain(images) {

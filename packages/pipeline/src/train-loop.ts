@@ -21,7 +21,7 @@ export interface StageTrainer {
   state(): Promise<Record<string, WritableTensor>>;
   /** Restores what {@link state} saved. */
   load(file: SafetensorsFile): Promise<void>;
-  /** Images per step (for images/s). */
+  /** Images per step (for images/s; read after each step, so it may change between steps). */
   readonly batchSize: number;
 }
 
@@ -95,7 +95,7 @@ export async function runStage(run: RunDir, stage: StageName, cfg: StageConfig, 
   const progress = new Progress(`stage ${STAGE_LABEL[stage]}`, cfg.steps, state.step, opts.quiet);
   let t0 = Date.now();
   const earlierSeconds = state.seconds;
-  let sessionSteps = 0;
+  let sessionImages = 0;
   let sumLoss = 0;
   let nLoss = 0;
   const lrOf = stageLr(cfg);
@@ -106,9 +106,9 @@ export async function runStage(run: RunDir, stage: StageName, cfg: StageConfig, 
       if (!Number.isFinite(loss)) throw new NanLossError(stage, state.step, state.checkpoint ? run.path(state.checkpoint) : null, loss);
       sumLoss += loss;
       nLoss++;
-      sessionSteps++;
+      sessionImages += trainer.batchSize;
       const seconds = (Date.now() - t0) / 1000;
-      const ips = (sessionSteps * trainer.batchSize) / Math.max(seconds, 1e-9);
+      const ips = sessionImages / Math.max(seconds, 1e-9);
       state = { ...state, step: state.step + 1, imagesPerSecond: ips };
       const lr = lrOf(state.step);
       progress.update(state.step, { loss, ips, lr });

@@ -8,7 +8,17 @@
  * differentiated). Checkpoints are core's one training format (`trainingCheckpoint`) on both engines.
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import { adamWDefaults, adamWLr, readOptimizerState, tensor, trainingCheckpoint, type HostTensor, type SafetensorsFile, type WritableTensor } from '@diad/core';
+import {
+  adamWDefaults,
+  adamWLr,
+  encodeSafetensors,
+  readOptimizerState,
+  SafetensorsFile,
+  tensor,
+  trainingCheckpoint,
+  type HostTensor,
+  type WritableTensor,
+} from '@diad/core';
 import { engineTensor, officialHost, Trainer, TfjsOps, type ParamStore } from '@diad/core/tfjs';
 import type { TrainingGraph } from '@diad/core/onnx';
 import { denoiserEps, epsLoss, hostContext, recordDenoiserTraining, type DiadConfig, type DiadDenoiser } from '@diad/sg-diffusion';
@@ -138,6 +148,66 @@ export async function ortStageTrainer(p: StageProblem, providers: readonly strin
     },
     dispose(): void {
       void trainer.release();
+    },
+  };
+}
+
+/** One phase of a {@link phasedTrainer}: the steps from `from` on, by the trainer `open` makes. */
+export interface TrainerPhase {
+  from: number;
+  batchSize: number;
+  open(): Promise<DisposableTrainer>;
+}
+
+/**
+ * A stage trained in phases with different batch shapes (a training graph each), e.g. stage 1 on
+ * crops and then on whole images. A phase's trainer is opened when its first step comes and gets
+ * the weights and optimiser state of the phase before (so Adam's moments and update count carry
+ * on); a resumed stage opens the phase of its checkpoint's step.
+ * @param phases by ascending `from`, the first from 0.
+ */
+export function phasedTrainer(phases: readonly TrainerPhase[]): DisposableTrainer {
+  if (!phases.length || phases[0].from !== 0) throw new Error('phasedTrainer: the first phase must start at step 0');
+  let current: { index: number; trainer: DisposableTrainer } | null = null;
+  const phaseOf = (step: number) => phases.findLastIndex((p) => step >= p.from);
+  /** The trainer of phase `index`, loaded with `file` or else with the state of the phase before. */
+  const enter = async (index: number, file?: SafetensorsFile): Promise<DisposableTrainer> => {
+    if (current?.index === index) {
+      if (file) await current.trainer.load(file);
+      return current.trainer;
+    }
+    const carried = file ?? (current ? new SafetensorsFile(encodeSafetensors(await current.trainer.state()), `phase ${current.index + 1} handover`) : undefined);
+    current?.trainer.dispose();
+    current = null;
+    const trainer = await phases[index].open();
+    try {
+      if (carried) await trainer.load(carried);
+    } catch (e) {
+      trainer.dispose();
+      throw e;
+    }
+    current = { index, trainer };
+    return trainer;
+  };
+  let batchSize = phases[0].batchSize;
+  return {
+    get batchSize() {
+      return batchSize;
+    },
+    async step(step: number): Promise<number> {
+      const index = phaseOf(step);
+      batchSize = phases[index].batchSize;
+      return (await enter(index)).step(step);
+    },
+    async state(): Promise<Record<string, WritableTensor>> {
+      return (current?.trainer ?? (await enter(0))).state();
+    },
+    async load(file: SafetensorsFile): Promise<void> {
+      await enter(phaseOf(readOptimizerState(file).step), file);
+    },
+    dispose(): void {
+      current?.trainer.dispose();
+      current = null;
     },
   };
 }

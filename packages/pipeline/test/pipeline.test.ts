@@ -12,6 +12,7 @@ import { RunDir, ConfigMismatchError } from '../src/run-dir.js';
 import { runStage, NanLossError, type StageTrainer } from '../src/train-loop.js';
 import { checkSettings, decisionThreshold } from '../src/settings.js';
 import { checkLatentFit } from '../src/models.js';
+import { phasedTrainer } from '../src/trainers.js';
 import { parseDiadConfig } from '@diad/sg-diffusion';
 import { configuredAutoencoder } from '@diad/autoencoder';
 
@@ -239,6 +240,15 @@ describe('run config', () => {
     );
   });
 
+  it('refuses a whole-image phase of stage 1 without crops before it', () => {
+    const c = resolveConfig('ci', { roots: ['/d'] });
+    const ae = { ...c.stages.autoencoder, crop: null, wholeImages: { steps: 2, batchSize: 1 } };
+    expect(() => parseConfig({ ...c, stages: { ...c.stages, autoencoder: ae } }, 'x.json')).toThrow(
+      /x\.json: invalid run config: stages\.autoencoder\.wholeImages: a whole-image phase needs crops before it/,
+    );
+    expect(parseConfig({ ...c, stages: { ...c.stages, autoencoder: { ...ae, crop: 32 } } }, 'x.json').stages.autoencoder.wholeImages).toEqual({ steps: 2, batchSize: 1 });
+  });
+
   it('rejects unknown presets and invalid fields by name', () => {
     expect(() => resolveConfig('huge', { roots: ['/d'] })).toThrow(/unknown preset "huge"; known presets: tiny, cpu, ci/);
     expect(() => parseConfig({ ...resolveConfig('ci', { roots: ['/d'] }), seed: 1.5 }, 'cfg.json')).toThrow(/cfg.json: invalid run config: seed/);
@@ -293,10 +303,14 @@ describe('run folder', () => {
 class ToyTrainer implements StageTrainer {
   w = new Float32Array([0, 0]);
   m = new Float32Array([0, 0]);
-  readonly batchSize = 2;
-  constructor(private readonly nanAt = -1) {}
+  updates = 0;
+  constructor(
+    private readonly nanAt = -1,
+    readonly batchSize = 2,
+  ) {}
   async step(step: number): Promise<number> {
     if (step === this.nanAt) return NaN;
+    this.updates++;
     const r = new Rng(42, step);
     let loss = 0;
     for (let i = 0; i < 2; i++) {
@@ -309,13 +323,68 @@ class ToyTrainer implements StageTrainer {
     return loss;
   }
   async state() {
-    return { 'toy.w': tensor(this.w.slice(), [2]), 'optimizer.toy.w.m': tensor(this.m.slice(), [2]) };
+    return { 'toy.w': tensor(this.w.slice(), [2]), 'optimizer.toy.w.m': tensor(this.m.slice(), [2]), 'optimizer.step': tensor(new Float32Array([this.updates]), [1]) };
   }
   async load(f: SafetensorsFile) {
     this.w = f.float32('toy.w').data as Float32Array;
     this.m = f.float32('optimizer.toy.w.m').data as Float32Array;
+    this.updates = f.float32('optimizer.step').data[0];
   }
+  dispose() {}
 }
+
+describe('phased stage trainer (stage 1 on crops, then on whole images)', () => {
+  const cfg = { steps: 10, batchSize: 2, lr: 0.1, checkpointEvery: 3 };
+  /** Phase 1 (batch 2) up to step 7, phase 2 (batch 1) after; `opened` records which phases were opened. */
+  const phased = (opened: string[], crashAt = -1) =>
+    phasedTrainer([
+      { from: 0, batchSize: 2, open: async () => (opened.push('crops'), new ToyTrainer()) },
+      {
+        from: 7,
+        batchSize: 1,
+        open: async () => {
+          opened.push('whole');
+          const t = new ToyTrainer(-1, 1);
+          const step = t.step.bind(t);
+          t.step = async (s) => {
+            if (s === crashAt) throw new Error('killed');
+            return step(s);
+          };
+          return t;
+        },
+      },
+    ]);
+  it('hands weights and optimiser state to the next phase: the two phases end where one trainer would', async () => {
+    const one = new ToyTrainer();
+    await runStage(await RunDir.open(tmp(), resolveConfig('ci', { roots: ['/d'] })), 'sg', cfg, one, { quiet: true });
+    const opened: string[] = [];
+    const t = phased(opened);
+    const st = await runStage(await RunDir.open(tmp(), resolveConfig('ci', { roots: ['/d'] })), 'sg', cfg, t, { quiet: true });
+    expect(opened).toEqual(['crops', 'whole']);
+    expect(t.batchSize).toBe(1);
+    const state = (await t.state()) as Record<string, HostTensor>;
+    expect([...state['toy.w'].data]).toEqual([...one.w]);
+    expect([...state['optimizer.toy.w.m'].data]).toEqual([...one.m]);
+    expect(state['optimizer.step'].data[0]).toBe(10);
+    expect(st.step).toBe(10);
+  });
+  it('a resumed stage opens the phase of its checkpoint: crashed in phase 2 after the step-9 checkpoint, only phase 2 reopens', async () => {
+    const one = new ToyTrainer();
+    await runStage(await RunDir.open(tmp(), resolveConfig('ci', { roots: ['/d'] })), 'sg', cfg, one, { quiet: true });
+    const run = await RunDir.open(tmp(), resolveConfig('ci', { roots: ['/d'] }));
+    const first: string[] = [];
+    await expect(runStage(run, 'sg', cfg, phased(first, 9), { quiet: true })).rejects.toThrow('killed');
+    expect(first).toEqual(['crops', 'whole']);
+    const again: string[] = [];
+    const t = phased(again);
+    await runStage(run, 'sg', cfg, t, { quiet: true });
+    expect(again).toEqual(['whole']);
+    expect([...((await t.state()) as Record<string, HostTensor>)['toy.w'].data]).toEqual([...one.w]);
+  });
+  it('refuses phases that do not start at step 0', () => {
+    expect(() => phasedTrainer([{ from: 3, batchSize: 1, open: async () => new ToyTrainer() }])).toThrow(/start at step 0/);
+  });
+});
 
 describe('resumable training loop', () => {
   const cfg = { steps: 10, batchSize: 2, lr: 0.1, checkpointEvery: 3 };

@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { configuredAutoencoder, countParams, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
 import { parseDiadConfig, diadParamSpec } from '@diad/sg-diffusion';
-import { resolveConfig, LR_SCHEDULES, PRESETS, PRESET_COST, type ConfigOverrides } from '@diad/pipeline';
+import { resolveConfig, LR_SCHEDULES, PRESETS, PRESET_COST, type ConfigOverrides, type Preset } from '@diad/pipeline';
 import { RunDir } from '@diad/pipeline';
 import { fit } from '@diad/pipeline';
 import { InterruptedError } from '@diad/pipeline';
@@ -115,6 +115,11 @@ export function addModelOptions(cmd: Command): Command {
     .option('--quiet', 'no progress output');
 }
 
+/** How many of stage 1's steps take whole images after crops, for the help line. */
+function wholeImages(ae: Preset['stages']['autoencoder']): string {
+  return ae.wholeImages && ae.crop ? ` (stage 1 on ${ae.crop}-px crops, its last ${Math.min(ae.steps, ae.wholeImages.steps)} on whole images)` : '';
+}
+
 /** One line per preset for `--help`: image and latent size, parameters, steps, and time on the 2-core development machine. */
 const PRESET_HELP: Record<string, string> = Object.fromEntries(
   Object.entries(PRESETS).map(([name, p]) => {
@@ -124,7 +129,7 @@ const PRESET_HELP: Record<string, string> = Object.fromEntries(
     const params = countParams(kind.paramSpec(ae, AE_PREFIX)) + countParams(diadParamSpec(parseDiadConfig(p.models.diad, `preset ${name}`)));
     return [
       name,
-      `${p.data.imageSize} px, latents ${latent}x${latent}x${kind.latentChannels(ae)}, ${(params / 1e6).toFixed(1)}M parameters, ${s.autoencoder.steps}/${s.diffusion.steps}/${s.sg.steps} steps, ` +
+      `${p.data.imageSize} px, latents ${latent}x${latent}x${kind.latentChannels(ae)}, ${(params / 1e6).toFixed(1)}M parameters, ${s.autoencoder.steps}/${s.diffusion.steps}/${s.sg.steps} steps${wholeImages(s.autoencoder)}, ` +
         `${p.inference.featureExtractor.kind} features at ${p.inference.anomalyMap.levels ? `levels ${p.inference.anomalyMap.levels.join(',')}` : 'every level'}; ${PRESET_COST[name] ?? 'time not measured'}`,
     ];
   }),
