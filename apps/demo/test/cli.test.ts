@@ -207,7 +207,7 @@ describe('help and providers', () => {
       /tiny \(128 px, latents 16x16x4, 8\.7M parameters, 1600\/1000\/800 steps, default features at every level; the demo: fit about \d+ min/,
     );
     expect(help).toMatch(
-      /cpu \(128 px, latents 32x32x4, \d+\.\dM parameters, 4000\/2000\/1600 steps, resnet50 features at levels 1,2; fit measured \d+ min for six classes/,
+      /cpu \(128 px, latents 32x32x4, \d+\.\dM parameters, 3500\/2000\/1600 steps \(stage 1 on 32-px crops, its last 100 on whole images\), resnet50 features at levels 1,2; fit measured \d+ min for six classes/,
     );
     const d = diad(['demo', '--preset', 'ci', '--help']);
     expect(d.stdout).not.toContain('fit (tiny)');

@@ -140,13 +140,13 @@ export const runConfigSchema = z
        * multiple of 8; the model is convolutional, so it then runs on whole images), which makes
        * a step (imageSize/crop)^2 times cheaper; null = whole images.
        * `wholeImages`: the stage's last `steps` steps (all of them if it has fewer) train on whole
-       * images with this batch size. Crops alone fit the GroupNorm statistics and the attention of
+       * images with this batch size, at learning rate `lr` (default the stage's). Crops alone fit the GroupNorm statistics and the attention of
        * the autoencoder to crop-sized inputs, and whole images then reconstruct badly (dark images
        * with one bright part worst: see the `cpu` preset); absent = crops throughout.
        */
       autoencoder: stage.extend({
         crop: z.number().int().min(8).multipleOf(8).nullable(),
-        wholeImages: z.object({ steps: z.number().int().min(1), batchSize: z.number().int().min(1) }).strict().optional(),
+        wholeImages: z.object({ steps: z.number().int().min(1), batchSize: z.number().int().min(1), lr: z.number().positive().optional() }).strict().optional(),
       }),
       /** Stage 2: plain latent-diffusion UNet on the normal latents (stands in for SD pretraining). */
       diffusion: stage,
@@ -292,20 +292,22 @@ export const PRESETS: Record<string, Preset> = {
       diad: { ...tinyDiad, unet: { ...tinyDiad.unet, image_size: 32, attention_resolutions: [4, 2] }, hint_downsample: 4 },
     },
     stages: {
-      // Stage 1 on 32-px crops, then its last 100 steps on whole images: trained on crops alone (4000
-      // steps, commit a614099), the autoencoder's L1 on whole validation images was 0.75 on
-      // kolektor_sdd and 0.43 on magnetic_tile (the same images cut into 32-px crops: 0.13 and 0.08),
-      // mean 0.328; 40 / 160 more steps on whole images (batch 4, 2.0 s a step) gave mean 0.114 /
-      // 0.104 (kolektor 0.151 / 0.135).
+      // Stage 1 on 32-px crops, then its last 100 steps on whole images at a quarter of the rate.
+      // Trained on crops alone (4000 steps, commit a614099), the autoencoder's L1 on whole
+      // validation images was 0.75 on kolektor_sdd and 0.43 on magnetic_tile (the same images cut
+      // into 32-px crops: 0.13 and 0.08), mean 0.328. More steps on whole images (batch 4, about
+      // 2 s a step) from that checkpoint, mean L1: 40 at lr 8e-4 0.114, 160 at 8e-4 0.104, 100 at
+      // 2e-4 0.098. At 8e-4 the L1 of a checkpoint is noisy: 3500 crop + 100 whole steps ended with
+      // bottle at 0.215 (mean 0.142); 20 more steps at 8e-4 gave 0.078 (mean 0.107), at 1e-4 0.053 (0.102).
       autoencoder: {
-        steps: 3600,
+        steps: 3500,
         batchSize: 8,
         lr: 8e-4,
         betas: [0.5, 0.9],
         weightDecay: 0,
         checkpointEvery: 200,
         crop: 32,
-        wholeImages: { steps: 100, batchSize: 4 },
+        wholeImages: { steps: 100, batchSize: 4, lr: 2e-4 },
       },
       diffusion: { steps: 2000, batchSize: 8, lr: 4e-4, checkpointEvery: 200 },
       sg: { steps: 1600, batchSize: 8, lr: 2e-4, checkpointEvery: 200 },
@@ -342,7 +344,7 @@ export const PRESETS: Record<string, Preset> = {
       diad: { ...tinyDiad, unet: { ...tinyDiad.unet, image_size: 8, attention_resolutions: [4] } },
     },
     stages: {
-      autoencoder: { steps: 4, batchSize: 2, lr: 2e-4, checkpointEvery: 2, crop: 32, wholeImages: { steps: 2, batchSize: 2 } },
+      autoencoder: { steps: 4, batchSize: 2, lr: 2e-4, checkpointEvery: 2, crop: 32, wholeImages: { steps: 2, batchSize: 2, lr: 1e-4 } },
       diffusion: { steps: 6, batchSize: 4, lr: 2e-4, checkpointEvery: 3 },
       sg: { steps: 8, batchSize: 4, lr: 1e-4, checkpointEvery: 2 },
     },

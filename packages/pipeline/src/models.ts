@@ -25,7 +25,7 @@ import type { RunConfig } from './config.js';
 import type { RunDir, StageName } from './run-dir.js';
 import { batchIndices, gather } from './batching.js';
 import { withRunContext } from './run-context.js';
-import { denoiserProblem, ortStageTrainer, phasedTrainer, tfjsStageTrainer, type DisposableTrainer, type StageBatch, type StageProblem } from './trainers.js';
+import { denoiserProblem, ortStageTrainer, phasedTrainer, stageLr, tfjsStageTrainer, type DisposableTrainer, type StageBatch, type StageProblem } from './trainers.js';
 
 /** Options of {@link createModels}. */
 export interface ModelOptions {
@@ -189,15 +189,15 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
     async autoencoderTrainer(images) {
       const sc = cfg.stages.autoencoder;
       const f = aeFactor;
-      /** Stage 1 on `crop`-sided crops (null: whole images), `batchSize` images a step. */
-      const phase = async (crop: number | null, batchSize: number): Promise<DisposableTrainer> => {
+      /** Stage 1 on `crop`-sided crops (null: whole images), `batchSize` images a step, at `lr`. */
+      const phase = async (crop: number | null, batchSize: number, lr: number): Promise<DisposableTrainer> => {
         const [height, width] = crop ? [crop, crop] : [images.shape[2], images.shape[3]];
         // LDM's loss divided by the pixels per image, so the logged loss reads as a mean absolute
         // error (Adam is scale-invariant).
         const lossScale = 1 / (images.shape[1] * height * width);
         return trainerFor({
           stage: 'autoencoder',
-          cfg: { ...sc, batchSize },
+          cfg: { ...sc, batchSize, lr },
           store: await autoencoderStore(true),
           trainable: (n: string) => n.startsWith(AE_PREFIX),
           batchOf(step) {
@@ -213,11 +213,12 @@ export async function createModels(cfg: RunConfig, run: RunDir, log: (l: string)
         });
       };
       const whole = sc.wholeImages;
-      if (!whole) return phase(sc.crop, sc.batchSize);
+      if (!whole) return phase(sc.crop, sc.batchSize, sc.lr);
       const from = Math.max(0, sc.steps - whole.steps);
+      const wholeLr = whole.lr ?? sc.lr;
       return phasedTrainer([
-        ...(from > 0 ? [{ from: 0, batchSize: sc.batchSize, open: () => phase(sc.crop, sc.batchSize) }] : []),
-        { from, batchSize: whole.batchSize, open: () => phase(null, whole.batchSize) },
+        ...(from > 0 ? [{ from: 0, batchSize: sc.batchSize, lr: stageLr(sc), open: () => phase(sc.crop, sc.batchSize, sc.lr) }] : []),
+        { from, batchSize: whole.batchSize, lr: stageLr({ ...sc, lr: wholeLr }), open: () => phase(null, whole.batchSize, wholeLr) },
       ]);
     },
 

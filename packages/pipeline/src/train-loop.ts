@@ -23,6 +23,8 @@ export interface StageTrainer {
   load(file: SafetensorsFile): Promise<void>;
   /** Images per step (for images/s; read after each step, so it may change between steps). */
   readonly batchSize: number;
+  /** The learning rate of update `t` (1-based) where it is not the stage config's ({@link stageLr}): a phased trainer's. */
+  learningRate?(t: number): number;
 }
 
 /** A stage stopped on a NaN or infinite loss. */
@@ -98,7 +100,7 @@ export async function runStage(run: RunDir, stage: StageName, cfg: StageConfig, 
   let sessionImages = 0;
   let sumLoss = 0;
   let nLoss = 0;
-  const lrOf = stageLr(cfg);
+  const lrOf = trainer.learningRate ? (t: number) => trainer.learningRate!(t) : stageLr(cfg);
   inStage = true;
   try {
     while (state.step < cfg.steps) {

@@ -156,6 +156,8 @@ export async function ortStageTrainer(p: StageProblem, providers: readonly strin
 export interface TrainerPhase {
   from: number;
   batchSize: number;
+  /** The learning rate of update `t` (1-based) as the phase's optimiser applies it ({@link stageLr}). */
+  lr: (t: number) => number;
   open(): Promise<DisposableTrainer>;
 }
 
@@ -201,6 +203,9 @@ export function phasedTrainer(phases: readonly TrainerPhase[]): DisposableTraine
     },
     async state(): Promise<Record<string, WritableTensor>> {
       return (current?.trainer ?? (await enter(0))).state();
+    },
+    learningRate(t: number): number {
+      return phases[phaseOf(t - 1)].lr(t);
     },
     async load(file: SafetensorsFile): Promise<void> {
       await enter(phaseOf(readOptimizerState(file).step), file);

@@ -246,7 +246,8 @@ describe('run config', () => {
     expect(() => parseConfig({ ...c, stages: { ...c.stages, autoencoder: ae } }, 'x.json')).toThrow(
       /x\.json: invalid run config: stages\.autoencoder\.wholeImages: a whole-image phase needs crops before it/,
     );
-    expect(parseConfig({ ...c, stages: { ...c.stages, autoencoder: { ...ae, crop: 32 } } }, 'x.json').stages.autoencoder.wholeImages).toEqual({ steps: 2, batchSize: 1 });
+    const ok = { ...ae, crop: 32, wholeImages: { steps: 2, batchSize: 1, lr: 1e-4 } };
+    expect(parseConfig({ ...c, stages: { ...c.stages, autoencoder: ok } }, 'x.json').stages.autoencoder.wholeImages).toEqual({ steps: 2, batchSize: 1, lr: 1e-4 });
   });
 
   it('rejects unknown presets and invalid fields by name', () => {
@@ -338,10 +339,11 @@ describe('phased stage trainer (stage 1 on crops, then on whole images)', () => 
   /** Phase 1 (batch 2) up to step 7, phase 2 (batch 1) after; `opened` records which phases were opened. */
   const phased = (opened: string[], crashAt = -1) =>
     phasedTrainer([
-      { from: 0, batchSize: 2, open: async () => (opened.push('crops'), new ToyTrainer()) },
+      { from: 0, batchSize: 2, lr: () => 0.1, open: async () => (opened.push('crops'), new ToyTrainer()) },
       {
         from: 7,
         batchSize: 1,
+        lr: (t) => 0.01 / t,
         open: async () => {
           opened.push('whole');
           const t = new ToyTrainer(-1, 1);
@@ -367,6 +369,13 @@ describe('phased stage trainer (stage 1 on crops, then on whole images)', () => 
     expect([...state['optimizer.toy.w.m'].data]).toEqual([...one.m]);
     expect(state['optimizer.step'].data[0]).toBe(10);
     expect(st.step).toBe(10);
+    // Each logged step's rate is its phase's (update t = step t - 1): 3 and 6 in phase 1, 9 and 10 in phase 2.
+    expect(st.losses.map((l) => [l.step, l.lr])).toEqual([
+      [3, 0.1],
+      [6, 0.1],
+      [9, 0.01 / 9],
+      [10, 0.01 / 10],
+    ]);
   });
   it('a resumed stage opens the phase of its checkpoint: crashed in phase 2 after the step-9 checkpoint, only phase 2 reopens', async () => {
     const one = new ToyTrainer();
@@ -382,7 +391,7 @@ describe('phased stage trainer (stage 1 on crops, then on whole images)', () => 
     expect([...((await t.state()) as Record<string, HostTensor>)['toy.w'].data]).toEqual([...one.w]);
   });
   it('refuses phases that do not start at step 0', () => {
-    expect(() => phasedTrainer([{ from: 3, batchSize: 1, open: async () => new ToyTrainer() }])).toThrow(/start at step 0/);
+    expect(() => phasedTrainer([{ from: 3, batchSize: 1, lr: () => 0.1, open: async () => new ToyTrainer() }])).toThrow(/start at step 0/);
   });
 });
 

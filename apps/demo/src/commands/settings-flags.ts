@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
-import { MAP_REFERENCES } from '@diad/pipeline';
+import { applyInferenceSets, MAP_REFERENCES, PRESETS } from '@diad/pipeline';
 import { DDIM_SCHEDULES } from '@diad/sg-diffusion';
 
 export interface SettingsFlags {
@@ -50,6 +50,16 @@ function oneOf(flag: string, v: string, choices: readonly string[]): string {
   return v;
 }
 
+/**
+ * A shortcut's `key=value`, checked against the inference schema at once (on any preset's settings:
+ * only the one field is judged), so a bad value is refused naming the flag, not the `--set` it becomes.
+ */
+function schemaChecked(flag: string, key: string, v: string): string {
+  const set = `${key}=${v}`;
+  applyInferenceSets(PRESETS.ci.inference, [set], flag);
+  return set;
+}
+
 /** `--levels 1,2` as a JSON list; `all` as null (every level: the setting is removed). */
 function levelsValue(v: string): string {
   if (v.trim() === 'all') return 'null';
@@ -61,8 +71,9 @@ function levelsValue(v: string): string {
 
 /**
  * The `key=value` settings of the flags, shortcuts first, then `--set` in order.
- * @throws Error for `--backbone` with `--onnx`, an `--onnx` that is not an .onnx file, or a
- *   `--schedule`, `--reference` or `--levels` value outside its choices.
+ * @throws Error for `--backbone` with `--onnx`, an `--onnx` that is not an .onnx file, a
+ *   `--schedule`, `--reference` or `--levels` value outside its choices, or a `--sigma` or
+ *   `--target-fpr` the inference schema refuses.
  */
 export function settingsFromFlags(f: SettingsFlags): string[] {
   if (f.backbone && f.onnx) throw new Error('--backbone and --onnx exclude each other: pick a registered feature extractor or an ONNX file');
@@ -74,9 +85,9 @@ export function settingsFromFlags(f: SettingsFlags): string[] {
   if (f.tStart !== undefined) sets.push(`reconstructor.tStart=${f.tStart}`);
   if (f.ddimSteps !== undefined) sets.push(`reconstructor.steps=${f.ddimSteps}`);
   if (f.schedule !== undefined) sets.push(`reconstructor.schedule=${JSON.stringify(oneOf('--schedule', f.schedule, DDIM_SCHEDULES))}`);
-  if (f.sigma !== undefined) sets.push(`anomalyMap.sigma=${f.sigma}`);
+  if (f.sigma !== undefined) sets.push(schemaChecked('--sigma', 'anomalyMap.sigma', f.sigma));
   if (f.levels !== undefined) sets.push(`anomalyMap.levels=${levelsValue(f.levels)}`);
   if (f.reference !== undefined) sets.push(`anomalyMap.reference=${JSON.stringify(oneOf('--reference', f.reference, MAP_REFERENCES))}`);
-  if (f.targetFpr !== undefined) sets.push(`threshold.targetFpr=${f.targetFpr}`);
+  if (f.targetFpr !== undefined) sets.push(schemaChecked('--target-fpr', 'threshold.targetFpr', f.targetFpr));
   return [...sets, ...(f.set ?? [])];
 }
