@@ -27,8 +27,12 @@ describe('inference shortcut flags', () => {
     expect(() => settingsFromFlags({ levels: '-1' })).toThrow(/--levels -1/);
     expect(() => settingsFromFlags({ levels: '2,1' })).toThrow('--levels 2,1: give distinct indices in ascending order, e.g. 1,2');
     expect(() => settingsFromFlags({ backbone: 'resnet50', onnx: 'a.onnx' })).toThrow(/exclude each other/);
-    expect(() => settingsFromFlags({ sigma: '-1' })).toThrow(/^--sigma anomalyMap\.sigma=-1: invalid inference settings: anomalyMap\.sigma: Number must be greater than or equal to 0/);
-    expect(() => settingsFromFlags({ targetFpr: 'lots' })).toThrow(/^--target-fpr threshold\.targetFpr=lots: invalid inference settings: threshold\.targetFpr: Expected number/);
+    expect(() => settingsFromFlags({ sigma: '-1' })).toThrow(
+      /^--sigma anomalyMap\.sigma=-1: invalid inference settings: anomalyMap\.sigma: Number must be greater than or equal to 0/,
+    );
+    expect(() => settingsFromFlags({ targetFpr: 'lots' })).toThrow(
+      /^--target-fpr threshold\.targetFpr=lots: invalid inference settings: threshold\.targetFpr: Expected number/,
+    );
     expect(settingsFromFlags({ sigma: '0', targetFpr: '0.01' })).toEqual(['anomalyMap.sigma=0', 'threshold.targetFpr=0.01']);
   });
 });

@@ -25,7 +25,16 @@ import type { RunConfig } from './config.js';
 import type { RunDir, StageName } from './run-dir.js';
 import { batchIndices, gather } from './batching.js';
 import { withRunContext } from './run-context.js';
-import { denoiserProblem, ortStageTrainer, phasedTrainer, stageLr, tfjsStageTrainer, type DisposableTrainer, type StageBatch, type StageProblem } from './trainers.js';
+import {
+  denoiserProblem,
+  ortStageTrainer,
+  phasedTrainer,
+  stageLr,
+  tfjsStageTrainer,
+  type DisposableTrainer,
+  type StageBatch,
+  type StageProblem,
+} from './trainers.js';
 
 /** Options of {@link createModels}. */
 export interface ModelOptions {

@@ -178,7 +178,8 @@ export function phasedTrainer(phases: readonly TrainerPhase[]): DisposableTraine
       if (file) await current.trainer.load(file);
       return current.trainer;
     }
-    const carried = file ?? (current ? new SafetensorsFile(encodeSafetensors(await current.trainer.state()), `phase ${current.index + 1} handover`) : undefined);
+    const carried =
+      file ?? (current ? new SafetensorsFile(encodeSafetensors(await current.trainer.state()), `phase ${current.index + 1} handover`) : undefined);
     current?.trainer.dispose();
     current = null;
     const trainer = await phases[index].open();

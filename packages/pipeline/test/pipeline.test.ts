@@ -247,7 +247,11 @@ describe('run config', () => {
       /x\.json: invalid run config: stages\.autoencoder\.wholeImages: a whole-image phase needs crops before it/,
     );
     const ok = { ...ae, crop: 32, wholeImages: { steps: 2, batchSize: 1, lr: 1e-4 } };
-    expect(parseConfig({ ...c, stages: { ...c.stages, autoencoder: ok } }, 'x.json').stages.autoencoder.wholeImages).toEqual({ steps: 2, batchSize: 1, lr: 1e-4 });
+    expect(parseConfig({ ...c, stages: { ...c.stages, autoencoder: ok } }, 'x.json').stages.autoencoder.wholeImages).toEqual({
+      steps: 2,
+      batchSize: 1,
+      lr: 1e-4,
+    });
   });
 
   it('rejects unknown presets and invalid fields by name', () => {
@@ -324,7 +328,11 @@ class ToyTrainer implements StageTrainer {
     return loss;
   }
   async state() {
-    return { 'toy.w': tensor(this.w.slice(), [2]), 'optimizer.toy.w.m': tensor(this.m.slice(), [2]), 'optimizer.step': tensor(new Float32Array([this.updates]), [1]) };
+    return {
+      'toy.w': tensor(this.w.slice(), [2]),
+      'optimizer.toy.w.m': tensor(this.m.slice(), [2]),
+      'optimizer.step': tensor(new Float32Array([this.updates]), [1]),
+    };
   }
   async load(f: SafetensorsFile) {
     this.w = f.float32('toy.w').data as Float32Array;
