@@ -57,8 +57,14 @@ export function installInterruptHandlers(): void {
   handlersInstalled = true;
   const onSignal = (sig: string) => {
     // Outside a training loop, or on a second Ctrl-C, leave now: every file is written atomically
-    // and the stage states name the last checkpoint, so the run resumes from there.
-    if (interrupted || !inStage) process.exit(130);
+    // and the stage states name the last checkpoint, so the run resumes from there (the lock of
+    // a dead process is taken over).
+    if (interrupted || !inStage) {
+      process.stderr.write(
+        `\n${sig}: stopped outside a training step; run the same command again (or \`diad fit --resume\` on the run folder) to resume from the last checkpoint\n`,
+      );
+      process.exit(130);
+    }
     interrupted = true;
     process.stderr.write(`\n${sig}: finishing the current step and saving a checkpoint (press again to quit at once)\n`);
   };
