@@ -162,8 +162,10 @@ describe('diad fit checks options and files before writing the run folder', () =
     const gt = join(root, 'disc', 'ground_truth');
     const defect = readdirSync(gt)[0];
     rmSync(join(gt, defect, readdirSync(join(gt, defect))[0]));
-    const r = diad(ciFitArgs(root, join(tmp, 'nomask-run'), { ae: 1, diffusion: 0, sg: 0 }, '--quiet'));
+    const r = diad(ciFitArgs(root, join(tmp, 'nomask-run'), { ae: 1, diffusion: 0, sg: 0 }));
     expect(r.code, r.stderr).toBe(0);
+    // The ci preset's last 2 stage-1 steps are whole images: with --ae-steps 1 that is every step, and fit says so.
+    expect(r.stderr).toContain('autoencoder: all 1 steps on whole images (stages.autoencoder.wholeImages.steps 2 >= its 1 steps), none on crops');
     const i = diad(['inspect', '--data', root]);
     expect(i.code).toBe(1);
     expect(i.stdout + i.stderr).toMatch(/defective image without mask/);

@@ -123,7 +123,18 @@ describe('diad demo --preset ci (end to end)', () => {
     expect(q.normalScores).not.toEqual(p.normalScores);
     // The weights are the same: the reconstructions (hence their pixel errors) do not depend on the blur.
     for (const c of Object.keys(p.reconstruction)) expect(q.reconstruction[c].diadL1).toBeCloseTo(p.reconstruction[c].diadL1, 6);
-  }, 480_000);
+    // Other defective images (two smaller, fainter copies of each): the same normal scores, other metrics.
+    const hard = await diad(['validate', '--run', out, '--defects', 'copies=2,scale=0.5,contrast=0.5', '--json', join(dir, 'val-hard.json')], 240_000);
+    expect(hard.code, hard.stderr).toBe(0);
+    expect(hard.stderr).toMatch(new RegExp(`validation: (\\d+) normal \\+ ${2 * p.normalScores.length} synthesised-defect images`));
+    const h = JSON.parse(readFileSync(join(dir, 'val-hard.json'), 'utf8'));
+    expect(h.defects).toEqual({ copies: 2, scale: 0.5, contrast: 0.5 });
+    expect(h.normalScores).toEqual(p.normalScores);
+    expect(h.mean.aurocPixel).not.toBeCloseTo(p.mean.aurocPixel, 6);
+    const bad = await diad(['validate', '--run', out, '--defects', 'copies=0'], 60_000);
+    expect(bad.code).not.toBe(0);
+    expect(bad.stderr).toMatch(/--defects: copies .*copies: an integer 1-20/);
+  }, 600_000);
 
   it('writes one strip per test image', () => {
     const m = JSON.parse(readFileSync(join(out, 'test', 'metrics.json'), 'utf8'));

@@ -34,5 +34,10 @@ describe('inference shortcut flags', () => {
       /^--target-fpr threshold\.targetFpr=lots: invalid inference settings: threshold\.targetFpr: Expected number/,
     );
     expect(settingsFromFlags({ sigma: '0', targetFpr: '0.01' })).toEqual(['anomalyMap.sigma=0', 'threshold.targetFpr=0.01']);
+    expect(() => settingsFromFlags({ tStart: '0' })).toThrow('--t-start 0: Number must be greater than or equal to 1; give an integer timestep from 1 to 999');
+    expect(() => settingsFromFlags({ tStart: '1000' })).toThrow(/^--t-start 1000: Number must be less than or equal to 999/);
+    expect(() => settingsFromFlags({ tStart: 'late' })).toThrow(/^--t-start late: Expected number, received nan/);
+    expect(() => settingsFromFlags({ ddimSteps: '2.5' })).toThrow('--ddim-steps 2.5: Expected integer, received float; give an integer from 1 to 1000');
+    expect(settingsFromFlags({ tStart: '999', ddimSteps: '1' })).toEqual(['reconstructor.tStart=999', 'reconstructor.steps=1']);
   });
 });

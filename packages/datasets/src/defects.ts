@@ -30,6 +30,16 @@ export interface DefectOptions {
    * default: the other images of `images` (then at least two are needed for those kinds).
    */
   donors?: HostTensor;
+  /**
+   * Size factor (> 0, default 1): multiplies every region's radius and a scratch's length. Real
+   * defects are often far smaller than the default regions (3-22 % of the shorter side in radius).
+   */
+  scale?: number;
+  /**
+   * Strength factor in (0, 1] (default 1): multiplies every blend weight, so 0.5 moves each pixel
+   * half as far towards the defect colour (never less than the smallest visible change).
+   */
+  contrast?: number;
 }
 
 /** Defective copies of the inputs, with masks that are exactly the changed pixels. */
@@ -44,12 +54,13 @@ export interface SynthesizedDefects {
 
 /**
  * Applies one synthetic defect to each image.
- * Every defect region is at least 0.2 % of the image, lies inside its central 80 %, and changes
- * every pixel of its mask (the defect colour is pushed away from the original where a blend would
- * leave a pixel as it was).
+ * Every defect region (at default scale at least 0.2 % of the image; never under a 2-pixel radius)
+ * lies inside its central 80 %, and changes every pixel of its mask (the defect colour is pushed
+ * away from the original where a blend would leave a pixel as it was).
  * @param images `[N, 3, H, W]` normal images (NCHW), H and W at least 16.
  * @throws Error when `images` or `donors` are not `[*, 3, H, W]` of one size, when a kind is unknown,
- *   or when cut-paste / texture are asked for with a single image and no donors.
+ *   when cut-paste / texture are asked for with a single image and no donors, or when `scale` is not
+ *   positive or `contrast` not in (0, 1].
  */
 export function synthesizeDefects(images: HostTensor, options: DefectOptions): SynthesizedDefects {
   const s = images.shape;
@@ -65,6 +76,10 @@ export function synthesizeDefects(images: HostTensor, options: DefectOptions): S
   if (d.length !== 4 || d[1] !== 3 || d[2] !== h || d[3] !== w) {
     throw new Error(`synthesizeDefects: donors must be [M, 3, ${h}, ${w}] like the images, got [${d.join(', ')}]`);
   }
+  const scale = options.scale ?? 1;
+  const contrast = options.contrast ?? 1;
+  if (!(scale > 0 && Number.isFinite(scale))) throw new Error(`synthesizeDefects: scale must be a positive number, got ${scale}`);
+  if (!(contrast > 0 && contrast <= 1)) throw new Error(`synthesizeDefects: contrast must be in (0, 1], got ${contrast}`);
   const needsDonor = kinds.some((k) => k === 'cutpaste' || k === 'texture');
   if (needsDonor && !options.donors && n < 2)
     throw new Error('synthesizeDefects: cut-paste and texture defects need a second image: pass donors or at least two images');
@@ -85,7 +100,7 @@ export function synthesizeDefects(images: HostTensor, options: DefectOptions): S
     // alpha in [0, 1] per pixel and the colour each pixel moves towards.
     const alpha = new Float32Array(hw);
     const target = new Float32Array(3 * hw);
-    DEFECTS[kind]({ rng, h, w, orig, donor, alpha, target });
+    DEFECTS[kind]({ rng, h, w, orig, donor, alpha, target, scale });
     const m = masks.subarray(i * hw, (i + 1) * hw);
     const spread = channelSpread(orig, hw);
     const means = [0, 1, 2].map((c) => mean(orig, c, hw));
@@ -94,7 +109,7 @@ export function synthesizeDefects(images: HostTensor, options: DefectOptions): S
       let changed = 0;
       for (let c = 0; c < 3; c++) {
         const k = c * hw + p;
-        img[k] = orig[k] + alpha[p] * (target[k] - orig[k]);
+        img[k] = orig[k] + contrast * alpha[p] * (target[k] - orig[k]);
         changed = Math.max(changed, Math.abs(img[k] - orig[k]) / spread[c]);
       }
       if (changed < MIN_CHANGE) {
@@ -123,12 +138,14 @@ interface DefectContext {
   alpha: Float32Array;
   /** Written: per-pixel colour the blend moves towards, `[3, H, W]`. */
   target: Float32Array;
+  /** Size factor of regions and scratches ({@link DefectOptions.scale}). */
+  scale: number;
 }
 
 const DEFECTS: Record<DefectKind, (c: DefectContext) => void> = {
   /** A patch of another image, flipped and brightness-shifted, pasted over an irregular blob. */
-  cutpaste({ rng, h, w, donor, alpha, target, orig }) {
-    const region = blob(rng, h, w, 0.06, 0.16);
+  cutpaste({ rng, h, w, donor, alpha, target, orig, scale }) {
+    const region = blob(rng, h, w, 0.06 * scale, 0.16 * scale);
     const dy = rng.int(-Math.floor(h / 3), Math.floor(h / 3));
     const dx = rng.int(-Math.floor(w / 3), Math.floor(w / 3));
     const flip = rng.uniform() < 0.5;
@@ -145,10 +162,10 @@ const DEFECTS: Record<DefectKind, (c: DefectContext) => void> = {
       }
   },
   /** A thin curved line, darker or brighter than the surface. */
-  scratch({ rng, h, w, orig, alpha, target }) {
+  scratch({ rng, h, w, orig, alpha, target, scale }) {
     const hw = h * w;
     const width = Math.max(1, Math.round(Math.min(h, w) / 128));
-    const length = Math.min(h, w) * (0.2 + 0.3 * rng.uniform());
+    const length = Math.min(h, w) * scale * (0.2 + 0.3 * rng.uniform());
     let y = h * (0.2 + 0.6 * rng.uniform());
     let x = w * (0.2 + 0.6 * rng.uniform());
     let angle = rng.uniform() * 2 * Math.PI;
@@ -169,9 +186,9 @@ const DEFECTS: Record<DefectKind, (c: DefectContext) => void> = {
     }
   },
   /** A soft-coloured blob: a stain, a dent's shadow or a bright reflection. */
-  spot({ rng, h, w, orig, alpha, target }) {
+  spot({ rng, h, w, orig, alpha, target, scale }) {
     const hw = h * w;
-    const region = blob(rng, h, w, 0.03, 0.09);
+    const region = blob(rng, h, w, 0.03 * scale, 0.09 * scale);
     const ext = extremes(orig, hw, rng.uniform() < 0.5);
     const tint = [0, 1, 2].map(() => 0.7 + 0.3 * rng.uniform());
     const strength = 0.5 + 0.4 * rng.uniform();
@@ -186,11 +203,11 @@ const DEFECTS: Record<DefectKind, (c: DefectContext) => void> = {
    * contrast-inverted and brightness-shifted, so it differs even from a same-class donor, blended in
    * where multi-octave noise exceeds a threshold inside a window (DRAEM).
    */
-  texture({ rng, h, w, donor, alpha, target, orig }) {
+  texture({ rng, h, w, donor, alpha, target, orig, scale }) {
     const hw = h * w;
     const noise = fractalNoise(rng, h, w);
     // Keep the region inside one window, so it reads as a local defect and not a global change.
-    const window = blob(rng, h, w, 0.1, 0.22);
+    const window = blob(rng, h, w, 0.1 * scale, 0.22 * scale);
     const opacity = 0.5 + 0.4 * rng.uniform();
     const invert = rng.uniform() < 0.5;
     const means = [0, 1, 2].map((c) => mean(donor, c, hw));
@@ -219,9 +236,9 @@ const DEFECTS: Record<DefectKind, (c: DefectContext) => void> = {
         }
   },
   /** A piece gone: the blob shows a flat background colour (the median of the image border). */
-  missing({ rng, h, w, orig, alpha, target }) {
+  missing({ rng, h, w, orig, alpha, target, scale }) {
     const hw = h * w;
-    const region = blob(rng, h, w, 0.05, 0.12);
+    const region = blob(rng, h, w, 0.05 * scale, 0.12 * scale);
     const bg = [0, 1, 2].map((c) => borderMedian(orig, c, h, w));
     for (let p = 0; p < hw; p++) {
       if (!region[p]) continue;
@@ -237,8 +254,10 @@ const DEFECTS: Record<DefectKind, (c: DefectContext) => void> = {
  */
 function blob(rng: Rng, h: number, w: number, minRadius: number, maxRadius: number): Uint8Array {
   const side = Math.min(h, w);
-  const rMin = Math.max(2, minRadius * side);
-  const r = rMin + (maxRadius * side - rMin) * rng.uniform();
+  // At least 2 pixels, at most what fits the central 80 % (a large `scale` saturates).
+  const rMax = Math.min(0.4 * side, Math.max(2, maxRadius * side));
+  const rMin = Math.min(rMax, Math.max(2, minRadius * side));
+  const r = rMin + (rMax - rMin) * rng.uniform();
   const aspect = 0.5 + rng.uniform();
   const cy = h * 0.1 + r + (h * 0.8 - 2 * r) * rng.uniform();
   const cx = w * 0.1 + r + (w * 0.8 - 2 * r) * rng.uniform();

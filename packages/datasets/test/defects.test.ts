@@ -60,4 +60,35 @@ describe('synthesizeDefects', () => {
     expect(() => synthesizeDefects(tensor(new Float32Array(64), [1, 1, 8, 8]), { seed: 0 })).toThrow(/\[N, 3, H, W\]/);
     expect(() => synthesizeDefects(images(2), { seed: 0, donors: images(1, 32) })).toThrow(/donors must be \[M, 3, 64, 64\]/);
   });
+
+  it('scale shrinks the regions and contrast the change, masks still exact', () => {
+    const hw = 64 * 64;
+    const area = (m: Uint8Array, i: number) => m.subarray(i * hw, (i + 1) * hw).reduce((a, v) => a + v, 0);
+    const full = synthesizeDefects(x, { seed: 5 });
+    const small = synthesizeDefects(x, { seed: 5, scale: 0.5 });
+    // Blob radii halve: areas fall to about a quarter (scratches: half the length); never to nothing.
+    let fullArea = 0;
+    let smallArea = 0;
+    for (let i = 0; i < 10; i++) {
+      expect(area(small.masks.data, i), `${small.kinds[i]} image ${i}`).toBeGreaterThan(0);
+      fullArea += area(full.masks.data, i);
+      smallArea += area(small.masks.data, i);
+    }
+    expect(smallArea / fullArea).toBeLessThan(0.45);
+    expect(smallArea / fullArea).toBeGreaterThan(0.1);
+    // Same regions at half strength: each masked pixel moves half as far (or by the visible minimum).
+    const faint = synthesizeDefects(x, { seed: 5, kinds: ['spot'], contrast: 0.5 });
+    const strong = synthesizeDefects(x, { seed: 5, kinds: ['spot'] });
+    expect(faint.masks.data).toEqual(strong.masks.data);
+    let checked = 0;
+    for (let k = 0; k < x.data.length; k++) {
+      const d = strong.images.data[k] - x.data[k];
+      if (Math.abs(d) < 0.2) continue; // pixels the visible-minimum rule pushed
+      expect(faint.images.data[k] - x.data[k]).toBeCloseTo(d / 2, 4);
+      checked++;
+    }
+    expect(checked).toBeGreaterThan(1000);
+    expect(() => synthesizeDefects(x, { seed: 0, scale: 0 })).toThrow(/scale must be a positive number, got 0/);
+    expect(() => synthesizeDefects(x, { seed: 0, contrast: 1.5 })).toThrow(/contrast must be in \(0, 1\], got 1.5/);
+  });
 });

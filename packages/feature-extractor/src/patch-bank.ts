@@ -15,8 +15,8 @@ import { initTfjs, toTf } from '@diad/core/tfjs';
 
 /** Options of {@link PatchMemoryBank}. */
 export interface PatchBankOptions {
-  /** Indices of the extractor's levels to use (default: all but the first, i.e. strides 8 and 16). */
-  levels?: readonly number[];
+  /** Indices of the extractor's levels to use, or `'all'` (default: all but the first, i.e. strides 8 and 16). */
+  levels?: readonly number[] | 'all';
   /** Number of patch vectors kept (random, seeded subsample). Default 10 000. */
   bankSize?: number;
   /** Channel cap of the patch vector (adaptive average pooling over channels). Default 512. */
@@ -70,7 +70,8 @@ export class PatchMemoryBank {
     const { bankSize = 10_000, dim = 512, seed = 0, sigma = 4 } = options;
     // The search runs on tfjs whatever engine the extractor uses (an ONNX one leaves tfjs uninitialised).
     await initTfjs();
-    const levels = options.levels ?? extractor.strides.map((_, i) => i).slice(1);
+    const every = extractor.strides.map((_, i) => i);
+    const levels = options.levels === 'all' ? every : (options.levels ?? every.slice(1));
     for (const l of levels) {
       if (!Number.isInteger(l) || l < 0 || l >= extractor.strides.length) {
         throw new Error(

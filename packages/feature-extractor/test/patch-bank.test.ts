@@ -58,5 +58,12 @@ describe('PatchMemoryBank', () => {
     b.dispose();
     await expect(PatchMemoryBank.fit(ext, [imgs], 3, { bankSize: 100 })).rejects.toThrow(/expected 3/);
     await expect(PatchMemoryBank.fit(ext, [imgs], 2, { levels: [5] })).rejects.toThrow(/level 5 does not exist/);
+    // 'all' is every level, as listing them.
+    const all = await PatchMemoryBank.fit(ext, [imgs], 2, { bankSize: 100, seed: 5, levels: 'all', dim: 1024 });
+    const listed = await PatchMemoryBank.fit(ext, [imgs], 2, { bankSize: 100, seed: 5, levels: [0, 1, 2], dim: 1024 });
+    expect(all.vectorLength).toBe(listed.vectorLength);
+    expect([...(await all.score(q)).data]).toEqual([...(await listed.score(q)).data]);
+    all.dispose();
+    listed.dispose();
   });
 });

@@ -36,9 +36,15 @@ export interface Variant {
  *   time, as ablation tables read); a value equal to the base's is not repeated.
  * - `grid`: every combination of the values (the base is added first when it is not one of them).
  * @param vary `key=v1,v2,...` (values split at commas; keys as `applyInferenceSets` takes them).
+ * @param onDuplicate told of each combination left out because it equals an earlier variant.
  * @throws Error naming a malformed `--vary` or a bad value.
  */
-export function ablationVariants(base: InferenceConfig, vary: readonly string[], mode: 'each' | 'grid' = 'each'): Variant[] {
+export function ablationVariants(
+  base: InferenceConfig,
+  vary: readonly string[],
+  mode: 'each' | 'grid' = 'each',
+  onDuplicate: (sets: string[], sameAs: string) => void = () => {},
+): Variant[] {
   if (vary.length === 0) throw new Error('give at least one --vary key=v1,v2 (e.g. --vary reconstructor.steps=5,10 --vary anomalyMap.sigma=2,4)');
   const axes = vary.map((v) => {
     const eq = v.indexOf('=');
@@ -48,12 +54,16 @@ export function ablationVariants(base: InferenceConfig, vary: readonly string[],
   });
   const combos = mode === 'grid' ? axes.reduce<string[][]>((acc, axis) => acc.flatMap((c) => axis.map((s) => [...c, s])), [[]]) : axes.flat().map((s) => [s]);
   const out: Variant[] = [{ name: 'base', sets: [], settings: base }];
-  const seen = new Set([shortHash(base)]);
+  const seen = new Map([[shortHash(base), 'base']]);
   for (const sets of combos) {
     const settings = applyInferenceSets(base, sets, '--vary');
     const key = shortHash(settings);
-    if (seen.has(key)) continue;
-    seen.add(key);
+    const same = seen.get(key);
+    if (same !== undefined) {
+      onDuplicate(sets, same);
+      continue;
+    }
+    seen.set(key, sets.join(' '));
     out.push({ name: sets.join(' '), sets, settings });
   }
   return out;
@@ -137,7 +147,9 @@ export async function ablate(run: RunDir, o: AblateOptions): Promise<{ out: stri
   const log = o.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const validation = await readValidation(run);
   const base = resolveSettings(run, validation, o.base ?? []);
-  const variants = ablationVariants(base, o.vary, o.mode);
+  const variants = ablationVariants(base, o.vary, o.mode, (sets, same) =>
+    log(`ablate: ${sets.join(' ')} gives the settings of ${same}: scored once, as ${same}`),
+  );
   for (const v of variants) await checkSettings(v.settings);
   const out = resolve(o.out ?? run.path('ablation'));
   if (existsSync(join(out, 'ablation.json')) && !o.overwrite) {

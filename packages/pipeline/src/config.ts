@@ -98,6 +98,15 @@ export const inferenceConfigSchema = z
 export type InferenceConfig = z.infer<typeof inferenceConfigSchema>;
 export type FeatureExtractorConfig = InferenceConfig['featureExtractor'];
 
+/**
+ * How the defective validation images are made (pipeline/validate.ts `validationSet`): `copies`
+ * defective copies of each normal image, defects of size `scale` and strength `contrast` (factors
+ * of `@diad/datasets`' defaults). Absent: one copy at full size and strength.
+ */
+export const defectsSchema = z
+  .object({ copies: z.number().int().min(1).max(20), scale: z.number().positive().max(4), contrast: z.number().positive().max(1) })
+  .strict();
+
 export const runConfigSchema = z
   .object({
     version: z.literal(2),
@@ -164,7 +173,15 @@ export const runConfigSchema = z
      * inference `tStart` (recorded in `validation.json`). Absent in runs made before it existed:
      * validated at the end only.
      */
-    validation: z.object({ every: z.number().int().min(0), tStarts: z.array(z.number().int().min(1).max(999)).optional() }).optional(),
+    validation: z
+      .object({
+        every: z.number().int().min(0),
+        tStarts: z.array(z.number().int().min(1).max(999)).optional(),
+        /** See {@link defectsSchema}. */
+        defects: defectsSchema.optional(),
+      })
+      .strict()
+      .optional(),
     /** The run's default inference settings (not hashed). */
     inference: inferenceConfigSchema,
   })

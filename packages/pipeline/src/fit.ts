@@ -65,6 +65,12 @@ export interface ValidationCurve {
 export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
   const log = opts.log ?? ((l: string) => process.stderr.write(l + '\n'));
   const cfg: RunConfig = run.config;
+  const started = (await Promise.all(STAGES.map((st) => run.readStage(st)))).some((st) => st !== null);
+  if (started && run.recordedHash !== run.hash)
+    throw new Error(
+      `${run.path('config.json')} was edited after training began: its train config hashes to ${run.hash}, the run was made with ${run.recordedHash}. ` +
+        `The weights so far belong to the recorded config; restore config.json (only the inference section may change), or start a new run with --out.`,
+    );
   installInterruptHandlers();
   const release = run.lock();
   try {
@@ -85,8 +91,8 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
     await run.writeJson('skipped-fit.json', [...train.skipped, ...val.skipped]);
     const dataSeconds = (Date.now() - t0) / 1000;
 
-    // Validation set: each normal validation image plus a synthesised defect on a copy of it.
-    const vset = validationSet(val, cfg.seed);
+    // Validation set: each normal validation image plus synthesised defects on copies of it.
+    const vset = validationSet(val, cfg.seed, cfg.validation?.defects);
     const curve: ValidationCurve = (await run.readJson<ValidationCurve>('validation-curve.json')) ?? { rule: SELECTION_RULE, points: [], best: null };
     let validationSeconds = 0;
     /** Scores the validation set with the stage's current checkpoint (once per step); `keep`: a candidate for the best. */
@@ -125,6 +131,11 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
     log(`engine: ${models.engine}`);
     try {
       if (pending.autoencoder) {
+        const ae = cfg.stages.autoencoder;
+        if (ae.wholeImages && ae.wholeImages.steps >= ae.steps)
+          log(
+            `autoencoder: all ${ae.steps} steps on whole images (stages.autoencoder.wholeImages.steps ${ae.wholeImages.steps} >= its ${ae.steps} steps), none on crops`,
+          );
         const t = await models.autoencoderTrainer(train.images);
         try {
           await runStage(run, 'autoencoder', cfg.stages.autoencoder, t, opts);
@@ -195,7 +206,7 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
       };
       await run.writeJson('validation.json', info);
       log(
-        `validation: ${vset.classes.length} normal + ${vset.classes.length} synthesised-defect images (${[...new Set(vset.kinds)].join(', ')}); ` +
+        `validation: ${vset.classes.length} normal + ${vset.defectiveClasses.length} synthesised-defect images (${[...new Set(vset.kinds)].join(', ')}); ` +
           `threshold ${threshold.toPrecision(5)} at target FPR ${cfg.inference.threshold.targetFpr}`,
       );
       for (const line of formatValidation(chosen)) log(`  ${line}`);

@@ -56,6 +56,8 @@ export class RunDir {
     readonly dir: string,
     readonly config: RunConfig,
     readonly hash: string,
+    /** The hash `config.json` records (the train config's when the run was made); differs from `hash` after a hand edit. */
+    readonly recordedHash: string = hash,
   ) {}
 
   /**
@@ -113,7 +115,8 @@ export class RunDir {
       throw new Error(`${path} is not valid JSON (${(e as Error).message}); the run folder is damaged`);
     }
     const config = parseConfig(parsed.config, path);
-    return new RunDir(abs, config, configHash(config));
+    const hash = configHash(config);
+    return new RunDir(abs, config, hash, typeof parsed.hash === 'string' ? parsed.hash : hash);
   }
 
   /** Absolute path of a file inside the run folder. */

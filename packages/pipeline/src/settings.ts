@@ -49,7 +49,7 @@ export async function checkSettings(settings: InferenceConfig): Promise<void> {
   const levels = settings.anomalyMap.levels;
   if (n !== null && levels?.some((l) => l >= n))
     throw new Error(
-      `inference.anomalyMap.levels [${levels.join(', ')}]: ${settings.featureExtractor.kind} gives ${n} feature maps (levels 0..${n - 1}); ` +
+      `inference.anomalyMap.levels [${levels.join(', ')}]: the feature extractor "${settings.featureExtractor.kind}" gives ${n} feature maps (levels 0..${n - 1}); ` +
         `fix: --levels with indices below ${n}, or --levels all (a run's default is inference.anomalyMap.levels in its config.json)`,
     );
 }

@@ -9,11 +9,12 @@ import type { RunDir } from './run-dir.js';
 import { openSplits, decodeSamples } from './data.js';
 import { openInference, type EngineOptions } from './inference.js';
 import { checkSettings, readValidation, resolveSettings } from './settings.js';
-import { evaluateValidation, validationSet, type ValidationPoint } from './validate.js';
+import { evaluateValidation, validationSet, type ValidationDefects, type ValidationPoint } from './validate.js';
 
 /**
  * Scores the run's validation set with the run's model (the checkpoint `fit` selected) and
- * `settings` (default: the run's).
+ * `settings` (default: the run's), on defective images made as `defects` says (default: as the
+ * run's `validation.defects`, so as `fit` scored them).
  * @returns the validation point (metrics per class and mean, reconstruction errors), the settings used and the feature extractor's provenance.
  * @throws Error when the run is not fitted, for bad settings, or from the data and the engines (naming the file).
  */
@@ -22,14 +23,15 @@ export async function validateRun(
   settings: InferenceConfig | undefined,
   engine: EngineOptions,
   log: (l: string) => void,
+  defects: ValidationDefects | undefined = run.config.validation?.defects,
 ): Promise<{ point: ValidationPoint; settings: InferenceConfig; featureProvenance: string }> {
   const info = await readValidation(run);
   const used = settings ?? resolveSettings(run, info);
   await checkSettings(used);
   const splits = await openSplits(run.config);
   const val = await decodeSamples(splits.val, run.config.data.imageSize, 'validation');
-  const set = validationSet(val, run.config.seed);
-  log(`validation: ${set.classes.length} normal + ${set.classes.length} synthesised-defect images of ${splits.classes.join(', ')}`);
+  const set = validationSet(val, run.config.seed, defects);
+  log(`validation: ${set.classes.length} normal + ${set.defectiveClasses.length} synthesised-defect images of ${splits.classes.join(', ')}`);
   const stages = await openInference(run, used, engine, log);
   try {
     const selected = info.selected;

@@ -5,41 +5,79 @@
  * Also measures, per class on the normal images, how well the model reconstructs: the
  * autoencoder's round trip and the full DiAD reconstruction (pixel L1 and feature distance).
  */
-import { ddimVisitedSteps, scoreImages, sliceBatch, type Autoencoder, type HostTensor, type Stages } from '@diad/core';
+import { concatBatch, ddimVisitedSteps, mask, scoreImages, sliceBatch, type Autoencoder, type HostTensor, type Stages } from '@diad/core';
 import { ddimOptionsSchema } from '@diad/sg-diffusion';
-import { SELF_CONTAINED_KINDS, synthesizeDefects, type DefectKind } from '@diad/datasets';
+import { DEFECT_KINDS, SELF_CONTAINED_KINDS, synthesizeDefects, type DefectKind } from '@diad/datasets';
 import { MetricsAccumulator, type MetricValues } from '@diad/metrics';
 import type { InferenceConfig, RunConfig } from './config.js';
 import type { Decoded } from './data.js';
 
-/** The validation images: normal ones and a synthesised defective copy of each. */
+/** The validation images: normal ones and `copies` synthesised defective copies of each. */
 export interface ValidationSet {
-  /** Class of each normal image (the defective copy `i` has the class of normal image `i`). */
+  /** Class of each normal image. */
   classes: string[];
   paths: string[];
   /** `[N, 3, S, S]` normal images (ImageNet-normalised). */
   normal: HostTensor;
-  /** `[N, 3, S, S]` their defective copies. */
+  /** `[N * copies, 3, S, S]` defective copies: copy `k` of normal image `i` at index `k * N + i`. */
   defective: HostTensor;
-  /** `[N, 1, S, S]` exact defect masks. */
+  /** `[N * copies, 1, S, S]` exact defect masks. */
   masks: HostTensor<'uint8'>;
+  /** Class and kind of each defective image. */
+  defectiveClasses: string[];
   kinds: DefectKind[];
 }
 
+/** How the defective validation images are made (`validation.defects` of the run config). */
+export interface ValidationDefects {
+  /** Defective copies of each normal image (each with another kind and seed); default 1. */
+  copies?: number;
+  /** Size factor of the defects (`synthesizeDefects`' `scale`); default 1. */
+  scale?: number;
+  /** Strength factor of the defects in (0, 1] (`synthesizeDefects`' `contrast`); default 1. */
+  contrast?: number;
+}
+
 /**
- * Builds the validation set: each normal image gets one synthetic defect (kinds cycled, donors for
- * cut-paste and texture blends are the other validation images), seeded by the run's seed.
+ * Builds the validation set: each normal image gets `copies` synthetic defects, one per copy (kinds
+ * cycled, shifted by one kind per copy; donors for cut-paste and texture blends are the other
+ * validation images), seeded by the run's seed (copy `k` by `seed + k`, so copy 0 is the set a
+ * run without `defects` gets).
+ * @throws Error from `synthesizeDefects` for a bad scale or contrast.
  */
-export function validationSet(val: Decoded, seed: number): ValidationSet {
-  const syn = synthesizeDefects(val.images, { seed, ...(val.images.shape[0] < 2 ? { kinds: SELF_CONTAINED_KINDS } : {}) });
+export function validationSet(val: Decoded, seed: number, defects: ValidationDefects = {}): ValidationSet {
+  const copies = defects.copies ?? 1;
+  const n = val.images.shape[0];
+  const base = n < 2 ? SELF_CONTAINED_KINDS : DEFECT_KINDS;
+  const made = Array.from({ length: copies }, (_, k) =>
+    synthesizeDefects(val.images, {
+      seed: seed + k,
+      kinds: [...base.slice(k % base.length), ...base.slice(0, k % base.length)],
+      scale: defects.scale,
+      contrast: defects.contrast,
+    }),
+  );
+  const classes = val.samples.map((s) => s.className);
+  const [, , h, w] = val.images.shape;
   return {
-    classes: val.samples.map((s) => s.className),
+    classes,
     paths: val.samples.map((s) => s.imagePath),
     normal: val.images,
-    defective: syn.images,
-    masks: syn.masks,
-    kinds: syn.kinds,
+    defective: concatBatch(made.map((m) => m.images)),
+    masks: mask(concatBytes(made.map((m) => m.masks.data)), [n * copies, 1, h, w]),
+    defectiveClasses: made.flatMap(() => classes),
+    kinds: made.flatMap((m) => m.kinds),
   };
+}
+
+function concatBytes(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+  let o = 0;
+  for (const p of parts) {
+    out.set(p, o);
+    o += p.length;
+  }
+  return out;
 }
 
 /** The seven metrics, fractions in [0, 1] (null where undefined). */
@@ -105,10 +143,11 @@ export async function evaluateValidation(
   const size = set.normal.shape[2];
   const hw = size * size;
   const acc = new MetricsAccumulator();
-  const n = set.classes.length;
-  for (let i = 0; i < n; i++) {
+  for (let i = 0; i < set.classes.length; i++) {
     acc.add(set.classes[i], normal.maps.data.subarray(i * hw, (i + 1) * hw), null, { height: size, width: size, label: 0, defectType: 'good', copy: false });
-    acc.add(set.classes[i], defective.maps.data.subarray(i * hw, (i + 1) * hw), set.masks.data.subarray(i * hw, (i + 1) * hw), {
+  }
+  for (let i = 0; i < set.defectiveClasses.length; i++) {
+    acc.add(set.defectiveClasses[i], defective.maps.data.subarray(i * hw, (i + 1) * hw), set.masks.data.subarray(i * hw, (i + 1) * hw), {
       height: size,
       width: size,
       label: 1,

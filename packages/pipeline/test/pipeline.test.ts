@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import { mkdtempSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -12,6 +12,7 @@ import { RunDir, ConfigMismatchError } from '../src/run-dir.js';
 import { runStage, NanLossError, type StageTrainer } from '../src/train-loop.js';
 import { checkSettings, decisionThreshold } from '../src/settings.js';
 import { checkLatentFit } from '../src/models.js';
+import { fit } from '../src/fit.js';
 import { phasedTrainer } from '../src/trainers.js';
 import { parseDiadConfig } from '@diad/sg-diffusion';
 import { configuredAutoencoder } from '@diad/autoencoder';
@@ -82,9 +83,13 @@ describe('run config', () => {
     expect(splitValues('5,10')).toEqual(['5', '10']);
     expect(splitValues('[1,2],[0,1,2], "a,b"')).toEqual(['[1,2]', '[0,1,2]', '"a,b"']);
     const base = resolveConfig('ci', { roots: ['/d'] }).inference;
-    const each = ablationVariants(base, ['reconstructor.steps=2,5', 'anomalyMap.levels=[1,2]']);
-    // steps=5 is the ci base's own value, so it is not repeated.
+    const dropped: string[] = [];
+    const each = ablationVariants(base, ['reconstructor.steps=2,5', 'anomalyMap.levels=[1,2]'], 'each', (sets, same) =>
+      dropped.push(`${sets.join(' ')} = ${same}`),
+    );
+    // steps=5 is the ci base's own value, so it is not repeated (and the caller is told).
     expect(each.map((v) => v.name)).toEqual(['base', 'reconstructor.steps=2', 'anomalyMap.levels=[1,2]']);
+    expect(dropped).toEqual(['reconstructor.steps=5 = base']);
     expect(each[2].settings.anomalyMap.levels).toEqual([1, 2]);
     // The default reference written out is the default: the same settings, the same hash.
     expect(applyInferenceSets(base, ['anomalyMap.reference=input'])).toEqual(base);
@@ -104,7 +109,7 @@ describe('run config', () => {
     const base = resolveConfig('ci', { roots: ['/d'] }).inference;
     await expect(checkSettings(applyInferenceSets(base, ['anomalyMap.levels=[1,2]']))).resolves.toBeUndefined();
     await expect(checkSettings(applyInferenceSets(base, ['anomalyMap.levels=[1,3]']))).rejects.toThrow(
-      'inference.anomalyMap.levels [1, 3]: default gives 3 feature maps (levels 0..2); fix: --levels with indices below 3, or --levels all',
+      'inference.anomalyMap.levels [1, 3]: the feature extractor "default" gives 3 feature maps (levels 0..2); fix: --levels with indices below 3, or --levels all',
     );
     // An ONNX extractor's map count is not known before it is loaded: only its file is checked here.
     const onnx = applyInferenceSets(base, [
@@ -292,6 +297,25 @@ describe('run folder', () => {
     expect(err).toBeInstanceOf(ConfigMismatchError);
     expect(err.message).toMatch(/made with another config/);
     expect(err.message).toMatch(/seed: run has 0, now 3/);
+  });
+  it('refuses to resume a fit whose config.json was hand-edited after training began', async () => {
+    const dir = tmp();
+    const made = await RunDir.open(dir, resolveConfig('ci', { roots: ['/d'] }));
+    const file = join(dir, 'config.json');
+    const stored = JSON.parse(readFileSync(file, 'utf8'));
+    // An edit of the inference section only: the train config's hash is unchanged.
+    writeFileSync(file, JSON.stringify({ ...stored, config: { ...stored.config, inference: { ...stored.config.inference, batchSize: 2 } } }));
+    expect((await RunDir.load(dir)).recordedHash).toBe((await RunDir.load(dir)).hash);
+    writeFileSync(file, JSON.stringify({ ...stored, config: { ...stored.config, seed: 9 } }));
+    const edited = await RunDir.load(dir);
+    expect(edited.recordedHash).toBe(made.hash);
+    expect(edited.hash).not.toBe(made.hash);
+    // Nothing trained yet: the edited config is simply the run's config. Once a stage has state, fit refuses.
+    mkdirSync(join(dir, 'state'), { recursive: true });
+    writeFileSync(join(dir, 'state', 'autoencoder.json'), JSON.stringify({ stage: 'autoencoder', step: 2, done: false, checkpoint: null, losses: [] }));
+    await expect(fit(edited, { log: () => {} })).rejects.toThrow(
+      `${file} was edited after training began: its train config hashes to ${edited.hash}, the run was made with ${made.hash}.`,
+    );
   });
   it('a lock held by a live process refuses, a dead one is taken over', async () => {
     const run = await RunDir.open(tmp(), resolveConfig('ci', { roots: ['/d'] }));

@@ -48,7 +48,7 @@ export function register(program: Command): void {
     .option('--classes <list>', 'only these classes, comma-separated')
     .option('--bank-size <n>', 'patch vectors kept per class (random, seeded)', '10000')
     .option('--dim <n>', 'channel cap of a patch vector (adaptive average pooling over channels)', '512')
-    .option('--levels <list>', 'feature levels used, indices into the backbone taps (default: all but the first)')
+    .option('--levels <list>', 'feature levels used, comma-separated indices into the backbone taps, or "all" (default: all but the first)')
     .option('--max-train <n>', 'at most this many train images per class (seeded subset)')
     .option('--max-test <n>', 'at most this many test images per class, half good, half defective (seeded subset)')
     .option('--image-size <n>', 'images are resized to this square size', '256')
@@ -81,7 +81,7 @@ export function register(program: Command): void {
         classes: list(f.classes),
         bankSize: int('bank-size', f.bankSize),
         dim: int('dim', f.dim),
-        levels: list(f.levels)?.map((l) => int('levels', l)),
+        levels: f.levels?.trim() === 'all' ? 'all' : list(f.levels)?.map((l) => int('levels', l)),
         maxTrain: f.maxTrain === undefined ? undefined : int('max-train', f.maxTrain),
         maxTest: f.maxTest === undefined ? undefined : int('max-test', f.maxTest),
         imageSize: int('image-size', f.imageSize),

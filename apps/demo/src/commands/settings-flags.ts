@@ -7,7 +7,7 @@
 import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { applyInferenceSets, MAP_REFERENCES, PRESETS } from '@diad/pipeline';
-import { DDIM_SCHEDULES } from '@diad/sg-diffusion';
+import { DDIM_SCHEDULES, ddimOptionsSchema } from '@diad/sg-diffusion';
 
 export interface SettingsFlags {
   set?: string[];
@@ -60,6 +60,20 @@ function schemaChecked(flag: string, key: string, v: string): string {
   return set;
 }
 
+/** Valid DDIM options, into which one shortcut's value is put to judge it alone. */
+const DDIM_PROBE = { tStart: 500, steps: 10, eta: 0, schedule: 'partial' } as const;
+
+/** A DDIM shortcut (`--t-start`, `--ddim-steps`) as `reconstructor.<field>=<n>`, refused naming the flag. */
+function ddimChecked(flag: string, field: 'tStart' | 'steps', v: string): string {
+  const n = v.trim() === '' ? NaN : Number(v);
+  const r = ddimOptionsSchema.safeParse({ ...DDIM_PROBE, [field]: n });
+  if (!r.success) {
+    const range = field === 'tStart' ? 'an integer timestep from 1 to 999' : 'an integer from 1 to 1000';
+    throw new Error(`${flag} ${v}: ${r.error.issues[0].message}; give ${range}`);
+  }
+  return `reconstructor.${field}=${n}`;
+}
+
 /** `--levels 1,2` as a JSON list; `all` as null (every level: the setting is removed). */
 function levelsValue(v: string): string {
   if (v.trim() === 'all') return 'null';
@@ -72,8 +86,8 @@ function levelsValue(v: string): string {
 /**
  * The `key=value` settings of the flags, shortcuts first, then `--set` in order.
  * @throws Error for `--backbone` with `--onnx`, an `--onnx` that is not an .onnx file, a
- *   `--schedule`, `--reference` or `--levels` value outside its choices, or a `--sigma` or
- *   `--target-fpr` the inference schema refuses.
+ *   `--schedule`, `--reference` or `--levels` value outside its choices, a `--t-start` or
+ *   `--ddim-steps` the DDIM options refuse, or a `--sigma` or `--target-fpr` the inference schema refuses.
  */
 export function settingsFromFlags(f: SettingsFlags): string[] {
   if (f.backbone && f.onnx) throw new Error('--backbone and --onnx exclude each other: pick a registered feature extractor or an ONNX file');
@@ -82,8 +96,8 @@ export function settingsFromFlags(f: SettingsFlags): string[] {
   const sets: string[] = [];
   if (f.backbone) sets.push(`featureExtractor=${f.backbone}`);
   if (f.onnx) sets.push('featureExtractor.kind=onnx', `featureExtractor.path=${JSON.stringify(resolve(f.onnx))}`);
-  if (f.tStart !== undefined) sets.push(`reconstructor.tStart=${f.tStart}`);
-  if (f.ddimSteps !== undefined) sets.push(`reconstructor.steps=${f.ddimSteps}`);
+  if (f.tStart !== undefined) sets.push(ddimChecked('--t-start', 'tStart', f.tStart));
+  if (f.ddimSteps !== undefined) sets.push(ddimChecked('--ddim-steps', 'steps', f.ddimSteps));
   if (f.schedule !== undefined) sets.push(`reconstructor.schedule=${JSON.stringify(oneOf('--schedule', f.schedule, DDIM_SCHEDULES))}`);
   if (f.sigma !== undefined) sets.push(schemaChecked('--sigma', 'anomalyMap.sigma', f.sigma));
   if (f.levels !== undefined) sets.push(`anomalyMap.levels=${levelsValue(f.levels)}`);
