@@ -39,7 +39,10 @@ export interface GuidedDenoiser {
 
 /** DDIM settings (paper Sec. 3.3; official `ddim.py`). Validated from configs by @diad/sg-diffusion's `ddimOptionsSchema`. */
 export interface DdimOptions {
-  /** Timestep the latent is noised to (`x_T = q_sample(z, tStart)`), 1..999; official 999. */
+  /**
+   * Where the reconstruction starts, 1..999; official 999. `official` schedule: the latent is noised
+   * to `tStart`; `partial`: to the last DDIM timestep <= `tStart` ({@link noiseTimestep}).
+   */
   tStart: number;
   /** Number of DDIM steps over the 1000 training timesteps (official 10). */
   steps: number;
@@ -62,8 +65,8 @@ export function ddimVisitedSteps(options: DdimOptions, schedule: DiffusionSchedu
 }
 
 /**
- * The DDIM loop: `x_T = q_sample(z, tStart)` with per-image noise ({@link ItemNoise}), then one
- * DDIM step per visited timestep (`official` or `partial` order, {@link DiffusionSchedule.visitOrder}).
+ * The DDIM loop: `x_T = q_sample(z, t)` with per-image noise ({@link ItemNoise}) at
+ * `t` = {@link noiseTimestep}, then one DDIM step per visited timestep (`official` or `partial` order, {@link DiffusionSchedule.visitOrder}).
  * @param latents scaled latents `[N, C, h, w]`.
  * @param eps the engine's eps-prediction for `x` `[N, C, h, w]` at one timestep (0..999).
  * @returns the reconstructed latents `[N, C, h, w]`, in the layout of `latents`.
@@ -77,11 +80,25 @@ export async function ddimLoop(
   const d = schedule.ddim(options.steps, options.eta);
   const n = latents.shape[0];
   const noise = new ItemNoise(options.seed, n, latents.data.length / n);
-  let x: HostTensor = schedule.qSample(latents, options.tStart, tensor(noise.normals(latents.data.length), latents.shape, latents.layout));
-  for (const index of schedule.visitOrder(d, options.tStart, options.schedule)) {
+  const order = schedule.visitOrder(d, options.tStart, options.schedule);
+  const tNoise = noiseTimestep(d, order, options);
+  let x: HostTensor = schedule.qSample(latents, tNoise, tensor(noise.normals(latents.data.length), latents.shape, latents.layout));
+  for (const index of order) {
     x = schedule.ddimStep(d, index, x, await eps(x, d.timesteps[index]), noise).prev;
   }
   return tensor(x.data as Float32Array, x.shape, latents.layout);
+}
+
+/**
+ * The timestep the latent is noised to before the DDIM loop. `official`: `tStart`, as the official
+ * test (its first step then runs at a lower timestep, 901 for tStart 999, which at that noise level
+ * changes little). `partial`: the first timestep visited (as diffusers' img2img noises to its first
+ * timestep), so the first step's eps-prediction sees the noise level it assumes; noising to
+ * `tStart` instead left the difference (e.g. t=300 treated as t=201) in the reconstruction as
+ * high-frequency mottle.
+ */
+export function noiseTimestep(d: { timesteps: readonly number[] }, order: readonly number[], options: Pick<DdimOptions, 'tStart' | 'schedule'>): number {
+  return options.schedule === 'partial' && order.length > 0 ? d.timesteps[order[0]] : options.tStart;
 }
 
 /** DDIM reconstruction with any {@link GuidedDenoiser}: the `Reconstructor` stage. */

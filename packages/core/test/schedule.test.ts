@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Rng, tensor } from '../src/index.js';
+import { ItemNoise, Rng, ddimLoop, noiseTimestep, tensor, type HostTensor } from '../src/index.js';
 import { DiffusionSchedule } from '../src/schedule.js';
 
 describe('DiffusionSchedule', () => {
@@ -51,5 +51,24 @@ describe('DiffusionSchedule', () => {
     const want = s.qSample(x0, d.timesteps[6], eps);
     for (let i = 0; i < 32; i++) expect(prev.data[i]).toBeCloseTo(want.data[i], 4);
     expect(() => s.qSample(x0, [1], eps)).toThrow(/timesteps for a batch of 2/);
+  });
+
+  it('partial DDIM noises to its first visited timestep: an oracle eps gives back the latent at every start', async () => {
+    const d = s.ddim(10);
+    expect(noiseTimestep(d, s.visitOrder(d, 300, 'partial'), { tStart: 300, schedule: 'partial' })).toBe(201);
+    expect(noiseTimestep(d, s.visitOrder(d, 50, 'partial'), { tStart: 50, schedule: 'partial' })).toBe(1);
+    expect(noiseTimestep(d, s.visitOrder(d, 999, 'official'), { tStart: 999, schedule: 'official' })).toBe(999);
+    const z = tensor(new Rng(8).normals(2 * 4 * 3 * 3), [2, 4, 3, 3], 'NCHW');
+    const seed = 5;
+    // The noise the loop draws: ItemNoise's first draw with the loop's seed, the same for each image.
+    const noise = new ItemNoise(seed, 2, 36).normals(72);
+    const oracle = async (x: HostTensor) => tensor(noise.slice(), x.shape, x.layout);
+    // DDIM's last step goes to alphas_prev[0] = alphas_cumprod[0], not 1: the result is z noised to t=0 with the same noise.
+    const a0 = s.alphasCumprod[0];
+    for (const tStart of [50, 300, 650, 999]) {
+      const out = await ddimLoop(s, z, { tStart, steps: 10, eta: 0, schedule: 'partial', seed }, oracle);
+      for (let i = 0; i < z.data.length; i++)
+        expect(out.data[i], `t=${tStart} value ${i}`).toBeCloseTo(Math.sqrt(a0) * z.data[i] + Math.sqrt(1 - a0) * noise[i], 4);
+    }
   });
 });
