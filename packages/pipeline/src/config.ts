@@ -106,6 +106,7 @@ export type FeatureExtractorConfig = InferenceConfig['featureExtractor'];
 export const defectsSchema = z
   .object({ copies: z.number().int().min(1).max(20), scale: z.number().positive().max(4), contrast: z.number().positive().max(1) })
   .strict();
+export type DefectsConfig = z.infer<typeof defectsSchema>;
 
 export const runConfigSchema = z
   .object({

@@ -13,7 +13,7 @@ import { STAGES, type RunDir } from './run-dir.js';
 import { capPerClass, decodeSamples, sampleId, type Decoded, type Skipped } from './data.js';
 import { ddimStart, ddimVisits } from './validate.js';
 import { calibrate, readValidation, resolveSettings, checkSettings, settingsHash, type Calibration } from './settings.js';
-import type { InferenceConfig, RunConfig } from './config.js';
+import type { DefectsConfig, InferenceConfig, RunConfig } from './config.js';
 import { openInference, type EngineOptions } from './inference.js';
 import { Progress } from './progress.js';
 import type { ValidationCurve, ValidationInfo } from './fit.js';
@@ -249,7 +249,7 @@ export async function writeTestReport(
     images,
     timings,
     skipped: [...fitSkipped, ...skipped],
-    ...(curve && validation.selected ? { validation: validationSummary(curve, validation.selected) } : {}),
+    ...(curve && validation.selected ? { validation: validationSummary(curve, validation.selected, cfg.validation?.defects) } : {}),
     facts: {
       ...(unseen.length ? { 'unseen classes (not trained on)': unseen.join(', ') } : {}),
       engine: scoring.engine,
@@ -356,9 +356,14 @@ export async function forEachTestChunk(
 }
 
 /** The report's view of the fit's validation curve and its chosen point. */
-function validationSummary(curve: ValidationCurve, selected: NonNullable<ValidationInfo['selected']>): NonNullable<ReportInput['validation']> {
+function validationSummary(
+  curve: ValidationCurve,
+  selected: NonNullable<ValidationInfo['selected']>,
+  defects: DefectsConfig | undefined,
+): NonNullable<ReportInput['validation']> {
   return {
     rule: curve.rule,
+    ...(defects ? { defects } : {}),
     points: curve.points.map((p) => ({
       stage: p.stage,
       step: p.step,

@@ -23,7 +23,7 @@ export interface ValidationSet {
   defective: HostTensor;
   /** `[N * copies, 1, S, S]` exact defect masks. */
   masks: HostTensor<'uint8'>;
-  /** Class and kind of each defective image. */
+  /** Class of each defective image (its defect kind is in `kinds`). */
   defectiveClasses: string[];
   kinds: DefectKind[];
 }

@@ -13,6 +13,7 @@ import {
   metricsMarkdown,
   bestAndWorst,
   thin,
+  reportHtml,
   type ReportInput,
   type MetricRow,
   type ImageRecord,
@@ -109,6 +110,22 @@ describe('metric tables', () => {
     const md = metricsMarkdown(r);
     expect(md).toContain('| bottle | 90.0 | 89.0 | 88.0 | 87.0 | 86.0 | 85.0 | 84.0 |');
     expect(md).toContain('### diad mode');
+  });
+  it('the validation section says how the defective validation images were made', async () => {
+    const point = { stage: 'sg', step: 4, tStart: 300, value: 0.9, aurocImage: 0.9, aurocPixel: 0.9, auPro: 0.8 };
+    const validation = {
+      rule: 'rule',
+      points: [point],
+      selected: { stage: 'sg', step: 4, tStart: 300 },
+      reconstruction: { bottle: { autoencoderL1: 0.1, diadL1: 0.2, featureDistance: 0.3 } },
+      classes: { bottle: { aurocImage: 0.9, aurocPixel: 0.9, auPro: 0.8 } },
+    };
+    const dir = mkdtempSync(join(tmpdir(), 'diad-report-'));
+    const one = await reportHtml(dir, { ...r, validation });
+    expect(one).toContain('plus a synthesised defect (cut-paste, scratch, spot, texture blend, missing part; exact masks) on a copy of each;');
+    const three = await reportHtml(dir, { ...r, validation: { ...validation, defects: { copies: 3, scale: 0.5, contrast: 0.5 } } });
+    expect(three).toContain('plus 3 defective copies of each with synthesised defects');
+    expect(three).toContain('at 0.5x the default size and 0.5x the default strength; never the test split');
   });
 });
 

@@ -35,7 +35,7 @@ export function addSettingsOptions(cmd: Command, whose = "the run's"): Command {
     )
     .option('--backbone <name>', 'feature extractor by registered kind (resnet50, mobilenet_v2, ...): --set featureExtractor=NAME')
     .option('--onnx <file>', 'ONNX feature extractor file (outputs at strides 4/8/16)')
-    .option('--t-start <n>', 'DDIM: timestep the latent is noised to (1..999)')
+    .option('--t-start <n>', 'DDIM: where the reconstruction starts (1..999; partial schedule: from the last DDIM timestep at or below it)')
     .option('--ddim-steps <n>', 'DDIM steps')
     .option('--schedule <s>', 'DDIM schedule: official | partial')
     .option('--sigma <s>', 'anomaly-map Gaussian blur sigma (pixels, >= 0)')

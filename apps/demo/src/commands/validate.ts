@@ -3,6 +3,7 @@ import { writeFileAtomic } from '@diad/core';
 import {
   RunDir,
   defectsSchema,
+  type DefectsConfig,
   describeAnomalyMap,
   describeSampler,
   formatValidation,
@@ -50,7 +51,7 @@ export function register(program: Command): void {
  * `--defects copies=3,scale=0.5,contrast=0.5` as `validation.defects` (missing keys: 1).
  * @throws Error naming the flag, the bad part and the accepted form.
  */
-export function parseDefects(spec: string): { copies: number; scale: number; contrast: number } {
+export function parseDefects(spec: string): DefectsConfig {
   const out: Record<string, number> = { copies: 1, scale: 1, contrast: 1 };
   for (const part of spec.split(',').filter((p) => p.trim() !== '')) {
     const [key, value, ...rest] = part.split('=').map((s) => s.trim());

@@ -69,7 +69,11 @@ function validationHtml(v: NonNullable<ReportInput['validation']>): string {
       return `<tr><th>${esc(c)}</th><td>${pct(m.aurocImage)}</td><td>${pct(m.aurocPixel)}</td><td>${pct(m.auPro)}</td><td>${e.autoencoderL1.toFixed(4)}</td><td>${e.diadL1.toFixed(4)}</td><td>${e.featureDistance.toFixed(4)}</td></tr>`;
     })
     .join('');
-  return `<p class="strip-legend">Normal validation images (carved from train) plus a synthesised defect (cut-paste, scratch, spot, texture blend, missing part; exact masks) on a copy of each; never the test split. Selection rule: ${esc(v.rule)}. Highlighted: the chosen model.</p>
+  const d = v.defects;
+  const made = d
+    ? `${d.copies} defective ${d.copies === 1 ? 'copy' : 'copies'} of each with synthesised defects (cut-paste, scratch, spot, texture blend, missing part; exact masks) at ${d.scale}x the default size and ${d.contrast}x the default strength`
+    : 'a synthesised defect (cut-paste, scratch, spot, texture blend, missing part; exact masks) on a copy of each';
+  return `<p class="strip-legend">Normal validation images (carved from train) plus ${made}; never the test split. Selection rule: ${esc(v.rule)}. Highlighted: the chosen model.</p>
 <div class="charts">${chart}<table><thead><tr><th>weights</th><th>DDIM from t</th><th>image AUROC</th><th>pixel AUROC</th><th>AU-PRO</th><th>rule value</th></tr></thead><tbody>${rows}</tbody></table></div>
 <h3>Chosen model per class (validation; reconstruction errors on the normal images, ImageNet-normalised units)</h3>
 <table><thead><tr><th>class</th><th>image AUROC</th><th>pixel AUROC</th><th>AU-PRO</th><th>autoencoder L1</th><th>DiAD L1</th><th>feature distance</th></tr></thead><tbody>${recon}</tbody></table>`;

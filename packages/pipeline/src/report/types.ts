@@ -2,6 +2,7 @@
  * What `diad test` hands to the report writers: metrics per class and mode, curves, per-image
  * records, timings and the run's config. Metric values are fractions in [0, 1].
  */
+import type { DefectsConfig } from '../config.js';
 import type { MetricValues } from '@diad/metrics';
 import type { Skipped } from '../data.js';
 
@@ -44,6 +45,8 @@ export interface ImageRecord {
 /** The fit's validation (normal validation images + synthesised defects), as the report shows it. */
 export interface ValidationSummary {
   rule: string;
+  /** How the defective images were made (the run's `validation.defects`; absent: one full-size copy each). */
+  defects?: DefectsConfig;
   /** One point per validation: stage step and the class-mean metrics (fractions). */
   points: ({ stage: string; step: number; tStart?: number; value: number } & Pick<MetricValues, 'aurocImage' | 'aurocPixel' | 'auPro'>)[];
   /** The chosen point (the run's model). */
