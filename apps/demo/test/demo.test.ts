@@ -134,6 +134,15 @@ describe('diad demo --preset ci (end to end)', () => {
     const bad = await diad(['validate', '--run', out, '--defects', 'copies=0'], 60_000);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/--defects: copies .*copies: an integer 1-20/);
+    for (const [spec, why] of [
+      ['copies=2,,', /--defects: "" is not key=number/],
+      ['', /--defects: "" is not key=number/],
+      ['copies=3,copies=4', /--defects: copies is given twice/],
+    ] as const) {
+      const r = await diad(['validate', '--run', out, '--defects', spec], 60_000);
+      expect(r.code, spec).not.toBe(0);
+      expect(r.stderr, spec).toMatch(why);
+    }
   }, 600_000);
 
   it('writes one strip per test image', () => {

@@ -5,7 +5,7 @@
  */
 import { describe, it, expect, beforeAll } from 'vitest';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ensureSynthetic } from '@diad/datasets';
@@ -111,4 +111,26 @@ describe('resume after Ctrl-C and kill -9 during stage 3', () => {
     expect(existsSync(m![3])).toBe(true);
     expect(readState(nanRun, 'autoencoder')).toMatchObject({ step, done: false });
   }, 120_000);
+
+  it('a resumed fit drops validation points scored with other inference settings instead of comparing them', async () => {
+    const r = join(dir, 'stale');
+    const made = await diad(ciFitArgs(data, r, { ae: 2, diffusion: 2, sg: 8 }, '--checkpoint-every', '2', '--max-train-per-class', '4', '--quiet'));
+    expect(made.code, made.stderr).toBe(0);
+    const file = join(r, 'validation-curve.json');
+    const curve = JSON.parse(readFileSync(file, 'utf8'));
+    expect(curve.settingsHash).toMatch(/^[0-9a-f]{12}$/);
+    expect(curve.points.map((p: { step: number }) => p.step)).toContain(4);
+    // As if config.json's inference section had changed after steps 4 and 8 were validated.
+    writeFileSync(file, JSON.stringify({ ...curve, settingsHash: '000000000000' }));
+    rmSync(join(r, 'validation.json'));
+    const again = await diad(['fit', '--resume', r]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stderr).toContain('validation: the points of sg step 4, sg step 8');
+    expect(again.stderr).toContain('were scored with other inference settings');
+    const after = JSON.parse(readFileSync(file, 'utf8'));
+    expect(after.settingsHash).toBe(curve.settingsHash);
+    // Only the final checkpoint (still on disk) is scored again; step 4 is gone from the curve.
+    expect(after.points.every((p: { step: number }) => p.step === 8)).toBe(true);
+    expect(after.best.step).toBe(8);
+  }, 300_000);
 });

@@ -15,7 +15,7 @@ import type { RunConfig } from './config.js';
 import { type RunDir, STAGES, type Selection, type StageName } from './run-dir.js';
 import { openSplits, decodeSamples, type Skipped } from './data.js';
 import { installInterruptHandlers, runStage } from './train-loop.js';
-import { decisionThreshold } from './settings.js';
+import { decisionThreshold, settingsHash } from './settings.js';
 import { createModels, type TrainEngine } from './models.js';
 import { openInference } from './inference.js';
 import { SELECTION_RULE, ddimStart, evaluateValidation, formatValidation, validationSet, withDdimStart, type ValidationPoint } from './validate.js';
@@ -54,6 +54,8 @@ export interface ValidationInfo {
 /** `validation-curve.json`: every validation of the fit, and the one the rule chose. */
 export interface ValidationCurve {
   rule: string;
+  /** Hash of the inference settings the points were scored with (absent in runs made before it was recorded). */
+  settingsHash?: string;
   points: ValidationPoint[];
   best: { stage: StageName; step: number; value: number } | null;
 }
@@ -93,7 +95,18 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
 
     // Validation set: each normal validation image plus synthesised defects on copies of it.
     const vset = validationSet(val, cfg.seed, cfg.validation?.defects);
+    const scoredWith = settingsHash(cfg.inference);
     const curve: ValidationCurve = (await run.readJson<ValidationCurve>('validation-curve.json')) ?? { rule: SELECTION_RULE, points: [], best: null };
+    if (curve.settingsHash !== undefined && curve.settingsHash !== scoredWith && curve.points.length > 0) {
+      // config.json's inference section changed since: old and new points would not compare.
+      log(
+        `validation: the points of ${curve.points.map((p) => `${p.stage} step ${p.step}`).join(', ')} were scored with other inference settings ` +
+          `(config.json's inference section changed); they are dropped, and the best checkpoint is chosen among those validated from now on`,
+      );
+      curve.points = [];
+      curve.best = null;
+    }
+    curve.settingsHash = scoredWith;
     let validationSeconds = 0;
     /** Scores the validation set with the stage's current checkpoint (once per step); `keep`: a candidate for the best. */
     const configStart = ddimStart(cfg.inference);

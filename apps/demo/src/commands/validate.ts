@@ -53,10 +53,13 @@ export function register(program: Command): void {
  */
 export function parseDefects(spec: string): DefectsConfig {
   const out: Record<string, number> = { copies: 1, scale: 1, contrast: 1 };
-  for (const part of spec.split(',').filter((p) => p.trim() !== '')) {
+  const given = new Set<string>();
+  for (const part of spec.split(',')) {
     const [key, value, ...rest] = part.split('=').map((s) => s.trim());
     if (!(key in out) || value === undefined || rest.length || value === '' || !Number.isFinite(Number(value)))
       throw new Error(`--defects: "${part}" is not key=number with key copies, scale or contrast (e.g. --defects copies=3,scale=0.5,contrast=0.5)`);
+    if (given.has(key)) throw new Error(`--defects: ${key} is given twice in "${spec}"; give each key once`);
+    given.add(key);
     out[key] = Number(value);
   }
   const parsed = defectsSchema.safeParse(out);
