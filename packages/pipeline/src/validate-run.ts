@@ -4,12 +4,12 @@
  * extractor, sampler, blur sigma: none touches a weight), so such a choice is made on validation,
  * never on the test split. Writes nothing into the run.
  */
-import type { InferenceConfig } from './config.js';
+import type { DefectsConfig, InferenceConfig } from './config.js';
 import type { RunDir } from './run-dir.js';
 import { openSplits, decodeSamples } from './data.js';
 import { openInference, type EngineOptions } from './inference.js';
 import { checkSettings, readValidation, resolveSettings } from './settings.js';
-import { evaluateValidation, validationSet, type ValidationDefects, type ValidationPoint } from './validate.js';
+import { evaluateValidation, validationSet, type ValidationPoint } from './validate.js';
 
 /**
  * Scores the run's validation set with the run's model (the checkpoint `fit` selected) and
@@ -23,7 +23,7 @@ export async function validateRun(
   settings: InferenceConfig | undefined,
   engine: EngineOptions,
   log: (l: string) => void,
-  defects: ValidationDefects | undefined = run.config.validation?.defects,
+  defects: DefectsConfig | undefined = run.config.validation?.defects,
 ): Promise<{ point: ValidationPoint; settings: InferenceConfig; featureProvenance: string }> {
   const info = await readValidation(run);
   const used = settings ?? resolveSettings(run, info);

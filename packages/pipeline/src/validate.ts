@@ -9,7 +9,7 @@ import { concatBatch, ddimVisitedSteps, mask, scoreImages, sliceBatch, type Auto
 import { ddimOptionsSchema } from '@diad/sg-diffusion';
 import { DEFECT_KINDS, SELF_CONTAINED_KINDS, synthesizeDefects, type DefectKind } from '@diad/datasets';
 import { MetricsAccumulator, type MetricValues } from '@diad/metrics';
-import type { InferenceConfig, RunConfig } from './config.js';
+import type { DefectsConfig, InferenceConfig, RunConfig } from './config.js';
 import type { Decoded } from './data.js';
 
 /** The validation images: normal ones and `copies` synthesised defective copies of each. */
@@ -28,24 +28,15 @@ export interface ValidationSet {
   kinds: DefectKind[];
 }
 
-/** How the defective validation images are made (`validation.defects` of the run config). */
-export interface ValidationDefects {
-  /** Defective copies of each normal image (each with another kind and seed); default 1. */
-  copies?: number;
-  /** Size factor of the defects (`synthesizeDefects`' `scale`); default 1. */
-  scale?: number;
-  /** Strength factor of the defects in (0, 1] (`synthesizeDefects`' `contrast`); default 1. */
-  contrast?: number;
-}
-
 /**
- * Builds the validation set: each normal image gets `copies` synthetic defects, one per copy (kinds
+ * Builds the validation set: each normal image gets `copies` synthetic defects (`validation.defects`
+ * of the run config, {@link DefectsConfig}; a missing field: 1), one per copy (kinds
  * cycled, shifted by one kind per copy; donors for cut-paste and texture blends are the other
  * validation images), seeded by the run's seed (copy `k` by `seed + k`, so copy 0 is the set a
  * run without `defects` gets).
  * @throws Error from `synthesizeDefects` for a bad scale or contrast.
  */
-export function validationSet(val: Decoded, seed: number, defects: ValidationDefects = {}): ValidationSet {
+export function validationSet(val: Decoded, seed: number, defects: Partial<DefectsConfig> = {}): ValidationSet {
   const copies = defects.copies ?? 1;
   const n = val.images.shape[0];
   const base = n < 2 ? SELF_CONTAINED_KINDS : DEFECT_KINDS;
