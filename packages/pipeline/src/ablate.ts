@@ -150,12 +150,18 @@ export async function ablate(run: RunDir, o: AblateOptions): Promise<{ out: stri
   const variants = ablationVariants(base, o.vary, o.mode, (sets, same) =>
     log(`ablate: ${sets.join(' ')} gives the settings of ${same}: scored once, as ${same}`),
   );
-  for (const v of variants) await checkSettings(v.settings);
+  for (const v of variants) {
+    try {
+      await checkSettings(v.settings);
+    } catch (e) {
+      throw new Error(`variant ${v.name} (from --vary): ${(e as Error).message}`);
+    }
+  }
   const out = resolve(o.out ?? run.path('ablation'));
   if (existsSync(join(out, 'ablation.json')) && !o.overwrite) {
     throw new Error(`${out} already holds an ablation (ablation.json); write this one elsewhere with --out DIR, or replace it with --overwrite`);
   }
-  log(`ablate: ${variants.length} variants: ${variants.map((v) => v.name).join(' | ')}`);
+  log(`ablate: ${variants.length} variant${variants.length === 1 ? '' : 's'}: ${variants.map((v) => v.name).join(' | ')}`);
   const test = await openTestSet(run, validation, o, log);
   const size = run.config.data.imageSize;
   const hw = size * size;

@@ -130,11 +130,12 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
         curve.best = { stage, step, value: point.value };
       }
       await run.writeJson('validation-curve.json', curve);
-      validationSeconds += (Date.now() - tv) / 1000;
+      const passSeconds = (Date.now() - tv) / 1000; // opening the export included
+      validationSeconds += passSeconds;
       const m = point.mean;
       log(
         `validation at ${stage} step ${step}${tStart !== configStart ? ` with DDIM from t=${tStart}` : ''}: image AUROC ${pct(m.aurocImage)}, pixel AUROC ${pct(m.aurocPixel)}, AU-PRO ${pct(m.auPro)}; ` +
-          `DiAD L1 ${meanOf(Object.values(point.reconstruction).map((r) => r.diadL1)).toFixed(4)}${better ? ' (best so far)' : ''} [${point.seconds.toFixed(0)} s]`,
+          `DiAD L1 ${meanOf(Object.values(point.reconstruction).map((r) => r.diadL1)).toFixed(4)}${better ? ' (best so far)' : ''} [${passSeconds.toFixed(passSeconds < 10 ? 1 : 0)} s]`,
       );
       return point;
     };
@@ -143,6 +144,8 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
     const models = await createModels(cfg, run, log, { trainEngine: opts.engine });
     log(`engine: ${models.engine}`);
     try {
+      if (cfg.stages.autoencoder.steps === 0 && !cfg.models.init)
+        log('autoencoder: 0 steps and no --init checkpoint: it keeps its random initialisation, so reconstructions will not resemble the input; give --ae-steps N or --init CKPT');
       if (pending.autoencoder) {
         const ae = cfg.stages.autoencoder;
         if (ae.wholeImages && ae.wholeImages.steps >= ae.steps)

@@ -30,6 +30,24 @@ function int(name: string, v: string): number {
 }
 
 /**
+ * `--levels`: `all`, or distinct ascending indices below the backbone's tap count (known for a
+ * shipped backbone: its default taps, or `--taps`; an ONNX file's only once loaded).
+ * @throws Error naming `--levels` and the fix.
+ */
+export function levelsFlag(v: string | undefined, backbone: string, taps: string[] | undefined): readonly number[] | 'all' | undefined {
+  if (v === undefined || v.trim() === 'all') return v === undefined ? undefined : 'all';
+  const parts = v.split(',').map((x) => x.trim());
+  if (!parts.every((x) => /^\d+$/.test(x))) throw new Error(`--levels ${v}: expected comma-separated indices such as 1,2 (or all)`);
+  const levels = parts.map(Number);
+  if (!levels.every((l, i) => i === 0 || l > levels[i - 1])) throw new Error(`--levels ${v}: give distinct indices in ascending order, e.g. 1,2`);
+  const shipped = (TFJS_BACKBONES as Record<string, { taps: readonly string[] }>)[backbone];
+  const count = taps?.length ?? shipped?.taps.length;
+  if (count !== undefined && levels[levels.length - 1] >= count)
+    throw new Error(`--levels ${v}: ${backbone} gives ${count} feature levels here (indices 0..${count - 1}); give indices below ${count}, or all`);
+  return levels;
+}
+
+/**
  * `diad baseline --data DIR --backbone NAME|FILE.onnx [--classes a,b] ...`: the training-free
  * patch nearest-neighbour baseline (memory bank of train patch features, distance to the nearest
  * one, map upsampled and blurred, image score = max) with the seven metrics per class.
@@ -81,7 +99,7 @@ export function register(program: Command): void {
         classes: list(f.classes),
         bankSize: int('bank-size', f.bankSize),
         dim: int('dim', f.dim),
-        levels: f.levels?.trim() === 'all' ? 'all' : list(f.levels)?.map((l) => int('levels', l)),
+        levels: levelsFlag(f.levels, f.backbone, list(f.taps)),
         maxTrain: f.maxTrain === undefined ? undefined : int('max-train', f.maxTrain),
         maxTest: f.maxTest === undefined ? undefined : int('max-test', f.maxTest),
         imageSize: int('image-size', f.imageSize),

@@ -41,10 +41,11 @@ export function parseTrainEngine(v: string | undefined): TrainEngine {
   return e as TrainEngine;
 }
 
-const int = (v: string | undefined, name: string): number | undefined => {
+/** An integer flag of at least `min` (absent = the preset's). @throws Error naming the flag. */
+const int = (v: string | undefined, name: string, min = 0): number | undefined => {
   if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n)) throw new Error(`${name} must be an integer, got "${v}"`);
+  const n = v.trim() === '' ? NaN : Number(v);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer of at least ${min}, got "${v}"`);
   return n;
 };
 
@@ -73,13 +74,13 @@ export function configFromFlags(f: FitFlags, initTextEncoder = false) {
     init: f.init ? resolve(f.init) : null,
     seed: int(f.seed, '--seed'),
     steps: { autoencoder: int(f.aeSteps, '--ae-steps'), diffusion: int(f.diffusionSteps, '--diffusion-steps'), sg: int(f.sgSteps, '--sg-steps') },
-    batchSize: int(f.batchSize, '--batch-size'),
-    checkpointEvery: int(f.checkpointEvery, '--checkpoint-every'),
+    batchSize: int(f.batchSize, '--batch-size', 1),
+    checkpointEvery: int(f.checkpointEvery, '--checkpoint-every', 1),
     lrSchedule: lrSchedule(f.lrSchedule),
     inference: settingsFromFlags(f),
     initTextEncoder,
-    ...(f.maxTrainPerClass !== undefined ? { maxTrainPerClass: int(f.maxTrainPerClass, '--max-train-per-class') } : {}),
-    ...(f.maxTestPerClass !== undefined ? { maxTestPerClass: int(f.maxTestPerClass, '--max-test-per-class') } : {}),
+    ...(f.maxTrainPerClass !== undefined ? { maxTrainPerClass: int(f.maxTrainPerClass, '--max-train-per-class', 1) } : {}),
+    ...(f.maxTestPerClass !== undefined ? { maxTestPerClass: int(f.maxTestPerClass, '--max-test-per-class', 1) } : {}),
   };
   return resolveConfig(f.preset, o);
 }
