@@ -3,7 +3,9 @@ import { configFromFlags } from '../src/commands/fit.js';
 
 describe('diad fit integer flags', () => {
   it('are refused naming the flag and the bound', () => {
-    expect(() => configFromFlags({ data: ['/d'], preset: 'tiny', checkpointEvery: '0' })).toThrow('--checkpoint-every must be an integer of at least 1, got "0"');
+    expect(() => configFromFlags({ data: ['/d'], preset: 'tiny', checkpointEvery: '0' })).toThrow(
+      '--checkpoint-every must be an integer of at least 1, got "0"',
+    );
     expect(() => configFromFlags({ data: ['/d'], preset: 'tiny', batchSize: '2.5' })).toThrow('--batch-size must be an integer of at least 1, got "2.5"');
     expect(() => configFromFlags({ data: ['/d'], preset: 'tiny', aeSteps: '-1' })).toThrow('--ae-steps must be an integer of at least 0');
     expect(() => configFromFlags({ data: ['/d'], preset: 'tiny', sgSteps: '' })).toThrow('--sg-steps must be an integer');

@@ -349,6 +349,10 @@ export const PRESETS: Record<string, Preset> = {
       // 88.2, t 300 / 500 / 700 85.5 / 88.8 / 88.4, 20 DDIM steps 87.8.
       anomalyMap: { sigma: 4, combine: 'add', levels: [1, 2] },
     },
+    // Tried on 2026-12-03 and rejected on validation: stages 2-3 cosine-annealed, everything else as
+    // here (stage 1 reused from runs/cpu10): best rule value 93.45 (SG step 800, t=300) against 94.27.
+    // The SG network's control on every UNet skip (`only_mid_control: false`, stages 1-2 reused):
+    // 90.9 at SG step 800, 88.0 at 1600; lower DiAD L1, but it learns to copy defects too.
     // Tried on 2026-12-02 and rejected on validation: every stage cosine-annealed with 6000/2000/800
     // steps (the SG stage's time to the autoencoder): fit 53 min, autoencoder L1 lower on the
     // textures, but rule value 87.2 against 90.5 (layer1-3 maps; the DiAD reconstruction of grid lost: L1 0.52 vs 0.30).

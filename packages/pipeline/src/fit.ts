@@ -145,7 +145,9 @@ export async function fit(run: RunDir, opts: FitOptions = {}): Promise<void> {
     log(`engine: ${models.engine}`);
     try {
       if (cfg.stages.autoencoder.steps === 0 && !cfg.models.init)
-        log('autoencoder: 0 steps and no --init checkpoint: it keeps its random initialisation, so reconstructions will not resemble the input; give --ae-steps N or --init CKPT');
+        log(
+          'autoencoder: 0 steps and no --init checkpoint: it keeps its random initialisation, so reconstructions will not resemble the input; give --ae-steps N or --init CKPT',
+        );
       if (pending.autoencoder) {
         const ae = cfg.stages.autoencoder;
         if (ae.wholeImages && ae.wholeImages.steps >= ae.steps)
