@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { writeFileAtomic } from '@diad/core';
 import { DEFAULT_BACKBONE, TFJS_BACKBONES, baseline, type BaselineResult } from '@diad/feature-extractor';
 import { formatTable } from '@diad/metrics';
+import { parseLevels } from './settings-flags.js';
 
 interface BaselineFlags {
   data: string[];
@@ -35,11 +36,9 @@ function int(name: string, v: string): number {
  * @throws Error naming `--levels` and the fix.
  */
 export function levelsFlag(v: string | undefined, backbone: string, taps: string[] | undefined): readonly number[] | 'all' | undefined {
-  if (v === undefined || v.trim() === 'all') return v === undefined ? undefined : 'all';
-  const parts = v.split(',').map((x) => x.trim());
-  if (!parts.every((x) => /^\d+$/.test(x))) throw new Error(`--levels ${v}: expected comma-separated indices such as 1,2 (or all)`);
-  const levels = parts.map(Number);
-  if (!levels.every((l, i) => i === 0 || l > levels[i - 1])) throw new Error(`--levels ${v}: give distinct indices in ascending order, e.g. 1,2`);
+  if (v === undefined) return undefined;
+  const levels = parseLevels(v);
+  if (levels === 'all') return levels;
   const shipped = (TFJS_BACKBONES as Record<string, { taps: readonly string[] }>)[backbone];
   const count = taps?.length ?? shipped?.taps.length;
   if (count !== undefined && levels[levels.length - 1] >= count)

@@ -74,13 +74,22 @@ function ddimChecked(flag: string, field: 'tStart' | 'steps', v: string): string
   return `reconstructor.${field}=${n}`;
 }
 
-/** `--levels 1,2` as a JSON list; `all` as null (every level: the setting is removed). */
-function levelsValue(v: string): string {
-  if (v.trim() === 'all') return 'null';
+/**
+ * A `--levels` value: `all`, or comma-separated feature-map indices, distinct and ascending.
+ * @throws Error naming `--levels` and the fix.
+ */
+export function parseLevels(v: string): number[] | 'all' {
+  if (v.trim() === 'all') return 'all';
   const parts = v.split(',').map((x) => x.trim());
   if (!parts.every((x) => /^\d+$/.test(x))) throw new Error(`--levels ${v}: expected comma-separated indices such as 1 or 1,2 (or all)`);
   if (!parts.every((x, i) => i === 0 || Number(x) > Number(parts[i - 1]))) throw new Error(`--levels ${v}: give distinct indices in ascending order, e.g. 1,2`);
-  return `[${parts.join(',')}]`;
+  return parts.map(Number);
+}
+
+/** `--levels 1,2` as a JSON list; `all` as null (every level: the setting is removed). */
+function levelsValue(v: string): string {
+  const levels = parseLevels(v);
+  return levels === 'all' ? 'null' : `[${levels.join(',')}]`;
 }
 
 /**
