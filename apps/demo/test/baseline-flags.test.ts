@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { levelsFlag } from '../src/commands/baseline.js';
+import { diad } from './run-cli.js';
 
 describe('diad baseline --levels', () => {
   it('parses indices and all', () => {
@@ -16,5 +17,20 @@ describe('diad baseline --levels', () => {
     // --taps sets the count; an ONNX file's is known only once loaded (the bank refuses then).
     expect(() => levelsFlag('2', 'resnet50', ['activation_9', 'activation_21'])).toThrow('gives 2 feature levels');
     expect(levelsFlag('5', 'model.onnx', undefined)).toEqual([5]);
+  });
+
+  it('refuses numbers out of range naming the flag, before loading the backbone', async () => {
+    const base = ['baseline', '--data', '/nonexistent-root', '--classes', 'x'];
+    for (const [flag, value, text] of [
+      ['--bank-size', '0', '--bank-size must be an integer of at least 1, got "0"'],
+      ['--dim', '0', '--dim must be an integer of at least 1'],
+      ['--image-size', '7', '--image-size must be an integer of at least 32, got "7"'],
+      ['--batch-size', '0', '--batch-size must be an integer of at least 1'],
+      ['--sigma', '-1', '--sigma must be a number of at least 0, got "-1"'],
+    ]) {
+      const r = await diad([...base, flag, value]);
+      expect(r.code, r.stderr).toBe(1);
+      expect(r.stderr).toContain(text);
+    }
   });
 });

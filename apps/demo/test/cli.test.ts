@@ -156,6 +156,14 @@ describe('diad fit checks options and files before writing the run folder', () =
     expect(existsSync(join(tmp, 'init-wrong'))).toBe(false);
   });
 
+  it('refuses a split that leaves no validation image, saying why, leaving no run folder', () => {
+    const r = fit(join(tmp, 'noval'), '--max-train-per-class', '1');
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/the validation split is empty: \d+ train image\(s\) of .* at data\.validationFraction 0\.\d+ leave none/);
+    expect(r.stderr).toContain('a larger --max-train-per-class');
+    expect(existsSync(join(tmp, 'noval'))).toBe(false);
+  });
+
   it('starts although a test image lacks its mask (fit reads the train split only); inspect lists it', async () => {
     const root = join(tmp, 'nomask');
     await generateSynthetic(root, { size: 64, train: 3, testGood: 1, testDefective: 1, classes: ['disc'] });
@@ -177,7 +185,7 @@ describe('diad fit checks options and files before writing the run folder', () =
     expect(a.stderr).toMatch(/--engine gpu: unknown training engine; use one of ort, tfjs/);
     const b = fit(join(tmp, 'bs0'), '--batch-size', '0');
     expect(b.code).toBe(1);
-    expect(b.stderr).toMatch(/batchSize: Number must be greater than or equal to 1/);
+    expect(b.stderr).toMatch(/--batch-size must be an integer of at least 1, got "0"/);
     const c = diad(['fit', '--data', data, '--preset', 'ci', '--out', join(tmp, 'nocuda')], { DIAD_ORT_PROVIDERS: 'cuda' });
     expect(c.code).toBe(1);
     expect(c.stderr).toMatch(

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { parseEngine } from '@diad/pipeline';
 import { configFromFlags } from '../src/commands/fit.js';
 
 describe('diad fit integer flags', () => {
@@ -16,5 +17,14 @@ describe('diad fit integer flags', () => {
     expect(cfg.stages.autoencoder.steps).toBe(0);
     expect(cfg.stages.sg.checkpointEvery).toBe(7);
     expect(cfg.stages.diffusion.batchSize).toBe(2);
+  });
+});
+
+describe('--engine with --onnx-dir (test, predict)', () => {
+  it('needs the ort engine, which reads export folders', () => {
+    expect(parseEngine('ort', 'runs/a/onnx')).toBe('ort');
+    expect(parseEngine(undefined)).toBe('tfjs');
+    expect(() => parseEngine(undefined, '/nonexistent')).toThrow('--onnx-dir /nonexistent: an export folder is read by the ort engine only; add --engine ort');
+    expect(() => parseEngine('cuda')).toThrow('--engine cuda: unknown engine');
   });
 });

@@ -52,12 +52,13 @@ export interface InferenceStages extends Stages {
 }
 
 /**
- * Parses `--engine`.
- * @throws Error naming the known engines.
+ * Parses `--engine`; with `onnxDir` (`--onnx-dir`, an export folder) the engine must be `ort`.
+ * @throws Error naming the known engines, or `--onnx-dir` with another engine.
  */
-export function parseEngine(v: string | undefined): EngineName {
+export function parseEngine(v: string | undefined, onnxDir?: string): EngineName {
   const e = (v ?? 'tfjs').toLowerCase();
   if (!ENGINES.includes(e as EngineName)) throw new Error(`--engine ${v}: unknown engine; use one of ${ENGINES.join(', ')}`);
+  if (onnxDir !== undefined && e !== 'ort') throw new Error(`--onnx-dir ${onnxDir}: an export folder is read by the ort engine only; add --engine ort`);
   return e as EngineName;
 }
 

@@ -11,6 +11,7 @@ import type { ParamSpec, SafetensorsIndex } from '@diad/core';
 import { configuredAutoencoder, DEFAULT_PREFIX as AE_PREFIX } from '@diad/autoencoder';
 import { initTfjs } from '@diad/core/tfjs';
 import { checkClipText, clipTextConfigOf, diadParamSpec, LEARNED_CONTEXT, parseDiadConfig, SGN_PREFIX, type DiadConfig } from '@diad/sg-diffusion';
+import { openSplits } from './data.js';
 import { inspectInit } from './init-checkpoint.js';
 import { availableMemory, checkTrainingMemory, formatTrainingMemory } from './memory.js';
 import { checkSettings } from './settings.js';
@@ -29,7 +30,8 @@ const SHOWN = 5;
  *   tensors are missing or mis-shaped for the configured models (diffusers folders and `.ckpt` pickles
  *   with how to convert them); a `clip` context without `--init`; a denoiser too big for the
  *   tfjs-wasm heap on that engine; a denoiser that does not fit the autoencoder's latents
- *   ({@link checkLatentFit}); a training-memory estimate past the memory seen.
+ *   ({@link checkLatentFit}); a training-memory estimate past the memory seen; a data split that leaves no
+ *   validation image (the dataset's own errors first: a missing root or class).
  */
 export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEngine = 'ort', log?: (line: string) => void): Promise<void> {
   const st = await fs.stat(out).catch(() => null);
@@ -49,6 +51,12 @@ export async function preflightFit(cfg: RunConfig, out: string, engine: TrainEng
     const memory = await checkTrainingMemory(cfg, seen);
     log?.(`memory: the SG stage needs about ${formatTrainingMemory(memory)}; this machine offers ${(seen.bytes / 2 ** 30).toFixed(1)} GiB (${seen.source})`);
   }
+  const splits = await openSplits(cfg);
+  if (splits.val.length === 0)
+    throw new Error(
+      `the validation split is empty: ${splits.train.length} train image(s) of ${splits.classes.join(', ')} at data.validationFraction ${cfg.data.validationFraction} leave none to choose checkpoints on; ` +
+        'give more train images (a larger --max-train-per-class, or more data) or a larger data.validationFraction',
+    );
   if (engine === 'ort') {
     const { probeOrtProviders } = await import('@diad/core/ort');
     const probes = await probeOrtProviders();

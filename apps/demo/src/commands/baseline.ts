@@ -24,11 +24,22 @@ interface BaselineFlags {
   json?: string;
 }
 
-function int(name: string, v: string): number {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 0) throw new Error(`--${name} must be a non-negative integer, got "${v}"`);
+/** An integer flag of at least `min`. @throws Error naming the flag. */
+function int(name: string, v: string, min = 0): number {
+  const n = v.trim() === '' ? NaN : Number(v);
+  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer of at least ${min}, got "${v}"`);
   return n;
 }
+
+/** A number flag of at least 0. @throws Error naming the flag. */
+function nonNegative(name: string, v: string): number {
+  const n = v.trim() === '' ? NaN : Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} must be a number of at least 0, got "${v}"`);
+  return n;
+}
+
+/** The smallest `--image-size` / `--input-size`: a stride-16 feature map of at least 2x2. */
+const MIN_IMAGE_SIZE = 32;
 
 /**
  * `--levels`: `all`, or distinct ascending indices below the backbone's tap count (known for a
@@ -87,7 +98,7 @@ export function register(program: Command): void {
           ?.split(',')
           .map((x) => x.trim())
           .filter(Boolean);
-      const inputSize = f.inputSize === undefined ? undefined : f.inputSize === 'native' ? 'native' : int('input-size', f.inputSize);
+      const inputSize = f.inputSize === undefined ? undefined : f.inputSize === 'native' ? 'native' : int('input-size', f.inputSize, MIN_IMAGE_SIZE);
       if (f.on !== 'test' && f.on !== 'validation') throw new Error(`--on ${f.on}: use test or validation`);
       if (f.engine !== 'tfjs' && f.engine !== 'ort') throw new Error(`--engine ${f.engine}: use tfjs or ort`);
       const result = await baseline({
@@ -96,14 +107,14 @@ export function register(program: Command): void {
         data: f.data,
         backbone: f.backbone,
         classes: list(f.classes),
-        bankSize: int('bank-size', f.bankSize),
-        dim: int('dim', f.dim),
+        bankSize: int('bank-size', f.bankSize, 1),
+        dim: int('dim', f.dim, 1),
         levels: levelsFlag(f.levels, f.backbone, list(f.taps)),
-        maxTrain: f.maxTrain === undefined ? undefined : int('max-train', f.maxTrain),
-        maxTest: f.maxTest === undefined ? undefined : int('max-test', f.maxTest),
-        imageSize: int('image-size', f.imageSize),
-        batchSize: int('batch-size', f.batchSize),
-        sigma: Number(f.sigma),
+        maxTrain: f.maxTrain === undefined ? undefined : int('max-train', f.maxTrain, 1),
+        maxTest: f.maxTest === undefined ? undefined : int('max-test', f.maxTest, 1),
+        imageSize: int('image-size', f.imageSize, MIN_IMAGE_SIZE),
+        batchSize: int('batch-size', f.batchSize, 1),
+        sigma: nonNegative('sigma', f.sigma),
         seed: int('seed', f.seed),
         tfjs: { taps: list(f.taps), inputSize },
         onProgress: process.stderr.isTTY ? (c, phase, done, total) => process.stderr.write(`\r${c} ${phase} ${done}/${total}   `) : undefined,

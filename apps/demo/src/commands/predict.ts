@@ -21,7 +21,7 @@ export function register(program: Command): void {
     .option('--engine <name>', 'inference engine: tfjs | ort (onnxruntime-node; providers from DIAD_ORT_PROVIDERS)', 'tfjs')
     .option('--onnx-dir <dir>', 'engine ort: a diad export folder (default <run>/onnx, exported there when missing)');
   addSettingsOptions(cmd).action(async (images: string[], f: SettingsFlags & { run: string; out?: string; engine?: string; onnxDir?: string }) => {
-    const engine = parseEngine(f.engine);
+    const engine = parseEngine(f.engine, f.onnxDir);
     const sets = settingsFromFlags(f);
     const run = await RunDir.load(f.run);
     const settings = resolveSettings(run, await readValidation(run), sets);

@@ -39,7 +39,7 @@ export function register(program: Command): void {
         onnxDir?: string;
       },
     ) => {
-      const engine = parseEngine(f.engine);
+      const engine = parseEngine(f.engine, f.onnxDir);
       const sets = settingsFromFlags(f);
       const shard = f.shard === undefined ? null : parseShard(f.shard);
       const run = await RunDir.load(f.run);
