@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { writeFileAtomic } from '@diad/core';
 import { DEFAULT_BACKBONE, TFJS_BACKBONES, baseline, type BaselineResult } from '@diad/feature-extractor';
 import { formatTable } from '@diad/metrics';
-import { parseLevels } from './settings-flags.js';
+import { intFlag, parseLevels } from './flag-values.js';
 
 interface BaselineFlags {
   data: string[];
@@ -22,13 +22,6 @@ interface BaselineFlags {
   on: string;
   engine: string;
   json?: string;
-}
-
-/** An integer flag of at least `min`. @throws Error naming the flag. */
-function int(name: string, v: string, min = 0): number {
-  const n = v.trim() === '' ? NaN : Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`--${name} must be an integer of at least ${min}, got "${v}"`);
-  return n;
 }
 
 /** A number flag of at least 0. @throws Error naming the flag. */
@@ -98,7 +91,7 @@ export function register(program: Command): void {
           ?.split(',')
           .map((x) => x.trim())
           .filter(Boolean);
-      const inputSize = f.inputSize === undefined ? undefined : f.inputSize === 'native' ? 'native' : int('input-size', f.inputSize, MIN_IMAGE_SIZE);
+      const inputSize = f.inputSize === undefined ? undefined : f.inputSize === 'native' ? 'native' : intFlag('--input-size', f.inputSize, MIN_IMAGE_SIZE);
       if (f.on !== 'test' && f.on !== 'validation') throw new Error(`--on ${f.on}: use test or validation`);
       if (f.engine !== 'tfjs' && f.engine !== 'ort') throw new Error(`--engine ${f.engine}: use tfjs or ort`);
       const result = await baseline({
@@ -107,15 +100,15 @@ export function register(program: Command): void {
         data: f.data,
         backbone: f.backbone,
         classes: list(f.classes),
-        bankSize: int('bank-size', f.bankSize, 1),
-        dim: int('dim', f.dim, 1),
+        bankSize: intFlag('--bank-size', f.bankSize, 1),
+        dim: intFlag('--dim', f.dim, 1),
         levels: levelsFlag(f.levels, f.backbone, list(f.taps)),
-        maxTrain: f.maxTrain === undefined ? undefined : int('max-train', f.maxTrain, 1),
-        maxTest: f.maxTest === undefined ? undefined : int('max-test', f.maxTest, 1),
-        imageSize: int('image-size', f.imageSize, MIN_IMAGE_SIZE),
-        batchSize: int('batch-size', f.batchSize, 1),
+        maxTrain: intFlag('--max-train', f.maxTrain, 1),
+        maxTest: intFlag('--max-test', f.maxTest, 1),
+        imageSize: intFlag('--image-size', f.imageSize, MIN_IMAGE_SIZE),
+        batchSize: intFlag('--batch-size', f.batchSize, 1),
         sigma: nonNegative('sigma', f.sigma),
-        seed: int('seed', f.seed),
+        seed: intFlag('--seed', f.seed),
         tfjs: { taps: list(f.taps), inputSize },
         onProgress: process.stderr.isTTY ? (c, phase, done, total) => process.stderr.write(`\r${c} ${phase} ${done}/${total}   `) : undefined,
       });

@@ -9,6 +9,7 @@ import { InterruptedError } from '@diad/pipeline';
 import { TRAIN_ENGINES, type TrainEngine } from '@diad/pipeline';
 import { openSplits } from '@diad/pipeline';
 import { inspectInit, preflightFit } from '@diad/pipeline';
+import { intFlag } from './flag-values.js';
 import { addSettingsOptions, collect, settingsFromFlags, type SettingsFlags } from './settings-flags.js';
 
 export interface FitFlags extends SettingsFlags {
@@ -41,14 +42,6 @@ export function parseTrainEngine(v: string | undefined): TrainEngine {
   return e as TrainEngine;
 }
 
-/** An integer flag of at least `min` (absent = the preset's). @throws Error naming the flag. */
-const int = (v: string | undefined, name: string, min = 0): number | undefined => {
-  if (v === undefined) return undefined;
-  const n = v.trim() === '' ? NaN : Number(v);
-  if (!Number.isInteger(n) || n < min) throw new Error(`${name} must be an integer of at least ${min}, got "${v}"`);
-  return n;
-};
-
 /**
  * Parses `--lr-schedule` (absent = the preset's).
  * @throws Error naming the known schedules.
@@ -72,15 +65,15 @@ export function configFromFlags(f: FitFlags, initTextEncoder = false) {
         .map((c) => c.trim())
         .filter(Boolean) ?? null,
     init: f.init ? resolve(f.init) : null,
-    seed: int(f.seed, '--seed'),
-    steps: { autoencoder: int(f.aeSteps, '--ae-steps'), diffusion: int(f.diffusionSteps, '--diffusion-steps'), sg: int(f.sgSteps, '--sg-steps') },
-    batchSize: int(f.batchSize, '--batch-size', 1),
-    checkpointEvery: int(f.checkpointEvery, '--checkpoint-every', 1),
+    seed: intFlag('--seed', f.seed),
+    steps: { autoencoder: intFlag('--ae-steps', f.aeSteps), diffusion: intFlag('--diffusion-steps', f.diffusionSteps), sg: intFlag('--sg-steps', f.sgSteps) },
+    batchSize: intFlag('--batch-size', f.batchSize, 1),
+    checkpointEvery: intFlag('--checkpoint-every', f.checkpointEvery, 1),
     lrSchedule: lrSchedule(f.lrSchedule),
     inference: settingsFromFlags(f),
     initTextEncoder,
-    ...(f.maxTrainPerClass !== undefined ? { maxTrainPerClass: int(f.maxTrainPerClass, '--max-train-per-class', 1) } : {}),
-    ...(f.maxTestPerClass !== undefined ? { maxTestPerClass: int(f.maxTestPerClass, '--max-test-per-class', 1) } : {}),
+    ...(f.maxTrainPerClass !== undefined ? { maxTrainPerClass: intFlag('--max-train-per-class', f.maxTrainPerClass, 1) } : {}),
+    ...(f.maxTestPerClass !== undefined ? { maxTestPerClass: intFlag('--max-test-per-class', f.maxTestPerClass, 1) } : {}),
   };
   return resolveConfig(f.preset, o);
 }

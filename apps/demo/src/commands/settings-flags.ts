@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { resolve } from 'node:path';
 import { applyInferenceSets, MAP_REFERENCES, PRESETS } from '@diad/pipeline';
 import { DDIM_SCHEDULES, ddimOptionsSchema } from '@diad/sg-diffusion';
+import { parseLevels } from './flag-values.js';
 
 export interface SettingsFlags {
   set?: string[];
@@ -72,18 +73,6 @@ function ddimChecked(flag: string, field: 'tStart' | 'steps', v: string): string
     throw new Error(`${flag} ${v}: ${r.error.issues[0].message}; give ${range}`);
   }
   return `reconstructor.${field}=${n}`;
-}
-
-/**
- * A `--levels` value: `all`, or comma-separated feature-map indices, distinct and ascending.
- * @throws Error naming `--levels` and the fix.
- */
-export function parseLevels(v: string): number[] | 'all' {
-  if (v.trim() === 'all') return 'all';
-  const parts = v.split(',').map((x) => x.trim());
-  if (!parts.every((x) => /^\d+$/.test(x))) throw new Error(`--levels ${v}: expected comma-separated indices such as 1 or 1,2 (or all)`);
-  if (!parts.every((x, i) => i === 0 || Number(x) > Number(parts[i - 1]))) throw new Error(`--levels ${v}: give distinct indices in ascending order, e.g. 1,2`);
-  return parts.map(Number);
 }
 
 /** `--levels 1,2` as a JSON list; `all` as null (every level: the setting is removed). */
